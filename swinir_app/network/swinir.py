@@ -1,0 +1,279 @@
+"""SwinIR (Liang et al., ICCV-W 2021): shallow conv -> RSTBs -> reconstruction.
+
+Module and parameter names follow the official implementation exactly, so official state
+dicts load with ``strict=True``.
+"""
+from __future__ import annotations
+
+import math
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as checkpoint
+from torch import Tensor, nn
+
+from .attention import WindowAttention
+from .config import SwinIRConfig
+from .layers import DropPath, Mlp, pad_to_multiple, shift_mask, to_image, to_tokens
+
+
+class SwinTransformerBlock(nn.Module):
+    """LN -> (S)W-MSA -> residual -> LN -> MLP -> residual."""
+
+    def __init__(self, dim: int, input_resolution: Tuple[int, int], num_heads: int, window_size: int = 7,
+                 shift_size: int = 0, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: float = 0.0):
+        super().__init__()
+        self.dim, self.input_resolution, self.num_heads = dim, input_resolution, num_heads
+        self.window_size, self.shift_size, self.mlp_ratio = window_size, shift_size, mlp_ratio
+        if min(input_resolution) <= window_size:
+            # As the official code: a feature map no larger than a window is one unshifted window.
+            self.shift_size, self.window_size = 0, min(input_resolution)
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = WindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.drop_path = DropPath(drop_path)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
+        # Kept only so that state dicts match the official ones; forward uses the per-size cache.
+        attn_mask = shift_mask(*input_resolution, self.window_size, self.shift_size, torch.device("cpu")).clone() \
+            if self.shift_size else None
+        self.register_buffer("attn_mask", attn_mask)
+        self._mask_cache: Optional[tuple] = None
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # attn_mask is derived from img_size: take ours, so dicts without it (or with another
+        # img_size) load strictly.
+        if self.attn_mask is not None:
+            state_dict[prefix + "attn_mask"] = self.attn_mask
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def attention_mask(self, H: int, W: int, like: Tensor) -> Tensor:
+        """Merged bias + shift mask for an H x W map, cached for the last size while it cannot change."""
+        table = self.attn.relative_position_bias_table
+        key = (H, W, like.device, table.data_ptr(), table._version)
+        frozen = not (torch.is_grad_enabled() and table.requires_grad)
+        if frozen and self._mask_cache is not None and self._mask_cache[0] == key:
+            return self._mask_cache[1]
+        region = shift_mask(H, W, self.window_size, self.shift_size, like.device) if self.shift_size else None
+        mask = self.attn.attention_mask(region)
+        self._mask_cache = (key, mask) if frozen else None
+        return mask
+
+    def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
+        H, W = x_size
+        B, L, C = x.shape
+        ws, s = self.window_size, self.shift_size
+        shortcut = x
+        x = self.norm1(x).view(B, H // ws, ws, W // ws, ws, C)
+        if s:
+            x = torch.roll(x.view(B, H, W, C), shifts=(-s, -s), dims=(1, 2)).view(B, H // ws, ws, W // ws, ws, C)
+        windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
+        windows = self.attn(windows, self.attention_mask(H, W, x))
+        x = windows.view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
+        if s:
+            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
+        x = shortcut + self.drop_path(x.reshape(B, L, C))
+        return x + self.drop_path(self.mlp(self.norm2(x)))
+
+
+class BasicLayer(nn.Module):
+    """A stage of blocks alternating W-MSA and SW-MSA."""
+
+    def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, num_heads: int,
+                 window_size: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: Sequence[float] = (), use_checkpoint: bool = False):
+        super().__init__()
+        self.use_checkpoint = use_checkpoint
+        self.blocks = nn.ModuleList([
+            SwinTransformerBlock(dim, input_resolution, num_heads, window_size,
+                                 0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias, qk_scale,
+                                 drop, attn_drop, drop_path[i] if drop_path else 0.0)
+            for i in range(depth)])
+
+    def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
+        for blk in self.blocks:
+            if self.use_checkpoint and torch.is_grad_enabled():
+                x = checkpoint.checkpoint(blk, x, x_size, use_reentrant=False)
+            else:
+                x = blk(x, x_size)
+        return x
+
+
+def conv_block(dim: int, resi_connection: str) -> nn.Module:
+    """The conv closing a residual group: one 3x3, or the cheaper 3x3-1x1-3x3 bottleneck."""
+    if resi_connection == "1conv":
+        return nn.Conv2d(dim, dim, 3, 1, 1)
+    return nn.Sequential(
+        nn.Conv2d(dim, dim // 4, 3, 1, 1), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(dim // 4, dim // 4, 1, 1, 0), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(dim // 4, dim, 3, 1, 1))
+
+
+class RSTB(nn.Module):
+    """Residual Swin Transformer Block: blocks -> conv -> long skip."""
+
+    def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, num_heads: int,
+                 window_size: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
+                 qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
+                 drop_path: Sequence[float] = (), use_checkpoint: bool = False, resi_connection: str = "1conv"):
+        super().__init__()
+        self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
+                                         qkv_bias, qk_scale, drop, attn_drop, drop_path, use_checkpoint)
+        self.conv = conv_block(dim, resi_connection)
+
+    def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
+        return to_tokens(self.conv(to_image(self.residual_group(x, x_size), x_size))) + x
+
+
+class PatchEmbed(nn.Module):
+    """Image -> tokens, with the optional LayerNorm of the official model (``patch_embed.norm``)."""
+
+    def __init__(self, embed_dim: int, patch_norm: bool):
+        super().__init__()
+        self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = to_tokens(x)
+        return self.norm(x) if self.norm is not None else x
+
+
+class Upsample(nn.Sequential):
+    """Conv + PixelShuffle steps: x2 per step for powers of two, one x3 step for 3."""
+
+    def __init__(self, scale: int, num_feat: int):
+        layers: List[nn.Module] = []
+        if scale & (scale - 1) == 0:
+            for _ in range(int(math.log2(scale))):
+                layers += [nn.Conv2d(num_feat, 4 * num_feat, 3, 1, 1), nn.PixelShuffle(2)]
+        elif scale == 3:
+            layers += [nn.Conv2d(num_feat, 9 * num_feat, 3, 1, 1), nn.PixelShuffle(3)]
+        else:
+            raise ValueError(f"scale {scale} is not supported; use 2^n or 3")
+        super().__init__(*layers)
+
+
+class UpsampleOneStep(nn.Sequential):
+    """The lightweight upsampler: one conv straight to scale**2 * out channels, one PixelShuffle."""
+
+    def __init__(self, scale: int, num_feat: int, num_out_ch: int):
+        super().__init__(nn.Conv2d(num_feat, scale ** 2 * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
+
+
+class SwinIR(nn.Module):
+    """SwinIR for super-resolution, denoising and JPEG artifact removal.
+
+    Build it from a :class:`SwinIRConfig` or from the official keyword arguments::
+
+        SwinIR(upscale=4, in_chans=3, img_size=64, window_size=8, img_range=1.0, depths=[6] * 6,
+               embed_dim=180, num_heads=[6] * 6, mlp_ratio=2, upsampler="pixelshuffle")
+
+    Input: (B, in_chans, H, W) in [0, 1], any H, W >= 1. Output: (B, out_chans, H*upscale, W*upscale).
+    """
+
+    def __init__(self, config: Optional[SwinIRConfig] = None, **kwargs):
+        super().__init__()
+        if kwargs.get("norm_layer", nn.LayerNorm) is not nn.LayerNorm:
+            raise ValueError("only nn.LayerNorm is supported as norm_layer")
+        kwargs.pop("norm_layer", None)
+        if config is None:
+            config = SwinIRConfig.from_dict(kwargs)
+        elif kwargs:
+            config = config.replace(**kwargs)
+        self.config = c = config
+        self.upscale, self.upsampler, self.window_size, self.img_range = c.upscale, c.upsampler, c.window_size, c.img_range
+        mean = (0.4488, 0.4371, 0.4040) if c.in_chans == 3 else (0.0,) * c.in_chans
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+
+        # 1. shallow feature extraction
+        self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
+
+        # 2. deep feature extraction
+        resolution = (c.img_size // c.patch_size,) * 2
+        self.patch_embed = PatchEmbed(c.embed_dim, c.patch_norm)
+        if c.ape:
+            self.absolute_pos_embed = nn.Parameter(torch.zeros(1, resolution[0] * resolution[1], c.embed_dim))
+            nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
+        self.pos_drop = nn.Dropout(c.drop_rate)
+        dpr = torch.linspace(0, c.drop_path_rate, sum(c.depths)).tolist()  # stochastic depth decay rule
+        self.layers = nn.ModuleList([
+            RSTB(c.embed_dim, resolution, depth, heads, c.window_size, c.mlp_ratio, c.qkv_bias, c.qk_scale,
+                 c.drop_rate, c.attn_drop_rate, dpr[sum(c.depths[:i]):sum(c.depths[:i + 1])],
+                 c.use_checkpoint, c.resi_connection)
+            for i, (depth, heads) in enumerate(zip(c.depths, c.num_heads))])
+        self.norm = nn.LayerNorm(c.embed_dim)
+        self.conv_after_body = conv_block(c.embed_dim, c.resi_connection)
+
+        # 3. reconstruction
+        if c.upsampler == "pixelshuffle":
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+            self.upsample = Upsample(c.upscale, c.num_feat)
+            self.conv_last = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
+        elif c.upsampler == "pixelshuffledirect":
+            self.upsample = UpsampleOneStep(c.upscale, c.embed_dim, c.out_chans)
+        elif c.upsampler == "nearest+conv":
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+            self.conv_up1 = nn.Conv2d(c.num_feat, c.num_feat, 3, 1, 1)
+            if c.upscale >= 4:
+                self.conv_up2 = nn.Conv2d(c.num_feat, c.num_feat, 3, 1, 1)
+            if c.upscale == 8:  # not in the official release; the natural third x2 step
+                self.conv_up3 = nn.Conv2d(c.num_feat, c.num_feat, 3, 1, 1)
+            self.conv_hr = nn.Conv2d(c.num_feat, c.num_feat, 3, 1, 1)
+            self.conv_last = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
+            self.lrelu = nn.LeakyReLU(negative_slope=0.2, inplace=True)
+        else:
+            self.conv_last = nn.Conv2d(c.embed_dim, c.out_chans, 3, 1, 1)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+    @property
+    def scale(self) -> int:
+        return self.upscale
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        x_size = (x.shape[2], x.shape[3])
+        x = self.patch_embed(x)
+        if self.config.ape:
+            x = x + self.absolute_pos_embed
+        x = self.pos_drop(x)
+        for layer in self.layers:
+            x = layer(x, x_size)
+        return to_image(self.norm(x), x_size)
+
+    def forward(self, x: Tensor) -> Tensor:
+        H, W = x.shape[2:]
+        x = pad_to_multiple(x, self.window_size)
+        mean = self.mean.to(x.dtype)
+        x = (x - mean) * self.img_range
+
+        if self.upsampler == "":  # denoising / JPEG: global residual to the input
+            feat = self.conv_first(x)
+            x = x + self.conv_last(self.conv_after_body(self.forward_features(feat)) + feat)
+        else:
+            x = self.conv_first(x)
+            x = self.conv_after_body(self.forward_features(x)) + x
+            if self.upsampler == "pixelshuffle":
+                x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
+            elif self.upsampler == "pixelshuffledirect":
+                x = self.upsample(x)
+            else:  # nearest+conv
+                x = self.conv_before_upsample(x)
+                for name in ("conv_up1", "conv_up2", "conv_up3")[:int(math.log2(self.upscale))]:
+                    x = self.lrelu(getattr(self, name)(F.interpolate(x, scale_factor=2, mode="nearest")))
+                x = self.conv_last(self.lrelu(self.conv_hr(x)))
+
+        x = x / self.img_range + mean
+        return x[:, :, :H * self.upscale, :W * self.upscale]

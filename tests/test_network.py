@@ -1,0 +1,149 @@
+"""The network against basicsr's copy of the official SwinIR: keys, shapes and outputs."""
+import pytest
+import torch
+
+from oracle import PaddedOracle, random_state, small
+from swinir_app import PRESETS, SwinIR, SwinIRConfig
+from swinir_app.network import layers
+
+# Every preset family the oracle can build (basicsr's copy has nearest+conv at x4 only).
+FAMILIES = ["classical-x2", "classical-x3", "classical-x4", "classical-x8", "lightweight-x2",
+            "lightweight-x3", "lightweight-x4", "real-x4", "real-x4-large", "gray-dn", "color-dn",
+            "gray-jpeg", "color-jpeg"]
+
+
+def pair(config: SwinIRConfig, seed: int = 0):
+    oracle = PaddedOracle(config).eval()
+    state = random_state(oracle.net, seed)
+    oracle.net.load_state_dict(state, strict=True)
+    ours = SwinIR(config).eval()
+    ours.load_state_dict(state, strict=True)
+    return ours, oracle
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_state_dict_keys_and_shapes_match_official(preset):
+    config = SwinIRConfig.preset(preset)
+    ours = {k: tuple(v.shape) for k, v in SwinIR(config).state_dict().items()}
+    if preset == "real-x2":  # not buildable in basicsr's copy; the official adds no conv_up2 at x2
+        ref = {k: s for k, s in {k: tuple(v.shape) for k, v in
+               SwinIR(SwinIRConfig.preset("real-x4")).state_dict().items()}.items() if "conv_up2" not in k}
+    else:
+        ref = {k: tuple(v.shape) for k, v in PaddedOracle(config).net.state_dict().items()}
+    assert ours == ref
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+@pytest.mark.parametrize("size", [(16, 16), (29, 43), (64, 72)])
+def test_output_equals_official(preset, size):
+    config = small(preset)
+    ours, oracle = pair(config, seed=hash(preset) % 1000)
+    g = torch.Generator().manual_seed(1)
+    for batch in (1, 2):
+        x = torch.rand(batch, config.in_chans, *size, generator=g)
+        with torch.no_grad():
+            a, b = ours(x), oracle(x)
+        assert a.shape == (batch, config.in_chans, size[0] * config.upscale, size[1] * config.upscale)
+        assert (a - b).abs().max().item() <= 1e-4
+
+
+def test_full_size_classical_x4_equals_official():
+    ours, oracle = pair(SwinIRConfig.preset("classical-x4"), seed=3)
+    x = torch.rand(1, 3, 20, 27, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert (ours(x) - oracle(x)).abs().max().item() <= 1e-4
+
+
+def test_official_kwargs_and_config():
+    kwargs = dict(upscale=4, in_chans=3, img_size=48, window_size=8, img_range=1.0, depths=[6, 6],
+                  embed_dim=60, num_heads=[6, 6], mlp_ratio=2, upsampler="pixelshuffledirect",
+                  resi_connection="1conv")
+    model = SwinIR(**kwargs)
+    assert model.config == SwinIRConfig(**kwargs)
+    assert model.config.depths == (6, 6) and model.config.out_chans == 3
+    with pytest.raises(TypeError, match="embed_dimm"):
+        SwinIR(embed_dimm=60)
+    with pytest.raises(ValueError, match="num_heads"):
+        SwinIR(embed_dim=50, num_heads=[6])
+    assert SwinIRConfig.from_dict(model.config.to_dict()) == model.config
+
+
+def test_dicts_without_derived_buffers_load_strictly():
+    config = small("classical-x2")
+    ours, oracle = pair(config)
+    state = {k: v for k, v in oracle.net.state_dict().items()
+             if not k.endswith(("attn_mask", "relative_position_index"))}
+    fresh = SwinIR(config).eval()
+    fresh.load_state_dict(state, strict=True)
+    x = torch.rand(1, 3, 24, 24)
+    with torch.no_grad():
+        assert torch.equal(fresh(x), ours(x))
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (1, 9), (8, 1), (7, 7)])
+@pytest.mark.parametrize("preset", ["classical-x3", "color-jpeg"])
+def test_tiny_inputs(preset, size):
+    config = small(preset)
+    model = SwinIR(config).eval()
+    with torch.no_grad():
+        y = model(torch.rand(2, config.in_chans, *size))
+    assert y.shape == (2, config.in_chans, size[0] * config.upscale, size[1] * config.upscale)
+    assert torch.isfinite(y).all()
+
+
+def test_pad_to_multiple_matches_reflect_and_handles_tiny():
+    x = torch.arange(2 * 3 * 29 * 43, dtype=torch.float32).view(2, 3, 29, 43)
+    ref = torch.nn.functional.pad(x, (0, 5, 0, 3), "reflect")
+    assert torch.equal(layers.pad_to_multiple(x, 8), ref)
+    assert layers.pad_to_multiple(torch.rand(1, 1, 1, 1), 8).shape == (1, 1, 8, 8)
+    assert layers.pad_to_multiple(torch.rand(1, 1, 3, 5), 8).shape == (1, 1, 8, 8)
+
+
+def test_masks_are_cached_per_size_not_rebuilt():
+    model = SwinIR(small("classical-x2")).eval()
+    block = model.layers[0].residual_group.blocks[1]
+    assert block.shift_size == 4
+    layers.shift_mask.cache_clear()
+    with torch.no_grad():
+        model(torch.rand(1, 3, 24, 24))
+        first = block._mask_cache[1]
+        model(torch.rand(2, 3, 24, 24))
+        assert block._mask_cache[1] is first  # reused across forwards and batch sizes
+        assert layers.shift_mask.cache_info().misses == 1  # one region mask for all shifted blocks
+        model(torch.rand(1, 3, 16, 32))
+        assert block._mask_cache[1] is not first and block._mask_cache[1].shape[0] == 2 * 4
+    # A weight update invalidates the merged bias.
+    with torch.no_grad():
+        block.attn.relative_position_bias_table.add_(1.0)
+        model(torch.rand(1, 3, 16, 32))
+        assert torch.allclose(block._mask_cache[1], block.attn.attention_mask(
+            layers.shift_mask(16, 32, 8, 4, torch.device("cpu"))))
+
+
+def test_training_gradients_and_checkpointing_agree():
+    config = small("lightweight-x2", drop_path_rate=0.0)
+    a = SwinIR(config)
+    b = SwinIR(config.replace(use_checkpoint=True))
+    b.load_state_dict(a.state_dict())
+    x = torch.rand(2, 3, 16, 16)
+    for m in (a, b):
+        m.train()
+        m(x).square().mean().backward()
+    for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
+        assert pa.grad is not None, name
+        assert torch.allclose(pa.grad, pb.grad, atol=1e-6), name
+    assert a.layers[0].residual_group.blocks[1].attn.relative_position_bias_table.grad.abs().sum() > 0
+
+
+def test_drop_path_is_stochastic_in_training_only():
+    model = SwinIR(small("color-dn", drop_path_rate=0.5))
+    x = torch.rand(4, 3, 16, 16)
+    with torch.no_grad():
+        model.train()
+        torch.manual_seed(0)
+        y1 = model(x)
+        torch.manual_seed(1)
+        y2 = model(x)
+        model.eval()
+        assert torch.equal(model(x), model(x))
+    assert not torch.allclose(y1, y2)
