@@ -104,20 +104,26 @@ def test_masks_are_cached_per_size_not_rebuilt():
     block = model.layers[0].residual_group.blocks[1]
     assert block.shift_size == 4
     layers.shift_mask.cache_clear()
+    layers.masked_windows.cache_clear()
     with torch.no_grad():
         model(torch.rand(1, 3, 24, 24))
         first = block._mask_cache[1]
-        model(torch.rand(2, 3, 24, 24))
-        assert block._mask_cache[1] is first  # reused across forwards and batch sizes
+        model(torch.rand(1, 3, 24, 24))
+        assert block._mask_cache[1] is first  # reused across forwards
         assert layers.shift_mask.cache_info().misses == 1  # one region mask for all shifted blocks
-        model(torch.rand(1, 3, 16, 32))
-        assert block._mask_cache[1] is not first and block._mask_cache[1].shape[0] == 2 * 4
+        bias, (idx, masks) = first
+        # 3x3 windows: only the last row and column (5 windows) carry a shift mask.
+        assert bias.shape == (1, 6, 64, 64) and idx.tolist() == [2, 5, 6, 7, 8] and masks.shape == (5, 6, 64, 64)
+        region = layers.shift_mask(24, 24, 8, 4, torch.device("cpu"))
+        assert region[[0, 1, 3, 4]].abs().sum() == 0 and (region[idx] == -100).flatten(1).any(1).all()
+        model(torch.rand(2, 3, 16, 32))
+        bias, (idx, masks) = block._mask_cache[1]
+        assert idx.tolist() == [3, 4, 5, 6, 7, 11, 12, 13, 14, 15]  # batch 2 of 2x4 windows
     # A weight update invalidates the merged bias.
     with torch.no_grad():
         block.attn.relative_position_bias_table.add_(1.0)
-        model(torch.rand(1, 3, 16, 32))
-        assert torch.allclose(block._mask_cache[1], block.attn.attention_mask(
-            layers.shift_mask(16, 32, 8, 4, torch.device("cpu"))))
+        model(torch.rand(2, 3, 16, 32))
+        assert torch.allclose(block._mask_cache[1][0], block.attn.relative_position_bias())
 
 
 def test_training_gradients_and_checkpointing_agree():

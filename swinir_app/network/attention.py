@@ -1,7 +1,7 @@
 """Window multi-head self-attention with relative position bias (Swin / SwinIR)."""
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -13,8 +13,8 @@ from .layers import relative_position_index
 class WindowAttention(nn.Module):
     """W-MSA over windows of ``window_size**2`` tokens.
 
-    The relative position bias and the optional shift mask are one additive mask handed to
-    ``scaled_dot_product_attention``; callers build and cache it (see ``attention_mask``).
+    The relative position bias, merged with the shift mask where there is one, is the additive
+    mask of ``scaled_dot_product_attention``; blocks build and cache it per feature-map size.
     """
 
     def __init__(self, dim: int, window_size: int, num_heads: int, qkv_bias: bool = True,
@@ -36,26 +36,31 @@ class WindowAttention(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def relative_position_bias(self) -> Tensor:
-        """(num_heads, N, N) bias gathered from the table."""
+        """(1, num_heads, N, N) bias gathered from the table."""
         N = self.window_size ** 2
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
-        return bias.view(N, N, -1).permute(2, 0, 1)
+        return bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
 
-    def attention_mask(self, region_mask: Optional[Tensor]) -> Tensor:
-        """Bias merged with the (num_windows, N, N) shift mask: (1 or num_windows, heads, N, N)."""
-        bias = self.relative_position_bias().unsqueeze(0)
-        return bias if region_mask is None else bias + region_mask.unsqueeze(1)
+    def forward(self, x: Tensor, bias: Tensor, masked: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+        """x: (B_, N, C) windows; bias: (1, heads, N, N) from :meth:`relative_position_bias`.
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
-        """x: (B * nW, N, C); mask: (1 or nW, heads, N, N) from :meth:`attention_mask`."""
+        ``masked`` = (window indices, their (len, heads, N, N) bias + shift masks). The shift mask
+        is zero except in the last row and column of windows, so all windows are attended with the
+        shared bias and only those few are redone with their own masks: no (windows, heads, N, N)
+        tensor is ever built.
+        """
         B_, N, C = x.shape
-        nW = mask.shape[0]
-        qkv = self.qkv(x).view(B_ // nW, nW, N, 3, self.num_heads, C // self.num_heads)
-        q, k, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (B, nW, heads, N, d)
-        x = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask.to(q.dtype), dropout_p=self.attn_drop if self.training else 0.0,
-            scale=self.scale)
-        x = x.transpose(2, 3).reshape(B_, N, C)
+        qkv = self.qkv(x).view(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv.unbind(0)  # each (B_, heads, N, d)
+        p = self.attn_drop if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=self.scale)
+        if masked is not None:
+            idx, mask = masked
+            sub = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=mask.to(q.dtype),
+                                                 dropout_p=p, scale=self.scale)
+            # In place only when no graph needs the original (SDPA's backward keeps its output).
+            out = out.index_copy_(0, idx, sub) if not torch.is_grad_enabled() else out.index_copy(0, idx, sub)
+        x = out.transpose(1, 2).reshape(B_, N, C)
         return self.proj_drop(self.proj(x))
 
     def extra_repr(self) -> str:

@@ -51,6 +51,14 @@ def shift_mask(H: int, W: int, window_size: int, shift_size: int, device: torch.
     return mask.to(device)
 
 
+@functools.lru_cache(maxsize=32)
+def masked_windows(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tuple[Tensor, Tensor]:
+    """The windows whose shift mask is not all zero (last row and column), and their (n, N, N) masks."""
+    mask = shift_mask(H, W, window_size, shift_size, device)
+    idx = mask.ne(0).flatten(1).any(1).nonzero().flatten()
+    return idx, mask[idx]
+
+
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Pad the bottom/right of (B, C, H, W) to a multiple, with reflection as the official forward does.
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import DropPath, Mlp, pad_to_multiple, shift_mask, to_image, to_tokens
+from .layers import DropPath, Mlp, masked_windows, pad_to_multiple, shift_mask, to_image, to_tokens
 
 
 class SwinTransformerBlock(nn.Module):
@@ -49,17 +49,27 @@ class SwinTransformerBlock(nn.Module):
             state_dict[prefix + "attn_mask"] = self.attn_mask
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
-    def attention_mask(self, H: int, W: int, like: Tensor) -> Tensor:
-        """Merged bias + shift mask for an H x W map, cached for the last size while it cannot change."""
+    def attention_masks(self, H: int, W: int, batch: int, like: Tensor):
+        """Bias and (for shifted blocks) the masked windows of an H x W map.
+
+        Cached for the last size while the bias table cannot change (inference), so that no
+        mask or bias-index work runs per forward.
+        """
         table = self.attn.relative_position_bias_table
-        key = (H, W, like.device, table.data_ptr(), table._version)
+        key = (H, W, batch, like.device, table.data_ptr(), table._version)
         frozen = not (torch.is_grad_enabled() and table.requires_grad)
         if frozen and self._mask_cache is not None and self._mask_cache[0] == key:
             return self._mask_cache[1]
-        region = shift_mask(H, W, self.window_size, self.shift_size, like.device) if self.shift_size else None
-        mask = self.attn.attention_mask(region)
-        self._mask_cache = (key, mask) if frozen else None
-        return mask
+        bias = self.attn.relative_position_bias()
+        masked = None
+        if self.shift_size:
+            idx, region = masked_windows(H, W, self.window_size, self.shift_size, like.device)
+            nW = (H // self.window_size) * (W // self.window_size)
+            idx = (torch.arange(batch, device=like.device)[:, None] * nW + idx).flatten()
+            masked = (idx, (bias + region.unsqueeze(1)).repeat(batch, 1, 1, 1))
+        masks = (bias, masked)
+        self._mask_cache = (key, masks) if frozen else None
+        return masks
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
         H, W = x_size
@@ -70,7 +80,7 @@ class SwinTransformerBlock(nn.Module):
         if s:
             x = torch.roll(x.view(B, H, W, C), shifts=(-s, -s), dims=(1, 2)).view(B, H // ws, ws, W // ws, ws, C)
         windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
-        windows = self.attn(windows, self.attention_mask(H, W, x))
+        windows = self.attn(windows, *self.attention_masks(H, W, B, x))
         x = windows.view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
         if s:
             x = torch.roll(x, shifts=(s, s), dims=(1, 2))

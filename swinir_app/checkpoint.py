@@ -1,0 +1,261 @@
+"""SwinIR checkpoints: safe reading, unwrapping, config inference and safetensors writing.
+
+This module reads files and state dicts only; it knows the official parameter names but builds no
+network. Pickled checkpoints are read with ``torch.load(weights_only=True)`` and nothing else, so a
+file that needs arbitrary code to unpickle is refused, never executed.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+from torch import Tensor
+
+from .network import SwinIRConfig
+
+PathLike = Union[str, "os.PathLike[str]"]
+StateDict = Dict[str, Tensor]
+
+# Where trainers put the weights, best first: BasicSR's EMA, BasicSR/official, Lightning, others.
+WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model")
+# Added by DataParallel/DistributedDataParallel and by torch.compile.
+STRIPPED_PREFIXES = ("module.", "_orig_mod.")
+# The safetensors metadata key holding the config as JSON.
+CONFIG_KEY = "swinir_config"
+_BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
+
+
+class ModelLoadError(Exception):
+    """A checkpoint or model spec could not be loaded; ``str()`` is one line that says why."""
+
+    def __init__(self, message: str):
+        super().__init__(" ".join(str(message).split()))
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A SwinIR state dict with its config, from ``source``.
+
+    ``config_source`` is 'metadata' (safetensors metadata), 'embedded' (a ``config`` entry of the
+    checkpoint dict) or 'inferred' (from the tensor names and shapes).
+    """
+
+    state_dict: StateDict
+    config: SwinIRConfig
+    source: str
+    config_source: str
+    metadata: Dict[str, str] = field(default_factory=dict)
+
+
+def read_file(path: PathLike) -> tuple[Any, Dict[str, str]]:
+    """The raw content of a checkpoint file and its safetensors metadata ({} for pickles)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"no such checkpoint file: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        metadata = read_safetensors_metadata(path)  # validates the header first
+        return load_file(str(path)), metadata
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), {}
+    except pickle.UnpicklingError as e:
+        # The weights-only unpickler met a global it does not allow: loading would run code.
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
+        what = f"it imports {found.group(1)}" if found else "it is not a plain tensor pickle"
+        raise ModelLoadError(
+            f"refusing to load {path}: {what}, and unpickling it could run arbitrary code; only "
+            f"weights-only checkpoints are loaded. If you trust the file, re-save its state dict "
+            f"with torch.save(model.state_dict()) or convert it to .safetensors") from None
+    except Exception as e:  # torch raises RuntimeError, KeyError, EOFError... on damaged files
+        reason = str(e).split(". ")[0] or type(e).__name__
+        raise ModelLoadError(f"cannot read {path}: not a valid PyTorch checkpoint ({reason})") from None
+
+
+def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[dict]]:
+    """The tensors of the network in ``obj``, with bare official names, and its ``config`` entry if any."""
+    config = None
+    while isinstance(obj, Mapping):
+        if config is None and isinstance(obj.get("config"), Mapping):
+            config = dict(obj["config"])
+        inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not isinstance(obj, Mapping):
+        raise ModelLoadError(f"{source} holds a {type(obj).__name__}, not a state dict")
+    state = {}
+    for key, value in obj.items():
+        if isinstance(value, Tensor):
+            while key.startswith(STRIPPED_PREFIXES):
+                key = key.split(".", 1)[1]
+            state[key] = value
+    return _network_subtree(state, source), config
+
+
+def _network_subtree(state: StateDict, source: str) -> StateDict:
+    # Lightning and similar wrappers keep the network under an attribute (``net_g.``, ``model.``).
+    if "conv_first.weight" in state:
+        return state
+    prefixes = sorted({k[: -len("conv_first.weight")] for k in state if k.endswith(".conv_first.weight")})
+    if len(prefixes) != 1:
+        found = f"several networks ({', '.join(p.rstrip('.') for p in prefixes)})" if prefixes else "no conv_first.weight"
+        raise ModelLoadError(f"{source} is not a SwinIR state dict: {found}")
+    (prefix,) = prefixes
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def default_img_size(window_size: int, upsampler: str) -> int:
+    """The official training patch size, for state dicts without an ``attn_mask`` to read it from."""
+    if upsampler:
+        return 64
+    return 126 if window_size == 7 else 128
+
+
+def infer_config(state: StateDict, *, img_range: Optional[float] = None, source: str = "state dict") -> SwinIRConfig:
+    """Every hyperparameter of the official SwinIR that made ``state`` (bare official key names).
+
+    ``img_range`` is not stored in the weights: 255 for window-7 restoration networks (the official
+    JPEG models), else 1, unless given.
+    """
+    def shape(key: str) -> tuple:
+        if key not in state:
+            raise ModelLoadError(f"{source} is not a SwinIR state dict: {key} is missing")
+        return tuple(state[key].shape)
+
+    embed_dim, in_chans = shape("conv_first.weight")[:2]
+    depth_of: Dict[int, int] = {}
+    for key in state:
+        m = _BLOCK.match(key)
+        if m:
+            group, block = int(m.group(1)), int(m.group(2))
+            depth_of[group] = max(depth_of.get(group, 0), block + 1)
+    if not depth_of or sorted(depth_of) != list(range(len(depth_of))):
+        raise ModelLoadError(f"{source} is not a SwinIR state dict: no consecutive layers.N.residual_group")
+    depths = tuple(depth_of[i] for i in range(len(depth_of)))
+    first = "layers.0.residual_group.blocks.0."
+    table = shape(first + "attn.relative_position_bias_table")
+    window_size = (math.isqrt(table[0]) + 1) // 2
+    num_heads = tuple(shape(f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table")[1]
+                      for i in range(len(depths)))
+    mlp_ratio = shape(first + "mlp.fc1.weight")[0] / embed_dim
+
+    upsampler, upscale, num_feat, out_chans = _infer_reconstruction(state, in_chans, source)
+    img_size = default_img_size(window_size, upsampler)
+    masks = [v for k, v in state.items() if k.endswith(".attn_mask") and v.dim() == 3]
+    if masks:  # (num_windows, ws*ws, ws*ws) with num_windows = (img_size / ws)**2
+        img_size = math.isqrt(masks[0].shape[0]) * window_size
+    ape = "absolute_pos_embed" in state
+    if ape:
+        img_size = math.isqrt(state["absolute_pos_embed"].shape[1])
+    if img_range is None:
+        img_range = 255.0 if window_size == 7 and not upsampler else 1.0
+    try:
+        return SwinIRConfig(
+            upscale=upscale, in_chans=in_chans, img_size=img_size, window_size=window_size,
+            img_range=float(img_range), depths=depths, embed_dim=embed_dim, num_heads=num_heads,
+            mlp_ratio=mlp_ratio, upsampler=upsampler,
+            resi_connection="3conv" if "layers.0.conv.0.weight" in state else "1conv",
+            qkv_bias=first + "attn.qkv.bias" in state, ape=ape, patch_norm="patch_embed.norm.weight" in state,
+            num_feat=num_feat, out_chans=out_chans)
+    except ValueError as e:
+        raise ModelLoadError(f"{source} is not a SwinIR state dict: {e}") from None
+
+
+def _infer_reconstruction(state: StateDict, in_chans: int, source: str) -> tuple[str, int, int, int]:
+    """(upsampler, upscale, num_feat, out_chans) from the reconstruction tail's keys and shapes."""
+    default_feat = SwinIRConfig.num_feat
+    if "conv_up1.weight" in state:
+        scale = 8 if "conv_up3.weight" in state else 4 if "conv_up2.weight" in state else 2
+        return ("nearest+conv", scale, state["conv_before_upsample.0.weight"].shape[0],
+                state["conv_last.weight"].shape[0])
+    if "conv_before_upsample.0.weight" in state:
+        num_feat = state["conv_before_upsample.0.weight"].shape[0]
+        convs = [v for k, v in state.items() if re.fullmatch(r"upsample\.\d+\.weight", k)]
+        scale = 3 if len(convs) == 1 and convs[0].shape[0] == 9 * num_feat else 2 ** len(convs)
+        return "pixelshuffle", scale, num_feat, state["conv_last.weight"].shape[0]
+    if "upsample.0.weight" in state:
+        # One conv to scale**2 * out_chans channels; out_chans is not stored apart, so it is in_chans.
+        scale = math.isqrt(state["upsample.0.weight"].shape[0] // in_chans)
+        if scale * scale * in_chans != state["upsample.0.weight"].shape[0]:
+            raise ModelLoadError(f"{source}: upsample.0 has {state['upsample.0.weight'].shape[0]} channels, "
+                                 f"not scale**2 * {in_chans}")
+        return "pixelshuffledirect", scale, default_feat, in_chans
+    if "conv_last.weight" not in state:
+        raise ModelLoadError(f"{source} is not a SwinIR state dict: no reconstruction layer (conv_last)")
+    return "", 1, default_feat, state["conv_last.weight"].shape[0]
+
+
+def config_from_dict(d: Mapping, source: str) -> SwinIRConfig:
+    """A config stored with the weights (training outputs, safetensors metadata)."""
+    d = {k: v for k, v in d.items() if k != "type"}  # BasicSR network options also carry type: SwinIR
+    try:
+        return SwinIRConfig.from_dict(d)
+    except (TypeError, ValueError) as e:
+        raise ModelLoadError(f"{source} stores an invalid SwinIR config: {e}") from None
+
+
+def load_checkpoint(path: PathLike, *, img_range: Optional[float] = None) -> Checkpoint:
+    """Read any SwinIR checkpoint file (.pth, .pt, .ckpt, .safetensors) safely, with its config.
+
+    A stored config (safetensors metadata or a ``config`` entry) is used as is; otherwise the
+    config is inferred from the state dict. ``img_range`` overrides either.
+    """
+    source = str(path)
+    raw, metadata = read_file(path)
+    state, stored = unwrap(raw, source)
+    if CONFIG_KEY in metadata:
+        try:
+            stored = json.loads(metadata[CONFIG_KEY])
+        except ValueError:
+            raise ModelLoadError(f"{source}: the {CONFIG_KEY} metadata is not JSON") from None
+        how = "metadata"
+    else:
+        how = "embedded"
+    if stored is not None:
+        config = config_from_dict(stored, source)
+        if img_range is not None:
+            config = config.replace(img_range=float(img_range))
+    else:
+        config, how = infer_config(state, img_range=img_range, source=source), "inferred"
+    return Checkpoint(state, config, source, how, metadata)
+
+
+def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
+                     metadata: Optional[Dict[str, str]] = None) -> Path:
+    """Write ``state`` to ``path`` with ``config`` (and ``metadata`` strings) in the header.
+
+    Written to a temp file first and renamed, so that a reader never sees half a file.
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    # safetensors refuses views and tensors that share memory; clones of contiguous CPU data are safe.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    meta = {"task": config.task, **(metadata or {}), "format": "pt", CONFIG_KEY: json.dumps(config.to_dict())}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        save_file(tensors, str(tmp), metadata=meta)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_safetensors_metadata(path: PathLike) -> Dict[str, str]:
+    """The header metadata of a safetensors file, without reading its tensors."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError) as e:
+        raise ModelLoadError(f"cannot read {path}: not a valid safetensors file ({e})") from None
