@@ -55,29 +55,31 @@ class Checkpoint:
     metadata: Dict[str, str] = field(default_factory=dict)
 
 
-def read_file(path: PathLike) -> tuple[Any, Dict[str, str]]:
+def read_file(path: PathLike, *, label: Optional[str] = None) -> tuple[Any, Dict[str, str]]:
     """The raw content of a checkpoint file and its safetensors metadata ({} for pickles)."""
     path = Path(path)
+    name = label or str(path)
     if not path.is_file():
-        raise ModelLoadError(f"no such checkpoint file: {path}")
+        raise ModelLoadError(f"no such checkpoint file: {name}")
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        metadata = read_safetensors_metadata(path)  # validates the header first
-        return load_file(str(path)), metadata
+        return _read_safetensors(path, name, tensors=True)
     try:
         return torch.load(path, map_location="cpu", weights_only=True), {}
     except pickle.UnpicklingError as e:
-        # The weights-only unpickler met a global it does not allow: loading would run code.
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", str(e))
-        what = f"it imports {found.group(1)}" if found else "it is not a plain tensor pickle"
-        raise ModelLoadError(
-            f"refusing to load {path}: {what}, and unpickling it could run arbitrary code; only "
-            f"weights-only checkpoints are loaded. If you trust the file, re-save its state dict "
-            f"with torch.save(model.state_dict()) or convert it to .safetensors") from None
+        # The weights-only unpickler stopped before running anything.
+        found = re.search(r"GLOBAL ([\w.]+)", str(e))  # "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y"
+        if found:  # the pickle calls a function or builds an object: loading it would run code
+            raise ModelLoadError(
+                f"refusing to load {name}: it imports {found.group(1)}, and unpickling it could run arbitrary "
+                f"code; only weights-only checkpoints are loaded. If you trust the file, re-save its state "
+                f"dict with torch.save(model.state_dict()) or convert it to .safetensors") from None
+        detail = re.search(r"WeightsUnpickler error: \s*([^\n]+)", str(e))
+        reason = detail.group(1).strip() if detail else "not a weights-only pickle"
+        raise ModelLoadError(f"cannot read {name}: not a valid PyTorch checkpoint ({reason})") from None
     except Exception as e:  # torch raises RuntimeError, KeyError, EOFError... on damaged files
-        reason = str(e).split(". ")[0] or type(e).__name__
-        raise ModelLoadError(f"cannot read {path}: not a valid PyTorch checkpoint ({reason})") from None
+        first = str(e).strip().split(". ")[0]
+        raise ModelLoadError(f"cannot read {name}: not a valid PyTorch checkpoint "
+                             f"({type(e).__name__}{': ' + first if first else ''})") from None
 
 
 def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[dict]]:
@@ -203,29 +205,31 @@ def config_from_dict(d: Mapping, source: str) -> SwinIRConfig:
         raise ModelLoadError(f"{source} stores an invalid SwinIR config: {e}") from None
 
 
-def load_checkpoint(path: PathLike, *, img_range: Optional[float] = None) -> Checkpoint:
+def config_from_metadata(metadata: Mapping[str, str], source: str) -> Optional[SwinIRConfig]:
+    """The config that :func:`save_safetensors` put in a safetensors header, if any."""
+    if CONFIG_KEY not in metadata:
+        return None
+    try:
+        stored = json.loads(metadata[CONFIG_KEY])
+    except ValueError:
+        raise ModelLoadError(f"{source}: the {CONFIG_KEY} metadata is not JSON") from None
+    return config_from_dict(stored, source)
+
+
+def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoint:
     """Read any SwinIR checkpoint file (.pth, .pt, .ckpt, .safetensors) safely, with its config.
 
     A stored config (safetensors metadata or a ``config`` entry) is used as is; otherwise the
-    config is inferred from the state dict. ``img_range`` overrides either.
+    config is inferred from the state dict. ``label`` names the file in errors (default: its path).
     """
-    source = str(path)
-    raw, metadata = read_file(path)
-    state, stored = unwrap(raw, source)
-    if CONFIG_KEY in metadata:
-        try:
-            stored = json.loads(metadata[CONFIG_KEY])
-        except ValueError:
-            raise ModelLoadError(f"{source}: the {CONFIG_KEY} metadata is not JSON") from None
-        how = "metadata"
-    else:
-        how = "embedded"
-    if stored is not None:
-        config = config_from_dict(stored, source)
-        if img_range is not None:
-            config = config.replace(img_range=float(img_range))
-    else:
-        config, how = infer_config(state, img_range=img_range, source=source), "inferred"
+    source = label or str(path)
+    raw, metadata = read_file(path, label=source)
+    state, embedded = unwrap(raw, source)
+    config, how = config_from_metadata(metadata, source), "metadata"
+    if config is None and embedded is not None:
+        config, how = config_from_dict(embedded, source), "embedded"
+    if config is None:
+        config, how = infer_config(state, source=source), "inferred"
     return Checkpoint(state, config, source, how, metadata)
 
 
@@ -250,12 +254,16 @@ def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
     return path
 
 
-def read_safetensors_metadata(path: PathLike) -> Dict[str, str]:
+def read_safetensors_metadata(path: PathLike, *, label: Optional[str] = None) -> Dict[str, str]:
     """The header metadata of a safetensors file, without reading its tensors."""
+    return _read_safetensors(Path(path), label or str(path), tensors=False)[1]
+
+
+def _read_safetensors(path: Path, name: str, tensors: bool) -> tuple[Optional[StateDict], Dict[str, str]]:
     from safetensors import SafetensorError, safe_open
 
     try:
         with safe_open(str(path), framework="pt") as f:
-            return dict(f.metadata() or {})
+            return ({k: f.get_tensor(k) for k in f.keys()} if tensors else None), dict(f.metadata() or {})
     except (SafetensorError, OSError) as e:
-        raise ModelLoadError(f"cannot read {path}: not a valid safetensors file ({e})") from None
+        raise ModelLoadError(f"cannot read {name}: not a valid safetensors file ({e})") from None

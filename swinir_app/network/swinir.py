@@ -265,25 +265,28 @@ class SwinIR(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         H, W = x.shape[2:]
-        x = pad_to_multiple(x, self.window_size)
-        mean = self.mean.to(x.dtype)
-        x = (x - mean) * self.img_range
-
-        if self.upsampler == "":  # denoising / JPEG: global residual to the input
+        x = pad_to_multiple(x.float(), self.window_size)
+        x = (x - self.mean) * self.img_range
+        # Under autocast only the transformer body runs in half precision: the shallow conv, the
+        # long residual and the reconstruction stay in fp32, where small errors would show.
+        with torch.autocast(x.device.type, enabled=False):
             feat = self.conv_first(x)
-            x = x + self.conv_last(self.conv_after_body(self.forward_features(feat)) + feat)
-        else:
-            x = self.conv_first(x)
-            x = self.conv_after_body(self.forward_features(x)) + x
-            if self.upsampler == "pixelshuffle":
-                x = self.conv_last(self.upsample(self.conv_before_upsample(x)))
-            elif self.upsampler == "pixelshuffledirect":
-                x = self.upsample(x)
-            else:  # nearest+conv
-                x = self.conv_before_upsample(x)
-                for name in ("conv_up1", "conv_up2", "conv_up3")[:int(math.log2(self.upscale))]:
-                    x = self.lrelu(getattr(self, name)(F.interpolate(x, scale_factor=2, mode="nearest")))
-                x = self.conv_last(self.lrelu(self.conv_hr(x)))
-
-        x = x / self.img_range + mean
+        body = self.forward_features(feat)
+        with torch.autocast(x.device.type, enabled=False):
+            feat = self.conv_after_body(body.float()) + feat
+            x = self._reconstruct(x, feat)
+        x = x / self.img_range + self.mean
         return x[:, :, :H * self.upscale, :W * self.upscale]
+
+    def _reconstruct(self, x: Tensor, feat: Tensor) -> Tensor:
+        """Deep features (+ the input, for the global residual) -> output in model range."""
+        if self.upsampler == "":  # denoising / JPEG: global residual to the input
+            return x + self.conv_last(feat)
+        if self.upsampler == "pixelshuffle":
+            return self.conv_last(self.upsample(self.conv_before_upsample(feat)))
+        if self.upsampler == "pixelshuffledirect":
+            return self.upsample(feat)
+        x = self.conv_before_upsample(feat)  # nearest+conv: x2 steps of nearest + conv
+        for name in ("conv_up1", "conv_up2", "conv_up3")[:int(math.log2(self.upscale))]:
+            x = self.lrelu(getattr(self, name)(F.interpolate(x, scale_factor=2, mode="nearest")))
+        return self.conv_last(self.lrelu(self.conv_hr(x)))

@@ -1,0 +1,312 @@
+"""The restoration engine: device, precision, padding, seamless tiling and channel handling.
+
+Every front end (CLI, web UI, evaluation) runs models through :class:`Restorer`.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .network import SwinIR
+
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+TileCallback = Callable[[int, int], None]
+
+
+def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
+    if str(device) == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' requested but MPS is not available")
+    return device
+
+
+def cpu_has_amx() -> bool:
+    try:
+        return bool(torch._C._cpu._is_amx_tile_supported())
+    except AttributeError:
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "auto":
+        if device.type == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if device.type == "mps":
+            return "fp16"
+        return "bf16" if cpu_has_amx() else "fp32"
+    if precision == "fp16" and device.type == "cpu":
+        raise ValueError("fp16 is for GPUs; on CPU use bf16 (fast with AMX) or fp32")
+    return precision
+
+
+def available_memory(device: torch.device) -> int:
+    """Bytes free for activations on the device."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 4 << 30
+
+
+def is_oom(err: BaseException) -> bool:
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    msg = str(err).lower()
+    return isinstance(err, RuntimeError) and ("out of memory" in msg or "can't allocate memory" in msg)
+
+
+def tile_starts(size: int, tile: int, overlap: int) -> List[int]:
+    """Start offsets of equal tiles covering [0, size); the last one is flush with the end."""
+    if size <= tile:
+        return [0]
+    stride = tile - overlap
+    starts = list(range(0, size - tile, stride))
+    return starts + [size - tile]
+
+
+def blend_ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> Tensor:
+    """1-D tile weight: 1 inside, a raised-cosine fade across the overlap, 0 at the very edge.
+
+    Edges of the image get no fade. The fade leaves the outer quarter of the overlap at ~0, so
+    the pixels a tile sees least context for barely count; opposite fades sum to one.
+    """
+    w = torch.ones(length)
+    margin = overlap // 4
+    ramp_len = max(overlap - 2 * margin, 1)
+    t = (torch.arange(overlap, dtype=torch.float32) - margin + 0.5) / ramp_len
+    fade = 0.5 - 0.5 * torch.cos(math.pi * t.clamp(0, 1))
+    fade = fade.clamp_min(1e-6)  # strictly positive: a pixel is never left without weight
+    n = min(overlap, length)
+    if overlap and not at_start:
+        w[:n] = torch.minimum(w[:n], fade[:n])
+    if overlap and not at_end:
+        w[-n:] = torch.minimum(w[-n:], fade[:n].flip(0))
+    return w
+
+
+_TRANSFORMS = [(k, flip) for flip in (False, True) for k in range(4)]  # the 8 dihedral transforms
+
+
+class Restorer:
+    """Run a SwinIR model on images of any size, depth and channel layout.
+
+    Args:
+        model_or_spec: a SwinIR module, or anything :func:`swinir_app.load_model` accepts.
+        tile: None (whole image), a tile size in input pixels, or "auto" (from free memory).
+        tile_overlap: overlap between tiles, in input pixels.
+        precision: "fp32", "bf16", "fp16" (GPU) or "auto".
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps".
+        self_ensemble: average the 8 flips/rotations (x8 slower, a little better).
+    """
+
+    def __init__(self, model_or_spec: Union[nn.Module, str, os.PathLike], tile: Union[None, int, str] = None,
+                 tile_overlap: int = 32, precision: str = "fp32", device: Union[str, torch.device] = "auto",
+                 self_ensemble: bool = False, progress: bool = False, weights_dir: Optional[str] = None):
+        self.device = resolve_device(device)
+        if isinstance(model_or_spec, nn.Module):
+            model = model_or_spec
+        else:
+            from .zoo import load_model
+            model = load_model(model_or_spec, device="cpu", weights_dir=weights_dir)
+        self.model: SwinIR = model.to(self.device).eval()
+        self.config = model.config
+        self.scale: int = model.config.upscale
+        self.window: int = model.config.window_size
+        if tile not in (None, "auto") and (not isinstance(tile, int) or tile <= 0):
+            raise ValueError(f"tile must be None, a positive int or 'auto', got {tile!r}")
+        if tile_overlap < 0:
+            raise ValueError("tile_overlap must be >= 0")
+        self.tile, self.tile_overlap = tile, tile_overlap
+        self.precision = resolve_precision(precision, self.device)
+        self.self_ensemble, self.progress = self_ensemble, progress
+        self._auto_tile: Optional[int] = None
+
+    # ---- tensors ---------------------------------------------------------------------------
+
+    @torch.inference_mode()
+    def restore_tensor(self, x: Tensor, callback: Optional[TileCallback] = None) -> Tensor:
+        """(B, C, H, W) float in [0, 1] with C = the model's in_chans -> float32 CPU output, unclamped."""
+        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
+            raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
+        x = x.float().cpu()
+        if not self.self_ensemble:
+            return self._tiled(x, callback)
+        out = None
+        for i, (k, flip) in enumerate(_TRANSFORMS):
+            t = x.flip(-1) if flip else x
+            y = self._tiled(torch.rot90(t, k, (-2, -1)), callback)
+            y = torch.rot90(y, -k, (-2, -1))
+            y = y.flip(-1) if flip else y
+            out = y if out is None else out.add_(y)
+        return out.div_(len(_TRANSFORMS))
+
+    def _tile_size(self, H: int, W: int) -> Optional[int]:
+        if self.tile is None:
+            return None
+        if self.tile == "auto":
+            if self._auto_tile is None:
+                self._auto_tile = self.auto_tile_size()
+            tile = self._auto_tile
+        else:
+            tile = self.tile
+        tile = max(self.window, math.ceil(tile / self.window) * self.window)  # whole windows per tile
+        return None if tile >= max(H, W) else tile
+
+    def bytes_per_pixel(self) -> int:
+        """Rough peak activation memory per input pixel, for choosing tile sizes."""
+        c = self.config
+        body = (10 + 2 * c.mlp_ratio) * c.embed_dim * 4
+        recon = (c.upscale ** 2) * max(c.num_feat, 3 * c.out_chans) * 4 * 3
+        return int(1.5 * (body + recon))
+
+    def auto_tile_size(self) -> int:
+        budget = available_memory(self.device) * (0.5 if self.device.type == "cuda" else 0.25)
+        side = int(math.sqrt(budget / self.bytes_per_pixel()))
+        return int(min(max(side // self.window * self.window, 4 * self.window), 2048))
+
+    def _tiled(self, x: Tensor, callback: Optional[TileCallback]) -> Tensor:
+        B, C, H, W = x.shape
+        tile = self._tile_size(H, W)
+        while True:
+            try:
+                if tile is None:
+                    out = self._run(x)
+                    if callback:
+                        callback(1, 1)
+                    return out
+                return self._run_tiles(x, tile, callback)
+            except Exception as err:  # noqa: BLE001
+                current = tile or max(H, W)
+                if not (is_oom(err) and self.tile == "auto" and current > 2 * self.window):
+                    raise
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+                tile = max(self.window * 2, (current // 2) // self.window * self.window)
+                self._auto_tile = tile
+                warnings.warn(f"out of memory; retrying with {tile}px tiles", RuntimeWarning, stacklevel=2)
+
+    def _run_tiles(self, x: Tensor, tile: int, callback: Optional[TileCallback]) -> Tensor:
+        B, C, H, W = x.shape
+        s = self.scale
+        th, tw = min(tile, H), min(tile, W)
+        overlap = min(self.tile_overlap, tile // 2)
+        ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
+        out = torch.zeros(B, self.config.out_chans, H * s, W * s)
+        # Weights are separable and the grid is a product, so the normaliser is too.
+        norm_y, norm_x = torch.zeros(H * s), torch.zeros(W * s)
+        wys = [blend_ramp(th * s, overlap * s, y0 == 0, y0 + th == H) for y0 in ys]
+        wxs = [blend_ramp(tw * s, overlap * s, x0 == 0, x0 + tw == W) for x0 in xs]
+        for y0, wy in zip(ys, wys):
+            norm_y[y0 * s:(y0 + th) * s] += wy
+        for x0, wx in zip(xs, wxs):
+            norm_x[x0 * s:(x0 + tw) * s] += wx
+        total, done = len(ys) * len(xs), 0
+        bar = None
+        if self.progress and total > 1:
+            from tqdm import tqdm
+            bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, position=1, disable=None)
+        try:
+            for y0, wy in zip(ys, wys):
+                for x0, wx in zip(xs, wxs):
+                    y = self._run(x[:, :, y0:y0 + th, x0:x0 + tw])
+                    out[:, :, y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += y * (wy[:, None] * wx[None, :])
+                    done += 1
+                    if bar is not None:
+                        bar.update()
+                    if callback:
+                        callback(done, total)
+        finally:
+            if bar is not None:
+                bar.close()
+        return out.div_(norm_y[:, None] * norm_x[None, :])
+
+    def _run(self, x: Tensor) -> Tensor:
+        """One forward at the chosen precision; non-finite output is redone in fp32."""
+        xd = x.to(self.device, non_blocking=True)
+        if self.precision == "fp32":
+            return self.model(xd).float().cpu()
+        with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
+            y = self.model(xd)
+        if not torch.isfinite(y).all():
+            warnings.warn(f"{self.precision} produced NaN/Inf in a tile; redoing it in fp32", RuntimeWarning,
+                          stacklevel=3)
+            y = self.model(xd)
+        return y.float().cpu()
+
+    # ---- arrays ----------------------------------------------------------------------------
+
+    def restore(self, image: np.ndarray, callback: Optional[TileCallback] = None) -> np.ndarray:
+        """HxW or HxWxC (C = 1-4) uint8 / uint16 / float [0, 1] -> the same kind, scale x larger.
+
+        Color in a gray model: the luma is restored and the chroma upscaled with bicubic.
+        Gray in a color model: the gray is replicated and the result averaged back.
+        Alpha: upscaled separately with bicubic and kept.
+        """
+        a = np.asarray(image)
+        if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
+            raise ValueError(f"expected HxW or HxWxC image with C in 1..4, got shape {a.shape}")
+        if a.shape[0] < 1 or a.shape[1] < 1:
+            raise ValueError(f"empty image of shape {a.shape}")
+        peak = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(a.dtype)
+        if peak is None and not np.issubdtype(a.dtype, np.floating):
+            raise TypeError(f"unsupported pixel type {a.dtype}; use uint8, uint16 or float")
+        f = a.astype(np.float32) / peak if peak else a.astype(np.float32)
+        if f.ndim == 2:
+            f = f[:, :, None]
+        color, alpha = (f[:, :, :-1], f[:, :, -1]) if f.shape[2] in (2, 4) else (f, None)
+        out = self._restore_color(color, callback)
+        if alpha is not None:
+            out = np.concatenate([out, self._resize(alpha, out.shape[:2])[:, :, None]], axis=2)
+        out = np.clip(out, 0.0, 1.0)
+        if a.ndim == 2:
+            out = out[:, :, 0]
+        if peak:
+            return np.round(out * peak).astype(a.dtype)
+        return out.astype(a.dtype)
+
+    def _restore_color(self, f: np.ndarray, callback: Optional[TileCallback]) -> np.ndarray:
+        """HxWx1 or HxWx3 float -> restored, same channel count."""
+        model_c, c = self.config.in_chans, f.shape[2]
+        if c == model_c:
+            return self._model_hwc(f, callback)
+        if c == 1:  # gray into a color model
+            return self._model_hwc(np.repeat(f, 3, axis=2), callback).mean(axis=2, keepdims=True)
+        # color into a gray model: restore luma, bicubic for chroma (BT.601 full range)
+        ycc = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb)
+        y = self._model_hwc(ycc[:, :, :1], callback)
+        crcb = self._resize(ycc[:, :, 1:], y.shape[:2])
+        return cv2.cvtColor(np.concatenate([np.clip(y, 0, 1), crcb], axis=2).astype(np.float32),
+                            cv2.COLOR_YCrCb2RGB)
+
+    def _model_hwc(self, f: np.ndarray, callback: Optional[TileCallback]) -> np.ndarray:
+        x = torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None]
+        return self.restore_tensor(x, callback)[0].numpy().transpose(1, 2, 0)
+
+    def _resize(self, a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+        if a.shape[:2] == tuple(size_hw):
+            return a
+        r = cv2.resize(a, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_CUBIC)
+        return np.clip(r, 0.0, 1.0).reshape(size_hw + a.shape[2:])

@@ -1,0 +1,197 @@
+"""Reading and writing images for every front end: any depth, mode and orientation, written atomically."""
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+Image.MAX_IMAGE_PIXELS = None  # we enforce our own --max-pixels, with a clear message
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif")
+OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
+_EXIF_ORIENTATION = 0x0112
+
+
+class ImageReadError(Exception):
+    """A file that cannot be restored; ``str()`` is one line naming the file and the reason."""
+
+    def __init__(self, path, reason: str):
+        self.path, self.reason = str(path), reason
+        super().__init__(f"{path}: {reason}")
+
+
+@dataclass
+class LoadedImage:
+    """Pixels as HxW (gray) or HxWxC (RGB / RGBA / gray+alpha), uint8 or uint16, upright."""
+
+    array: np.ndarray
+    icc_profile: Optional[bytes] = None
+    format: Optional[str] = None  # the source's format, e.g. "PNG", "JPEG"
+
+    @property
+    def pixels(self) -> int:
+        return self.array.shape[0] * self.array.shape[1]
+
+
+def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = None) -> LoadedImage:
+    """Decode a path or bytes. Raises :class:`ImageReadError` with a one-line reason."""
+    name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<upload>")
+    if isinstance(source, (bytes, bytearray)):
+        data = bytes(source)
+    else:
+        try:
+            data = Path(source).read_bytes()
+        except PermissionError:
+            raise ImageReadError(name, "permission denied") from None
+        except IsADirectoryError:
+            raise ImageReadError(name, "is a directory") from None
+        except FileNotFoundError:
+            raise ImageReadError(name, "no such file") from None
+        except OSError as e:
+            raise ImageReadError(name, f"cannot read: {e.strerror or e}") from None
+    if not data:
+        raise ImageReadError(name, "empty file (0 bytes)")
+    try:
+        img = Image.open(io.BytesIO(data))
+    except UnidentifiedImageError:
+        raise ImageReadError(name, "not an image (unrecognised format)") from None
+    except Exception as e:  # noqa: BLE001 - Pillow raises many kinds on garbage
+        raise ImageReadError(name, f"cannot decode: {e}") from None
+    w, h = img.size
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (--max-pixels)")
+    icc = img.info.get("icc_profile")
+    fmt = img.format
+    try:
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+        array = _decode_16bit(data) if _is_deep_color(img, data) else None
+        if array is not None:
+            array = _apply_orientation(array, orientation)
+        else:
+            img = ImageOps.exif_transpose(img)
+            array = _pil_to_array(img, name)
+    except ImageReadError:
+        raise
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageReadError(name, f"truncated or corrupt ({e})") from None
+    return LoadedImage(array=array, icc_profile=icc, format=fmt)
+
+
+def _is_deep_color(img: Image.Image, data: bytes) -> bool:
+    # Pillow has no 16-bit RGB mode and silently reduces such PNG/TIFF files to 8 bits.
+    if img.mode not in ("RGB", "RGBA"):
+        return False
+    if img.format == "PNG":
+        return len(data) > 24 and data[24] == 16  # IHDR bit depth
+    if img.format == "TIFF":
+        bps = img.tag_v2.get(258, (8,))
+        return max(bps if isinstance(bps, tuple) else (bps,)) == 16
+    return False
+
+
+def _decode_16bit(data: bytes) -> Optional[np.ndarray]:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16:
+        return None
+    if arr.ndim == 3:
+        arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    return arr
+
+
+def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
+    # EXIF orientations 2-8 as flips and rotations (same as ImageOps.exif_transpose).
+    ops = {2: lambda x: x[:, ::-1], 3: lambda x: x[::-1, ::-1], 4: lambda x: x[::-1],
+           5: lambda x: np.swapaxes(x, 0, 1), 6: lambda x: np.swapaxes(x, 0, 1)[:, ::-1],
+           7: lambda x: np.swapaxes(x, 0, 1)[::-1, ::-1], 8: lambda x: np.swapaxes(x, 0, 1)[::-1]}
+    return np.ascontiguousarray(ops[orientation](a)) if orientation in ops else a
+
+
+def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
+        return np.asarray(img, dtype=np.uint16).copy()
+    if mode == "I":
+        a = np.asarray(img)
+        if a.min() < 0 or a.max() > 65535:
+            raise ImageReadError(name, "unsupported mode 'I' (32-bit integer values outside 0-65535)")
+        return a.astype(np.uint16)
+    if mode == "1":
+        img = img.convert("L")
+    elif mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+    elif mode == "PA":
+        img = img.convert("RGBA")
+    elif mode in ("CMYK", "YCbCr", "LAB", "HSV", "RGBX"):
+        img = img.convert("RGB")
+    elif mode not in ("L", "LA", "RGB", "RGBA"):
+        raise ImageReadError(name, f"unsupported image mode {mode!r}")
+    return np.asarray(img).copy()
+
+
+def output_path(src: Path, out_dir: Path, ext: str, suffix: str, rel: Optional[Path] = None) -> Path:
+    """Where the result of ``src`` goes: mirrored sub-folder, suffix, chosen extension."""
+    rel_dir = rel.parent if rel is not None else Path()
+    return out_dir / rel_dir / f"{src.stem}{suffix}{ext}"
+
+
+def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Optional[bytes] = None) -> bytes:
+    """Encode HxW / HxWxC uint8 or uint16 pixels. 16-bit is kept for PNG and TIFF."""
+    ext = ext.lower()
+    if array.dtype == np.uint16 and ext in (".png", ".tif", ".tiff"):
+        a = array
+        if a.ndim == 3:
+            a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(ext, a)
+        if not ok:
+            raise ValueError(f"cannot encode {ext}")
+        return buf.tobytes()
+    if array.dtype == np.uint16:  # JPEG/WebP are 8-bit formats
+        array = np.round(array / 257.0).astype(np.uint8)
+    img = Image.fromarray(array)
+    if ext in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
+        img = img.convert("RGB" if img.mode == "RGBA" else "L")  # JPEG has no alpha
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}[ext]
+    kwargs = {"icc_profile": icc_profile} if icc_profile else {}
+    if fmt in ("JPEG", "WEBP"):
+        kwargs["quality"] = quality
+    if fmt == "PNG":
+        kwargs["compress_level"] = 3  # big outputs: speed over a few percent of size
+    out = io.BytesIO()
+    img.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> None:
+    """Write to a temp file in the same folder, then rename: the path never holds a partial file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        if overwrite:
+            os.replace(tmp, path)
+        else:
+            os.link(tmp, path)  # fails if path exists: no race with another writer
+            os.unlink(tmp)
+    except BaseException:  # Ctrl-C included
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_image(path, array: np.ndarray, quality: int = 95, icc_profile: Optional[bytes] = None,
+                overwrite: bool = True) -> None:
+    path = Path(path)
+    atomic_write(path, encode_image(array, path.suffix, quality, icc_profile), overwrite=overwrite)

@@ -1,0 +1,44 @@
+"""List the model zoo: ``python -m swinir_app.models [--weights-dir DIR]``."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from .zoo import ZooEntry, add_weights_dir_argument, all_entries, cli_errors, is_cached, param_count, weights_home
+
+COLUMNS = ("name", "task", "scale", "params", "cached", "file")
+
+
+def format_params(n: int) -> str:
+    return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e6:.2f}M"
+
+
+def rows(entries: Sequence[ZooEntry], weights_dir: Optional[Path] = None) -> List[tuple]:
+    return [(e.name, e.task, f"x{e.scale}", format_params(param_count(e.config)),
+             "bundled" if e.path else "yes" if is_cached(e, weights_dir) else "no", e.filename)
+            for e in entries]
+
+
+def table(data: Sequence[tuple], columns: Sequence[str] = COLUMNS) -> str:
+    """Columns padded to their widest cell; the last column is not padded."""
+    lines = [tuple(columns), *data]
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(columns))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(line, widths)).rstrip() for line in lines)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m swinir_app.models", description="List the SwinIR model zoo.")
+    add_weights_dir_argument(parser)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    args = parser.parse_args(argv)
+    with cli_errors(args.debug):
+        data = rows(all_entries(), args.weights_dir)
+    print(table(data))
+    print(f"\ncache: {weights_home(args.weights_dir)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,272 @@
+"""Batch restoration CLI: ``python -m swinir_app.upscale INPUT... -o OUTDIR``.
+
+Files and folders in, mirrored folders out. Bad inputs get one line each and the rest go on.
+Exit codes: 0 all done, 1 some inputs failed, 2 usage or model error, 130 interrupted.
+Under ``torchrun`` each rank takes a disjoint shard of the inputs.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+
+from .imageio import IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, read_image, write_image
+
+DEFAULT_MAX_PIXELS = 64_000_000
+DEFAULT_MODEL = "bundled-x4"
+
+
+@dataclass(frozen=True)
+class Job:
+    src: Path
+    dst: Path
+
+
+@dataclass
+class Summary:
+    done: int = 0
+    skipped: int = 0
+    failed: int = 0
+    megapixels: float = 0.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m swinir_app.upscale", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (mirrors input folders)")
+    p.add_argument("-m", "--model", default=None,
+                   help=f"zoo name, checkpoint file or experiment folder (default: {DEFAULT_MODEL})")
+    p.add_argument("--weights-dir", default=None, help="where downloaded weights are cached")
+    p.add_argument("--tile", default=None, help="tile size in input pixels, or 'auto' (default: whole image)")
+    p.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in input pixels (default: 32)")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--outscale", type=float, default=None,
+                   help="final scale relative to the input, resized after the model with Lanczos")
+    p.add_argument("--suffix", default="", help="added to output file names, e.g. _x4")
+    p.add_argument("--ext", default="auto", choices=["auto", *OUTPUT_FORMATS],
+                   help="output format (auto: same as input where possible, else png)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default: 95)")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
+    p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations (8x slower)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger inputs (decompression bombs); default {DEFAULT_MAX_PIXELS:,}")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def collect_inputs(inputs: List[str], out_dir: Path, ext: str, suffix: str, recursive: bool
+                   ) -> Tuple[List[Job], List[str]]:
+    """Jobs in a stable order, and one-line errors for inputs that don't exist."""
+    jobs: List[Job] = []
+    errors: List[str] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            pattern = "**/*" if recursive else "*"
+            files = sorted(f for f in path.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
+            for f in files:
+                jobs.append(Job(f, _destination(f, out_dir / f.relative_to(path).parent, ext, suffix)))
+        elif path.exists() or path.is_symlink():
+            jobs.append(Job(path, _destination(path, out_dir, ext, suffix)))
+        else:
+            errors.append(f"{item}: no such file or folder")
+    return jobs, errors
+
+
+def _destination(src: Path, folder: Path, ext: str, suffix: str) -> Path:
+    if ext == "auto":
+        out_ext = src.suffix.lower() if src.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff") \
+            else ".png"
+    else:
+        out_ext = OUTPUT_FORMATS[ext]
+    return folder / f"{src.stem}{suffix}{out_ext}"
+
+
+def shard(jobs: List[Job]) -> Tuple[List[Job], int, int]:
+    """This rank's share under torchrun (RANK/WORLD_SIZE cover all nodes)."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    return jobs[rank::world], rank, world
+
+
+def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+    import cv2
+    if a.shape[:2] == size_hw:
+        return a
+    f = cv2.resize(a.astype(np.float32), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LANCZOS4)
+    peak = np.iinfo(a.dtype).max
+    return np.clip(np.round(f), 0, peak).astype(a.dtype)
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished outputs are complete; no partial files were left", file=sys.stderr)
+        return 130
+
+
+def _fail_usage(message: str, args) -> int:
+    if args.debug:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return 2
+
+
+def run(args) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from .engine import Restorer
+
+    if args.skip_existing and args.overwrite:
+        return _fail_usage("--skip-existing and --overwrite exclude each other", args)
+    tile = args.tile
+    if tile is not None and tile != "auto":
+        try:
+            tile = int(tile)
+        except ValueError:
+            return _fail_usage(f"--tile must be an integer or 'auto', got {tile!r}", args)
+    if args.outscale is not None and args.outscale <= 0:
+        return _fail_usage("--outscale must be positive", args)
+
+    dist = _init_distributed()
+    try:
+        restorer = Restorer(args.model or DEFAULT_MODEL, tile=tile, tile_overlap=args.tile_overlap,
+                            precision=args.precision, device=_rank_device(args.device), self_ensemble=args.self_ensemble,
+                            progress=True, weights_dir=args.weights_dir)
+    except Exception as err:  # noqa: BLE001 - one line for any model/device problem
+        return _fail_usage(f"cannot load model {args.model or DEFAULT_MODEL!r}: {err}", args)
+
+    out_dir = Path(args.output)
+    jobs, missing = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)
+    jobs, rank, world = shard(jobs)
+    summary = Summary(failed=len(missing) if rank == 0 else 0)
+    for line in (missing if rank == 0 else []):
+        print(f"error: {line}", file=sys.stderr)
+
+    todo: List[Job] = []
+    for job in jobs:
+        if job.dst.exists() and not args.overwrite:
+            if args.skip_existing:
+                summary.skipped += 1
+                continue
+            summary.failed += 1
+            print(f"error: {job.src}: output {job.dst} exists (use --overwrite or --skip-existing)", file=sys.stderr)
+            continue
+        todo.append(job)
+
+    start = time.perf_counter()
+    # Decode the next image and encode the previous one in the background while the model runs.
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
+    writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="encode")
+    pending: List[Tuple[Job, Future]] = []
+    bar = tqdm(total=len(todo), desc="images" if world == 1 else f"rank {rank}", unit="img", position=0,
+               disable=None)
+    try:
+        nxt = reader.submit(read_image, todo[0].src, args.max_pixels) if todo else None
+        for i, job in enumerate(todo):
+            future, nxt = nxt, (reader.submit(read_image, todo[i + 1].src, args.max_pixels)
+                                if i + 1 < len(todo) else None)
+            try:
+                loaded: LoadedImage = future.result()
+                out = restorer.restore(loaded.array)
+                if args.outscale is not None:
+                    h, w = loaded.array.shape[:2]
+                    out = resize_lanczos(out, (max(1, round(h * args.outscale)), max(1, round(w * args.outscale))))
+                pending.append((job, writer.submit(write_image, job.dst, out, args.quality, loaded.icc_profile,
+                                                   args.overwrite)))
+                summary.megapixels += loaded.pixels / 1e6
+            except ImageReadError as err:
+                summary.failed += 1
+                tqdm.write(f"error: {err}", file=sys.stderr)
+            except Exception as err:  # noqa: BLE001 - report, keep going with the others
+                summary.failed += 1
+                if args.debug:
+                    traceback.print_exc()
+                tqdm.write(f"error: {job.src}: {type(err).__name__}: {err}", file=sys.stderr)
+            bar.update()
+            pending = _collect_writes(pending, summary, args.debug, wait=False)
+        _collect_writes(pending, summary, args.debug, wait=True)
+    finally:
+        bar.close()
+        reader.shutdown(wait=True, cancel_futures=True)
+        writer.shutdown(wait=True)
+    seconds = time.perf_counter() - start
+
+    totals = _all_reduce([summary.done, summary.skipped, summary.failed, summary.megapixels, seconds], dist)
+    if rank == 0:
+        done, skipped, failed, mp, secs = totals[0], totals[1], totals[2], totals[3], (totals[4] / world)
+        rate = mp / secs if secs > 0 else 0.0
+        print(f"done {int(done)}, skipped {int(skipped)}, failed {int(failed)} in {secs:.1f} s "
+              f"({rate:.3f} input megapixels/s)" + (f" on {world} processes" if world > 1 else ""), file=sys.stderr)
+    if dist:
+        torch.distributed.destroy_process_group()
+    return 1 if totals[2] else 0
+
+
+def _collect_writes(pending, summary: Summary, debug: bool, wait: bool):
+    left = []
+    for job, fut in pending:
+        if not wait and not fut.done():
+            left.append((job, fut))
+            continue
+        try:
+            fut.result()
+            summary.done += 1
+        except FileExistsError:
+            summary.failed += 1
+            print(f"error: {job.src}: output {job.dst} appeared meanwhile; not overwritten", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001
+            summary.failed += 1
+            if debug:
+                traceback.print_exception(err)
+            print(f"error: {job.src}: cannot write {job.dst}: {err}", file=sys.stderr)
+    return left
+
+
+def _init_distributed() -> bool:
+    """Under torchrun, join the group (gloo on CPU, nccl on CUDA) to add up the summary."""
+    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
+        return False
+    import torch
+    import torch.distributed as td
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not td.is_initialized():
+        td.init_process_group(backend=backend)
+    return True
+
+
+def _rank_device(device: str) -> str:
+    import torch
+    if device == "auto" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def _all_reduce(values: List[float], dist: bool) -> List[float]:
+    if not dist:
+        return values
+    import torch
+    import torch.distributed as td
+    t = torch.tensor(values, dtype=torch.float64)
+    if td.get_backend() == "nccl":
+        t = t.cuda()
+    td.all_reduce(t)
+    return t.cpu().tolist()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,363 @@
+"""The model zoo and ``load_model``: zoo names, files and training folders to ready SwinIR models.
+
+Official SwinIR releases are downloaded on first use into a cache (``~/.cache/swinir_app``, or
+``$SWINIR_APP_HOME``, or an explicit ``weights_dir``) and verified before they are kept. Bundled
+models are the ``*.safetensors`` files in ``swinir_app/weights/``.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import difflib
+import hashlib
+import http.client
+import math
+import os
+import re
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Iterator, List, Optional, TypeVar
+
+import torch
+
+from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint,
+                         read_safetensors_metadata)
+from .network import SwinIR, SwinIRConfig
+
+__all__ = ["ZOO", "ZooEntry", "ModelLoadError", "add_weights_dir_argument", "all_entries", "build_model",
+           "bundled_entries", "cli_errors", "download", "find_entry", "is_cached", "latest_weights", "load_model",
+           "local_path", "param_count", "resolve", "weights_home"]
+
+OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+HOME_ENV = "SWINIR_APP_HOME"
+DEFAULT_HOME = "~/.cache/swinir_app"
+BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+RETRIES = 3  # attempts per download
+RETRY_DELAY = 1.0  # seconds before the 2nd attempt, doubled each time
+TIMEOUT = 30.0  # seconds without data before an attempt fails
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """A named model: an official release (``url``) or a bundled file (``path``)."""
+
+    name: str
+    filename: str
+    config: SwinIRConfig
+    task: str
+    url: Optional[str] = None
+    sha256: Optional[str] = None  # pinned where known; checked on download
+    path: Optional[Path] = None  # bundled models: the file itself, never downloaded
+
+    @property
+    def scale(self) -> int:
+        return self.config.scale
+
+    @property
+    def names(self) -> tuple:
+        """Every spelling that selects this entry: the short name, the file name and its stem."""
+        return self.name, self.filename, Path(self.filename).stem
+
+
+def _official(name: str, filename: str, preset: str, img_size: int) -> ZooEntry:
+    config = SwinIRConfig.preset(preset, img_size=img_size)
+    return ZooEntry(name, filename, config, config.task, url=OFFICIAL_URL + filename)
+
+
+# The official SwinIR release v0.0 (file names and settings of the official main_test_swinir.py).
+_OFFICIAL = [
+    *[_official(f"classical-x{k}", f"001_classicalSR_DF2K_s64w8_SwinIR-M_x{k}.pth", f"classical-x{k}", 64)
+      for k in (2, 3, 4, 8)],
+    *[_official(f"classical-div2k-x{k}", f"001_classicalSR_DIV2K_s48w8_SwinIR-M_x{k}.pth", f"classical-x{k}", 48)
+      for k in (2, 3, 4, 8)],
+    *[_official(f"lightweight-x{k}", f"002_lightweightSR_DIV2K_s64w8_SwinIR-S_x{k}.pth", f"lightweight-x{k}", 64)
+      for k in (2, 3, 4)],
+    _official("real-x2", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x2_GAN.pth", "real-x2", 64),
+    _official("real-x4", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth", "real-x4", 64),
+    _official("real-x4-large", "003_realSR_BSRGAN_DFOWMFC_s64w8_SwinIR-L_x4_GAN.pth", "real-x4-large", 64),
+    _official("real-x4-psnr", "003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_PSNR.pth", "real-x4", 64),
+    *[_official(f"gray-dn-{n}", f"004_grayDN_DFWB_s128w8_SwinIR-M_noise{n}.pth", "gray-dn", 128) for n in (15, 25, 50)],
+    *[_official(f"color-dn-{n}", f"005_colorDN_DFWB_s128w8_SwinIR-M_noise{n}.pth", "color-dn", 128)
+      for n in (15, 25, 50)],
+    *[_official(f"gray-jpeg-{q}", f"006_CAR_DFWB_s126w7_SwinIR-M_jpeg{q}.pth", "gray-jpeg", 126)
+      for q in (10, 20, 30, 40)],
+    *[_official(f"color-jpeg-{q}", f"006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg{q}.pth", "color-jpeg", 126)
+      for q in (10, 20, 30, 40)],
+]
+ZOO: Dict[str, ZooEntry] = {e.name: e for e in _OFFICIAL}
+
+
+def bundled_entries() -> List[ZooEntry]:
+    """The models shipped in ``BUNDLED_DIR`` (none while it does not exist), named by their metadata."""
+    if not BUNDLED_DIR.is_dir():
+        return []
+    found = []
+    for path in sorted(BUNDLED_DIR.glob("*.safetensors")):
+        meta = read_safetensors_metadata(path)
+        # Only a file not written by save_safetensors needs its tensors read to infer the config.
+        config = config_from_metadata(meta, str(path)) or load_checkpoint(path).config
+        found.append(ZooEntry(meta.get("name", path.stem), path.name, config, meta.get("task", config.task),
+                              path=path))
+    return found
+
+
+def all_entries() -> List[ZooEntry]:
+    """The official releases, then the bundled models."""
+    return [*ZOO.values(), *bundled_entries()]
+
+
+def find_entry(spec: str) -> Optional[ZooEntry]:
+    """The entry that ``spec`` names (short name, file name or file stem; any case), if any."""
+    wanted = spec.lower()
+
+    def matches(e: ZooEntry) -> bool:
+        return wanted in (n.lower() for n in e.names)
+
+    # Official names first: a damaged bundled file must not stand in the way of the others.
+    return next(filter(matches, ZOO.values()), None) or next(filter(matches, bundled_entries()), None)
+
+
+def weights_home(weights_dir: Optional[PathLike] = None) -> Path:
+    """The weights cache: ``weights_dir``, else ``$SWINIR_APP_HOME``, else ``~/.cache/swinir_app``."""
+    return Path(weights_dir or os.environ.get(HOME_ENV) or DEFAULT_HOME).expanduser()
+
+
+def local_path(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Path:
+    """Where the entry's file is, or will be once downloaded."""
+    return entry.path or weights_home(weights_dir) / entry.filename
+
+
+def is_cached(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> bool:
+    return local_path(entry, weights_dir).is_file()
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads
+
+
+def download(url: str, dest: Path, verify: Callable[[Path], T], *, sha256: Optional[str] = None) -> T:
+    """Fetch ``url`` to ``dest`` through a temp file next to it, and return ``verify(temp_file)``.
+
+    The file is renamed into place only once its sha256 (if pinned) and ``verify`` pass, so the
+    cache never holds a partial or wrong file. Connection errors, 5xx and truncated bodies are
+    retried with backoff; other HTTP errors are not.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            digest = _fetch_with_retries(url, out, dest)
+        if sha256 and digest != sha256.lower():
+            raise ModelLoadError(f"downloaded {url} has sha256 {digest}, expected {sha256}; nothing was cached")
+        result = verify(tmp)
+        os.replace(tmp, dest)  # atomic: readers see no file or the whole verified file
+        return result
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _fetch_with_retries(url: str, out, dest: Path) -> str:
+    for attempt in range(1, RETRIES + 1):
+        try:
+            return _fetch(url, out, dest.name)
+        except urllib.error.HTTPError as e:  # before URLError/OSError: it is both
+            reason = f"HTTP {e.code} {e.reason}"
+            if e.code < 500 and e.code != 429:
+                break  # 404 and friends will not get better
+        except urllib.error.URLError as e:
+            reason = str(e.reason)
+        except (OSError, http.client.HTTPException) as e:
+            reason = str(e) or type(e).__name__
+        if attempt < RETRIES:
+            time.sleep(RETRY_DELAY * 2 ** (attempt - 1))
+    tries = f", after {attempt} attempts" if attempt > 1 else ""
+    raise ModelLoadError(f"cannot download {url} ({reason}{tries}); download it by hand and place it at {dest}")
+
+
+def _fetch(url: str, out, label: str) -> str:
+    """One attempt: the body of ``url`` into ``out`` (rewound first); returns its sha256."""
+    from tqdm import tqdm
+
+    out.seek(0)
+    out.truncate()
+    digest = hashlib.sha256()
+    with urllib.request.urlopen(url, timeout=TIMEOUT) as response:
+        length = response.headers.get("Content-Length")
+        expected = int(length) if length and length.isdigit() else None
+        received = 0
+        with tqdm(total=expected, unit="B", unit_scale=True, unit_divisor=1024, desc=label, file=sys.stderr,
+                  leave=False) as bar:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+                digest.update(chunk)
+                received += len(chunk)
+                bar.update(len(chunk))
+    if expected is not None and received != expected:
+        # http.client returns a short body silently when the server closes early.
+        raise ConnectionError(f"truncated: got {received} of {expected} bytes")
+    return digest.hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------
+# Specs to checkpoints to models
+
+
+def _check_entry(entry: ZooEntry, ckpt: Checkpoint, what: str, hint: str) -> Checkpoint:
+    """Refuse a file whose config is not the entry's: a wrong or damaged download or cache file."""
+    got, want = ckpt.config, entry.config
+    diffs = [f"{f.name} {getattr(got, f.name)!r} instead of {getattr(want, f.name)!r}"
+             for f in dataclasses.fields(SwinIRConfig) if getattr(got, f.name) != getattr(want, f.name)]
+    if diffs:
+        raise ModelLoadError(f"{what} is not {entry.name}: it has {', '.join(diffs)}; {hint}")
+    return ckpt
+
+
+def _entry_checkpoint(entry: ZooEntry, weights_dir: Optional[PathLike]) -> Checkpoint:
+    dest = local_path(entry, weights_dir)
+    if dest.is_file():
+        return _check_entry(entry, load_checkpoint(dest), str(dest), "delete it to download it again")
+    if entry.url is None:
+        raise ModelLoadError(f"bundled model {entry.name} is missing: {dest}")
+
+    def verify(tmp: Path) -> Checkpoint:
+        label = f"downloaded {entry.url}"
+        ckpt = load_checkpoint(tmp, label=label)
+        return _check_entry(entry, dataclasses.replace(ckpt, source=str(dest)), label, "nothing was cached")
+
+    return download(entry.url, dest, verify, sha256=entry.sha256)
+
+
+_BASICSR_NET_G = re.compile(r"net_g_(\d+|latest)\.(pth|safetensors)")
+_KAIR_NET = re.compile(r"(\d+)_([EG])\.pth")  # KAIR: <iter>_G.pth, and <iter>_E.pth for the EMA copy
+
+
+def latest_weights(folder: PathLike) -> Path:
+    """The newest generator of a training folder (``models/`` inside it, or the folder itself).
+
+    BasicSR: ``net_g_latest.pth``, else the highest ``net_g_<iter>.pth`` (its ``params_ema`` is
+    preferred when loading). KAIR: the highest ``<iter>_E.pth`` (EMA), else ``<iter>_G.pth``.
+    """
+    folder = Path(folder)
+    ranked = []
+    for directory in (folder / "models", folder):
+        for path in directory.glob("*.*") if directory.is_dir() else ():
+            if m := _BASICSR_NET_G.fullmatch(path.name):
+                ranked.append(((math.inf if m.group(1) == "latest" else int(m.group(1)), 1), path))
+            elif m := _KAIR_NET.fullmatch(path.name):
+                ranked.append(((int(m.group(1)), m.group(2) == "E"), path))
+        if ranked:
+            return max(ranked, key=lambda r: r[0])[1]
+    raise ModelLoadError(f"{folder} is a folder without weights: expected models/net_g_<iter>.pth (BasicSR) "
+                         f"or models/<iter>_G.pth (KAIR)")
+
+
+def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None,
+            img_range: Optional[float] = None) -> Checkpoint:
+    """The checkpoint that ``spec`` names: an existing file or training folder, else a zoo name.
+
+    Zoo files are downloaded on first use. ``img_range`` overrides the stored or inferred value.
+    """
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        ckpt = load_checkpoint(latest_weights(path))
+    elif path.is_file():
+        ckpt = load_checkpoint(path)
+    elif entry := find_entry(str(spec)):
+        ckpt = _entry_checkpoint(entry, weights_dir)
+    else:
+        raise ModelLoadError(_unknown(str(spec)))
+    if img_range is not None:
+        ckpt = dataclasses.replace(ckpt, config=ckpt.config.replace(img_range=float(img_range)))
+    return ckpt
+
+
+def _unknown(spec: str) -> str:
+    if os.sep in spec or "/" in spec or Path(spec).suffix in (".pth", ".pt", ".ckpt", ".safetensors"):
+        return f"no such file or folder: {spec}"
+    names = [e.name for e in all_entries()]
+    close = difflib.get_close_matches(spec, names, n=3)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    return (f"unknown model {spec!r}: not a file, a folder or a zoo name; {hint}"
+            f"list the zoo with python -m swinir_app.models")
+
+
+def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:
+    """A SwinIR in eval mode built from ``ckpt.config``, holding exactly ``ckpt.state_dict``."""
+    model = SwinIR(ckpt.config)
+    try:
+        missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
+    except RuntimeError as e:  # shape mismatches
+        first = next((line.strip() for line in str(e).splitlines() if "size mismatch" in line), str(e))
+        raise ModelLoadError(f"{ckpt.source} does not fit its {ckpt.config_source} config: {first}") from None
+    if missing or unexpected:
+        some = lambda keys: ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")  # noqa: E731
+        parts = ([f"missing {some(missing)}"] if missing else []) + ([f"unexpected {some(unexpected)}"]
+                                                                     if unexpected else [])
+        raise ModelLoadError(f"{ckpt.source} does not fit its {ckpt.config_source} config: {'; '.join(parts)}")
+    return model.eval().to(device)
+
+
+def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range: Optional[float] = None,
+               weights_dir: Optional[PathLike] = None) -> SwinIR:
+    """A SwinIR in eval mode with its weights, from a zoo name, a checkpoint file or a training folder.
+
+    ``model.config`` holds every hyperparameter, read from the file or inferred from its state dict.
+    Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded.
+    """
+    return build_model(resolve(spec, weights_dir=weights_dir, img_range=img_range), device)
+
+
+def param_count(config: SwinIRConfig) -> int:
+    """The number of parameters of ``SwinIR(config)``, by arithmetic (building a big model is slow)."""
+    c = config
+    E, out, F = c.embed_dim, c.out_chans, c.num_feat
+    conv = lambda cin, cout, k=3: cin * cout * k * k + cout  # noqa: E731
+    body_conv = conv(E, E) if c.resi_connection == "1conv" else conv(E, E // 4) + conv(E // 4, E // 4, 1) + conv(E // 4, E)
+    res = c.img_size // c.patch_size
+    w = min(c.window_size, res)  # a map no larger than a window is one window
+    hidden = int(E * c.mlp_ratio)
+    blocks = sum(d * (4 * E + (2 * w - 1) ** 2 * h + 3 * E * E + (3 * E if c.qkv_bias else 0) + E * E + E
+                      + E * hidden + hidden + hidden * E + E)
+                 for d, h in zip(c.depths, c.num_heads))
+    total = conv(c.in_chans, E) + (2 * E if c.patch_norm else 0) + (res * res * E if c.ape else 0)
+    total += blocks + len(c.depths) * body_conv + 2 * E + body_conv
+    steps = int(math.log2(c.upscale)) if c.upscale & (c.upscale - 1) == 0 else 1
+    if c.upsampler == "pixelshuffle":
+        total += conv(E, F) + (conv(F, 9 * F) if c.upscale == 3 else steps * conv(F, 4 * F)) + conv(F, out)
+    elif c.upsampler == "pixelshuffledirect":
+        total += conv(E, c.upscale ** 2 * out)
+    elif c.upsampler == "nearest+conv":
+        total += conv(E, F) + steps * conv(F, F) + conv(F, F) + conv(F, out)
+    else:
+        total += conv(E, out)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+# For front ends
+
+
+def add_weights_dir_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+                        help=f"where zoo weights are cached (default: ${HOME_ENV} or {DEFAULT_HOME})")
+
+
+@contextmanager
+def cli_errors(debug: bool = False) -> Iterator[None]:
+    """In a CLI: a load error is one line on stderr and exit code 2; with --debug, the traceback."""
+    try:
+        yield
+    except (ModelLoadError, OSError) as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None

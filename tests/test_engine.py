@@ -1,0 +1,167 @@
+"""The Restorer: channels, depths, tiling without seams, precision, self-ensemble, memory retries."""
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import photo
+from oracle import small
+from swinir_app import Restorer, SwinIR
+from swinir_app.engine import blend_ramp, tile_starts
+
+
+def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(peak ** 2 / mse)
+
+
+@pytest.fixture(scope="module")
+def lr_photo():
+    return photo("coffee")[100:196:, 150:278]  # 96 x 128 crop of a real photo
+
+
+def direct(model, img_u8):
+    x = torch.from_numpy(img_u8).permute(2, 0, 1)[None].float() / 255
+    with torch.no_grad():
+        y = model(x)[0].clamp(0, 1).permute(1, 2, 0).numpy()
+    return np.round(y * 255).astype(np.uint8)
+
+
+def test_whole_image_equals_direct_model(trained_x2, lr_photo):
+    out = Restorer(trained_x2, device="cpu").restore(lr_photo)
+    assert out.dtype == np.uint8 and out.shape == (192, 256, 3)
+    assert np.array_equal(out, direct(trained_x2, lr_photo))
+
+
+def test_tiles_are_seamless(trained_x2, lr_photo):
+    whole = Restorer(trained_x2, device="cpu").restore(lr_photo)
+    tiled = Restorer(trained_x2, tile=48, tile_overlap=32, device="cpu").restore(lr_photo)
+    hard = Restorer(trained_x2, tile=48, tile_overlap=0, device="cpu").restore(lr_photo)
+    assert psnr(tiled, whole) >= 45.0
+    assert psnr(hard, whole) < psnr(tiled, whole)  # the blend is what removes the seams
+    # Tiles must be whole windows: 45 rounds up to 48 and gives the same result.
+    assert np.array_equal(Restorer(trained_x2, tile=45, tile_overlap=32, device="cpu").restore(lr_photo), tiled)
+
+
+def test_tile_grid_and_weights():
+    assert tile_starts(100, 48, 16) == [0, 32, 52]
+    assert tile_starts(40, 48, 16) == [0]
+    w = blend_ramp(64, 32, at_start=False, at_end=False)
+    assert w[0] < 1e-3 and w[31] == 1 and w[-1] < 1e-3
+    # Opposite fades over one overlap sum to one.
+    a, b = blend_ramp(64, 32, True, False), blend_ramp(64, 32, False, True)
+    assert torch.allclose(a[32:] + b[:32], torch.ones(32), atol=1e-5)
+
+
+def test_16bit_stays_16bit(trained_x2, lr_photo):
+    img16 = lr_photo.astype(np.uint16) * 257 + np.random.default_rng(0).integers(0, 257, lr_photo.shape, dtype=np.uint16)
+    out = Restorer(trained_x2, device="cpu").restore(img16)
+    assert out.dtype == np.uint16 and out.shape == (192, 256, 3)
+    x = torch.from_numpy(img16.astype(np.float32) / 65535).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        ref = np.round(trained_x2(x)[0].clamp(0, 1).permute(1, 2, 0).numpy() * 65535).astype(np.uint16)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    assert np.mean(out % 257 != 0) > 0.9  # not an 8-bit image in disguise
+
+
+def test_float_in_float_out(trained_x2, lr_photo):
+    out = Restorer(trained_x2, device="cpu").restore(lr_photo.astype(np.float32) / 255)
+    assert out.dtype == np.float32 and 0 <= out.min() and out.max() <= 1
+
+
+def test_gray_and_alpha(trained_x2, lr_photo):
+    r = Restorer(trained_x2, device="cpu")
+    gray = lr_photo.mean(axis=2).astype(np.uint8)
+    out = r.restore(gray)
+    assert out.shape == (192, 256)
+    x3 = torch.from_numpy(gray.astype(np.float32) / 255)[None, None].repeat(1, 3, 1, 1)
+    ref = np.round(r.restore_tensor(x3)[0].mean(0).clamp(0, 1).numpy() * 255)
+    assert np.abs(out - ref).max() <= 1.0
+
+    alpha = np.tile(np.linspace(0, 255, 128, dtype=np.uint8), (96, 1))
+    rgba = np.dstack([lr_photo, alpha])
+    out = r.restore(rgba)
+    assert out.shape == (192, 256, 4)
+    assert np.array_equal(out[:, :, :3], r.restore(lr_photo))
+    assert np.abs(out[:, :, 3].astype(int) - np.tile(np.linspace(0, 255, 256), (192, 1))).max() <= 3
+
+    la = np.dstack([gray, alpha])
+    assert r.restore(la).shape == (192, 256, 2)
+
+
+def test_color_image_in_gray_model(lr_photo):
+    model = SwinIR(small("gray-dn")).eval()
+    out = Restorer(model, device="cpu").restore(lr_photo)
+    assert out.shape == lr_photo.shape and out.dtype == np.uint8
+
+
+def test_tiny_images(trained_x2):
+    r = Restorer(trained_x2, tile=16, device="cpu")
+    for shape in [(1, 1, 3), (3, 5, 3), (1, 40, 3)]:
+        assert r.restore(np.zeros(shape, np.uint8)).shape == (shape[0] * 2, shape[1] * 2, 3)
+
+
+def test_bf16_on_cpu_close_to_fp32(trained_x2, lr_photo):
+    fp32 = Restorer(trained_x2, device="cpu").restore(lr_photo.astype(np.float32) / 255)
+    bf16 = Restorer(trained_x2, precision="bf16", device="cpu").restore(lr_photo.astype(np.float32) / 255)
+    assert psnr(bf16, fp32, peak=1.0) >= 40.0
+    with pytest.raises(ValueError, match="fp16 is for GPUs"):
+        Restorer(trained_x2, precision="fp16", device="cpu")
+
+
+def test_non_finite_half_precision_tile_is_redone_in_fp32(trained_x2, lr_photo):
+    # Simulate a half-precision overflow in the real model: poison its output under autocast only.
+    def poison(module, inputs, output):
+        return output.fill_(float("nan")) if torch.is_autocast_enabled("cpu") else output
+
+    handle = trained_x2.layers[0].register_forward_hook(poison)
+    try:
+        with pytest.warns(RuntimeWarning, match="redoing it in fp32"):
+            out = Restorer(trained_x2, precision="bf16", device="cpu").restore(lr_photo)
+    finally:
+        handle.remove()
+    assert np.array_equal(out, Restorer(trained_x2, device="cpu").restore(lr_photo))
+
+
+def test_auto_tile_retries_smaller_on_out_of_memory(trained_x2, lr_photo):
+    # Simulate a device that cannot hold more than 40x40 input pixels.
+    def limit(module, inputs):
+        if inputs[0].shape[-1] * inputs[0].shape[-2] > 40 * 40:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    handle = trained_x2.register_forward_pre_hook(limit)
+    try:
+        r = Restorer(trained_x2, tile="auto", device="cpu")
+        with pytest.warns(RuntimeWarning, match="out of memory"):
+            out = r.restore(lr_photo)
+    finally:
+        handle.remove()
+    assert r._auto_tile <= 40
+    whole = Restorer(trained_x2, device="cpu").restore(lr_photo)
+    assert psnr(out, whole) >= 40.0
+    assert Restorer(trained_x2, tile="auto", device="cpu").auto_tile_size() >= 64
+
+
+def test_self_ensemble_is_the_mean_of_8_transforms(trained_x2, lr_photo):
+    x = torch.from_numpy(lr_photo[:40, :48].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    got = Restorer(trained_x2, self_ensemble=True, device="cpu").restore_tensor(x)
+    outs = []
+    with torch.no_grad():
+        for flip in (False, True):
+            for k in range(4):
+                t = torch.rot90(x.flip(-1) if flip else x, k, (-2, -1))
+                y = torch.rot90(trained_x2(t), -k, (-2, -1))
+                outs.append(y.flip(-1) if flip else y)
+    assert torch.allclose(got, torch.stack(outs).mean(0), atol=1e-5)
+
+
+def test_bad_arguments(trained_x2):
+    with pytest.raises(ValueError):
+        Restorer(trained_x2, tile=-3)
+    with pytest.raises(ValueError):
+        Restorer(trained_x2, precision="int8")
+    with pytest.raises(ValueError, match="shape"):
+        Restorer(trained_x2, device="cpu").restore(np.zeros((4, 4, 5), np.uint8))
+    with pytest.raises(TypeError):
+        Restorer(trained_x2, device="cpu").restore(np.zeros((4, 4, 3), np.int32))

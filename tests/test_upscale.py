@@ -1,0 +1,199 @@
+"""The batch CLI end to end, with real image files of every kind and every bad-input kind."""
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from conftest import REPO, photo
+from swinir_app import Restorer
+from swinir_app.imageio import read_image
+from swinir_app.upscale import main
+
+
+@pytest.fixture(scope="module")
+def ckpt(trained_x2, tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
+    torch.save({"params": trained_x2.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def small_rgb():
+    return np.ascontiguousarray(photo("chelsea")[60:108, 120:184])  # 48 x 64
+
+
+def write_inputs(folder: Path, rgb: np.ndarray) -> dict:
+    """One file per supported kind; returns name -> expected output shape."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h, w = rgb.shape[:2]
+    Image.fromarray(rgb).save(folder / "plain.png")
+    cv2.imwrite(str(folder / "deep16.png"), cv2.cvtColor(rgb.astype(np.uint16) * 257, cv2.COLOR_RGB2BGR))
+    alpha = np.tile(np.linspace(0, 255, w, dtype=np.uint8), (h, 1))
+    Image.fromarray(np.dstack([rgb, alpha])).save(folder / "rgba.png")
+    Image.fromarray(rgb).convert("L").save(folder / "gray.png")
+    Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE).save(folder / "palette.png")
+    Image.fromarray(rgb).convert("CMYK").save(folder / "cmyk.jpg", quality=95)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(rgb).save(folder / "rotated.jpg", exif=exif.tobytes(), quality=95)
+    sub = folder / "sub" / "ünïcødé 画像"
+    sub.mkdir(parents=True)
+    Image.fromarray(rgb).save(sub / "nested.webp", quality=95)
+    return {"plain.png": (2 * h, 2 * w, 3), "deep16.png": (2 * h, 2 * w, 3), "rgba.png": (2 * h, 2 * w, 4),
+            "gray.png": (2 * h, 2 * w), "palette.png": (2 * h, 2 * w, 3), "cmyk.jpg": (2 * h, 2 * w, 3),
+            "rotated.jpg": (2 * w, 2 * h, 3)}
+
+
+def write_bad_inputs(folder: Path, rgb: np.ndarray) -> dict:
+    """name -> a word the error line must contain."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "text.png").write_text("this is not an image")
+    (folder / "empty.png").write_bytes(b"")
+    Image.fromarray(rgb).save(folder / "full.png")
+    data = (folder / "full.png").read_bytes()
+    (folder / "truncated.png").write_bytes(data[: len(data) // 2])
+    (folder / "full.png").unlink()
+    Image.fromarray(np.ones((8, 8), np.float32), mode="F").save(folder / "float.tif")
+    Image.fromarray(np.zeros((300, 300, 3), np.uint8)).save(folder / "bomb.png")
+    return {"text.png": "not an image", "empty.png": "empty", "truncated.png": "truncated",
+            "float.tif": "unsupported", "bomb.png": "exceeds"}
+
+
+def test_every_kind_of_input(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    expected = write_inputs(src, small_rgb)
+    rc = main([str(src), "-o", str(out), "--model", str(ckpt), "--recursive", "--device", "cpu"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    for name, shape in expected.items():
+        got = read_image(out / name)
+        assert got.array.shape == shape, name
+    assert read_image(out / "deep16.png").array.dtype == np.uint16
+    nested = out / "sub" / "ünïcødé 画像" / "nested.webp"
+    assert read_image(nested).array.shape == (96, 128, 3)
+    assert "done 8, skipped 0, failed 0" in err
+    # The rotated JPEG was turned upright before restoring.
+    upright = Restorer(str(ckpt), device="cpu").restore(np.rot90(small_rgb, -1).copy()).astype(float)
+    assert np.abs(read_image(out / "rotated.jpg").array - upright).mean() < 6
+    assert not list(out.rglob("*.part"))
+
+
+def test_bad_inputs_are_one_line_each_and_the_rest_still_run(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    bad = write_bad_inputs(src, small_rgb)
+    Image.fromarray(small_rgb).save(src / "good.png")
+    rc = main([str(src), str(tmp_path / "missing.png"), "-o", str(out), "--model", str(ckpt), "--device", "cpu",
+               "--max-pixels", "50000"])
+    err = capsys.readouterr().err
+    assert rc == 1
+    assert (out / "good.png").exists()
+    for name, word in bad.items():
+        lines = [ln for ln in err.splitlines() if name in ln]
+        assert len(lines) == 1 and word in lines[0], (name, err)
+        assert not (out / name).exists()
+    assert "missing.png: no such file" in err
+    assert "Traceback" not in err
+    assert "done 1, skipped 0, failed 6" in err
+
+
+def test_unreadable_file(ckpt, small_rgb, tmp_path):
+    Image.fromarray(small_rgb).save(tmp_path / "ok.png")
+    Image.fromarray(small_rgb).save(tmp_path / "secret.png")
+    os.chmod(tmp_path / "secret.png", 0o000)
+    cmd = [sys.executable, "-m", "swinir_app.upscale", str(tmp_path / "ok.png"), str(tmp_path / "secret.png"),
+           "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu"]
+    if os.geteuid() == 0:  # root reads everything: drop the capabilities that let it
+        if not shutil.which("setpriv"):
+            pytest.skip("running as root without setpriv")
+        cmd = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"] + cmd
+    r = subprocess.run(cmd, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert r.returncode == 1, r.stderr
+    assert "secret.png: permission denied" in r.stderr
+    assert (tmp_path / "out" / "ok.png").exists()
+
+
+def test_existing_outputs_skip_overwrite_and_suffix(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(small_rgb).save(src / "a.png")
+    out.mkdir()
+    (out / "a.png").write_bytes(b"precious")
+    args = [str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]
+    assert main(args) == 1
+    assert "exists" in capsys.readouterr().err and (out / "a.png").read_bytes() == b"precious"
+    assert main(args + ["--skip-existing"]) == 0
+    assert "skipped 1" in capsys.readouterr().err and (out / "a.png").read_bytes() == b"precious"
+    assert main(args + ["--overwrite"]) == 0
+    assert read_image(out / "a.png").array.shape == (96, 128, 3)
+    assert main(args + ["--suffix", "_x2", "--ext", "jpg", "--quality", "80", "--outscale", "1.5"]) == 0
+    assert read_image(out / "a_x2.jpg").array.shape == (72, 96, 3)
+    capsys.readouterr()
+
+
+def test_tiling_and_precision_options_reach_the_engine(ckpt, small_rgb, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(small_rgb).save(src)
+    main([str(src), "-o", str(tmp_path / "whole"), "--model", str(ckpt), "--device", "cpu"])
+    main([str(src), "-o", str(tmp_path / "tiled"), "--model", str(ckpt), "--device", "cpu", "--tile", "32",
+          "--tile-overlap", "16", "--precision", "bf16"])
+    a = read_image(tmp_path / "whole" / "a.png").array.astype(float)
+    b = read_image(tmp_path / "tiled" / "a.png").array.astype(float)
+    assert 0 < np.abs(a - b).mean() < 2.0
+    capsys.readouterr()
+
+
+def test_usage_and_model_errors_exit_2(ckpt, tmp_path, capsys):
+    assert main([str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(tmp_path / "nope.pth")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "nope.pth" in err and "Traceback" not in err
+    assert main([str(tmp_path), "-o", str(tmp_path / "o"), "--model", str(ckpt), "--tile", "big"]) == 2
+    with pytest.raises(SystemExit) as e:
+        main(["-o", str(tmp_path)])
+    assert e.value.code == 2
+    capsys.readouterr()
+
+
+def test_ctrl_c_leaves_no_partial_files(ckpt, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    big = cv2.resize(photo("astronaut"), (256, 256))
+    for i in range(6):
+        Image.fromarray(np.roll(big, i * 10, axis=0)).save(src / f"img{i}.png")
+    proc = subprocess.Popen([sys.executable, "-m", "swinir_app.upscale", str(src), "-o", str(out),
+                             "--model", str(ckpt), "--device", "cpu"], stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(out.glob("img*.png")):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert not list(out.glob("*.part")) and not list(out.glob(".*"))
+    written = list(out.glob("img*.png"))
+    assert 1 <= len(written) < 6
+    for f in written:
+        assert read_image(f).array.shape == (512, 512, 3)
+
+
+def test_torchrun_shards_inputs_across_ranks(ckpt, small_rgb, tmp_path):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(np.roll(small_rgb, i, axis=1)).save(src / f"{i}.png")
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "swinir_app.upscale", str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"],
+                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == [f"{i}.png" for i in range(5)]
+    assert "done 5, skipped 0, failed 0" in r.stderr and "on 2 processes" in r.stderr
+    assert "appeared meanwhile" not in r.stderr

@@ -1,0 +1,253 @@
+"""The zoo: names, cache, downloads from a real local HTTP server, bundled models and the listing."""
+import hashlib
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from oracle import PaddedOracle, random_state, small
+from swinir_app import PRESETS, SwinIR, SwinIRConfig, load_model, zoo
+from swinir_app.checkpoint import ModelLoadError, save_safetensors
+from swinir_app.models import main as models_main
+
+ISSUE_NAMES = ["classical-x2", "classical-x3", "classical-x4", "classical-x8", "lightweight-x2", "lightweight-x3",
+               "lightweight-x4", "real-x4", "real-x4-large", "real-x4-psnr", "color-dn-15", "color-dn-25",
+               "color-dn-50", "gray-dn-15", "gray-dn-25", "gray-dn-50", "gray-jpeg-10", "gray-jpeg-20",
+               "gray-jpeg-30", "gray-jpeg-40", "color-jpeg-10", "color-jpeg-20", "color-jpeg-30", "color-jpeg-40"]
+
+
+@pytest.fixture(autouse=True)
+def isolated(tmp_path, monkeypatch):
+    """No test touches ~/.cache or the real bundled folder, or waits between retries."""
+    monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(zoo, "BUNDLED_DIR", tmp_path / "weights")
+    monkeypatch.setattr(zoo, "RETRY_DELAY", 0.0)
+
+
+def test_every_official_release_has_a_name_a_url_and_its_config():
+    for name in ISSUE_NAMES:
+        assert name in zoo.ZOO
+    spellings = [n.lower() for e in zoo.ZOO.values() for n in e.names]
+    assert len(spellings) == len(set(spellings))
+    for e in zoo.ZOO.values():
+        assert e.url == "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/" + e.filename
+        assert e.sha256 is None and e.task == e.config.task
+    assert zoo.ZOO["real-x4-large"].config == SwinIRConfig.preset("real-x4-large")
+    assert zoo.ZOO["classical-div2k-x3"].config == SwinIRConfig.preset("classical-x3", img_size=48)
+    assert zoo.ZOO["color-jpeg-30"].config.img_range == 255.0 and zoo.ZOO["color-jpeg-30"].task == "jpeg"
+    assert (zoo.ZOO["gray-dn-50"].task, zoo.ZOO["real-x4-psnr"].scale) == ("denoise", 4)
+
+
+def test_entries_are_found_by_name_file_name_and_stem():
+    entry = zoo.ZOO["real-x4"]
+    assert zoo.find_entry("003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth") is entry
+    assert zoo.find_entry("003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN") is entry
+    assert zoo.find_entry("REAL-X4") is entry
+    assert zoo.find_entry("001_classicalSR_DIV2K_s48w8_SwinIR-M_x8.pth").name == "classical-div2k-x8"
+    assert zoo.find_entry("real-x3") is None
+    with pytest.raises(ModelLoadError, match="unknown model 'clasical-x4'.*did you mean classical-x4"):
+        load_model("clasical-x4")
+
+
+def test_cache_dir_is_weights_dir_then_env_then_home(tmp_path, monkeypatch):
+    assert zoo.weights_home(tmp_path / "w") == tmp_path / "w"
+    assert zoo.weights_home() == tmp_path / "home"
+    monkeypatch.delenv("SWINIR_APP_HOME")
+    assert str(zoo.weights_home()).endswith("/.cache/swinir_app") and "~" not in str(zoo.weights_home())
+    assert zoo.local_path(zoo.ZOO["classical-x2"], tmp_path) == tmp_path / zoo.ZOO["classical-x2"].filename
+
+
+@pytest.mark.parametrize("config", [
+    *[small(p) for p in sorted(PRESETS)],
+    small("real-x4", upscale=8), small("classical-x4", ape=True, patch_norm=False, qkv_bias=False, img_size=32),
+    small("lightweight-x2", img_size=4), SwinIRConfig.preset("lightweight-x4"),
+], ids=lambda c: f"{c.upsampler or 'none'}-x{c.upscale}-{c.resi_connection}-{c.embed_dim}")
+def test_param_count_matches_the_built_network(config):
+    assert zoo.param_count(config) == sum(p.numel() for p in SwinIR(config).parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads, from a real HTTP server on 127.0.0.1
+
+
+@pytest.fixture
+def server():
+    """Serves ``routes[path] = (body, content_length)``; records every requested path in ``hits``."""
+    routes, hits = {}, []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            body, length = routes[self.path]
+            self.send_response(200)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(body)  # HTTP/1.0: the connection closes after this, even if short
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", routes=routes, hits=hits)
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def checkpoint_bytes(tmp_path, config, seed=0):
+    """A BasicSR-style checkpoint of basicsr's SwinIR with random weights, and its oracle."""
+    oracle = PaddedOracle(config).eval()
+    oracle.net.load_state_dict(random_state(oracle.net, seed))
+    path = tmp_path / f"src-{seed}.pth"
+    torch.save({"params": oracle.net.state_dict()}, path)
+    return path.read_bytes(), oracle
+
+
+@pytest.fixture
+def entry(tmp_path, server, monkeypatch):
+    """A zoo entry served by ``server`` at /net.pth, registered for the test."""
+    config = small("classical-x2")
+    body, oracle = checkpoint_bytes(tmp_path, config)
+    server.routes["/net.pth"] = (body, len(body))
+    e = zoo.ZooEntry("test-x2", "test_x2.pth", config, config.task, url=server.url + "/net.pth")
+    monkeypatch.setitem(zoo.ZOO, e.name, e)
+    return SimpleNamespace(entry=e, body=body, oracle=oracle, cache=tmp_path / "cache")
+
+
+def test_download_on_first_use_then_from_cache(entry, server):
+    model = load_model("test-x2", weights_dir=entry.cache)
+    assert sorted(p.name for p in entry.cache.iterdir()) == ["test_x2.pth"]
+    assert (entry.cache / "test_x2.pth").read_bytes() == entry.body
+    x = torch.rand(1, 3, 13, 17)
+    with torch.no_grad():
+        assert (model(x) - entry.oracle(x)).abs().max().item() <= 1e-4
+    load_model("test_x2.pth", weights_dir=entry.cache)  # the file name works too
+    assert server.hits == ["/net.pth"]  # the second load made no request
+
+
+def test_download_goes_to_swinir_app_home_by_default(entry, tmp_path):
+    load_model("test-x2")
+    assert (tmp_path / "home" / "test_x2.pth").is_file()
+
+
+def assert_fails_clean(entry, match):
+    with pytest.raises(ModelLoadError, match=match) as e:
+        load_model("test-x2", weights_dir=entry.cache)
+    assert "\n" not in str(e.value)
+    assert not entry.cache.exists() or list(entry.cache.iterdir()) == []  # no partial or wrong file
+    return str(e.value)
+
+
+def test_404_is_not_retried(entry, server):
+    server.routes.clear()
+    message = assert_fails_clean(entry, r"cannot download http://127\.0\.0\.1:\d+/net\.pth \(HTTP 404")
+    assert message.endswith(f"download it by hand and place it at {entry.cache / 'test_x2.pth'}")
+    assert server.hits == ["/net.pth"]
+
+
+def test_truncated_body_is_retried_then_refused(entry, server):
+    server.routes["/net.pth"] = (entry.body[: len(entry.body) // 2], len(entry.body))
+    assert_fails_clean(entry, f"truncated: got {len(entry.body) // 2} of {len(entry.body)} bytes, after 3 attempts")
+    assert len(server.hits) == zoo.RETRIES
+
+
+def test_a_checkpoint_of_another_model_is_refused(entry, server, tmp_path):
+    other, _ = checkpoint_bytes(tmp_path, small("lightweight-x2"), seed=1)
+    server.routes["/net.pth"] = (other, len(other))
+    assert_fails_clean(entry, r"downloaded http://\S+ is not test-x2: it has .*upsampler 'pixelshuffledirect' "
+                              r"instead of 'pixelshuffle'.*; nothing was cached")
+
+
+def test_a_file_that_is_no_checkpoint_is_refused(entry, server):
+    server.routes["/net.pth"] = (b"<html>rate limited</html>", 25)
+    assert_fails_clean(entry, r"cannot read downloaded http://\S+: not a valid PyTorch checkpoint")
+
+
+def test_pinned_sha256_is_checked(entry, monkeypatch):
+    monkeypatch.setitem(zoo.ZOO, "test-x2", zoo.dataclasses.replace(entry.entry, sha256="0" * 64))
+    assert_fails_clean(entry, "has sha256 [0-9a-f]{64}, expected 0{64}; nothing was cached")
+    good = hashlib.sha256(entry.body).hexdigest()
+    monkeypatch.setitem(zoo.ZOO, "test-x2", zoo.dataclasses.replace(entry.entry, sha256=good))
+    load_model("test-x2", weights_dir=entry.cache)
+
+
+def test_offline_error_names_the_url_and_the_place_for_the_file(entry, monkeypatch):
+    with socket.socket() as s:  # a port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/net.pth"
+    monkeypatch.setitem(zoo.ZOO, "test-x2", zoo.dataclasses.replace(entry.entry, url=url))
+    target = entry.cache / "test_x2.pth"
+    message = assert_fails_clean(entry, "refused")
+    assert message.startswith(f"cannot download {url} (") and message.endswith(
+        f"); download it by hand and place it at {target}")
+    target.write_bytes(entry.body)  # as the message says
+    assert load_model("test-x2", weights_dir=entry.cache).config == entry.entry.config
+
+
+def test_a_wrong_file_in_the_cache_is_named(entry, tmp_path):
+    other, _ = checkpoint_bytes(tmp_path, small("classical-x3"), seed=2)
+    entry.cache.mkdir()
+    (entry.cache / "test_x2.pth").write_bytes(other)
+    with pytest.raises(ModelLoadError, match=f"{entry.cache / 'test_x2.pth'} is not test-x2: it has upscale 3 "
+                                             "instead of 2; delete it to download it again"):
+        load_model("test-x2", weights_dir=entry.cache)
+
+
+def test_an_existing_path_wins_over_a_zoo_name(entry, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "test-x2").write_bytes(entry.body)
+    load_model("test-x2")
+    assert not (tmp_path / "home").exists()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bundled models and the listing
+
+
+def make_bundled(tmp_path, name="bundled-x2"):
+    config = small("lightweight-x2")
+    model = SwinIR(config)
+    zoo.BUNDLED_DIR.mkdir(exist_ok=True)
+    save_safetensors(zoo.BUNDLED_DIR / f"{name}.safetensors", model.state_dict(), config, {"name": name})
+    return model
+
+
+def test_bundled_models_are_discovered_and_load_offline(tmp_path):
+    assert zoo.bundled_entries() == []  # the folder does not exist yet
+    model = make_bundled(tmp_path)
+    (entry,) = zoo.bundled_entries()
+    assert (entry.name, entry.task, entry.scale, entry.url) == ("bundled-x2", "sr", 2, None)
+    loaded = load_model("bundled-x2")
+    assert loaded.config == model.config
+    x = torch.rand(1, 3, 9, 11)
+    with torch.no_grad():
+        assert torch.equal(loaded(x), model.eval()(x))
+
+
+def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path, capsys):
+    make_bundled(tmp_path)
+    weights = tmp_path / "w"
+    weights.mkdir()
+    (weights / zoo.ZOO["lightweight-x4"].filename).write_bytes(b"")
+    assert models_main(["--weights-dir", str(weights)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = lines[0]
+    assert header.split() == ["name", "task", "scale", "params", "cached", "file"]
+    rows = {line.split()[0]: line for line in lines[1:] if line.strip() and not line.startswith("cache:")}
+    assert set(rows) == {*zoo.ZOO, "bundled-x2"}
+    for line in rows.values():
+        assert line[header.index("cached") - 2: header.index("cached")] == "  "
+    assert rows["classical-x4"].split()[1:5] == ["sr", "x4", "11.9M", "no"]
+    assert rows["lightweight-x4"].split()[3:5] == ["0.93M", "yes"]
+    assert rows["real-x4-large"].split()[3] == "28.0M"
+    assert rows["gray-jpeg-10"].split()[1:3] == ["jpeg", "x1"]
+    assert rows["bundled-x2"].split()[4] == "bundled"
+    assert lines[-1] == f"cache: {weights}"
