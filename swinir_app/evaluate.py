@@ -302,12 +302,6 @@ def dataset_name(gt: Path) -> str:
     return gt.parent.name if re.fullmatch(r"(?i)(hr|gt)(_?x\d+)?|original|ground_?truth", gt.name) else gt.name
 
 
-def default_lq_dir(gt: Path, scale: int) -> Optional[Path]:
-    """The benchmark layout's LQ folder beside the GT (``<set>/LR_bicubic/X<k>``), when it exists."""
-    candidate = gt.parent / "LR_bicubic" / f"X{scale}"
-    return candidate if candidate.is_dir() else None
-
-
 def find_lq(lq_dir: Path, gt_path: Path, scale: int, template: Optional[str]) -> Path:
     """The LQ file for ``gt_path``: ``template.format(stem)`` if given, else ``<stem>x<scale>``
     (the benchmark naming) or ``<stem>``, with the GT's extension first, then any image extension."""
@@ -327,7 +321,7 @@ def _level_in_name(label: str, pattern: str, default: float) -> float:
 
 
 def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, None] = None,
-             generate_lq: bool = False, lq_template: Optional[str] = None, scale: Optional[int] = None,
+             lq_template: Optional[str] = None, scale: Optional[int] = None,
              task: Optional[str] = None, noise: Optional[float] = None, jpeg: Optional[int] = None, seed: int = 0,
              metrics: Optional[Sequence[str]] = None, lpips_net: str = "alex", crop_border: Optional[int] = None,
              y_channel: bool = True, self_ensemble: bool = False, tile: Union[int, str, None] = None,
@@ -337,8 +331,7 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
              progress: bool = True) -> EvalResult:
     """Score ``model`` (a ``load_model`` spec, ``"bicubic"`` or a SwinIR module) on the images in ``gt``.
 
-    The LQ input comes from ``lq`` files, else (SR) from ``<set>/LR_bicubic/X<scale>`` beside the GT
-    when that exists and ``generate_lq`` is False, else it is made from the GT: MATLAB bicubic 1/scale
+    The LQ input comes from ``lq`` files, else it is made from the GT: MATLAB bicubic 1/scale
     for SR, Gaussian noise (``noise``, ``seed``) for denoising, OpenCV JPEG at ``jpeg`` for JPEG.
     ``noise``/``jpeg`` default to the level in the model's name (``color-dn-25``, ``..._jpeg10.pth``),
     else to the official script's 15 and 40.
@@ -354,8 +347,6 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
         raise EvalError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
     if lq is not None and not Path(lq).is_dir():
         raise EvalError(f"LQ folder not found: {lq}")
-    if lq is not None and generate_lq:
-        raise EvalError("--lq and --generate-lq exclude each other")
     if (noise is not None and noise <= 0) or (jpeg is not None and not 1 <= jpeg <= 100):
         raise EvalError(f"need --noise > 0 and --jpeg in 1..100, got {noise} and {jpeg}")
     if lpips_net not in LPIPS_NETS:
@@ -379,8 +370,6 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     mode = "color" if not gray else ("y" if task == "jpeg" else "gray")
 
     lq_dir = Path(lq) if lq is not None else None
-    if lq_dir is None and task == "sr" and not generate_lq:
-        lq_dir = default_lq_dir(gt, scale)
     if lq_dir is not None:
         lq_source = f"files in {lq_dir}"
     elif task == "sr":
@@ -672,9 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="zoo name, checkpoint file, training folder, or 'bicubic' (no weights)")
     p.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth images")
     p.add_argument("--lq", type=Path, metavar="DIR",
-                   help="input images (SR: <name>x<K>.<ext> or <name>.<ext>); default for SR: <set>/LR_bicubic/X<K> "
-                        "beside the GT when present, else made from the GT")
-    p.add_argument("--generate-lq", action="store_true", help="make the input from the GT even if LQ files exist")
+                   help="input images (SR: <name>x<K>.<ext> or <name>.<ext>); default: made from the GT")
     p.add_argument("--scale", type=int, metavar="K", help="SR factor (default: the model's; required for bicubic)")
     p.add_argument("--task", choices=TASKS, help="default: the model's")
     p.add_argument("--noise", type=float, metavar="SIGMA",
@@ -720,7 +707,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         else:
             if not args.model or not args.gt:
                 raise EvalError("need --model and --gt (or -opt FILE)")
-            results = [evaluate(args.model, args.gt, lq=args.lq, generate_lq=args.generate_lq, scale=args.scale,
+            results = [evaluate(args.model, args.gt, lq=args.lq, scale=args.scale,
                                 task=args.task, noise=args.noise, jpeg=args.jpeg, seed=args.seed,
                                 metrics=args.metrics, lpips_net=args.lpips_net, crop_border=args.crop_border,
                                 save_images=args.save_images, progress=not args.no_progress, **common)]
