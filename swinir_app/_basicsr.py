@@ -27,4 +27,30 @@ from basicsr.archs.swinir_arch import SwinIR as OfficialSwinIR  # noqa: E402  (a
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils.matlab_functions import imresize  # noqa: E402  (MATLAB bicubic)
 
-__all__ = ["OfficialSwinIR", "calculate_psnr", "calculate_ssim", "imresize"]
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+class OfficialReference(torch.nn.Module):
+    """The official network (basicsr's copy) with the official forward's reflect pad and crop.
+
+    The reference for equivalence tests and for the benchmark.
+    """
+
+    def __init__(self, config):
+        super().__init__()
+        c = config
+        self.net = OfficialSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size,
+                                  window_size=c.window_size, img_range=c.img_range, depths=list(c.depths),
+                                  embed_dim=c.embed_dim, num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio,
+                                  upsampler=c.upsampler, resi_connection=c.resi_connection)
+        self.window_size, self.scale = c.window_size, c.upscale
+
+    def forward(self, x):
+        h, w = x.shape[-2:]
+        ws = self.window_size
+        x = F.pad(x, (0, (ws - w % ws) % ws, 0, (ws - h % ws) % ws), "reflect")
+        return self.net(x)[..., :h * self.scale, :w * self.scale]
+
+
+__all__ = ["OfficialReference", "OfficialSwinIR", "calculate_psnr", "calculate_ssim", "imresize"]

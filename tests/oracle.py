@@ -1,28 +1,11 @@
 """Test references: basicsr's copy of the official SwinIR, with the official pad-and-crop."""
 import torch
-import torch.nn.functional as F
 
-from swinir_app._basicsr import OfficialSwinIR
+from swinir_app._basicsr import OfficialReference
 from swinir_app.network import SwinIRConfig
 
 
-class PaddedOracle(torch.nn.Module):
-    """basicsr's SwinIR needs window-multiple input; wrap it in the official reflect pad and crop."""
-
-    def __init__(self, config: SwinIRConfig):
-        super().__init__()
-        c = config
-        self.net = OfficialSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size,
-                                  window_size=c.window_size, img_range=c.img_range, depths=list(c.depths),
-                                  embed_dim=c.embed_dim, num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio,
-                                  upsampler=c.upsampler, resi_connection=c.resi_connection)
-        self.window_size, self.scale = c.window_size, c.upscale
-
-    def forward(self, x):
-        h, w = x.shape[-2:]
-        ws = self.window_size
-        x = F.pad(x, (0, (ws - w % ws) % ws, 0, (ws - h % ws) % ws), "reflect")
-        return self.net(x)[..., :h * self.scale, :w * self.scale]
+PaddedOracle = OfficialReference  # the official network with its reflect pad and crop
 
 
 def random_state(module: torch.nn.Module, seed: int = 0) -> dict:

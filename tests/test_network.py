@@ -153,3 +153,25 @@ def test_drop_path_is_stochastic_in_training_only():
         model.eval()
         assert torch.equal(model(x), model(x))
     assert not torch.allclose(y1, y2)
+
+
+def test_training_after_inference_mode_at_the_same_size():
+    # Validation under inference_mode must not leave cached tensors that break the next training step.
+    model = SwinIR(small("classical-x2"))
+    x = torch.rand(1, 3, 24, 24)
+    with torch.inference_mode():
+        model.eval()(x)
+    model.train()(x).mean().backward()
+    assert model.layers[0].residual_group.blocks[1].attn.relative_position_bias_table.grad is not None
+
+
+def test_bf16_inference_close_to_fp32():
+    config = small("classical-x2")
+    model, _ = pair(config, seed=5)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = model(x)
+    assert y.dtype == torch.float32
+    assert (y - ref).abs().max().item() < 0.05 and (y - ref).abs().mean().item() < 5e-3

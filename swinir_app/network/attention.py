@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import relative_position_index
+from .layers import fusable, linear, relative_position_index
 
 
 class WindowAttention(nn.Module):
@@ -41,16 +41,18 @@ class WindowAttention(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
         return bias.view(N, N, -1).permute(2, 0, 1).unsqueeze(0)
 
-    def forward(self, x: Tensor, bias: Tensor, masked: Optional[Tuple[Tensor, Tensor]] = None) -> Tensor:
+    def forward(self, x: Tensor, bias: Tensor, masked: Optional[Tuple[Tensor, Tensor]] = None,
+                residual: Optional[Tensor] = None) -> Tensor:
         """x: (B_, N, C) windows; bias: (1, heads, N, N) from :meth:`relative_position_bias`.
 
         ``masked`` = (window indices, their (len, heads, N, N) bias + shift masks). The shift mask
         is zero except in the last row and column of windows, so all windows are attended with the
         shared bias and only those few are redone with their own masks: no (windows, heads, N, N)
-        tensor is ever built.
+        tensor is ever built. ``residual`` (same shape as x) is added to the output.
         """
         B_, N, C = x.shape
-        qkv = self.qkv(x).view(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
+        fused = fusable(self, x)
+        qkv = linear(x, self.qkv, fused).view(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B_, heads, N, d)
         p = self.attn_drop if self.training else 0.0
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=self.scale)
@@ -60,8 +62,11 @@ class WindowAttention(nn.Module):
                                                  dropout_p=p, scale=self.scale)
             # In place only when no graph needs the original (SDPA's backward keeps its output).
             out = out.index_copy_(0, idx, sub) if not torch.is_grad_enabled() else out.index_copy(0, idx, sub)
-        x = out.transpose(1, 2).reshape(B_, N, C)
-        return self.proj_drop(self.proj(x))
+        x = out.transpose(1, 2).reshape(B_, N, C)  # SDPA's output is laid out so that this is free
+        if fused is not None or self.proj_drop.p == 0:
+            return linear(x, self.proj, fused, residual=residual)
+        x = self.proj_drop(self.proj(x))
+        return x if residual is None else residual + x
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"

@@ -2,11 +2,22 @@
 from __future__ import annotations
 
 import functools
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+
+def cached(fn):
+    """lru_cache for per-size index and mask tensors, always built as normal tensors: one built
+    under inference_mode could not be used later in a graph (training after validation)."""
+    @functools.lru_cache(maxsize=64)
+    @functools.wraps(fn)
+    def build(*args):
+        with torch.inference_mode(False), torch.no_grad():
+            return fn(*args)
+    return build
 
 
 def window_partition(x: Tensor, window_size: int) -> Tensor:
@@ -32,7 +43,7 @@ def relative_position_index(window_size: int) -> Tensor:
     return rel[:, :, 0] * (2 * window_size - 1) + rel[:, :, 1]
 
 
-@functools.lru_cache(maxsize=32)
+@cached
 def shift_mask(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tensor:
     """(num_windows, N, N) additive mask, -100 between pixels that the cyclic shift made neighbours.
 
@@ -51,12 +62,79 @@ def shift_mask(H: int, W: int, window_size: int, shift_size: int, device: torch.
     return mask.to(device)
 
 
-@functools.lru_cache(maxsize=32)
+@cached
 def masked_windows(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tuple[Tensor, Tensor]:
     """The windows whose shift mask is not all zero (last row and column), and their (n, N, N) masks."""
     mask = shift_mask(H, W, window_size, shift_size, device)
     idx = mask.ne(0).flatten(1).any(1).nonzero().flatten()
     return idx, mask[idx]
+
+
+@cached
+def token_order(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tensor:
+    """Raster indices of the tokens in (shifted) window order: roll by -shift, then partition."""
+    idx = torch.arange(H * W).view(1, H, W, 1)
+    if shift_size:
+        idx = torch.roll(idx, shifts=(-shift_size, -shift_size), dims=(1, 2))
+    return window_partition(idx, window_size).flatten().to(device)
+
+
+@cached
+def reorder_index(H: int, W: int, window_size: int, src: Optional[int], dst: Optional[int],
+                  device: torch.device) -> Tensor:
+    """Index with ``x_dst = x_src[:, index]`` between token orders: None is raster order, an int is the
+    window order for that shift. One gather replaces partition + reverse + two rolls per block."""
+    dst_raster = token_order(H, W, window_size, dst, device) if dst is not None else torch.arange(H * W, device=device)
+    if src is None:
+        return dst_raster
+    position_in_src = torch.argsort(token_order(H, W, window_size, src, device))
+    return position_in_src[dst_raster]
+
+
+def fusable(module: nn.Module, x: Tensor) -> Optional[torch.dtype]:
+    """The dtype for oneDNN linears with the bias, GELU or residual add fused in, or None.
+
+    Inference on CPU only (fp32, or bf16 under autocast): several times faster than addmm plus
+    separate elementwise passes over memory. Residual sums stay in fp32.
+    """
+    if not (_MKLDNN and x.device.type == "cpu" and not module.training and not torch.is_grad_enabled()):
+        return None
+    if torch.is_autocast_enabled("cpu"):
+        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+    return torch.float32 if x.dtype == torch.float32 else None
+
+
+_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _weights(layer: nn.Linear, dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
+    if dtype == torch.float32:
+        return layer.weight, layer.bias
+    key = (dtype, layer.weight.data_ptr(), layer.weight._version)
+    cache = getattr(layer, "_cast_cache", None)
+    if cache is None or cache[0] != key:  # cast once, not on every call as autocast would
+        b = layer.bias.to(dtype) if layer.bias is not None else None
+        cache = (key, layer.weight.to(dtype), b)
+        layer._cast_cache = cache
+    return cache[1], cache[2]
+
+
+def linear(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], gelu: bool = False,
+           residual: Optional[Tensor] = None) -> Tensor:
+    """``layer(x)``, then GELU or ``+ residual``, as one oneDNN call when ``fused`` is a dtype."""
+    if fused is None:
+        y = layer(x)
+        y = F.gelu(y) if gelu else y
+        return y if residual is None else residual + y
+    shape = x.shape[:-1] + (layer.out_features,)
+    x2 = x.reshape(-1, x.shape[-1]).to(fused)
+    w, b = _weights(layer, fused)
+    if residual is not None and residual.dtype == fused:
+        y = torch.ops.mkldnn._linear_pointwise.binary(x2, residual.reshape(x2.shape[0], -1), w, b, "add")
+        return y.view(shape)
+    y = torch.ops.mkldnn._linear_pointwise(x2, w, b, "gelu" if gelu else "none", [], "none" if gelu else "")
+    y = y.view(shape)
+    return y if residual is None else residual + y  # fp32 residual, half-precision branch
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
@@ -106,8 +184,14 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_features, in_features)
         self.drop = nn.Dropout(drop)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+    def forward(self, x: Tensor, residual: Optional[Tensor] = None) -> Tensor:
+        """fc2(GELU(fc1(x))), plus ``residual`` if given (fused at inference)."""
+        fused = fusable(self, x)
+        if fused is not None or self.drop.p == 0:
+            h = linear(x, self.fc1, fused, gelu=True)
+            return linear(h, self.fc2, fused, residual=residual)
+        y = self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
+        return y if residual is None else residual + y
 
 
 def to_tokens(x: Tensor) -> Tensor:

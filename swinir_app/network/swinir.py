@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import DropPath, Mlp, masked_windows, pad_to_multiple, shift_mask, to_image, to_tokens
+from .layers import DropPath, Mlp, masked_windows, pad_to_multiple, reorder_index, shift_mask, to_image, to_tokens
 
 
 class SwinTransformerBlock(nn.Module):
@@ -60,6 +60,11 @@ class SwinTransformerBlock(nn.Module):
         frozen = not (torch.is_grad_enabled() and table.requires_grad)
         if frozen and self._mask_cache is not None and self._mask_cache[0] == key:
             return self._mask_cache[1]
+        # Normal tensors even under inference_mode: such a cache could not join a graph later.
+        with torch.inference_mode(False), torch.set_grad_enabled(not frozen):
+            return self._build_masks(H, W, batch, like, key, frozen)
+
+    def _build_masks(self, H, W, batch, like, key, frozen):
         bias = self.attn.relative_position_bias()
         masked = None
         if self.shift_size:
@@ -72,20 +77,19 @@ class SwinTransformerBlock(nn.Module):
         return masks
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
+        """x: (B, H*W, C) tokens already in this block's (shifted) window order; see BasicLayer.
+
+        Window order makes W-MSA a plain reshape; LayerNorm, MLP and residuals don't care about order.
+        """
         H, W = x_size
         B, L, C = x.shape
-        ws, s = self.window_size, self.shift_size
-        shortcut = x
-        x = self.norm1(x).view(B, H // ws, ws, W // ws, ws, C)
-        if s:
-            x = torch.roll(x.view(B, H, W, C), shifts=(-s, -s), dims=(1, 2)).view(B, H // ws, ws, W // ws, ws, C)
-        windows = x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, C)
-        windows = self.attn(windows, *self.attention_masks(H, W, B, x))
-        x = windows.view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, H, W, C)
-        if s:
-            x = torch.roll(x, shifts=(s, s), dims=(1, 2))
-        x = shortcut + self.drop_path(x.reshape(B, L, C))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+        N = self.window_size ** 2
+        bias, masked = self.attention_masks(H, W, B, x)
+        if isinstance(self.drop_path, DropPath) and self.drop_path.drop_prob > 0 and self.training:
+            x = x + self.drop_path(self.attn(self.norm1(x).view(-1, N, C), bias, masked).view(B, L, C))
+            return x + self.drop_path(self.mlp(self.norm2(x)))
+        x = self.attn(self.norm1(x).view(-1, N, C), bias, masked, residual=x.view(-1, N, C)).view(B, L, C)
+        return self.mlp(self.norm2(x), residual=x)
 
 
 class BasicLayer(nn.Module):
@@ -104,11 +108,20 @@ class BasicLayer(nn.Module):
             for i in range(depth)])
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
+        """x: (B, H*W, C) in raster order, in and out. Inside, tokens stay in window order and are
+        regrouped once per change of shift (one gather, instead of rolls and partitions)."""
+        H, W = x_size
+        order = None  # raster
         for blk in self.blocks:
+            if blk.shift_size != order:
+                x = x.index_select(1, reorder_index(H, W, blk.window_size, order, blk.shift_size, x.device))
+                order = blk.shift_size
             if self.use_checkpoint and torch.is_grad_enabled():
                 x = checkpoint.checkpoint(blk, x, x_size, use_reentrant=False)
             else:
                 x = blk(x, x_size)
+        if order is not None:
+            x = x.index_select(1, reorder_index(H, W, self.blocks[-1].window_size, order, None, x.device))
         return x
 
 

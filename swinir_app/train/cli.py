@@ -1,0 +1,62 @@
+"""``python -m swinir_app.train -opt options/x4.yml [--auto_resume] [--force_yml k:sub=v ...] [--debug]``.
+
+Under torchrun: ``torchrun --nproc_per_node=N -m swinir_app.train -opt FILE --launcher pytorch``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional, Sequence
+
+from ..checkpoint import ModelLoadError
+from .data import DataError
+from .distributed import LAUNCHERS, DistributedError
+from .options import OptionsError, load_options
+from .trainer import TrainingError, train
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as every other usage error
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python -m swinir_app.train",
+                description="Train SwinIR from a BasicSR-style options file (see options/ and the README).")
+    p.add_argument("-opt", "--opt", required=True, metavar="YML", help="the training options file")
+    p.add_argument("--launcher", choices=LAUNCHERS, default="none",
+                   help="none: one process; pytorch: one rank of a torchrun job")
+    p.add_argument("--auto_resume", "--auto-resume", action="store_true",
+                   help="continue from the latest complete state in experiments/<name>/training_states")
+    p.add_argument("--debug", action="store_true",
+                   help="BasicSR's debug mode (debug_ name, log every iteration, validate and save every 8) "
+                        "and tracebacks instead of one-line errors")
+    p.add_argument("--force_yml", "--force-yml", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override options before they are checked, e.g. train:total_iter=1000 "
+                        "datasets:train:batch_size_per_gpu=8")
+    p.add_argument("--local_rank", "--local-rank", type=int, default=None, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        opts = load_options(args.opt, args.force_yml, debug=args.debug)
+        result = train(opts, launcher=args.launcher, auto_resume=args.auto_resume,
+                       argv=["python -m swinir_app.train", *argv])
+    except (OptionsError, DataError, DistributedError, ModelLoadError) as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except TrainingError as e:
+        if args.debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0 if result is not None else 1
+
+
+__all__: List[str] = ["build_parser", "main"]

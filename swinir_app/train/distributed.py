@@ -1,0 +1,105 @@
+"""torch.distributed for training: torchrun's environment, gloo on CPU and nccl on CUDA.
+
+basicsr's own init is CUDA/NCCL-only; this one runs the same code on CPU (gloo), so DDP is
+testable anywhere. Without a launcher everything here is a no-op for one process.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List, Union
+
+import torch
+import torch.distributed as dist
+
+LAUNCHERS = ("none", "pytorch")
+_TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
+
+
+class DistributedError(Exception):
+    """A launcher or device setting that cannot work; one line."""
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+    device: torch.device = torch.device("cpu")
+    backend: str = ""  # "" without torch.distributed
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.backend)
+
+
+def pick_device(num_gpu: Union[int, str], local_rank: int = 0) -> torch.device:
+    """CUDA when there is one and num_gpu is not 0; else the CPU."""
+    if num_gpu != 0 and torch.cuda.is_available():
+        if local_rank >= torch.cuda.device_count():
+            raise DistributedError(f"local rank {local_rank} has no GPU: {torch.cuda.device_count()} visible")
+        return torch.device("cuda", local_rank)
+    if isinstance(num_gpu, int) and num_gpu > 0:
+        raise DistributedError(f"num_gpu is {num_gpu} but CUDA is not available; set num_gpu: 0 (CPU) or auto")
+    return torch.device("cpu")
+
+
+def setup(launcher: str, num_gpu: Union[int, str] = "auto") -> Dist:
+    """One process (``none``) or one rank of a torchrun job (``pytorch``)."""
+    if launcher not in LAUNCHERS:
+        raise DistributedError(f"--launcher {launcher!r}: use one of {', '.join(LAUNCHERS)}")
+    if launcher == "none":
+        return Dist(device=pick_device(num_gpu))
+    missing = [v for v in _TORCHRUN_VARS if v not in os.environ]
+    if missing:
+        raise DistributedError(f"--launcher pytorch runs under torchrun, which sets {', '.join(missing)}: "
+                               f"torchrun --nproc_per_node=N -m swinir_app.train -opt FILE --launcher pytorch")
+    rank, world, local = (int(os.environ[v]) for v in ("RANK", "WORLD_SIZE", "LOCAL_RANK"))
+    device = pick_device(num_gpu, local)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
+    return Dist(rank, world, local, device, backend)
+
+
+def cleanup(d: Dist) -> None:
+    if d.enabled and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def barrier(d: Dist) -> None:
+    if d.enabled:
+        dist.barrier()
+
+
+def broadcast(d: Dist, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    if not d.enabled:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(d: Dist, obj: Any) -> List[Any]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not d.enabled:
+        return [obj]
+    out: List[Any] = [None] * d.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def all_mean(d: Dist, t: torch.Tensor) -> torch.Tensor:
+    """The mean of ``t`` over the ranks."""
+    if not d.enabled:
+        return t
+    t = t.clone()
+    dist.all_reduce(t)
+    return t / d.world_size

@@ -1,0 +1,683 @@
+"""The training loop: EMA, AMP, clipping, a NaN guard, validation, atomic checkpoints, exact resume, DDP.
+
+Outputs, BasicSR's layout, in ``experiments/<name>/`` (``path.experiments_root``):
+
+    models/net_g_<iter>.pth, models/net_g_latest.pth   {params, params_ema, config}: load_model() reads them
+    training_states/<iter>.state                       iteration, optimizer, scheduler, scaler, RNG states
+    train_<name>_<time>.log, <name>.yml                the log and a copy of the options
+    tb_logger/, visualization/, cache/                 TensorBoard, validation images, bicubic LR cache
+
+Every checkpoint and state file is written to a temp file and renamed: a kill at any moment
+leaves complete files only, and the latest state that loads (with its weights) is where
+``--auto_resume`` continues, with the same data order, crops, RNG streams, optimizer and EMA.
+"""
+from __future__ import annotations
+
+import copy
+import datetime
+import inspect
+import io
+import logging
+import math
+import random
+import re
+import sys
+import time
+from bisect import bisect_left, bisect_right
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..checkpoint import ModelLoadError, read_file, unwrap
+from ..engine import resolve_precision
+from ..evaluate import official_pad
+from ..imageio import atomic_write, write_image
+from ..metrics import compute_metrics, to_uint8
+from ..network import SwinIR
+from . import distributed
+from .data import DataError, RestorationDataset, to_tensor, train_loader
+from .distributed import Dist
+from .options import LOSSES, Options, TrainOptions, TypedOptions, random_seed
+
+log = logging.getLogger("swinir_app.train")
+STATE_SUFFIX = ".state"
+_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class TrainingError(Exception):
+    """Training cannot go on (diverged, unusable resume state); one line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces with no state of their own
+
+
+def lr_schedule(opts: TrainOptions) -> Callable[[int], float]:
+    """The learning rate of iteration ``it`` (1-based), as BasicSR's schedulers and warmup give it.
+
+    BasicSR steps its scheduler before each iteration, so iteration ``it`` runs at the scheduler's
+    epoch ``it``; during warmup (it < warmup_iter) the rate is base * it / warmup_iter.
+    """
+    base = float(opts.optim_g.args["lr"])
+    s = opts.scheduler
+    if s is None:
+        scheduled = lambda it: base  # noqa: E731
+    elif s.type in ("MultiStepLR", "MultiStepRestartLR"):
+        milestones = sorted(s.args.get("milestones", ()))
+        gamma = s.args.get("gamma", 0.1)
+        restarts, weights = s.args.get("restarts", (0,)), s.args.get("restart_weights", (1.0,))
+        if len(restarts) != len(weights):
+            raise TrainingError("train.scheduler: restarts and restart_weights differ in length")
+        restarts, weights = zip(*sorted(zip(restarts, weights)))
+
+        def scheduled(it: int) -> float:
+            # The last restart at or before it resets the rate (x its weight); later milestones decay it.
+            r = bisect_right(restarts, it) - 1
+            start, weight = (restarts[r], weights[r]) if r >= 0 else (0, 1.0)
+            count = bisect_right(milestones, it) - bisect_right(milestones, start)
+            return base * weight * gamma ** count
+    else:  # CosineAnnealingRestartLR
+        periods = s.args["periods"]
+        weights = s.args.get("restart_weights", (1.0,) * len(periods))
+        eta_min = s.args.get("eta_min", 0.0)
+        if len(periods) != len(weights):
+            raise TrainingError("train.scheduler: periods and restart_weights differ in length")
+        cumulative = np.cumsum(periods).tolist()
+
+        def scheduled(it: int) -> float:
+            idx = min(bisect_left(cumulative, it), len(periods) - 1)
+            restart = 0 if idx == 0 else cumulative[idx - 1]
+            return eta_min + weights[idx] * 0.5 * (base - eta_min) * (
+                1 + math.cos(math.pi * (it - restart) / periods[idx]))
+    warmup = opts.warmup_iter
+
+    def lr(it: int) -> float:
+        return base * it / warmup if it < warmup else scheduled(it)
+    return lr
+
+
+def make_loss(opts: TypedOptions) -> Callable[[Tensor, Tensor], Tensor]:
+    """BasicSR's L1Loss / MSELoss / CharbonnierLoss (sqrt(d^2 + eps), eps 1e-12) with loss_weight."""
+    kind = LOSSES[opts.type]
+    weight = float(opts.args.get("loss_weight", 1.0))
+    reduction = opts.args.get("reduction", "mean")
+    eps = float(opts.args.get("eps", 1e-12))
+
+    def loss(pred: Tensor, target: Tensor) -> Tensor:
+        if kind == "l1":
+            value = F.l1_loss(pred, target, reduction=reduction)
+        elif kind == "mse":
+            value = F.mse_loss(pred, target, reduction=reduction)
+        else:
+            d = torch.sqrt((pred - target) ** 2 + eps)
+            value = d.mean() if reduction == "mean" else d.sum()
+        return value * weight if weight != 1.0 else value
+    return loss
+
+
+class EMA:
+    """BasicSR's ``model_ema``: after every step, ema = decay * ema + (1 - decay) * weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._ema = list(self.module.parameters())
+        self._src = list(model.parameters())
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_mul_(self._ema, self.decay)
+        torch._foreach_add_(self._ema, self._src, alpha=1.0 - self.decay)
+
+
+def format_eta(seconds: float) -> str:
+    s = int(max(seconds, 0))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    if d:
+        return f"{d}d {h}h"
+    if h:
+        return f"{h}h {m}m"
+    return f"{m}m {s % 60}s" if m else f"{s}s"
+
+
+def rng_state() -> Dict[str, Any]:
+    """Every RNG stream of this process, as plain data and tensors (weights-only loadable)."""
+    np_state = np.random.get_state()
+    return {"python": random.getstate(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(_py, np_state[2:])],
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
+
+
+def _py(x):
+    return x.item() if hasattr(x, "item") else x
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    name, key, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def to_bytes(obj: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getvalue()
+
+
+def cpu_state(module: nn.Module) -> Dict[str, Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Experiment folders and resume states
+
+
+@dataclass(frozen=True)
+class Experiment:
+    root: Path
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
+
+    @property
+    def states(self) -> Path:
+        return self.root / "training_states"
+
+    @property
+    def tb(self) -> Path:
+        return self.root / "tb_logger"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / "cache"
+
+    def weights(self, it: int) -> Path:
+        return self.models / f"net_g_{it}.pth"
+
+    def state(self, it: int) -> Path:
+        return self.states / f"{it}{STATE_SUFFIX}"
+
+
+@dataclass
+class Resume:
+    path: Path
+    state: Dict[str, Any]
+    weights: Dict[str, Any]
+
+
+def load_resume(path: Path) -> Resume:
+    """A state file and the weights of its iteration (``../models/net_g_<iter>.pth``)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - damaged files raise many kinds
+        raise TrainingError(f"cannot read training state {path}: {type(e).__name__}: {e}") from None
+    if not isinstance(state, dict) or "iter" not in state:
+        raise TrainingError(f"{path} is not a training state (no 'iter')")
+    weights_path = path.parent.parent / "models" / f"net_g_{state['iter']}.pth"
+    try:
+        weights, _ = read_file(weights_path)
+    except ModelLoadError as e:
+        raise TrainingError(f"the weights of {path} cannot be read: {e}") from None
+    if not isinstance(weights, dict) or "params" not in weights:
+        raise TrainingError(f"{weights_path} has no 'params'")
+    return Resume(path, state, weights)
+
+
+def latest_resume(root: Path) -> Optional[Resume]:
+    """The highest-numbered state in ``root/training_states`` that loads, with its weights."""
+    folder = root / "training_states"
+    found = sorted(((int(p.stem), p) for p in folder.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()),
+                   reverse=True) if folder.is_dir() else []
+    for _, path in found:
+        try:
+            return load_resume(path)
+        except TrainingError as e:
+            log.warning("skipping %s", e)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The trainer
+
+
+@dataclass
+class Result:
+    """What a run did: the last iteration, and the last validation of every val set."""
+
+    iter: int
+    experiment: Path
+    metrics: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    losses: List[Tuple[int, float]] = field(default_factory=list)  # (iter, mean loss) at every log line
+
+
+class Trainer:
+    def __init__(self, opts: Options, dist: Dist, *, auto_resume: bool = False, argv: Optional[List[str]] = None):
+        self.opts, self.dist = opts, dist
+        self.exp = Experiment(opts.experiments_root)
+        self.cfg = opts.network_g.config
+        self.device = dist.device
+        self.result = Result(0, self.exp.root)
+        self.tb = None
+        self._log_handlers: List[logging.Handler] = []
+        if opts.train.amp:
+            try:
+                resolve_precision(opts.train.amp, self.device)
+            except ValueError as e:
+                raise TrainingError(f"train.amp: {e}") from None
+        resume = self._find_resume(auto_resume)
+        self._prepare_folder(resume is not None, argv)
+        self.seed = self._seed(resume)
+        self._build_data(resume)
+        self._build_model(resume)
+
+    # ---- setup ---------------------------------------------------------------------------
+
+    def _find_resume(self, auto: bool) -> Optional[Resume]:
+        explicit = self.opts.path.resume_state
+        path = None
+        if self.dist.main:
+            if explicit:
+                path = str(explicit)
+            elif auto:
+                found = latest_resume(self.exp.root)
+                path = str(found.path) if found else None
+        path = distributed.broadcast(self.dist, path)
+        return load_resume(Path(path)) if path else None
+
+    def _prepare_folder(self, resuming: bool, argv: Optional[List[str]]) -> None:
+        root = self.exp.root
+        if self.dist.main:
+            if not resuming and root.exists() and any(root.iterdir()):
+                stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+                archived = root.with_name(f"{root.name}_archived_{stamp}")
+                root.rename(archived)
+                archived_note = f"the previous {root} was renamed {archived}"
+            else:
+                archived_note = None
+            for folder in (root, self.exp.models, self.exp.states):
+                folder.mkdir(parents=True, exist_ok=True)
+            self._setup_logging()
+            if archived_note:
+                log.info(archived_note)
+            self._copy_options(argv)
+        distributed.barrier(self.dist)
+
+    def _setup_logging(self) -> None:
+        stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
+        fmt = logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S")
+        handlers = [logging.FileHandler(self.exp.root / f"train_{self.opts.name}_{stamp}.log"),
+                    logging.StreamHandler(sys.stdout)]
+        for h in handlers:
+            h.setFormatter(fmt)
+            log.addHandler(h)
+        log.setLevel(logging.INFO)
+        log.propagate = False
+        self._log_handlers = handlers
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+            self.tb = None
+        for h in self._log_handlers:
+            log.removeHandler(h)
+            h.close()
+        self._log_handlers = []
+
+    def _copy_options(self, argv: Optional[List[str]]) -> None:
+        source = Path(self.opts.source) if self.opts.source else None
+        text = source.read_text() if source and source.is_file() else ""
+        head = (f"# Copied at {datetime.datetime.now():%Y-%m-%d %H:%M:%S} from {source}\n"
+                f"# Command: {' '.join(argv) if argv is not None else ' '.join(sys.argv)}\n")
+        atomic_write(self.exp.root / f"{self.opts.name}.yml", (head + text).encode())
+
+    def _seed(self, resume: Optional[Resume]) -> int:
+        if resume is not None:
+            seed = int(resume.state["seed"])
+            if self.opts.manual_seed is not None and self.opts.manual_seed != seed:
+                log.warning("manual_seed %d differs from the resumed run's %d: keeping %d", self.opts.manual_seed,
+                            seed, seed)
+            return seed
+        seed = self.opts.manual_seed if self.opts.manual_seed is not None else random_seed()
+        return int(distributed.broadcast(self.dist, seed))
+
+    def _build_data(self, resume: Optional[Resume]) -> None:
+        o, d = self.opts, self.dist
+        common = dict(scale=o.scale, in_chans=self.cfg.in_chans, seed=self.seed)
+        self.train_set = RestorationDataset(o.train_set, train=True, cache_dir=self._cache(o.train_set), key="train",
+                                            **common)
+        self.val_sets = [RestorationDataset(ds, train=False, cache_dir=None, key=k, **common)
+                         for k, ds in o.datasets.items() if k != "train"]
+        if d.main:  # every header once, before any step: a bad file is an error now, not in an hour
+            t = time.perf_counter()
+            n = self.train_set.check(o.train_set.gt_size)
+            for v in self.val_sets:
+                v.check()
+            log.info("checked %d training images%s in %.1fs", n,
+                     "".join(f", {len(v)} in {v.opts.name}" for v in self.val_sets), time.perf_counter() - t)
+        distributed.barrier(d)
+        start = int(resume.state["iter"]) if resume else 0
+        if resume and (resume.state.get("world_size") != d.world_size
+                       or resume.state.get("batch_size") != o.train_set.batch_size_per_gpu):
+            log.warning("resuming with %d process(es) x batch %d, the state was saved with %s x %s: the data "
+                        "order continues, but not exactly as one run would", d.world_size,
+                        o.train_set.batch_size_per_gpu, resume.state.get("world_size"),
+                        resume.state.get("batch_size"))
+        self.loader, self.sampler = train_loader(self.train_set, seed=self.seed, rank=d.rank,
+                                                 world_size=d.world_size, start_iter=start,
+                                                 pin_memory=self.device.type == "cuda")
+        self.start_iter = start
+
+    def _cache(self, ds) -> Path:
+        return Path(ds.lq_cache) if ds.lq_cache else self.exp.cache
+
+    def _build_model(self, resume: Optional[Resume]) -> None:
+        o, t = self.opts, self.opts.train
+        torch.manual_seed(self.seed)  # the same initial weights on every rank (DDP also broadcasts them)
+        model = SwinIR(self.cfg)
+        if resume is None and o.path.pretrain_network_g:
+            self._load_pretrained(model)
+        if resume is not None:
+            model.load_state_dict(resume.weights["params"], strict=True)
+        model.to(self.device).train()
+        self.model = model
+        self.ema = EMA(model, t.ema_decay) if t.ema_decay > 0 else None
+        if self.ema is not None and resume is not None:
+            ema_weights = resume.weights.get("params_ema")
+            if ema_weights is None:
+                log.warning("%s has no params_ema: the EMA restarts from params", resume.path)
+            else:
+                self.ema.module.load_state_dict(ema_weights, strict=True)
+        if self.dist.enabled:
+            ddp = nn.parallel.DistributedDataParallel
+            # The buffers (window masks, position indexes) are derived and equal everywhere: no sync per forward.
+            no_sync = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                       else "broadcast_buffers")
+            self.net = ddp(model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                           **{no_sync: False})
+        else:
+            self.net = model
+        optim_cls = getattr(torch.optim, t.optim_g.type)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = optim_cls(self.params, **t.optim_g.args)
+        self.lr_at = lr_schedule(t)
+        self.loss_fn = make_loss(t.pixel_opt)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=True) if t.amp == "fp16" else None
+        self.nan_streak = 0
+        self.best: Dict[str, Dict[str, Tuple[float, int]]] = {}
+        torch.manual_seed(self.seed + self.dist.rank)  # training randomness (drop path) differs by rank
+        if resume is not None:
+            s = resume.state
+            self.optimizer.load_state_dict(s["optimizers"][0])
+            if self.scaler is not None and s.get("scaler"):
+                self.scaler.load_state_dict(s["scaler"])
+            self.nan_streak = int(s.get("nan_streak", 0))
+            self.best = {k: {m: (float(v[0]), int(v[1])) for m, v in d.items()} for k, d in s.get("best", {}).items()}
+            states = s.get("rng", [])
+            if len(states) == self.dist.world_size:
+                set_rng_state(states[self.dist.rank])
+            log.info("resumed from %s at iteration %d", resume.path, self.start_iter)
+        n = sum(p.numel() for p in self.params)
+        log.info("network SwinIR %s: %.3fM parameters, %s", self.cfg.upsampler or "restoration", n / 1e6,
+                 ", ".join(f"{k}={v}" for k, v in self.cfg.to_dict().items()))
+
+    def _load_pretrained(self, model: SwinIR) -> None:
+        """path.pretrain_network_g: anything load_model takes; param_key_g, strict_load_g as in BasicSR."""
+        from ..zoo import latest_weights, resolve
+
+        p = self.opts.path
+        spec = p.pretrain_network_g
+        path = Path(spec).expanduser()
+        if path.is_dir():
+            path = latest_weights(path)
+        try:
+            if path.is_file() and path.suffix != ".safetensors":
+                raw, _ = read_file(path)
+                if isinstance(raw, dict) and isinstance(raw.get(p.param_key_g), dict):
+                    raw = raw[p.param_key_g]
+                elif isinstance(raw, dict) and any(isinstance(raw.get(k), dict) for k in ("params", "params_ema")):
+                    log.warning("%s has no %s: loading what it has", path, p.param_key_g)
+                state, _ = unwrap(raw, str(path))
+            else:
+                state = resolve(spec).state_dict
+        except ModelLoadError as e:
+            raise ModelLoadError(f"path.pretrain_network_g: {e}") from None
+        own = model.state_dict()
+        if not p.strict_load_g:  # BasicSR: keys of another shape are reported and skipped
+            skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
+            for k in skipped:
+                log.warning("pretrained %s has shape %s, the network %s: not loaded", k,
+                            tuple(state[k].shape), tuple(own[k].shape))
+            state = {k: v for k, v in state.items() if k not in skipped}
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=p.strict_load_g)
+        except RuntimeError as e:
+            first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln or "Missing" in ln
+                          or "Unexpected" in ln), str(e).splitlines()[0])
+            raise ModelLoadError(f"path.pretrain_network_g {spec} does not fit network_g: {first} "
+                                 f"(strict_load_g: false loads what fits)") from None
+        if missing or unexpected:
+            log.warning("pretrained %s: missing %s; unexpected %s", spec, missing or "none", unexpected or "none")
+        log.info("loaded pretrained weights %s (%s)", spec, p.param_key_g)
+
+    # ---- the loop ------------------------------------------------------------------------
+
+    def run(self) -> Result:
+        o, t, d = self.opts, self.opts.train, self.dist
+        total = t.total_iter
+        it = self.start_iter
+        self.result.iter = it
+        if it >= total:
+            log.info("nothing to do: the state is at iteration %d of %d", it, total)
+            return self.result
+        if d.main and o.logger.use_tb_logger:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.tb = SummaryWriter(str(self.exp.tb), purge_step=it + 1 if it else None)
+        bs = o.train_set.batch_size_per_gpu
+        per_epoch = max(self.sampler.per_rank // bs, 1)
+        log.info("training %d iterations from %d: %d process(es) on %s, batch %d per process, %d images, "
+                 "%d iterations per epoch, seed %d%s", total - it, it, d.world_size, self.device, bs,
+                 len(self.train_set), per_epoch, self.seed, f", AMP {t.amp}" if t.amp else "")
+        amp = torch.autocast(self.device.type, dtype=_AMP[t.amp]) if t.amp else None
+        batches = iter(self.loader)
+        loss_sum, loss_n, skipped = torch.zeros((), device=self.device), 0, 0
+        window_start, window_it = time.perf_counter(), it
+        while it < total:
+            it += 1
+            lq, gt = next(batches)
+            lq = lq.to(self.device, non_blocking=True)
+            gt = gt.to(self.device, non_blocking=True)
+            lr = self.lr_at(it)
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if amp is not None:
+                with amp:
+                    out = self.net(lq)
+            else:
+                out = self.net(lq)
+            loss = self.loss_fn(out.float(), gt)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if self._step_ok(it):
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update()
+                loss_sum += loss.detach()
+                loss_n += 1
+            else:
+                skipped += 1
+            if it % o.logger.print_freq == 0 or it == total:
+                mean = distributed.all_mean(d, loss_sum / max(loss_n, 1)).item()
+                now = time.perf_counter()
+                rate = (it - window_it) / max(now - window_start, 1e-9)
+                self._log_line(it, total, mean, lr, rate, skipped, per_epoch)
+                loss_sum.zero_()
+                loss_n, skipped = 0, 0
+                window_start, window_it = now, it
+            if o.val is not None and self.val_sets and it % o.val.val_freq == 0:
+                self.validate(it)
+            if it % o.logger.save_checkpoint_freq == 0 or it == total:
+                self.save(it)
+        self.result.iter = it
+        log.info("end of training at iteration %d; models in %s", it, self.exp.models)
+        return self.result
+
+    def _step_ok(self, it: int) -> bool:
+        """Clip; False (and the step skipped) when the gradients are not finite — NaN/Inf loss included.
+
+        The gradients are all-reduced, so every rank takes the same decision.
+        """
+        t = self.opts.train
+        grads = [p.grad for p in self.params if p.grad is not None]
+        if t.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip, foreach=True)
+        else:
+            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        if bool(torch.isfinite(norm)):
+            self.nan_streak = 0
+            return True
+        if self.scaler is not None:
+            self.scaler.update()  # fp16 overflow: a smaller scale next time, as GradScaler does
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nan_streak += 1
+        log.warning("iteration %d: non-finite loss or gradients (norm %s); step skipped (%d in a row)", it,
+                    float(norm), self.nan_streak)
+        if self.nan_streak >= t.nan_tolerance:
+            raise TrainingError(f"{self.nan_streak} non-finite steps in a row (train.nan_tolerance "
+                                f"{t.nan_tolerance}) at iteration {it}: the training diverged; lower the "
+                                f"learning rate, set train.grad_clip, or resume from an earlier state")
+        return False
+
+    def _log_line(self, it: int, total: int, loss: float, lr: float, rate: float, skipped: int,
+                  per_epoch: int) -> None:
+        self.result.losses.append((it, loss))
+        if not self.dist.main:
+            return
+        epoch = self.sampler.epoch_of(it * self.opts.train_set.batch_size_per_gpu - 1)
+        extra = f", {skipped} skipped" if skipped else ""
+        log.info("[iter %d/%d] loss %.4g lr %.1e %.2f it/s eta %s (epoch %d%s)", it, total, loss, lr, rate,
+                 format_eta((total - it) / max(rate, 1e-9)), epoch, extra)
+        if self.tb is not None:
+            self.tb.add_scalar("losses/l_pix", loss, it)
+            self.tb.add_scalar("lr", lr, it)
+            self.tb.flush()
+
+    # ---- validation ----------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self, it: int) -> Dict[str, Dict[str, float]]:
+        """PSNR/SSIM of every val set, on rank 0, with the evaluation's padding and metric code."""
+        o = self.opts
+        results: Dict[str, Dict[str, float]] = {}
+        if self.dist.main:
+            net = self.ema.module if self.ema is not None else self.model
+            was_training = net.training
+            net.eval()
+            try:
+                for ds in self.val_sets:
+                    results[ds.opts.name] = self._validate_set(net, ds, it)
+            finally:
+                net.train(was_training)
+            self.result.metrics = results
+        distributed.barrier(self.dist)
+        return results
+
+    def _validate_set(self, net: nn.Module, ds: RestorationDataset, it: int) -> Dict[str, float]:
+        o, s = self.opts, self.cfg.upscale
+        metrics = o.val.metrics or {}
+        sums: Dict[str, float] = {k: 0.0 for k in metrics}
+        start = time.perf_counter()
+        for i in range(len(ds)):
+            gt, lq = ds.pair(i)
+            x = to_tensor(lq)[None]
+            h, w = x.shape[-2:]
+            y = net(official_pad(x, self.cfg.window_size).to(self.device))[..., :h * s, :w * s]
+            out = to_uint8(y)
+            for key, m in metrics.items():
+                scores = compute_metrics(out, gt, crop_border=o.crop_border(m), metrics=(m.metric,),
+                                         y_channel=m.test_y_channel)
+                y_key = f"{m.metric}_y"
+                sums[key] += scores[y_key] if m.test_y_channel and y_key in scores else scores[m.metric]
+            if o.val.save_img:
+                name = ds.name(i)
+                folder = Path(o.path.visualization) if o.path.visualization else self.exp.root / "visualization"
+                suffix = f"_{o.val.suffix}" if o.val.suffix else f"_{it}"
+                write_image(folder / name / f"{name}{suffix}.png", out)
+        means = {k: v / len(ds) for k, v in sums.items()}
+        best = self.best.setdefault(ds.opts.name, {})
+        parts = []
+        for key, value in means.items():
+            higher = metrics[key].better == "higher"
+            old = best.get(key)
+            if old is None or (value > old[0] if higher else value < old[0]):
+                best[key] = (value, it)
+            parts.append(f"{key} {value:.4f} (best {best[key][0]:.4f} @ {best[key][1]})")
+            if self.tb is not None:
+                self.tb.add_scalar(f"metrics/{ds.opts.name}/{key}", value, it)
+        log.info("validation %s at iteration %d (%d images, %.1fs): %s", ds.opts.name, it, len(ds),
+                 time.perf_counter() - start, ", ".join(parts) or "no metrics")
+        return means
+
+    # ---- checkpoints ---------------------------------------------------------------------
+
+    def save(self, it: int) -> None:
+        """models/net_g_<it>.pth and net_g_latest.pth, then training_states/<it>.state (rank 0)."""
+        rng = distributed.gather(self.dist, rng_state())
+        if self.dist.main:
+            weights = {"params": cpu_state(self.model)}
+            if self.ema is not None:
+                weights["params_ema"] = cpu_state(self.ema.module)
+            weights["config"] = self.cfg.to_dict()
+            data = to_bytes(weights)
+            atomic_write(self.exp.weights(it), data)
+            atomic_write(self.exp.models / "net_g_latest.pth", data)
+            bs = self.opts.train_set.batch_size_per_gpu
+            state = {"iter": it, "epoch": self.sampler.epoch_of(it * bs), "seed": self.seed,
+                     "world_size": self.dist.world_size, "batch_size": bs, "samples": it * bs,
+                     "optimizers": [self.optimizer.state_dict()],
+                     "schedulers": [{"type": self.opts.train.scheduler.type if self.opts.train.scheduler else None,
+                                     "last_epoch": it}],
+                     "scaler": self.scaler.state_dict() if self.scaler is not None else None,
+                     "nan_streak": self.nan_streak,
+                     "best": {k: {m: list(v) for m, v in d.items()} for k, d in self.best.items()},
+                     "rng": rng}
+            atomic_write(self.exp.state(it), to_bytes(state))
+            log.info("saved models/net_g_%d.pth and training_states/%d.state", it, it)
+        distributed.barrier(self.dist)
+
+
+def train(opts: Options, *, launcher: str = "none", auto_resume: bool = False,
+          argv: Optional[List[str]] = None) -> Result:
+    """Run the training that ``opts`` describes; returns what it did."""
+    d = distributed.setup(launcher, opts.num_gpu)
+    trainer = None
+    try:
+        trainer = Trainer(opts, d, auto_resume=auto_resume, argv=argv)
+        return trainer.run()
+    finally:
+        if trainer is not None:
+            trainer.close()
+        distributed.cleanup(d)
+
+
+__all__ = ["DataError", "EMA", "Experiment", "Result", "Trainer", "TrainingError", "format_eta", "latest_resume",
+           "load_resume", "lr_schedule", "make_loss", "train"]

@@ -1,0 +1,960 @@
+"""The Gradio web upscaler: ``python app.py`` (or ``python -m swinir_app.webui``).
+
+A single-image tab (upload, drag or paste; a before/after slider; the full-resolution PNG to
+download) and a batch tab (images or a zip in, a zip of results out). Uploads reach this module as
+files and are decoded here, so that a bad file gets a one-line reason in the page rather than a bare
+"Error". Models stay loaded between requests, and one job runs at a time per device. The engine
+knows nothing of this module: dependencies point from here to it.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no version check or analytics: works offline
+
+import argparse
+import atexit
+import base64
+import io
+import logging
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+
+import cv2
+import gradio as gr
+import numpy as np
+
+from .checkpoint import ModelLoadError
+from .engine import Restorer, is_oom, resolve_device
+from .imageio import ImageReadError, LoadedImage, encode_image, read_image
+from .network import SwinIRConfig
+from .upscale import DEFAULT_MODEL, resize_lanczos
+from .zoo import (ZOO, ZooEntry, add_weights_dir_argument, bundled_entries, find_entry, is_cached, load_model,
+                  param_count)
+
+log = logging.getLogger("swinir_app.webui")
+
+DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_MAX_FILE_SIZE = "50mb"
+PREVIEW_MAX_SIDE = 2048  # the slider shows at most this; the download is always full size
+RESULT_TTL = 3600.0  # seconds a result file stays on disk for downloading
+MAX_ZIP_MEMBERS = 10_000
+CUSTOM = "__custom__"  # the model dropdown's "custom path" entry
+DEVICE_QUEUE = "device"  # the concurrency group of everything that runs a model
+TASK_NAMES = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG artifact removal"}
+_LEVEL_NAME = re.compile(r"^(?P<family>.+-(?:dn|jpeg))-(?P<level>\d+)$")
+
+
+class WebError(Exception):
+    """A request that cannot be done; ``str()`` is one line for the page."""
+
+
+class Cancelled(Exception):
+    """The user pressed Cancel; raised from the tile callback so that the work really stops."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Settings
+
+
+def parse_size(text: Union[str, int]) -> int:
+    """'50mb', '2 GB', '1048576' -> bytes."""
+    if isinstance(text, int):
+        return text
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kmgt]?i?b?)\s*", str(text).lower())
+    if not m:
+        raise ValueError(f"not a size: {text!r} (examples: 20mb, 1gb, 500kb)")
+    unit = m.group(2).rstrip("b").rstrip("i")
+    return int(float(m.group(1)) * 1024 ** " kmgt".index(unit or " "))
+
+
+def human_size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def parse_tile(value) -> Union[None, int, str]:
+    """The Advanced tile setting: 'auto', 'none' (whole image) or a size in pixels."""
+    text = str(value if value is not None else "").strip().lower()
+    if text in ("auto", ""):
+        return "auto"
+    if text in ("none", "off", "whole image", "0"):
+        return None
+    try:
+        tile = int(float(text))
+    except ValueError:
+        raise WebError(f"tile size must be 'auto', 'none' or a number of pixels, got {value!r}") from None
+    if tile < 0:
+        raise WebError(f"tile size must be positive, got {tile}")
+    return tile or None
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything one restoration depends on besides the image."""
+
+    spec: str
+    outscale: Optional[float] = None  # SR: the final scale (None: the model's)
+    degrade: float = 0.0  # denoise: add noise of this sigma first; jpeg: compress at this quality first
+    tile: Union[None, int, str] = "auto"
+    tile_overlap: int = 32
+    precision: str = "auto"
+    self_ensemble: bool = False
+
+
+@dataclass
+class Result:
+    name: str
+    loaded: LoadedImage
+    model_input: np.ndarray  # after the optional degradation: what the model saw
+    output: np.ndarray
+    seconds: float
+    label: str
+    scale_text: str
+    task: str
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def task_label(config: SwinIRConfig) -> str:
+    gray = "gray " if config.in_chans == 1 else ""
+    if config.task == "sr":
+        return f"{gray}super-resolution ×{config.upscale}"
+    return gray + TASK_NAMES[config.task]
+
+
+def _spec_key(spec: str, device) -> tuple:
+    path = Path(spec).expanduser()
+    if path.exists():
+        stat = path.stat()
+        return str(path.resolve()), stat.st_mtime_ns, str(device)  # a retrained file is reloaded
+    entry = find_entry(spec)
+    return (entry.name if entry else spec), str(device)
+
+
+class ModelCache:
+    """Loaded models by spec and device, least recently used dropped first; loaded once each."""
+
+    def __init__(self, device, weights_dir=None, size: int = 2):
+        self.device, self.weights_dir, self.size = device, weights_dir, max(1, size)
+        self._models: "OrderedDict[tuple, object]" = OrderedDict()
+        self._lock = threading.Lock()
+        self.loads = 0
+
+    def get(self, spec: str):
+        key = _spec_key(spec, self.device)
+        with self._lock:
+            if key in self._models:
+                self._models.move_to_end(key)
+                return self._models[key]
+            while len(self._models) >= self.size:  # make room before loading the next one
+                self._models.popitem(last=False)
+                if self.device.type == "cuda":
+                    import torch
+                    torch.cuda.empty_cache()
+            try:
+                model = load_model(spec, device=self.device, weights_dir=self.weights_dir)
+            except ModelLoadError as e:
+                raise WebError(f"cannot load model {spec}: {e}") from None
+            except Exception as e:  # noqa: BLE001 - device or memory trouble: one line
+                raise WebError(f"cannot load model {spec}: {type(e).__name__}: {_one_line(e)}") from None
+            self.loads += 1
+            self._models[key] = model
+            return model
+
+    def __contains__(self, spec: str) -> bool:
+        return _spec_key(spec, self.device) in self._models
+
+
+@dataclass
+class ModelInfo:
+    spec: str
+    label: str
+    config: SwinIRConfig
+    entry: Optional[ZooEntry] = None
+    levels: List[Tuple[str, str]] = field(default_factory=list)  # (label, spec) of sibling variants
+
+    @property
+    def task(self) -> str:
+        return self.config.task
+
+    @property
+    def level(self) -> Optional[int]:
+        m = _LEVEL_NAME.match(self.entry.name) if self.entry else None
+        return int(m.group("level")) if m else None
+
+    def markdown(self) -> str:
+        c = self.config
+        parts = [f"**{_md_escape(self.label)}** · {task_label(c)}", f"{param_count(c) / 1e6:.2f} M parameters",
+                 f"window {c.window_size}"]
+        if self.task == "denoise":
+            parts.append(f"trained for noise σ = {self.level}" if self.level else "noise level not recorded")
+        elif self.task == "jpeg":
+            parts.append(f"trained for JPEG quality {self.level}" if self.level else "JPEG quality not recorded")
+        return " · ".join(parts)
+
+
+def _label(spec: str) -> str:
+    path = Path(spec)
+    return path.name if (os.sep in spec or "/" in spec or path.suffix) else spec
+
+
+class Catalogue:
+    """Which models the page offers: the bundled ones, the cached zoo ones and the --model spec."""
+
+    def __init__(self, explicit: Optional[str], weights_dir=None):
+        self.explicit, self.weights_dir = explicit, weights_dir
+        self.bundled = bundled_entries()
+        self.cached = [e for e in ZOO.values() if is_cached(e, weights_dir)]
+
+    def available(self) -> List[ZooEntry]:
+        return [*self.bundled, *self.cached]
+
+    def choices(self) -> List[Tuple[str, str]]:
+        items = []
+        if self.explicit and not any(self.explicit in e.names for e in self.available()):
+            items.append((f"{_label(self.explicit)} (--model)", self.explicit))
+        items += [(f"{e.name} — bundled, {task_label(e.config)}", e.name) for e in self.bundled]
+        items += [(f"{e.name} — {task_label(e.config)}", e.name) for e in self.cached]
+        items.append(("Custom checkpoint or zoo name…", CUSTOM))
+        return items
+
+    def default(self) -> Optional[str]:
+        if self.explicit:
+            return next((e.name for e in self.available() if self.explicit in e.names), self.explicit)
+        names = [e.name for e in self.bundled]
+        if DEFAULT_MODEL in names:
+            return DEFAULT_MODEL
+        return next((e.name for e in self.available()), None)
+
+    def siblings(self, entry: Optional[ZooEntry]) -> List[Tuple[str, str]]:
+        """Other trained levels of a denoising / JPEG model that are here: (label, name)."""
+        m = _LEVEL_NAME.match(entry.name) if entry else None
+        if not m:
+            return []
+        symbol = "σ = " if m.group("family").endswith("dn") else "quality "
+        found = []
+        for e in self.available():
+            n = _LEVEL_NAME.match(e.name)
+            if n and n.group("family") == m.group("family"):
+                found.append((int(n.group("level")), f"{symbol}{n.group('level')}", e.name))
+        return [(label, name) for _, label, name in sorted(found)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Pixels
+
+
+def _split_alpha(a: np.ndarray) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        return a[:, :, :-1], a[:, :, -1:]
+    return a, None
+
+
+def _join_alpha(color: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
+    if alpha is None:
+        return color
+    if color.ndim == 2:
+        color = color[:, :, None]
+    return np.concatenate([color, alpha.astype(color.dtype)], axis=2)
+
+
+def add_noise(a: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
+    """Gaussian noise of ``sigma`` (on the 0-255 scale) on the color channels; alpha untouched."""
+    color, alpha = _split_alpha(a)
+    peak = float(np.iinfo(a.dtype).max)
+    noise = np.random.default_rng(seed).normal(0.0, sigma / 255.0 * peak, color.shape)
+    noisy = np.clip(np.round(color.astype(np.float64) + noise), 0, peak).astype(a.dtype)
+    return _join_alpha(noisy, alpha)
+
+
+def jpeg_compress(a: np.ndarray, quality: int) -> np.ndarray:
+    """The 8-bit JPEG round trip of the color channels at ``quality``; alpha kept."""
+    from PIL import Image
+
+    color, alpha = _split_alpha(a)
+    if color.dtype == np.uint16:
+        color = np.round(color / 257.0).astype(np.uint8)
+        alpha = None if alpha is None else np.round(alpha / 257.0).astype(np.uint8)
+    if color.ndim == 3 and color.shape[2] == 1:
+        color = color[:, :, 0]
+    buf = io.BytesIO()
+    Image.fromarray(color).save(buf, format="JPEG", quality=int(quality))
+    out = np.asarray(Image.open(io.BytesIO(buf.getvalue()))).copy()
+    return _join_alpha(out, alpha)
+
+
+def to_preview(a: np.ndarray) -> np.ndarray:
+    """8-bit RGB / RGBA / gray pixels for the browser."""
+    if a.dtype == np.uint16:
+        a = np.round(a / 257.0).astype(np.uint8)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[:, :, 0]
+    if a.ndim == 3 and a.shape[2] == 2:  # gray + alpha
+        a = np.dstack([a[:, :, 0]] * 3 + [a[:, :, 1]])
+    return np.ascontiguousarray(a)
+
+
+def comparison(before: np.ndarray, after: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """The input resized (bicubic) to the output size, and the output: 8-bit, at most PREVIEW_MAX_SIDE."""
+    h, w = after.shape[:2]
+    f = min(1.0, PREVIEW_MAX_SIDE / max(h, w))
+    ph, pw = max(1, round(h * f)), max(1, round(w * f))
+    b, a = to_preview(before), to_preview(after)
+    b = cv2.resize(b, (pw, ph), interpolation=cv2.INTER_CUBIC)
+    if (ph, pw) != (h, w):
+        a = cv2.resize(a, (pw, ph), interpolation=cv2.INTER_AREA)
+    return b, a
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def _fmt_scale(s: float) -> str:
+    return f"{s:g}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The app
+
+
+class TileProgress:
+    """The engine's tile callback: reports progress and stops the work when Cancel was pressed."""
+
+    def __init__(self, passes: int, report: Optional[Callable[[int, int], None]], cancel: threading.Event):
+        self.passes, self.report, self.cancel, self.finished = passes, report, cancel, 0
+
+    def check(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled("cancelled")
+
+    def __call__(self, done: int, total: int) -> None:
+        self.check()
+        if self.report is not None:
+            self.report(self.finished + done, self.passes * total)
+        if done == total:
+            self.finished += total
+
+
+@dataclass
+class BatchResult:
+    zip_path: Path
+    done: int
+    errors: List[str]
+    seconds: float
+    label: str
+
+    def summary(self) -> str:
+        total = self.done + len(self.errors)
+        return f"{self.done} of {total} image{'s' if total != 1 else ''} done in {self.seconds:.1f} s · {self.label}"
+
+    def text(self) -> str:
+        return "\n".join([self.summary(), *self.errors])
+
+    def markdown(self) -> str:
+        lines = [f"**{_md_escape(self.summary())}**"]
+        if self.errors:
+            lines.append(f"\n**{len(self.errors)} failed** (also listed in errors.txt in the zip):\n")
+            lines += [f"- {_md_escape(e)}" for e in self.errors]
+        return "\n".join(lines)
+
+
+@dataclass
+class AppConfig:
+    model: Optional[str] = None
+    device: str = "auto"
+    weights_dir: Optional[str] = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_file_size: int = parse_size(DEFAULT_MAX_FILE_SIZE)
+    cache_models: int = 2
+
+
+class WebApp:
+    """The state behind the page: the model cache, the device lock, cancel flags and result files."""
+
+    def __init__(self, config: AppConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.catalogue = Catalogue(config.model, config.weights_dir)
+        self.models = ModelCache(self.device, config.weights_dir, config.cache_models)
+        self.device_lock = threading.Lock()  # a cancelled job's thread finishes its tile before the next starts
+        self._cancel: Dict[str, threading.Event] = {}
+        self.workdir = Path(tempfile.mkdtemp(prefix="swinir_webui_"))
+        atexit.register(shutil.rmtree, self.workdir, True)
+        self.default_spec = self.catalogue.default()
+
+    # ---- models ----------------------------------------------------------------------------
+
+    def describe(self, spec: str) -> ModelInfo:
+        entry = find_entry(spec) if not Path(spec).expanduser().exists() else None
+        if entry is not None and not (entry.path or is_cached(entry, self.config.weights_dir)):
+            # A zoo name not downloaded yet: describe it without downloading (that happens on Run).
+            return ModelInfo(spec, entry.name, entry.config, entry, self.catalogue.siblings(entry))
+        model = self.models.get(spec)
+        return ModelInfo(spec, entry.name if entry else _label(spec), model.config, entry,
+                         self.catalogue.siblings(entry))
+
+    def cancel_flag(self, request: Optional[gr.Request]) -> threading.Event:
+        key = getattr(request, "session_hash", None) or "-"
+        if key not in self._cancel:
+            if len(self._cancel) > 10_000:
+                self._cancel.clear()
+            self._cancel[key] = threading.Event()
+        return self._cancel[key]
+
+    def restorer(self, s: RunSettings) -> Restorer:
+        model = self.models.get(s.spec)
+        try:
+            return Restorer(model, tile=s.tile, tile_overlap=int(s.tile_overlap), precision=s.precision,
+                            device=self.device, self_ensemble=bool(s.self_ensemble))
+        except ValueError as e:
+            raise WebError(_one_line(e)) from None
+
+    # ---- one image -------------------------------------------------------------------------
+
+    def read(self, source, name: str) -> LoadedImage:
+        try:
+            return read_image(source, max_pixels=self.config.max_pixels, name=name)
+        except ImageReadError as e:
+            raise WebError(str(e)) from None
+
+    def process(self, restorer: Restorer, loaded: LoadedImage, name: str, s: RunSettings,
+                progress: TileProgress) -> Result:
+        a = loaded.array
+        task = restorer.config.task
+        if s.degrade and task == "denoise":
+            a = add_noise(a, float(s.degrade))
+        elif s.degrade and task == "jpeg":
+            a = jpeg_compress(a, int(s.degrade))
+        progress.check()
+        start = time.perf_counter()
+        try:
+            out = restorer.restore(a, callback=progress)
+        except (Cancelled, WebError):
+            raise
+        except Exception as e:  # noqa: BLE001 - one line in the page, the traceback in the log
+            if is_oom(e):
+                raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
+            log.exception("restoring %s failed", name)
+            raise WebError(f"{name}: {type(e).__name__}: {_one_line(e)}") from None
+        scale = restorer.scale
+        if task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6:
+            if s.outscale <= 0:
+                raise WebError(f"output scale must be positive, got {s.outscale:g}")
+            h, w = a.shape[:2]
+            out = resize_lanczos(out, (max(1, round(h * s.outscale)), max(1, round(w * s.outscale))))
+            scale = s.outscale
+        seconds = time.perf_counter() - start
+        return Result(name, loaded, a, out, seconds, _label(s.spec), _fmt_scale(scale), task)
+
+    def restore_file(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
+                     report: Optional[Callable[[int, int], None]] = None) -> Result:
+        if not path:
+            raise WebError("no image: upload, drop or paste one first")
+        name = Path(path).name
+        loaded = self.read(path, name)
+        progress = TileProgress(8 if s.self_ensemble else 1, report, cancel)
+        with self.device_lock:
+            progress.check()
+            restorer = self.restorer(s)
+            return self.process(restorer, loaded, name, s, progress)
+
+    def result_file(self, result: Result) -> Path:
+        """The full-resolution PNG (16-bit kept) in a fresh folder, named after the input."""
+        self._prune()
+        folder = Path(tempfile.mkdtemp(dir=self.workdir, prefix="result_"))
+        suffix = {"sr": f"_x{result.scale_text}", "denoise": "_denoised", "jpeg": "_dejpeg"}[result.task]
+        path = folder / f"{Path(result.name).stem}{suffix}.png"
+        path.write_bytes(encode_image(result.output, ".png", icc_profile=result.loaded.icc_profile))
+        return path
+
+    def _prune(self) -> None:
+        now = time.time()
+        for folder in self.workdir.glob("result_*"):
+            try:
+                if now - folder.stat().st_mtime > RESULT_TTL:
+                    shutil.rmtree(folder, ignore_errors=True)
+            except OSError:
+                pass
+
+    def info(self, r: Result) -> str:
+        """The line under the result: time taken, sizes, model."""
+        h, w = r.model_input.shape[:2]
+        oh, ow = r.output.shape[:2]
+        depth = " · 16-bit" if r.output.dtype == np.uint16 else ""
+        scale = f" (x{r.scale_text})" if r.task == "sr" else ""
+        return f"{r.seconds:.2f} s · {w}×{h} → {ow}×{oh} · {r.label}{scale}{depth}"
+
+    # ---- many images -----------------------------------------------------------------------
+
+    def batch_items(self, paths: Sequence[str], errors: List[str], opened: List[zipfile.ZipFile]
+                    ) -> Iterator[Tuple[str, Callable[[], object]]]:
+        """(name, source) for every image: plain files, and the members of zip files (left open in ``opened``)."""
+        for p in paths:
+            path = Path(p)
+            if path.suffix.lower() != ".zip":
+                yield path.name, (lambda path=path: path)
+                continue
+            try:
+                zf = zipfile.ZipFile(path)
+            except (zipfile.BadZipFile, OSError) as e:
+                errors.append(f"{path.name}: not a valid zip file ({_one_line(e)})")
+                continue
+            opened.append(zf)
+            members = [m for m in zf.infolist() if not m.is_dir()
+                       and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(m.filename).parts)]
+            if len(members) > MAX_ZIP_MEMBERS:
+                errors.append(f"{path.name}: {len(members):,} files; the limit is {MAX_ZIP_MEMBERS:,}")
+                continue
+            for m in members:
+                name = f"{path.stem}/{m.filename}"
+                if m.file_size > self.config.max_file_size:  # a zip bomb is refused before it is inflated
+                    errors.append(f"{name}: {human_size(m.file_size)} uncompressed exceeds the upload limit "
+                                  f"of {human_size(self.config.max_file_size)}")
+                    continue
+
+                def load(zf=zf, m=m, name=name):
+                    try:
+                        return zf.read(m)
+                    except Exception as e:  # noqa: BLE001 - bad CRC, unsupported compression...
+                        raise WebError(f"{name}: cannot extract from the zip ({_one_line(e)})") from None
+                yield name, load
+
+    def run_batch(self, paths: Sequence[str], s: RunSettings, cancel: threading.Event,
+                  report: Optional[Callable[[float, str], None]] = None) -> "BatchResult":
+        """Every image into one zip of PNGs, written to a temp name and renamed; failures in errors.txt."""
+        paths = [str(p) for p in (paths or []) if p]
+        if not paths:
+            raise WebError("no files: add images or a zip first")
+        self._prune()
+        errors: List[str] = []
+        opened: List[zipfile.ZipFile] = []
+        done, start, used = 0, time.perf_counter(), set()
+        folder = Path(tempfile.mkdtemp(dir=self.workdir, prefix="result_"))
+        final, part = folder / "swinir_results.zip", folder / ".swinir_results.zip.part"
+        try:
+            items = list(self.batch_items(paths, errors, opened))  # listings only: pixels are read one by one
+            with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_STORED) as out, self.device_lock:
+                restorer = self.restorer(s)
+                for i, (name, source) in enumerate(items):
+                    if report:
+                        report(i / len(items), name)
+                    tiles = TileProgress(8 if s.self_ensemble else 1, None, cancel)
+                    tiles.check()
+                    try:
+                        loaded = self.read(source(), name)
+                        result = self.process(restorer, loaded, name, s, tiles)
+                        data = encode_image(result.output, ".png", icc_profile=loaded.icc_profile)
+                    except WebError as e:
+                        errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
+                        continue
+                    except Exception as e:  # noqa: BLE001 - one file's trouble is not the batch's
+                        log.exception("batch: %s failed", name)
+                        errors.append(f"{name}: {type(e).__name__}: {_one_line(e)}")
+                        continue
+                    out.writestr(_unique(_safe_arcname(name), used), data)
+                    done += 1
+                if errors:
+                    out.writestr("errors.txt", "\n".join(errors) + "\n")
+            os.replace(part, final)
+        finally:
+            for zf in opened:
+                zf.close()
+            part.unlink(missing_ok=True)
+        return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec))
+
+
+def _safe_arcname(name: str) -> str:
+    parts = [p for p in PurePosixPath(name.replace("\\", "/")).parts if p not in ("", ".", "..", "/")]
+    stem_path = PurePosixPath(*parts) if parts else PurePosixPath("image")
+    return str(stem_path.with_suffix(".png"))
+
+
+def _unique(name: str, used: set) -> str:
+    candidate, n = name, 1
+    while candidate in used:
+        p = PurePosixPath(name)
+        candidate = str(p.with_name(f"{p.stem}_{n}{p.suffix}"))
+        n += 1
+    used.add(candidate)
+    return candidate
+
+
+def _md_escape(text: str) -> str:
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
+
+
+# ---------------------------------------------------------------------------------------------
+# The page
+
+
+class ImageUpload(gr.Image):
+    """gr.Image (upload, drop, paste) that hands the uploaded file over undecoded.
+
+    gr.Image opens uploads with PIL before the event function runs, and a corrupt file then fails
+    with a bare "Error". This one passes the file path on, and :func:`read_image` says what is wrong.
+    """
+
+    is_template = True  # the browser side is gr.Image's
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path:
+            return str(payload.path)
+        url = payload.url or ""
+        if url.startswith("data:"):  # a pasted image sent inline
+            try:
+                data = base64.b64decode(url.split(",", 1)[1] if "," in url else "", validate=True)
+            except ValueError:
+                data = b""  # read_image says "empty file"
+            folder = Path(tempfile.mkdtemp(dir=self.GRADIO_CACHE, prefix="pasted_"))
+            path = folder / "pasted.png"
+            path.write_bytes(data)
+            return str(path)
+        return None
+
+
+CSS = """
+#status p { margin: 0.2em 0; }
+#status.failed *, #batch-report.failed * { color: var(--error-text-color, #b91c1c); font-weight: 600; }
+.limits { font-size: var(--text-sm); opacity: 0.75; }
+"""
+
+
+def make_examples(folder: Path) -> List[str]:
+    """Small crops of scikit-image's bundled photos, written to ``folder`` (not into the repo)."""
+    try:
+        import skimage.data
+    except ImportError:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    crops = [("chelsea", (slice(40, 200), slice(100, 300))), ("coffee", (slice(40, 200), slice(150, 390))),
+             ("astronaut", (slice(20, 180), slice(140, 340))), ("camera", (slice(60, 220), slice(180, 380)))]
+    paths = []
+    for name, crop in crops:
+        try:
+            a = getattr(skimage.data, name)()[crop]
+        except Exception:  # noqa: BLE001 - a missing sample is no reason not to start
+            continue
+        path = folder / f"{name}.png"
+        path.write_bytes(encode_image(np.ascontiguousarray(a), ".png"))
+        paths.append(str(path))
+    return paths
+
+
+def _settings(spec, outscale=None, degrade=0, tile="auto", tile_overlap=32, precision="auto",
+              self_ensemble=False) -> RunSettings:
+    spec = (spec or "").strip()
+    if not spec:
+        raise WebError("no model: choose one, or enter a checkpoint path or zoo name")
+    return RunSettings(spec, float(outscale) if outscale else None, float(degrade or 0), parse_tile(tile),
+                       int(tile_overlap if tile_overlap is not None else 32), precision or "auto",
+                       bool(self_ensemble))
+
+
+def _status(text: str, failed: bool = False, markdown: bool = False) -> dict:
+    """A status line for the page; ``failed`` shows it as an error."""
+    text = text if markdown else _md_escape(text)
+    return gr.update(value=f"⚠️ {text}" if failed else text, elem_classes=["failed"] if failed else [])
+
+
+def _props(update: dict) -> dict:
+    """A gr.update() as constructor arguments."""
+    return {k: v for k, v in update.items() if k != "__type__"}
+
+
+def build(app: WebApp) -> gr.Blocks:
+    """The page, and the API. Everything that runs a model shares one concurrency group of size one."""
+    cfg = app.config
+    initial, initial_text = None, ("No model here yet: enter a checkpoint path or a zoo name "
+                                   "(zoo models are downloaded on first use).")
+    if app.default_spec:
+        try:
+            initial = app.describe(app.default_spec)
+            initial_text = initial.markdown()
+        except WebError as e:
+            initial_text = f"⚠️ {_md_escape(str(e))}"  # the page still opens: another model can be chosen
+    c0 = initial.config if initial else None
+    default_choice = app.default_spec or CUSTOM
+    device_queue = dict(concurrency_limit=1, concurrency_id=DEVICE_QUEUE)
+    limits = (f"Limits: {cfg.max_pixels:,} input pixels per image, {human_size(cfg.max_file_size)} per upload. "
+              f"Device: {app.device}.")
+
+    with gr.Blocks(title="SwinIR upscaler", delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# SwinIR upscaler\nSuper-resolution, denoising and JPEG repair with "
+                    "[SwinIR](https://arxiv.org/abs/2108.10257), on your own machine.")
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=1, min_width=300):
+                model_dd = gr.Dropdown(app.catalogue.choices(), value=default_choice, label="Model", elem_id="model")
+                custom = gr.Textbox("", label="Checkpoint path or zoo name", visible=default_choice == CUSTOM,
+                                    placeholder="experiments/x4/models/net_g_latest.pth or classical-x4",
+                                    elem_id="custom-model")
+                model_md = gr.Markdown(initial_text, elem_id="model-info")
+                outscale = gr.Slider(1, 8, step=0.5, elem_id="outscale", **_props(_outscale_update(c0)))
+                level = gr.Radio(elem_id="level", **_props(_level_update(initial)))
+                degrade = gr.Slider(step=1, elem_id="degrade", **_props(_degrade_update(c0)))
+                with gr.Accordion("Advanced", open=False):
+                    tile = gr.Dropdown(["auto", "none", "128", "256", "384", "512", "768", "1024"], value="auto",
+                                       allow_custom_value=True, label="Tile size (input pixels)",
+                                       info="auto: from free memory; none: the whole image at once")
+                    overlap = gr.Slider(0, 128, step=8, value=32, label="Tile overlap (pixels)")
+                    precision = gr.Radio(["auto", "fp32", "bf16", "fp16"], value="auto", label="Precision",
+                                         info="auto: bf16/fp16 on GPUs, fp32 on most CPUs; fp16 is GPU-only")
+                    ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations: 8× slower, a bit better)")
+                gr.Markdown(limits, elem_classes="limits")
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    with gr.Tab("Single image", id="single"):
+                        with gr.Row(equal_height=True):
+                            image_in = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                                   label="Input: upload, drop or paste an image", height=420,
+                                                   elem_id="input-image")
+                            slider = gr.ImageSlider(label="Before / after (the input resized to the output size, bicubic)", type="numpy",
+                                                    format="png", interactive=False, height=420,
+                                                    elem_id="comparison")
+                        with gr.Row():
+                            run_btn = gr.Button("Run", variant="primary", elem_id="run")
+                            cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                        status = gr.Markdown("", elem_id="status")
+                        result = gr.File(label="Full-resolution result (PNG)", interactive=False, height=110,
+                                         elem_id="result-file")
+                        examples = make_examples(app.workdir / "examples")
+                        if examples:
+                            gr.Examples([[p] for p in examples], inputs=[image_in],
+                                        label="Examples: crops of scikit-image's bundled photos")
+                    with gr.Tab("Batch", id="batch"):
+                        with gr.Row(equal_height=True):
+                            batch_in = gr.File(file_count="multiple", file_types=["image", ".zip"],
+                                               label="Images or zip files", elem_id="batch-in")
+                            batch_out = gr.File(label="Results (zip, with errors.txt if any failed)",
+                                                interactive=False, elem_id="batch-out")
+                        with gr.Row():
+                            batch_btn = gr.Button("Run batch", variant="primary", elem_id="batch-run")
+                            batch_cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel")
+                        batch_report = gr.Markdown("", elem_id="batch-report")
+        with gr.Column(visible=False):  # the API's inputs and outputs: plain values, no widgets
+            api_image = gr.File(label="image")
+            api_files = gr.File(label="files", file_count="multiple")
+            api_model = gr.Textbox("", label="model")
+            api_outscale = gr.Number(0, label="outscale")
+            api_degrade = gr.Number(0, label="degrade")
+            api_tile = gr.Textbox("auto", label="tile")
+            api_overlap = gr.Number(32, label="tile_overlap", precision=0)
+            api_precision = gr.Textbox("auto", label="precision")
+            api_ensemble = gr.Checkbox(False, label="self_ensemble")
+            api_result = gr.File(label="result")
+            api_info = gr.Textbox(label="info")
+            api_zip = gr.File(label="results_zip")
+            api_report = gr.Textbox(label="report")
+            api_restore_btn = gr.Button("restore")
+            api_batch_btn = gr.Button("batch")
+
+        # ---- model choice: the controls follow the model's task ----------------------------
+
+        def on_model(choice, custom_spec):
+            spec = (custom_spec or "").strip() if choice == CUSTOM else choice
+            hidden = (gr.update(visible=False),) * 3
+            if not spec:
+                return (gr.update(visible=choice == CUSTOM),
+                        "Enter a checkpoint path or a zoo name (zoo models are downloaded on first use).", *hidden)
+            try:
+                info = app.describe(spec)
+            except WebError as e:
+                return (gr.update(visible=choice == CUSTOM), f"⚠️ {_md_escape(str(e))}", *hidden)
+            return (gr.update(visible=choice == CUSTOM), info.markdown(), _outscale_update(info.config),
+                    _level_update(info), _degrade_update(info.config))
+
+        quick = dict(api_visibility="private", concurrency_limit=None)
+        model_outputs = [custom, model_md, outscale, level, degrade]
+        model_dd.change(on_model, [model_dd, custom], model_outputs, **quick)
+        custom.submit(on_model, [model_dd, custom], model_outputs, **quick)
+        custom.blur(on_model, [model_dd, custom], model_outputs, **quick)
+        level.input(lambda name: gr.update(value=name), level, model_dd, **quick)
+
+        def page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v):
+            spec = custom_spec if choice == CUSTOM else choice
+            return _settings(spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+
+        settings_in = [model_dd, custom, outscale, degrade, tile, overlap, precision, ensemble]
+
+        # ---- single image ------------------------------------------------------------------
+
+        def ui_restore(image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                       ensemble_v, request: gr.Request, progress=gr.Progress()):
+            cancel = app.cancel_flag(request)
+            cancel.clear()
+            try:
+                s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                                  ensemble_v)
+                progress(0, desc="Restoring" if s.spec in app.models else "Loading the model")
+                r = app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="tiles"))
+                path = app.result_file(r)
+            except Cancelled:
+                return None, None, _status("Cancelled.")
+            except WebError as e:
+                log.info("failed: %s", e)
+                return None, None, _status(str(e), failed=True)
+            log.info("done: %s", app.info(r))
+            return comparison(r.model_input, r.output), str(path), _status(app.info(r))
+
+        run_evt = run_btn.click(ui_restore, [image_in, *settings_in], [slider, result, status],
+                                api_visibility="private", **device_queue)
+
+        # ---- batch -------------------------------------------------------------------------
+
+        def ui_batch(files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v,
+                     request: gr.Request, progress=gr.Progress()):
+            cancel = app.cancel_flag(request)
+            cancel.clear()
+            try:
+                s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                                  ensemble_v)
+                b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+            except Cancelled:
+                return None, _status("Cancelled.")
+            except WebError as e:
+                return None, _status(str(e), failed=True)
+            log.info("batch: %s", b.summary())
+            return str(b.zip_path), _status(b.markdown(), markdown=True)
+
+        batch_evt = batch_btn.click(ui_batch, [batch_in, *settings_in], [batch_out, batch_report],
+                                    api_visibility="private", **device_queue)
+
+        def ui_cancel(request: gr.Request):
+            app.cancel_flag(request).set()  # the running job stops at its next tile
+            return _status("Cancelled.")
+
+        cancel_btn.click(ui_cancel, None, status, cancels=[run_evt], queue=False, api_visibility="private")
+        batch_cancel.click(ui_cancel, None, batch_report, cancels=[batch_evt], queue=False, api_visibility="private")
+
+        # ---- the API: /restore and /batch --------------------------------------------------
+
+        def restore(image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
+                    request: gr.Request, progress=gr.Progress()):
+            """Restore one image with a model (zoo name or checkpoint path; empty: the app's default).
+
+            Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
+            """
+            cancel = app.cancel_flag(request)
+            cancel.clear()
+            try:
+                s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+                              self_ensemble)
+                r = app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring"))
+                return str(app.result_file(r)), app.info(r)
+            except (WebError, Cancelled) as e:
+                raise gr.Error(str(e), print_exception=False) from None
+
+        def batch(files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
+                  request: gr.Request, progress=gr.Progress()):
+            """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
+            cancel = app.cancel_flag(request)
+            cancel.clear()
+            try:
+                s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+                              self_ensemble)
+                b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+                return str(b.zip_path), b.text()
+            except (WebError, Cancelled) as e:
+                raise gr.Error(str(e), print_exception=False) from None
+
+        options = [api_model, api_outscale, api_degrade, api_tile, api_overlap, api_precision, api_ensemble]
+        api_restore_btn.click(restore, [api_image, *options], [api_result, api_info], api_name="restore",
+                              **device_queue)
+        api_batch_btn.click(batch, [api_files, *options], [api_zip, api_report], api_name="batch", **device_queue)
+    return demo
+
+
+def _outscale_update(config: Optional[SwinIRConfig]) -> dict:
+    if config is None or config.task != "sr":
+        return gr.update(visible=False, value=4, label="Output scale")
+    return gr.update(visible=True, value=config.upscale, label="Output scale",
+                     info=f"The model upscales ×{config.upscale}; other values resize its output with Lanczos.")
+
+
+def _level_update(info: Optional[ModelInfo]) -> dict:
+    if info is None or info.task == "sr" or not info.levels:
+        return gr.update(visible=False, choices=[], value=None, label="Trained level")
+    label = "Noise level the model was trained for" if info.task == "denoise" else "JPEG quality it was trained for"
+    return gr.update(visible=True, choices=info.levels, value=info.entry.name if info.entry else None, label=label,
+                     info="Other trained levels that are here; choosing one switches the model.")
+
+
+def _degrade_update(config: Optional[SwinIRConfig]) -> dict:
+    if config is not None and config.task == "denoise":
+        return gr.update(visible=True, minimum=0, maximum=75, value=0, label="Add noise first (σ, 0 = off)",
+                         info="To try the model on a clean photo: Gaussian noise is added before restoring.")
+    if config is not None and config.task == "jpeg":
+        return gr.update(visible=True, minimum=0, maximum=95, value=0, label="Compress as JPEG first (quality, 0 = off)",
+                         info="To try the model on a clean photo: it is JPEG-compressed before restoring.")
+    return gr.update(visible=False, minimum=0, maximum=100, value=0, label="Degrade first")
+
+
+THEME_FONTS = dict(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+                   font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python app.py", description="The SwinIR web upscaler (Gradio).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link (needs internet)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger input images (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
+                   help=f"refuse larger uploads, e.g. 20mb or 1gb (default {DEFAULT_MAX_FILE_SIZE})")
+    p.add_argument("-m", "--model", default=None,
+                   help=f"the model selected at start: zoo name, checkpoint file or training folder "
+                        f"(default: {DEFAULT_MODEL} if bundled, else the first model available)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    add_weights_dir_argument(p)
+    p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.max_pixels <= 0:
+        p.error("--max-pixels must be positive")
+    try:
+        max_file_size = parse_size(args.max_file_size)
+    except ValueError as e:
+        p.error(f"--max-file-size: {e}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup checks
+    try:
+        app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, max_file_size,
+                               args.cache_models))
+        if args.model:
+            app.describe(app.default_spec)  # a bad --model fails now, not on the first click
+    except (WebError, ValueError, ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    demo = build(app)
+    demo.queue(default_concurrency_limit=1)
+    theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=max_file_size,
+                show_error=True, ssr_mode=False, theme=theme, css=CSS, footer_links=["api"], inbrowser=False)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

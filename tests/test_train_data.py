@@ -1,0 +1,311 @@
+"""Training data: aligned paired crops, HR-only with cached bicubic LR, degradations, lmdb, the resumable
+sampler, and the checks that run before the first step. Also the tiny data and options other training
+tests build on (``write_pairs``, ``tiny_options``)."""
+import dataclasses
+import importlib.util
+import itertools
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from conftest import photo
+from swinir_app.evaluate import bicubic_downscale, jpeg_input, noisy_input
+from swinir_app.train import data as data_module
+from swinir_app.train.data import DataError, ResumableSampler, RestorationDataset
+from swinir_app.train.options import DatasetOptions, IOBackendOptions, parse_options
+
+ROOT = Path(__file__).resolve().parents[1]
+PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
+
+
+def prepare_module():
+    """datasets/prepare.py, imported from its file."""
+    spec = importlib.util.spec_from_file_location("prepare", ROOT / "datasets" / "prepare.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_rgb(path: Path, rgb: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]) if rgb.ndim == 3 else rgb)
+    return path
+
+
+def box_downscale(img: np.ndarray, s: int) -> np.ndarray:
+    """The rounded mean of every s x s block: an LR whose alignment with the HR is checkable exactly."""
+    h, w = img.shape[0] // s, img.shape[1] // s
+    blocks = img[:h * s, :w * s].astype(np.float64).reshape(h, s, w, s, -1).mean(axis=(1, 3))
+    return np.round(blocks).astype(np.uint8).reshape((h, w) + img.shape[2:])
+
+
+def write_pairs(root: Path, scale: int = 2, size=(72, 90), lr: str = "bicubic", names=PHOTOS) -> tuple:
+    """``root/hr/<name>.png`` real photo crops and ``root/lr/<name>x<scale>.png``; returns (hr, lr)."""
+    hr_dir, lr_dir = root / "hr", root / "lr"
+    for i, name in enumerate(names):
+        img = photo(name)[40 + 7 * i:40 + 7 * i + size[0], 60:60 + size[1] + 2 * i]
+        write_rgb(hr_dir / f"{name}.png", img)
+        low = bicubic_downscale(img, scale)[1] if lr == "bicubic" else box_downscale(img, scale)
+        write_rgb(lr_dir / f"{name}x{scale}.png", low)
+    return hr_dir, lr_dir
+
+
+def tiny_options(root: Path, hr: Path, lr: Path = None, *, scale: int = 2, total_iter: int = 4, name: str = "tiny",
+                 **sections) -> Path:
+    """A tiny x``scale`` SR training options file in ``root`` (experiments in ``root/experiments``).
+
+    ``sections`` update the top-level sections: ``train={"ema_decay": 0.5}`` merges into train.
+    """
+    opts = {
+        "name": name, "model_type": "SwinIRModel", "scale": scale, "num_gpu": 0, "manual_seed": 7,
+        "datasets": {
+            "train": {"name": "photos", "type": "PairedImageDataset", "dataroot_gt": str(hr),
+                      **({"dataroot_lq": str(lr), "filename_tmpl": f"{{}}x{scale}"} if lr else {}),
+                      "io_backend": {"type": "disk"}, "gt_size": 16 * scale, "use_hflip": True, "use_rot": True,
+                      "batch_size_per_gpu": 2, "num_worker_per_gpu": 0, "dataset_enlarge_ratio": 2},
+            "val": {"name": "val_photos", "type": "PairedImageDataset", "dataroot_gt": str(hr),
+                    **({"dataroot_lq": str(lr), "filename_tmpl": f"{{}}x{scale}"} if lr else {})},
+        },
+        "network_g": {"type": "SwinIR", "upscale": scale, "in_chans": 3, "img_size": 16, "window_size": 8,
+                      "img_range": 1.0, "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2,
+                      "upsampler": "pixelshuffledirect", "resi_connection": "1conv", "drop_path_rate": 0.1},
+        "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None,
+                 "experiments_root": str(root / "experiments" / name)},
+        "train": {"ema_decay": 0.9, "optim_g": {"type": "Adam", "lr": 2e-3, "weight_decay": 0, "betas": [0.9, 0.99]},
+                  "scheduler": {"type": "MultiStepLR", "milestones": [3], "gamma": 0.5},
+                  "total_iter": total_iter, "warmup_iter": -1,
+                  "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}},
+        "val": {"val_freq": 2, "save_img": False,
+                "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": scale, "test_y_channel": True},
+                            "ssim": {"type": "calculate_ssim", "crop_border": scale, "test_y_channel": True}}},
+        "logger": {"print_freq": 1, "save_checkpoint_freq": 2, "use_tb_logger": False},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(opts.get(key), dict):
+            opts[key].update(value)
+        else:
+            opts[key] = value
+    path = root / f"{name}.yml"
+    path.write_text(yaml.safe_dump(opts, sort_keys=False))
+    return path
+
+
+def dataset(kind="PairedImageDataset", *, scale=2, in_chans=3, gt_size=32, seed=0, train=True, cache_dir=None,
+            **fields) -> RestorationDataset:
+    opts = DatasetOptions(name="t", type=kind, gt_size=gt_size, **fields)
+    return RestorationDataset(opts, scale=scale, in_chans=in_chans, seed=seed, train=train, cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    return write_pairs(tmp_path_factory.mktemp("pairs"), scale=2, lr="box")
+
+
+def to_uint8(t: torch.Tensor) -> np.ndarray:
+    return np.round(t.numpy().transpose(1, 2, 0) * 255).astype(np.uint8)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_paired_crops_stay_aligned_through_flips_and_rotations(pairs):
+    hr, lr = pairs
+    ds = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2", gt_size=32)
+    assert len(ds) == len(PHOTOS)
+    for index in range(24):
+        lq, gt = ds[(0, index)]
+        assert lq.shape == (3, 16, 16) and gt.shape == (3, 32, 32) and lq.dtype == torch.float32
+        # The LR is the rounded 2x2 block mean of the HR: the crop pair is aligned iff this holds.
+        np.testing.assert_array_equal(box_downscale(to_uint8(gt), 2), to_uint8(lq))
+
+
+def test_sample_randomness_is_a_function_of_seed_epoch_and_index(pairs):
+    hr, lr = pairs
+    make = lambda seed: dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2", seed=seed)  # noqa
+    a, b = make(0), make(0)
+    for item in [(0, 0), (0, 5), (3, 2)]:
+        assert all(torch.equal(x, y) for x, y in zip(a[item], b[item]))
+    assert not torch.equal(a[(0, 1)][1], a[(1, 1)][1])  # another epoch, another crop
+    assert not torch.equal(a[(0, 1)][1], make(1)[(0, 1)][1])  # another seed, another crop
+    assert not torch.equal(a[(0, 1)][1], a[(0, 1 + len(a))][1])  # enlarged copies differ too
+
+
+def test_hr_only_lr_is_matlab_bicubic_and_cached(pairs, tmp_path, monkeypatch):
+    hr, _ = pairs
+    ds = dataset("SingleHRDataset", dataroot_gt=str(hr), cache_dir=tmp_path / "cache", gt_size=32)
+    gt_full, lq_full = ds.pair(1)
+    ref_gt, ref_lq = bicubic_downscale(cv2.imread(str(hr / f"{ds.name(1)}.png"))[..., ::-1], 2)
+    np.testing.assert_array_equal(gt_full, ref_gt)
+    np.testing.assert_array_equal(lq_full, ref_lq)
+    cached = list((tmp_path / "cache").rglob("*.npy"))
+    assert len(cached) == 1 and np.array_equal(np.load(cached[0]), ref_lq)
+    # A new dataset (a new worker, a resumed run) reads the cache instead of resizing again.
+    monkeypatch.setattr(data_module, "bicubic_downscale", lambda *a: pytest.fail("resized again"))
+    again = dataset("SingleHRDataset", dataroot_gt=str(hr), cache_dir=tmp_path / "cache", gt_size=32)
+    np.testing.assert_array_equal(again.pair(1)[1], ref_lq)
+    lq, gt = again[(0, 1)]
+    assert lq.shape == (3, 16, 16) and gt.shape == (3, 32, 32)
+    # Without dataroot_lq, PairedImageDataset is the same thing.
+    paired = dataset(dataroot_gt=str(hr), cache_dir=tmp_path / "cache")
+    assert paired.bicubic and all(torch.equal(x, y) for x, y in zip(paired[(0, 1)], again[(0, 1)]))
+
+
+def test_gaussian_noise_fixed_and_random_sigma(pairs):
+    hr, _ = pairs
+    ds = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=25.0, gt_size=48)
+    stds = []
+    for index in range(4):
+        lq, gt = ds[(0, index)]
+        assert lq.shape == gt.shape == (3, 48, 48)
+        stds.append(float((lq - gt).std()) * 255)
+    assert all(abs(s - 25) < 2 for s in stds)
+    assert float(lq.min()) < 0 or float(lq.max()) > 1  # not clipped, as in the official training
+    ranged = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=(0.0, 50.0), gt_size=48)
+    levels = [float((lq - gt).std()) * 255 for lq, gt in (ranged[(0, i)] for i in range(8))]
+    assert max(levels) - min(levels) > 10 and all(0 <= v < 52 for v in levels)
+    # Validation: the official protocol's per-image seeded noise on the whole image.
+    val = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=15.0, train=False)
+    gt, lq = val.pair(0)
+    np.testing.assert_array_equal(lq, noisy_input(gt, 15.0, 0))
+
+
+def test_jpeg_fixed_and_random_quality_color_and_gray(pairs):
+    hr, _ = pairs
+    ds = dataset("JPEGDataset", scale=1, dataroot_gt=str(hr), quality=20, gt_size=40)
+    lq, gt = ds[(0, 3)]
+    np.testing.assert_array_equal(to_uint8(lq), jpeg_input(to_uint8(gt), 20))
+    gray = dataset("JPEGDataset", scale=1, in_chans=1, dataroot_gt=str(hr), quality=(10, 40), gt_size=40)
+    lq, gt = gray[(0, 3)]
+    assert lq.shape == gt.shape == (1, 40, 40)
+    matches = [q for q in range(10, 41) if np.array_equal(to_uint8(lq)[..., 0], jpeg_input(to_uint8(gt)[..., 0], q))]
+    assert matches  # some quality in the range made it
+    val = dataset("JPEGDataset", scale=1, in_chans=1, dataroot_gt=str(hr), quality=10, train=False)
+    gt, lq = val.pair(0)
+    assert gt.ndim == 2 and np.array_equal(lq, jpeg_input(gt, 10))
+
+
+def test_validation_pairs_crop_the_gt_to_lr_times_scale(tmp_path):
+    hr, lr = write_pairs(tmp_path, scale=3, size=(61, 70), names=("coffee", "chelsea"))
+    ds = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x3", scale=3, train=False)
+    for i in range(len(ds)):
+        gt, lq = ds.pair(i)
+        assert gt.shape[:2] == (lq.shape[0] * 3, lq.shape[1] * 3) and gt.dtype == lq.dtype == np.uint8
+    assert ds.check() == 2
+
+
+def test_lmdb_reads_the_same_as_the_folders(pairs, tmp_path):
+    hr, lr = pairs
+    prepare = prepare_module()
+    # An lmdb pair shares keys: LR named like the HR, as datasets/prepare.py sr makes them.
+    lr_named = tmp_path / "lr_named"
+    for f in lr.iterdir():
+        write_rgb(lr_named / f.name.replace("x2", ""), cv2.imread(str(f))[..., ::-1])
+    prepare.make_lmdb(hr, tmp_path / "hr.lmdb")
+    prepare.make_lmdb(lr_named, tmp_path / "lr.lmdb")
+    disk = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2")
+    db = dataset(dataroot_gt=str(tmp_path / "hr.lmdb"), dataroot_lq=str(tmp_path / "lr.lmdb"),
+                 io_backend=IOBackendOptions("lmdb"))
+    assert db.check(32) == disk.check(32) == len(PHOTOS)
+    for item in [(0, 0), (2, 3), (1, 6)]:
+        assert all(torch.equal(x, y) for x, y in zip(disk[item], db[item]))
+    assert (tmp_path / "hr.lmdb" / "meta_info.txt").read_text().splitlines()[0].startswith("astronaut.png (")
+
+
+def test_sampler_is_resumable_and_shards_ranks():
+    s = ResumableSampler(7, seed=3, enlarge=2)
+    stream = list(itertools.islice(iter(s), 40))
+    assert sorted(i for e, i in stream[:14]) == list(range(14)) and {e for e, _ in stream[:14]} == {0}
+    assert [i for _, i in stream[:14]] != [i for _, i in stream[14:28]]  # a new order each epoch
+    for start in (0, 5, 14, 23):
+        resumed = ResumableSampler(7, seed=3, enlarge=2, start=start)
+        assert list(itertools.islice(iter(resumed), 40 - start)) == stream[start:]
+    ranks = [list(itertools.islice(iter(ResumableSampler(7, seed=3, rank=r, world_size=2)), 4)) for r in (0, 1)]
+    assert len(set(ranks[0]) & set(ranks[1])) <= 1  # 7 over 2 ranks: one index repeats as padding
+    assert {i for _, i in ranks[0] + ranks[1]} == set(range(7))
+    fixed = ResumableSampler(5, shuffle=False)
+    assert [i for _, i in itertools.islice(iter(fixed), 6)] == [0, 1, 2, 3, 4, 0]
+
+
+def test_loader_batches_do_not_depend_on_workers(pairs):
+    hr, lr = pairs
+    ds = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2", batch_size_per_gpu=3,
+                 seed=5)
+    batches = {}
+    for workers in (0, 1):
+        ds.opts = dataclasses.replace(ds.opts, num_worker_per_gpu=workers)
+        loader, _ = data_module.train_loader(ds, seed=5, rank=0, world_size=1, start_iter=2)
+        batches[workers] = list(itertools.islice(iter(loader), 3))
+    for (a_lq, a_gt), (b_lq, b_gt) in zip(batches[0], batches[1]):
+        assert torch.equal(a_lq, b_lq) and torch.equal(a_gt, b_gt)
+
+
+# ---- checks before training ---------------------------------------------------------------------
+
+
+def test_missing_folder_is_an_error_naming_it(tmp_path):
+    with pytest.raises(DataError, match=r"folder .*nowhere does not exist"):
+        dataset(dataroot_gt=str(tmp_path / "nowhere"))
+
+
+def test_unreadable_file_is_named(pairs, tmp_path):
+    hr, lr = pairs
+    bad = tmp_path / "hr"
+    bad.mkdir()
+    for f in hr.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    (bad / "broken.png").write_bytes(b"not a png at all")
+    ds = dataset("SingleHRDataset", dataroot_gt=str(bad))
+    with pytest.raises(DataError, match=r"broken\.png: not a readable image"):
+        ds.check(32)
+
+
+def test_mismatched_and_missing_pairs_are_named(pairs, tmp_path):
+    hr, lr = pairs
+    lr2 = tmp_path / "lr"
+    for f in lr.iterdir():
+        (lr2 / f.name).parent.mkdir(exist_ok=True)
+        (lr2 / f.name).write_bytes(f.read_bytes())
+    write_rgb(lr2 / f"{PHOTOS[2]}x2.png", np.zeros((10, 10, 3), np.uint8))
+    ds = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr2), filename_tmpl="{}x2")
+    with pytest.raises(DataError, match=rf"{PHOTOS[2]}x2\.png is 10x10 but its HR .*{PHOTOS[2]}\.png is"):
+        ds.check()
+    (lr2 / f"{PHOTOS[0]}x2.png").unlink()
+    with pytest.raises(DataError, match=rf"{PHOTOS[0]}\.png: no LQ file {PHOTOS[0]}x2"):
+        dataset(dataroot_gt=str(hr), dataroot_lq=str(lr2), filename_tmpl="{}x2")
+
+
+def test_images_smaller_than_the_patch_are_named(pairs):
+    hr, lr = pairs
+    ds = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2")
+    with pytest.raises(DataError, match=r"astronaut\.png is 90x72, smaller than the 80x80 training patch"):
+        ds.check(80)
+
+
+def test_cli_reports_bad_data_before_any_step(pairs, tmp_path, capsys):
+    from swinir_app.train.cli import main
+
+    hr, lr = pairs
+    broken = tmp_path / "lr"
+    broken.mkdir()
+    for f in lr.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    (broken / f"{PHOTOS[3]}x2.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    opt = tiny_options(tmp_path, hr, broken)
+    assert main(["-opt", str(opt)]) == 2
+    err = capsys.readouterr().err
+    assert f"{PHOTOS[3]}x2.png" in err and err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert not list((tmp_path / "experiments").rglob("*.pth"))
+
+
+def test_skimage_scheme_names_bundled_photos():
+    opts = parse_options(yaml.safe_load((ROOT / "options" / "smoke.yml").read_text()), "smoke.yml")
+    train, val = opts.train_set, opts.val_sets[0]
+    ds_train = RestorationDataset(train, scale=4, in_chans=3, cache_dir=None)
+    ds_val = RestorationDataset(val, scale=4, in_chans=3, train=False)
+    assert not {ds_train.name(i) for i in range(len(ds_train))} & {ds_val.name(i) for i in range(len(ds_val))}
+    with pytest.raises(DataError, match="no photo 'nosuchphoto'"):
+        dataset(dataroot_gt="skimage://astronaut,nosuchphoto")

@@ -1,0 +1,309 @@
+"""Training options: every shipped file and BasicSR's own SwinIR files parse; misspellings are named;
+--force_yml and --debug; the learning-rate schedules and losses are BasicSR's."""
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from swinir_app.train.options import OptionsError, apply_override, load_options, parse_options
+from swinir_app.train.trainer import EMA, format_eta, lr_schedule, make_loss
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted(p for p in (ROOT / "options").glob("*.yml") if p.name != "test_x4.yml")
+
+# BasicSR's options/train/SwinIR/train_SwinIR_SRx4_scratch.yml, verbatim.
+BASICSR_SRX4 = """\
+# general settings
+name: train_SwinIR_SRx4_scratch_P48W8_DIV2K_500k_B4G8
+model_type: SwinIRModel
+scale: 4
+num_gpu: auto
+manual_seed: 0
+
+# dataset and data loader settings
+datasets:
+  train:
+    name: DIV2K
+    type: PairedImageDataset
+    dataroot_gt: datasets/DF2K/DIV2K_train_HR_sub
+    dataroot_lq: datasets/DF2K/DIV2K_train_LR_bicubic_X4_sub
+    meta_info_file: basicsr/data/meta_info/meta_info_DIV2K800sub_GT.txt
+    filename_tmpl: '{}'
+    io_backend:
+      type: disk
+
+    gt_size: 192
+    use_hflip: true
+    use_rot: true
+
+    # data loader
+    use_shuffle: true
+    num_worker_per_gpu: 6
+    batch_size_per_gpu: 4
+    dataset_enlarge_ratio: 1
+    prefetch_mode: ~
+
+  val:
+    name: Set5
+    type: PairedImageDataset
+    dataroot_gt: datasets/Set5/GTmod12
+    dataroot_lq: datasets/Set5/LRbicx4
+    io_backend:
+      type: disk
+
+# network structures
+network_g:
+  type: SwinIR
+  upscale: 4
+  in_chans: 3
+  img_size: 48
+  window_size: 8
+  img_range: 1.
+  depths: [6, 6, 6, 6, 6, 6]
+  embed_dim: 180
+  num_heads: [6, 6, 6, 6, 6, 6]
+  mlp_ratio: 2
+  upsampler: 'pixelshuffle'
+  resi_connection: '1conv'
+
+# path
+path:
+  pretrain_network_g: ~
+  strict_load_g: true
+  resume_state: ~
+
+# training settings
+train:
+  ema_decay: 0.999
+  optim_g:
+    type: Adam
+    lr: !!float 2e-4
+    weight_decay: 0
+    betas: [0.9, 0.99]
+
+  scheduler:
+    type: MultiStepLR
+    milestones: [250000, 400000, 450000, 475000]
+    gamma: 0.5
+
+  total_iter: 500000
+  warmup_iter: -1  # no warm up
+
+  # losses
+  pixel_opt:
+    type: L1Loss
+    loss_weight: 1.0
+    reduction: mean
+
+# validation settings
+val:
+  val_freq: !!float 5e3
+  save_img: false
+
+  metrics:
+    psnr: # metric name, can be arbitrary
+      type: calculate_psnr
+      crop_border: 4
+      test_y_channel: false
+
+# logging settings
+logger:
+  print_freq: 100
+  save_checkpoint_freq: !!float 5e3
+  use_tb_logger: true
+  wandb:
+    project: ~
+    resume_id: ~
+
+# dist training settings
+dist_params:
+  backend: nccl
+  port: 29500
+"""
+# Its x2 sibling differs in these lines (and writes the older use_flip).
+BASICSR_SRX2 = (BASICSR_SRX4.replace("SRx4", "SRx2").replace("scale: 4", "scale: 2").replace("X4_sub", "X2_sub")
+                .replace("gt_size: 192", "gt_size: 96").replace("use_hflip", "use_flip").replace("LRbicx4", "LRbicx2")
+                .replace("upscale: 4", "upscale: 2").replace("crop_border: 4", "crop_border: 2"))
+
+
+def write(tmp_path, text, name="opt.yml") -> Path:
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.name for p in SHIPPED])
+def test_every_shipped_options_file_parses(path):
+    opts = load_options(path)
+    cfg = opts.network_g.config
+    assert opts.train_set.gt_size % opts.scale == 0
+    if path.stem == "smoke":
+        return
+    assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4
+    assert opts.train.ema_decay == 0.999 and opts.val.metrics
+    if path.stem.startswith("x") or path.stem.startswith("lightweight"):
+        k = int(path.stem[-1])
+        assert (cfg.upscale, opts.scale, opts.train_set.gt_size, cfg.window_size) == (k, k, 64 * k, 8)
+        assert opts.train.total_iter == 500000
+        assert opts.train.scheduler.args["milestones"] == (250000, 400000, 450000, 475000)
+        assert opts.train.scheduler.args["gamma"] == 0.5
+        embed, blocks, upsampler, batch = ((180, 6, "pixelshuffle", 32) if path.stem.startswith("x")
+                                           else (60, 4, "pixelshuffledirect", 64))
+        assert (cfg.embed_dim, len(cfg.depths), cfg.upsampler) == (embed, blocks, upsampler)
+        assert opts.train_set.batch_size_per_gpu * 8 == batch  # per process, with 8 processes
+        assert all(opts.crop_border(m) == k and m.test_y_channel for m in opts.val.metrics.values())
+    elif path.stem.startswith("denoise"):
+        assert opts.train_set.type == "DenoisingDataset" and opts.train_set.sigma == float(path.stem[-2:])
+        assert (cfg.window_size, cfg.img_range, cfg.upsampler, opts.train_set.gt_size) == (8, 1.0, "", 128)
+        assert cfg.in_chans == (3 if "color" in path.stem else 1)
+        assert opts.train.total_iter == 1600000
+    else:
+        assert path.stem.startswith("jpeg") and opts.train_set.type == "JPEGDataset"
+        assert opts.train_set.quality == int(path.stem[-2:]) and opts.val_sets[0].quality == int(path.stem[-2:])
+        assert (cfg.window_size, cfg.img_range, cfg.img_size, opts.train_set.gt_size) == (7, 255.0, 126, 126)
+        assert cfg.in_chans == (3 if "color" in path.stem else 1)
+
+
+def test_the_shipped_set_is_complete():
+    names = {p.stem for p in SHIPPED}
+    expected = {"x2", "x3", "x4", "x8", "lightweight_x2", "lightweight_x3", "lightweight_x4", "smoke"}
+    expected |= {f"denoise_{c}_s{s}" for c in ("color", "gray") for s in (15, 25, 50)}
+    expected |= {f"jpeg_{c}_q{q}" for c in ("color", "gray") for q in (10, 20, 30, 40)}
+    assert expected <= names
+
+
+@pytest.mark.parametrize("text", [BASICSR_SRX4, BASICSR_SRX2], ids=["SRx4", "SRx2"])
+def test_basicsrs_own_swinir_files_parse_unchanged(tmp_path, text):
+    opts = load_options(write(tmp_path, text))
+    scale = opts.scale
+    assert opts.network_g.config.upscale == scale and opts.train_set.gt_size == 48 * scale
+    assert opts.train_set.hflip and opts.train_set.use_rot and opts.train_set.batch_size_per_gpu == 4
+    assert opts.val.val_freq == 5000 and opts.logger.save_checkpoint_freq == 5000
+    assert opts.val.metrics["psnr"].test_y_channel is False and opts.crop_border(opts.val.metrics["psnr"]) == scale
+    assert opts.train.scheduler.args["milestones"][0] == 250000 and opts.num_gpu == "auto"
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train:optim_g:lrr=1e-4", "train.optim_g.lrr"),
+    ("datasets:train:gt_sise=96", "datasets.train.gt_sise"),
+    ("network_g:embed_dims=60", "network_g.embed_dims"),
+    ("val:metrics:psnr:crop_boarder=4", "val.metrics.psnr.crop_boarder"),
+    ("logger:print_frq=10", "logger.print_frq"),
+    ("train:scheduler:milestone=[1]", "train.scheduler.milestone"),
+    ("train:pixel_opt:weight=1", "train.pixel_opt.weight"),
+    ("nmae=x", "nmae"),
+])
+def test_unknown_keys_are_named_with_their_path(tmp_path, override, key):
+    with pytest.raises(OptionsError) as err:
+        load_options(write(tmp_path, BASICSR_SRX4), [override])
+    message = str(err.value)
+    assert f"unknown option {key}" in message and "\n" not in message and "opt.yml" in message
+
+
+@pytest.mark.parametrize("override, message", [
+    ("train:total_iter=lots", "train.total_iter: expected a number"),
+    ("datasets:train:use_rot=maybe", "datasets.train.use_rot: expected true or false"),
+    ("datasets:train:type=WeirdDataset", "datasets.train.type: 'WeirdDataset' is not one of"),
+    ("train:amp=fp8", "train.amp: 'fp8' is not one of bf16, fp16"),
+    ("scale=3", "scale: 3 but network_g.upscale is 4"),
+    ("datasets:train:gt_size=190", "datasets.train.gt_size: 190 is not a multiple of scale 4"),
+    ("network_g:embed_dim=100", "network_g: embed_dim 100 is not divisible"),
+    ("train:optim_g:type=Adagradd", "train.optim_g.type: 'Adagradd' is not one of"),
+    ("datasets:test_1:dataroot_gt=x", "datasets.test_1: dataset keys are train, val or val_<anything>"),
+])
+def test_bad_values_are_named(tmp_path, override, message):
+    with pytest.raises(OptionsError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load_options(write(tmp_path, BASICSR_SRX4), [override])
+
+
+def test_force_yml_overrides_before_checking(tmp_path):
+    path = write(tmp_path, BASICSR_SRX4)
+    opts = load_options(path, ["train:total_iter=1000", "train:optim_g:lr=1e-3", "datasets:train:batch_size_per_gpu=8",
+                               "network_g:depths=[2, 2]", "network_g:num_heads=[6, 6]", "train:amp=bf16",
+                               "path:pretrain_network_g=classical-x4", "train:scheduler:milestones=[500, 750]"])
+    assert opts.train.total_iter == 1000 and opts.train.optim_g.args["lr"] == 1e-3  # 1e-3: a YAML string, read
+    assert opts.train_set.batch_size_per_gpu == 8 and opts.network_g.config.depths == (2, 2)
+    assert opts.train.amp == "bf16" and opts.path.pretrain_network_g == "classical-x4"
+    assert opts.train.scheduler.args["milestones"] == (500, 750)
+    with pytest.raises(OptionsError, match="expected key:sub=value"):
+        load_options(path, ["train:total_iter"])
+    with pytest.raises(OptionsError, match="datasets.train.name is not a mapping"):
+        apply_override(yaml.safe_load(BASICSR_SRX4), "datasets:train:name:x=1")
+
+
+def test_debug_mode_is_basicsrs(tmp_path):
+    opts = load_options(write(tmp_path, BASICSR_SRX4), debug=True)
+    assert opts.name == "debug_train_SwinIR_SRx4_scratch_P48W8_DIV2K_500k_B4G8"
+    assert (opts.logger.print_freq, opts.logger.save_checkpoint_freq, opts.val.val_freq) == (1, 8, 8)
+    assert opts.experiments_root == Path("experiments") / opts.name
+
+
+def test_required_sections(tmp_path):
+    raw = yaml.safe_load(BASICSR_SRX4)
+    for key, message in (("train", "train is missing"), ("network_g", "network_g: is required")):
+        broken = {k: v for k, v in raw.items() if k != key}
+        with pytest.raises(OptionsError, match=message):
+            parse_options(broken, "x.yml")
+    raw["datasets"]["train"].pop("gt_size")
+    with pytest.raises(OptionsError, match="datasets.train.gt_size: is required"):
+        parse_options(raw, "x.yml")
+
+
+# ---- schedules, losses, EMA ------------------------------------------------------------------
+
+
+def schedule(tmp_path, **train):
+    raw = yaml.safe_load(BASICSR_SRX4)
+    raw["train"].update(train)
+    return lr_schedule(parse_options(raw, "x.yml").train)
+
+
+def test_multistep_schedule_is_basicsrs(tmp_path):
+    lr = schedule(tmp_path)
+    # BasicSR steps the scheduler before iteration it: iteration 250000 already runs at the halved rate.
+    assert lr(1) == lr(249999) == 2e-4
+    assert lr(250000) == 1e-4 and lr(400000) == 5e-5 and lr(450000) == 2.5e-5 and lr(475000) == 1.25e-5
+    warm = schedule(tmp_path, warmup_iter=100)
+    assert warm(1) == pytest.approx(2e-6) and warm(50) == pytest.approx(1e-4) and warm(100) == 2e-4
+    restart = schedule(tmp_path, scheduler={"type": "MultiStepLR", "milestones": [10, 30], "gamma": 0.1,
+                                            "restarts": [20], "restart_weights": [0.5]})
+    assert restart(9) == 2e-4 and restart(10) == pytest.approx(2e-5)
+    assert restart(20) == pytest.approx(1e-4) and restart(30) == pytest.approx(1e-5)
+
+
+def test_cosine_restart_schedule_is_basicsrs(tmp_path):
+    lr = schedule(tmp_path, scheduler={"type": "CosineAnnealingRestartLR", "periods": [100, 200],
+                                       "restart_weights": [1, 0.5], "eta_min": 1e-7})
+    cos = lambda t, period, w: 1e-7 + w * 0.5 * (2e-4 - 1e-7) * (1 + math.cos(math.pi * t / period))  # noqa
+    assert lr(1) == pytest.approx(cos(1, 100, 1)) and lr(100) == pytest.approx(1e-7)
+    assert lr(101) == pytest.approx(cos(1, 200, 0.5)) and lr(250) == pytest.approx(cos(150, 200, 0.5))
+
+
+def test_losses_are_basicsrs():
+    pred, target = torch.tensor([0.0, 0.5, 1.0]), torch.tensor([0.1, 0.5, 0.7])
+    loss = lambda t, **a: float(make_loss(type("T", (), {"type": t, "args": a})())(pred, target))  # noqa
+    assert loss("L1Loss") == pytest.approx(0.4 / 3)
+    assert loss("MSELoss", loss_weight=2.0) == pytest.approx(2 * 0.1 / 3)
+    assert loss("CharbonnierLoss", eps=1e-6) == pytest.approx(float(torch.sqrt((pred - target) ** 2 + 1e-6).mean()))
+    assert loss("L1Loss", reduction="sum") == pytest.approx(0.4)
+
+
+def test_ema_is_basicsrs():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    ema = EMA(model, 0.9)
+    before = {k: v.clone() for k, v in ema.module.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    ema.update()
+    for k, v in ema.module.state_dict().items():
+        torch.testing.assert_close(v, 0.9 * before[k] + 0.1 * model.state_dict()[k])
+    assert not any(p.requires_grad for p in ema.module.parameters())
+
+
+def test_eta_format():
+    assert format_eta(2 * 86400 + 3 * 3600 + 59) == "2d 3h"
+    assert format_eta(3 * 3600 + 12 * 60) == "3h 12m" and format_eta(245) == "4m 5s" and format_eta(12.7) == "12s"
