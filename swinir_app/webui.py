@@ -409,6 +409,12 @@ class WebApp:
         return ModelInfo(spec, entry.name if entry else _label(spec), model.config, entry,
                          self.catalogue.siblings(entry))
 
+    def new_job(self, request: Optional[gr.Request]) -> threading.Event:
+        """The session's cancel flag, cleared for a job that starts now."""
+        flag = self.cancel_flag(request)
+        flag.clear()
+        return flag
+
     def cancel_flag(self, request: Optional[gr.Request]) -> threading.Event:
         key = getattr(request, "session_hash", None) or "-"
         if key not in self._cancel:
@@ -706,9 +712,9 @@ def build(app: WebApp) -> gr.Blocks:
                                     placeholder="experiments/x4/models/net_g_latest.pth or classical-x4",
                                     elem_id="custom-model")
                 model_md = gr.Markdown(initial_text, elem_id="model-info")
-                outscale = gr.Slider(1, 8, step=0.5, elem_id="outscale", **_props(_outscale_update(c0)))
-                level = gr.Radio(elem_id="level", **_props(_level_update(initial)))
-                degrade = gr.Slider(step=1, elem_id="degrade", **_props(_degrade_update(c0)))
+                outscale = gr.Slider(1, 8, step=0.5, elem_id="outscale", **_props(outscale_update(c0)))
+                level = gr.Radio(elem_id="level", **_props(level_update(initial)))
+                degrade = gr.Slider(step=1, elem_id="degrade", **_props(degrade_update(c0)))
                 with gr.Accordion("Advanced", open=False):
                     tile = gr.Dropdown(["auto", "none", "128", "256", "384", "512", "768", "1024"], value="auto",
                                        allow_custom_value=True, label="Tile size (input pixels)",
@@ -725,7 +731,7 @@ def build(app: WebApp) -> gr.Blocks:
                             image_in = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                                    label="Input: upload, drop or paste an image", height=420,
                                                    elem_id="input-image")
-                            slider = gr.ImageSlider(label="Before / after (the input resized to the output size, bicubic)", type="numpy",
+                            slider = gr.ImageSlider(label="Before / after", type="numpy",
                                                     format="png", interactive=False, height=420,
                                                     elem_id="comparison")
                         with gr.Row():
@@ -777,8 +783,8 @@ def build(app: WebApp) -> gr.Blocks:
                 info = app.describe(spec)
             except WebError as e:
                 return (gr.update(visible=choice == CUSTOM), f"⚠️ {_md_escape(str(e))}", *hidden)
-            return (gr.update(visible=choice == CUSTOM), info.markdown(), _outscale_update(info.config),
-                    _level_update(info), _degrade_update(info.config))
+            return (gr.update(visible=choice == CUSTOM), info.markdown(), outscale_update(info.config),
+                    level_update(info), degrade_update(info.config))
 
         quick = dict(api_visibility="private", concurrency_limit=None)
         model_outputs = [custom, model_md, outscale, level, degrade]
@@ -797,8 +803,7 @@ def build(app: WebApp) -> gr.Blocks:
 
         def ui_restore(image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                        ensemble_v, request: gr.Request, progress=gr.Progress()):
-            cancel = app.cancel_flag(request)
-            cancel.clear()
+            cancel = app.new_job(request)
             try:
                 s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                                   ensemble_v)
@@ -810,6 +815,9 @@ def build(app: WebApp) -> gr.Blocks:
             except WebError as e:
                 log.info("failed: %s", e)
                 return None, None, _status(str(e), failed=True)
+            except Exception as e:  # noqa: BLE001 - a bug shows as one line; the app keeps serving
+                log.exception("restore failed")
+                return None, None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
             log.info("done: %s", app.info(r))
             return comparison(r.model_input, r.output), str(path), _status(app.info(r))
 
@@ -820,8 +828,7 @@ def build(app: WebApp) -> gr.Blocks:
 
         def ui_batch(files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v,
                      request: gr.Request, progress=gr.Progress()):
-            cancel = app.cancel_flag(request)
-            cancel.clear()
+            cancel = app.new_job(request)
             try:
                 s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                                   ensemble_v)
@@ -830,6 +837,9 @@ def build(app: WebApp) -> gr.Blocks:
                 return None, _status("Cancelled.")
             except WebError as e:
                 return None, _status(str(e), failed=True)
+            except Exception as e:  # noqa: BLE001
+                log.exception("batch failed")
+                return None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
             log.info("batch: %s", b.summary())
             return str(b.zip_path), _status(b.markdown(), markdown=True)
 
@@ -851,8 +861,7 @@ def build(app: WebApp) -> gr.Blocks:
 
             Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
             """
-            cancel = app.cancel_flag(request)
-            cancel.clear()
+            cancel = app.new_job(request)
             try:
                 s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
                               self_ensemble)
@@ -864,8 +873,7 @@ def build(app: WebApp) -> gr.Blocks:
         def batch(files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
                   request: gr.Request, progress=gr.Progress()):
             """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
-            cancel = app.cancel_flag(request)
-            cancel.clear()
+            cancel = app.new_job(request)
             try:
                 s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
                               self_ensemble)
@@ -881,14 +889,16 @@ def build(app: WebApp) -> gr.Blocks:
     return demo
 
 
-def _outscale_update(config: Optional[SwinIRConfig]) -> dict:
+def outscale_update(config: Optional[SwinIRConfig]) -> dict:
+    """SR models: the output scale, the model's own by default."""
     if config is None or config.task != "sr":
         return gr.update(visible=False, value=4, label="Output scale")
     return gr.update(visible=True, value=config.upscale, label="Output scale",
                      info=f"The model upscales ×{config.upscale}; other values resize its output with Lanczos.")
 
 
-def _level_update(info: Optional[ModelInfo]) -> dict:
+def level_update(info: Optional[ModelInfo]) -> dict:
+    """Denoising / JPEG zoo models: the trained levels that are here, to switch between."""
     if info is None or info.task == "sr" or not info.levels:
         return gr.update(visible=False, choices=[], value=None, label="Trained level")
     label = "Noise level the model was trained for" if info.task == "denoise" else "JPEG quality it was trained for"
@@ -896,12 +906,15 @@ def _level_update(info: Optional[ModelInfo]) -> dict:
                      info="Other trained levels that are here; choosing one switches the model.")
 
 
-def _degrade_update(config: Optional[SwinIRConfig]) -> dict:
-    if config is not None and config.task == "denoise":
+def degrade_update(config: Optional[SwinIRConfig]) -> dict:
+    """Denoising and JPEG models: an optional degradation first, to try them on clean photos."""
+    task = config.task if config is not None else None
+    if task == "denoise":
         return gr.update(visible=True, minimum=0, maximum=75, value=0, label="Add noise first (σ, 0 = off)",
                          info="To try the model on a clean photo: Gaussian noise is added before restoring.")
-    if config is not None and config.task == "jpeg":
-        return gr.update(visible=True, minimum=0, maximum=95, value=0, label="Compress as JPEG first (quality, 0 = off)",
+    if task == "jpeg":
+        return gr.update(visible=True, minimum=0, maximum=95, value=0,
+                         label="Compress as JPEG first (quality, 0 = off)",
                          info="To try the model on a clean photo: it is JPEG-compressed before restoring.")
     return gr.update(visible=False, minimum=0, maximum=100, value=0, label="Degrade first")
 
@@ -915,7 +928,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
     p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--share", action="store_true", help="also open a temporary public gradio.live link (needs internet)")
+    p.add_argument("--share", action="store_true",
+                   help="also open a temporary public gradio.live link (needs internet)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger input images (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,

@@ -139,6 +139,7 @@ def test_every_shipped_options_file_parses(path):
     opts = load_options(path)
     cfg = opts.network_g.config
     assert opts.train_set.gt_size % opts.scale == 0
+    assert parse_options(opts.to_dict(), opts.source) == opts  # the logged options read back as they were
     if path.stem == "smoke":
         return
     assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4

@@ -27,7 +27,8 @@ def test_positions_are_basicsrs():
     assert prepare.positions(96, 48, 24) == [0, 24, 48]
     assert prepare.positions(100, 48, 24, thresh=10) == [0, 24, 48]
     assert prepare.positions(40, 48, 24) == []
-    assert prepare.strip_scale("0001x4") == "0001" and prepare.strip_scale("img_012x3") == "img_012" and prepare.strip_scale("baby") == "baby"
+    assert prepare.strip_scale("0001x4") == "0001" and prepare.strip_scale("img_012x3") == "img_012"
+    assert prepare.strip_scale("baby") == "baby"
 
 
 def test_extract_tiles_one_folder(hr_folder, tmp_path):

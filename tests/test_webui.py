@@ -340,7 +340,7 @@ def test_cancel_stops_between_tiles(webapp, files):
 
 def test_controls_follow_the_task(tmp_path, files):
     """A denoising model: no scale; noise can be added first to try it on a clean photo."""
-    from swinir_app.webui import AppConfig, RunSettings, WebApp, _degrade_update, _outscale_update
+    from swinir_app.webui import AppConfig, RunSettings, WebApp, degrade_update, outscale_update
     config = SwinIRConfig(upscale=1, in_chans=3, img_size=32, window_size=8, depths=(2,), num_heads=(2,),
                           embed_dim=16, upsampler="", drop_path_rate=0.0)
     path = tmp_path / "dn.pth"
@@ -348,8 +348,8 @@ def test_controls_follow_the_task(tmp_path, files):
     app = WebApp(AppConfig(model=str(path), device="cpu"))
     info = app.describe(str(path))
     assert info.task == "denoise" and "noise level not recorded" in info.markdown()
-    assert _outscale_update(info.config)["visible"] is False
-    degrade = _degrade_update(info.config)
+    assert outscale_update(info.config)["visible"] is False
+    degrade = degrade_update(info.config)
     assert degrade["visible"] and "noise" in degrade["label"]
     r = app.restore_file(str(files / "small.png"), RunSettings(str(path), degrade=25), threading.Event())
     assert r.output.shape == (48, 64, 3) and app.result_file(r).name == "small_denoised.png"
@@ -368,6 +368,20 @@ def test_model_choices(tmp_path):
     expected = "bundled-x4" if "bundled-x4" in bundled else (bundled or ["lightweight-x2"])[0]
     assert cat.default() == expected
     assert Catalogue("some/file.pth", weights_dir=tmp_path).default() == "some/file.pth"
+    for name in ("color-dn-15", "color-dn-50"):  # a denoiser's control: the trained noise levels that are here
+        (tmp_path / ZOO[name].filename).write_bytes(b"")
+    assert Catalogue(None, weights_dir=tmp_path).siblings(ZOO["color-dn-50"]) == [
+        ("σ = 15", "color-dn-15"), ("σ = 50", "color-dn-50")]
+
+
+def test_limits_parse():
+    from swinir_app.webui import WebError, parse_size, parse_tile
+    assert parse_size("20mb") == 20 << 20 and parse_size("1.5 GB") == 3 << 29 and parse_size("512") == 512
+    with pytest.raises(ValueError, match="not a size"):
+        parse_size("lots")
+    assert (parse_tile("auto"), parse_tile("none"), parse_tile("256")) == ("auto", None, 256)
+    with pytest.raises(WebError, match="tile size must be"):
+        parse_tile("big")
 
 
 def test_one_job_at_a_time(webapp):

@@ -181,9 +181,9 @@ class RestorationDataset(Dataset):
     image for validation.
     """
 
-    def __init__(self, opts: DatasetOptions, *, scale: int, in_chans: int, seed: int = 0, train: bool = True,
+    def __init__(self, opts: DatasetOptions, *, scale: int, in_chans: int, seed: int = 0,
                  cache_dir: Optional[Path] = None, key: str = "train"):
-        self.opts, self.scale, self.seed, self.train = opts, scale, seed, train
+        self.opts, self.scale, self.seed = opts, scale, seed
         self.what = f"datasets.{key} ({opts.name})"
         self.kind = opts.kind
         self.mode = "color" if in_chans == 3 else ("y" if self.kind == "jpeg" else "gray")
@@ -411,10 +411,6 @@ class ResumableSampler(Sampler):
             epoch, offset = epoch + 1, 0
 
 
-def _worker_init(_: int) -> None:
-    cv2.setNumThreads(1)  # the workers are the parallelism
-
-
 def train_loader(dataset: RestorationDataset, *, seed: int, rank: int, world_size: int, start_iter: int,
                  pin_memory: bool = False) -> Tuple[DataLoader, ResumableSampler]:
     """A loader of training batches that starts at batch ``start_iter`` of this rank's stream."""
@@ -424,7 +420,6 @@ def train_loader(dataset: RestorationDataset, *, seed: int, rank: int, world_siz
     workers = o.num_worker_per_gpu
     loader = DataLoader(dataset, batch_size=o.batch_size_per_gpu, sampler=sampler, num_workers=workers,
                         pin_memory=pin_memory and o.pin_memory, drop_last=True,
-                        worker_init_fn=_worker_init if workers else None,
                         # worker seeds come from here, not from the global RNG that training uses
                         generator=torch.Generator().manual_seed(seed),
                         prefetch_factor=max(2, o.num_prefetch_queue) if workers else None)

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
+import torch
+
 from ..network import SwinIRConfig
 
 SKIMAGE_SCHEME = "skimage://"  # a dataroot naming scikit-image's bundled photos: skimage://astronaut,coffee
@@ -210,11 +212,17 @@ class Options:
         return self.scale if self.network_g.config.upsampler else 0
 
     def to_dict(self) -> Dict[str, Any]:
-        """Plain data (lists, dicts, scalars) for logging."""
-        return _plain(dataclasses.asdict(self))
+        """The options as YAML data in the file's layout, every default filled in (for the log)."""
+        return {k: v for k, v in _plain(self).items() if k != "source"}
 
 
 def _plain(x: Any) -> Any:
+    if isinstance(x, NetworkOptions):
+        return {"type": x.type, **x.config.to_dict()}
+    if isinstance(x, TypedOptions):
+        return {"type": x.type, **_plain(dict(x.args))}
+    if dataclasses.is_dataclass(x):
+        return {f.name: _plain(getattr(x, f.name)) for f in dataclasses.fields(x)}
     if isinstance(x, Mapping):
         return {k: _plain(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
@@ -309,6 +317,7 @@ def parse_options(raw: Mapping[str, Any], source: str = "options") -> Options:
             datasets[str(key)] = dataclasses.replace(datasets[str(key)], name=str(key))
     network = p.network(raw.get("network_g"))
     top = {k: v for k, v in raw.items() if k not in ("datasets", "network_g")}
+    top.setdefault("scale", network.config.upscale)
     if "train" not in top:
         raise OptionsError(f"{source}: train is missing: it holds the optimizer, schedule and loss")
     opts = p.build(Options, top, "", datasets=datasets, network_g=network, source=source)
@@ -509,8 +518,6 @@ def _check(opts: Options, p: _Parser) -> Options:
                 raise p.error(f"{where}.gt_size", f"{ds.gt_size} is not a multiple of scale {opts.scale}")
     t = opts.train
     _choice(p, "train.optim_g.type", t.optim_g.type, OPTIMIZERS)
-    import torch
-
     signature = inspect.signature(getattr(torch.optim, t.optim_g.type)).parameters
     optim_types = {k: _arg_type(v.default) for k, v in signature.items() if k not in ("params", "self")}
     optim = _typed_args(p, t.optim_g, "train.optim_g", optim_types)
@@ -520,6 +527,9 @@ def _check(opts: Options, p: _Parser) -> Options:
     if t.scheduler is not None:
         _choice(p, "train.scheduler.type", t.scheduler.type, SCHEDULERS)
         scheduler = _typed_args(p, t.scheduler, "train.scheduler", SCHEDULERS[t.scheduler.type])
+        needed = "periods" if t.scheduler.type == "CosineAnnealingRestartLR" else "milestones"
+        if needed not in scheduler.args:
+            raise p.error(f"train.scheduler.{needed}", f"is required for {t.scheduler.type}")
     _choice(p, "train.pixel_opt.type", t.pixel_opt.type, LOSSES)
     loss_types = {"loss_weight": float, "reduction": str}
     if LOSSES[t.pixel_opt.type] == "charbonnier":

@@ -20,7 +20,6 @@ import io
 import logging
 import math
 import random
-import re
 import sys
 import time
 from bisect import bisect_left, bisect_right
@@ -40,9 +39,9 @@ from ..imageio import atomic_write, write_image
 from ..metrics import compute_metrics, to_uint8
 from ..network import SwinIR
 from . import distributed
-from .data import DataError, RestorationDataset, to_tensor, train_loader
+from .data import RestorationDataset, to_tensor, train_loader
 from .distributed import Dist
-from .options import LOSSES, Options, TrainOptions, TypedOptions, random_seed
+from .options import LOSSES, Options, OptionsError, TrainOptions, TypedOptions, random_seed
 
 log = logging.getLogger("swinir_app.train")
 STATE_SUFFIX = ".state"
@@ -267,6 +266,8 @@ class Trainer:
         self.exp = Experiment(opts.experiments_root)
         self.cfg = opts.network_g.config
         self.device = dist.device
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # fixed patch sizes: as BasicSR
         self.result = Result(0, self.exp.root)
         self.tb = None
         self._log_handlers: List[logging.Handler] = []
@@ -274,11 +275,17 @@ class Trainer:
             try:
                 resolve_precision(opts.train.amp, self.device)
             except ValueError as e:
-                raise TrainingError(f"train.amp: {e}") from None
+                raise OptionsError(f"{opts.source}: train.amp: {e}") from None
         resume = self._find_resume(auto_resume)
+        checked = self._check_data()  # before anything is written or archived
         self._prepare_folder(resume is not None, argv)
+        if dist.main:
+            import yaml
+
+            log.info("options (%s):\n%s", opts.source, yaml.safe_dump(opts.to_dict(), sort_keys=False, default_flow_style=None).rstrip())
+        log.info(checked)
         self.seed = self._seed(resume)
-        self._build_data(resume)
+        self._make_loader(resume)
         self._build_model(resume)
 
     # ---- setup ---------------------------------------------------------------------------
@@ -301,6 +308,9 @@ class Trainer:
             if not resuming and root.exists() and any(root.iterdir()):
                 stamp = datetime.datetime.now().strftime("%Y%m%d_%H%M%S")
                 archived = root.with_name(f"{root.name}_archived_{stamp}")
+                n = 1
+                while archived.exists():  # twice in a second
+                    archived, n = root.with_name(f"{root.name}_archived_{stamp}_{n}"), n + 1
                 root.rename(archived)
                 archived_note = f"the previous {root} was renamed {archived}"
             else:
@@ -311,6 +321,8 @@ class Trainer:
             if archived_note:
                 log.info(archived_note)
             self._copy_options(argv)
+        else:
+            log.setLevel(logging.ERROR)  # as BasicSR: the other ranks only report errors
         distributed.barrier(self.dist)
 
     def _setup_logging(self) -> None:
@@ -351,21 +363,28 @@ class Trainer:
         seed = self.opts.manual_seed if self.opts.manual_seed is not None else random_seed()
         return int(distributed.broadcast(self.dist, seed))
 
-    def _build_data(self, resume: Optional[Resume]) -> None:
+    def _check_data(self) -> str:
+        """The datasets, every header read once on rank 0: a bad file is an error now, not in an hour."""
         o, d = self.opts, self.dist
-        common = dict(scale=o.scale, in_chans=self.cfg.in_chans, seed=self.seed)
-        self.train_set = RestorationDataset(o.train_set, train=True, cache_dir=self._cache(o.train_set), key="train",
-                                            **common)
-        self.val_sets = [RestorationDataset(ds, train=False, cache_dir=None, key=k, **common)
+        common = dict(scale=o.scale, in_chans=self.cfg.in_chans)
+        self.train_set = RestorationDataset(o.train_set, cache_dir=self._cache(o.train_set), key="train", **common)
+        self.val_sets = [RestorationDataset(ds, cache_dir=None, key=k, **common)
                          for k, ds in o.datasets.items() if k != "train"]
-        if d.main:  # every header once, before any step: a bad file is an error now, not in an hour
+        summary = ""
+        if d.main:
             t = time.perf_counter()
             n = self.train_set.check(o.train_set.gt_size)
             for v in self.val_sets:
                 v.check()
-            log.info("checked %d training images%s in %.1fs", n,
-                     "".join(f", {len(v)} in {v.opts.name}" for v in self.val_sets), time.perf_counter() - t)
+            summary = (f"checked {n} training images" + "".join(f", {len(v)} in {v.opts.name}" for v in self.val_sets)
+                       + f" in {time.perf_counter() - t:.1f}s")
         distributed.barrier(d)
+        return summary
+
+    def _make_loader(self, resume: Optional[Resume]) -> None:
+        o, d = self.opts, self.dist
+        for ds in (self.train_set, *self.val_sets):
+            ds.seed = self.seed
         start = int(resume.state["iter"]) if resume else 0
         if resume and (resume.state.get("world_size") != d.world_size
                        or resume.state.get("batch_size") != o.train_set.batch_size_per_gpu):
@@ -386,7 +405,11 @@ class Trainer:
         torch.manual_seed(self.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         model = SwinIR(self.cfg)
         if resume is None and o.path.pretrain_network_g:
+            if not self.dist.main:
+                distributed.barrier(self.dist)  # rank 0 fetches a zoo download first, once
             self._load_pretrained(model)
+            if self.dist.main:
+                distributed.barrier(self.dist)
         if resume is not None:
             model.load_state_dict(resume.weights["params"], strict=True)
         model.to(self.device).train()
@@ -529,7 +552,7 @@ class Trainer:
                 mean = distributed.all_mean(d, loss_sum / max(loss_n, 1)).item()
                 now = time.perf_counter()
                 rate = (it - window_it) / max(now - window_start, 1e-9)
-                self._log_line(it, total, mean, lr, rate, skipped, per_epoch)
+                self._log_line(it, total, mean, lr, rate, skipped)
                 loss_sum.zero_()
                 loss_n, skipped = 0, 0
                 window_start, window_it = now, it
@@ -547,11 +570,10 @@ class Trainer:
         The gradients are all-reduced, so every rank takes the same decision.
         """
         t = self.opts.train
-        grads = [p.grad for p in self.params if p.grad is not None]
-        if t.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip, foreach=True)
+        if t.grad_clip is not None or not hasattr(torch.nn.utils, "get_total_norm"):  # torch < 2.6: clip at inf
+            norm = torch.nn.utils.clip_grad_norm_(self.params, t.grad_clip or math.inf, foreach=True)
         else:
-            norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None], foreach=True)
         if bool(torch.isfinite(norm)):
             self.nan_streak = 0
             return True
@@ -567,8 +589,7 @@ class Trainer:
                                 f"learning rate, set train.grad_clip, or resume from an earlier state")
         return False
 
-    def _log_line(self, it: int, total: int, loss: float, lr: float, rate: float, skipped: int,
-                  per_epoch: int) -> None:
+    def _log_line(self, it: int, total: int, loss: float, lr: float, rate: float, skipped: int) -> None:
         self.result.losses.append((it, loss))
         if not self.dist.main:
             return
@@ -679,5 +700,5 @@ def train(opts: Options, *, launcher: str = "none", auto_resume: bool = False,
         distributed.cleanup(d)
 
 
-__all__ = ["DataError", "EMA", "Experiment", "Result", "Trainer", "TrainingError", "format_eta", "latest_resume",
+__all__ = ["EMA", "Experiment", "Result", "Trainer", "TrainingError", "format_eta", "latest_resume",
            "load_resume", "lr_schedule", "make_loss", "train"]
