@@ -1,7 +1,7 @@
 """The web app for real: ``python app.py`` in a subprocess, driven by Chromium (Playwright) and gradio_client.
 
 The browser tests share one page and run in file order, as a user would: upload and run, download,
-bad files, cancel, and a good image again (whose page is saved as tests/artifacts/webui.png).
+bad files, cancel, and a good image again (whose page is saved as tests/artifacts/latest/webui.png).
 """
 import os
 import re
@@ -26,7 +26,8 @@ from swinir_app import SwinIR, SwinIRConfig
 from swinir_app.imageio import read_image
 
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOT = REPO / "tests" / "artifacts" / "webui.png"
+# The test run writes its screenshot here (ignored by git); the README shows a committed copy.
+SCREENSHOT = REPO / "tests" / "artifacts" / "latest" / "webui.png"
 MAX_PIXELS = 200_000  # the slow image for Cancel (120,000 pixels) fits; the oversized one (250,000) does not
 MAX_FILE_SIZE = "1mb"
 TIMEOUT_MS = 90_000  # two loaded CPU cores
