@@ -47,3 +47,11 @@ def trained_x2() -> SwinIR:
     config = SwinIRConfig.preset("lightweight-x2").replace(depths=(2, 2), num_heads=(4, 4), embed_dim=32,
                                                             drop_path_rate=0.0)
     return train_tiny(config)
+
+
+@pytest.fixture(scope="session")
+def ckpt(trained_x2, tmp_path_factory):
+    """trained_x2 saved as a BasicSR-style checkpoint file: a spec for the CLIs and the web app."""
+    path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
+    torch.save({"params": trained_x2.state_dict()}, path)
+    return path

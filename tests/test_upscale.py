@@ -20,13 +20,6 @@ from swinir_app.upscale import main
 
 
 @pytest.fixture(scope="module")
-def ckpt(trained_x2, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
-    torch.save({"params": trained_x2.state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def small_rgb():
     return np.ascontiguousarray(photo("chelsea")[60:108, 120:184])  # 48 x 64
 
@@ -197,3 +190,15 @@ def test_torchrun_shards_inputs_across_ranks(ckpt, small_rgb, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [f"{i}.png" for i in range(5)]
     assert "done 5, skipped 0, failed 0" in r.stderr and "on 2 processes" in r.stderr
     assert "appeared meanwhile" not in r.stderr
+
+
+def test_icc_profile_is_kept(ckpt, small_rgb, tmp_path, capsys):
+    from PIL import ImageCms
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    src = tmp_path / "tagged.png"
+    Image.fromarray(small_rgb).save(src, icc_profile=icc)
+    assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu"]) == 0
+    assert read_image(tmp_path / "out" / "tagged.png").icc_profile == icc
+    assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu", "--ext", "jpg"]) == 0
+    assert read_image(tmp_path / "out" / "tagged.jpg").icc_profile == icc
+    capsys.readouterr()

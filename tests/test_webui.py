@@ -38,13 +38,6 @@ TIMEOUT_MS = 90_000  # two loaded CPU cores
 
 
 @pytest.fixture(scope="module")
-def ckpt(trained_x2, tmp_path_factory):
-    path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
-    torch.save({"params": trained_x2.state_dict()}, path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def files(tmp_path_factory):
     d = tmp_path_factory.mktemp("images")
     cat = photo("chelsea")

@@ -1,0 +1,51 @@
+"""The bundled model: it ships, loads offline, beats bicubic, and the README's main command works."""
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, photo
+from swinir_app._basicsr import imresize
+from swinir_app.imageio import read_image
+from swinir_app.metrics import compute_metrics
+from swinir_app.zoo import bundled_entries, load_model
+
+WEIGHTS = REPO / "swinir_app" / "weights" / "bundled-x4.safetensors"
+pytestmark = pytest.mark.skipif(not WEIGHTS.exists(), reason="bundled-x4 weights not trained yet")
+
+
+def test_bundled_x4_is_listed_small_and_loads():
+    assert "bundled-x4" in [e.name for e in bundled_entries()]
+    assert WEIGHTS.stat().st_size < 5 * 2 ** 20
+    model = load_model("bundled-x4")
+    assert model.config.upscale == 4 and model.config.upsampler == "pixelshuffledirect"
+
+
+def test_bundled_x4_beats_bicubic_on_a_held_back_photo():
+    # chelsea and coffee are held back from training (options/bundled_x4.yml).
+    gt = photo("coffee")[:384, :576]
+    lr = np.clip(np.round(imresize(gt.astype(np.float64) / 255, 1 / 4) * 255), 0, 255).astype(np.uint8)
+    bicubic = np.clip(np.round(imresize(lr.astype(np.float64) / 255, 4) * 255), 0, 255).astype(np.uint8)
+    model = load_model("bundled-x4")
+    with torch.no_grad():
+        sr = model(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)[0]
+    sr = np.round(sr.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    ours = compute_metrics(sr, gt, crop_border=4)["psnr_y"]
+    base = compute_metrics(bicubic, gt, crop_border=4)["psnr_y"]
+    assert ours >= base + 1.0, (ours, base)
+
+
+def test_readme_main_command_runs_offline(tmp_path):
+    readme = (REPO / "README.md").read_text()
+    first = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1)
+    command = first[first.index("python -m swinir_app.upscale"):]  # after the venv set-up
+    env = dict(os.environ, no_proxy="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+    r = subprocess.run(command.replace("python ", f"{sys.executable} ", 2), shell=True, cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = read_image(tmp_path / "results" / "chelsea.png").array
+    assert out.shape == (300 * 4, 451 * 4, 3)
