@@ -243,11 +243,17 @@ def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
 
     path = Path(path)
     # safetensors refuses views and tensors that share memory; clones of contiguous CPU data are safe.
-    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()}
+    # Derived buffers (shift masks, position indices) are rebuilt on load: leaving them out makes
+    # small models several times smaller, and any img_size loads.
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()
+               if not k.endswith(("attn_mask", "relative_position_index"))}
     meta = {"task": config.task, **(metadata or {}), "format": "pt", CONFIG_KEY: json.dumps(config.to_dict())}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
+        umask = os.umask(0o022)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # readable like any other file the user writes
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)

@@ -17,6 +17,8 @@ Image.MAX_IMAGE_PIXELS = None  # we enforce our own --max-pixels, with a clear m
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif")
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 _EXIF_ORIENTATION = 0x0112
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 class ImageReadError(Exception):
@@ -174,6 +176,7 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

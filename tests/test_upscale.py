@@ -202,3 +202,15 @@ def test_icc_profile_is_kept(ckpt, small_rgb, tmp_path, capsys):
     assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu", "--ext", "jpg"]) == 0
     assert read_image(tmp_path / "out" / "tagged.jpg").icc_profile == icc
     capsys.readouterr()
+
+
+def test_outputs_get_normal_permissions(ckpt, small_rgb, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(small_rgb).save(src)
+    old = os.umask(0o022)
+    try:
+        assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu"]) == 0
+    finally:
+        os.umask(old)
+    assert (tmp_path / "out" / "a.png").stat().st_mode & 0o777 == 0o666 & ~0o022
+    capsys.readouterr()
