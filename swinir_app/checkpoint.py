@@ -19,7 +19,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import Tensor
 
-from .network import SwinIRConfig
+from .network import SwinIRConfig, derived_buffers
 
 PathLike = Union[str, "os.PathLike[str]"]
 StateDict = Dict[str, Tensor]
@@ -230,6 +230,8 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
         config, how = config_from_dict(embedded, source), "embedded"
     if config is None:
         config, how = infer_config(state, source=source), "inferred"
+    if how == "metadata":  # our safetensors leave the derived buffers out: restore the official key set
+        state = {**state, **{k: v for k, v in derived_buffers(config).items() if k not in state}}
     return Checkpoint(state, config, source, how, metadata)
 
 

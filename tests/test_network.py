@@ -4,6 +4,7 @@ import torch
 
 from oracle import PaddedOracle, random_state, small
 from swinir_app import PRESETS, SwinIR, SwinIRConfig
+from swinir_app import network
 from swinir_app.network import layers
 
 # Every preset family the oracle can build (basicsr's copy has nearest+conv at x4 only).
@@ -175,3 +176,12 @@ def test_bf16_inference_close_to_fp32():
             y = model(x)
     assert y.dtype == torch.float32
     assert (y - ref).abs().max().item() < 0.05 and (y - ref).abs().mean().item() < 5e-3
+
+
+@pytest.mark.parametrize("preset", ["classical-x2", "color-jpeg", "lightweight-x4"])
+def test_derived_buffers_equal_the_models(preset):
+    config = small(preset)
+    state = SwinIR(config).state_dict()
+    derived = network.derived_buffers(config)
+    assert derived and all(torch.equal(state[k], v) for k, v in derived.items())
+    assert set(derived) == {k for k in state if k.endswith(("attn_mask", "relative_position_index"))}

@@ -15,7 +15,26 @@ from torch import Tensor, nn
 
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import DropPath, Mlp, masked_windows, pad_to_multiple, reorder_index, shift_mask, to_image, to_tokens
+from .layers import DropPath, Mlp, relative_position_index, masked_windows, pad_to_multiple, reorder_index, shift_mask, to_image, to_tokens
+
+
+def derived_buffers(config: SwinIRConfig) -> dict:
+    """The state-dict entries computed from the config alone (shift masks, position indices), by key.
+
+    Files may leave them out; adding them back gives a dict the official code loads strictly.
+    """
+    res = config.img_size // config.patch_size
+    ws = min(res, config.window_size)
+    index = relative_position_index(ws)
+    mask = shift_mask(res, res, ws, ws // 2, torch.device("cpu")) if res > config.window_size else None
+    out = {}
+    for i, depth in enumerate(config.depths):
+        for j in range(depth):
+            prefix = f"layers.{i}.residual_group.blocks.{j}."
+            out[prefix + "attn.relative_position_index"] = index
+            if j % 2 and mask is not None:
+                out[prefix + "attn_mask"] = mask
+    return out
 
 
 class SwinTransformerBlock(nn.Module):
