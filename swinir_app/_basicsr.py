@@ -43,7 +43,10 @@ class OfficialReference(torch.nn.Module):
         self.net = OfficialSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size,
                                   window_size=c.window_size, img_range=c.img_range, depths=list(c.depths),
                                   embed_dim=c.embed_dim, num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio,
-                                  upsampler=c.upsampler, resi_connection=c.resi_connection)
+                                  upsampler=c.upsampler, resi_connection=c.resi_connection,
+                                  qkv_bias=c.qkv_bias, qk_scale=c.qk_scale, drop_rate=c.drop_rate,
+                                  attn_drop_rate=c.attn_drop_rate, drop_path_rate=c.drop_path_rate,
+                                  ape=c.ape, patch_norm=c.patch_norm, use_checkpoint=c.use_checkpoint)
         self.window_size, self.scale = c.window_size, c.upscale
 
     def forward(self, x):

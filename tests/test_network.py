@@ -142,6 +142,38 @@ def test_training_gradients_and_checkpointing_agree():
     assert a.layers[0].residual_group.blocks[1].attn.relative_position_bias_table.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("preset", ["lightweight-x2", "color-dn"])
+def test_training_gradients_equal_official(preset):
+    # Training takes its own attention path (explicit, bias and shift mask merged): every
+    # parameter's gradient, the bias tables' included, must match the official network's.
+    ours, oracle = pair(small(preset, drop_path_rate=0.0), seed=3)
+    x = torch.rand(2, 3, 24, 32)  # 3x4 windows: shifted blocks have masked windows
+    target = torch.rand_like(oracle(x))
+    for m in (ours, oracle):
+        m.train()
+        (m(x) - target).abs().mean().backward()
+    ref = dict(oracle.net.named_parameters())
+    for name, p in ours.named_parameters():
+        r = ref[name].grad
+        assert torch.allclose(p.grad, r, rtol=1e-4, atol=1e-6 * r.abs().max().item()), name
+    table = ours.layers[0].residual_group.blocks[1].attn.relative_position_bias_table
+    assert table.grad.abs().sum() > 0
+
+
+def test_bf16_training_step_close_to_fp32():
+    model = SwinIR(small("lightweight-x2", drop_path_rate=0.0)).train()
+    x = torch.rand(2, 3, 24, 32)
+    grads = []
+    for precision in (None, torch.bfloat16):
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision is not None):
+            y = model(x)
+        y.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    cos = torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0)
+    assert cos > 0.99
+
+
 def test_drop_path_is_stochastic_in_training_only():
     model = SwinIR(small("color-dn", drop_path_rate=0.5))
     x = torch.rand(4, 3, 16, 16)

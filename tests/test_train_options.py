@@ -140,7 +140,10 @@ def test_every_shipped_options_file_parses(path):
     cfg = opts.network_g.config
     assert opts.train_set.gt_size % opts.scale == 0
     assert parse_options(opts.to_dict(), opts.source) == opts  # the logged options read back as they were
-    if path.stem in ("smoke", "bundled_x4"):  # short CPU schedules of their own, not the paper's
+    if path.stem in ("smoke", "bundled_x4", "bundled_dn"):  # short CPU schedules of their own, not the paper's
+        if path.stem == "bundled_dn":  # blind color denoiser: a level per patch, validated at 25
+            assert opts.train_set.sigma == (0.0, 50.0) and opts.val_sets[0].sigma == 25.0
+            assert (cfg.in_chans, cfg.upsampler, cfg.task) == (3, "", "denoise")
         return
     assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4
     assert opts.train.ema_decay == 0.999 and opts.val.metrics

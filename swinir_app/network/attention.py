@@ -43,25 +43,31 @@ class WindowAttention(nn.Module):
 
     def forward(self, x: Tensor, bias: Tensor, masked: Optional[Tuple[Tensor, Tensor]] = None,
                 residual: Optional[Tensor] = None) -> Tensor:
-        """x: (B_, N, C) windows; bias: (1, heads, N, N) from :meth:`relative_position_bias`.
+        """x: (B_, N, C) windows; ``residual`` (same shape as x) is added to the output.
 
-        ``masked`` = (window indices, their (len, heads, N, N) bias + shift masks). The shift mask
-        is zero except in the last row and column of windows, so all windows are attended with the
-        shared bias and only those few are redone with their own masks: no (windows, heads, N, N)
-        tensor is ever built. ``residual`` (same shape as x) is added to the output.
+        With gradients (training), ``bias`` is (1 or num_windows, heads, N, N), bias and shift mask
+        merged, and attention is spelled out as in the official code: CPU SDPA has no gradient for
+        its mask and falls back to a math path about 3x slower, and its flash backward is slower still.
+
+        Without gradients, ``bias`` is (1, heads, N, N) and SDPA runs over all windows with it;
+        ``masked`` = (window indices, their (len, heads, N, N) bias + shift masks). The shift mask is
+        zero except in the last row and column of windows, so only those few are redone with their
+        own masks: no (windows, heads, N, N) tensor is ever built.
         """
         B_, N, C = x.shape
         fused = fusable(self, x)
         qkv = linear(x, self.qkv, fused).view(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B_, heads, N, d)
         p = self.attn_drop if self.training else 0.0
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=self.scale)
-        if masked is not None:
-            idx, mask = masked
-            sub = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=mask.to(q.dtype),
-                                                 dropout_p=p, scale=self.scale)
-            # In place only when no graph needs the original (SDPA's backward keeps its output).
-            out = out.index_copy_(0, idx, sub) if not torch.is_grad_enabled() else out.index_copy(0, idx, sub)
+        if torch.is_grad_enabled():
+            out = explicit_attention(q, k, v, bias, self.scale, p)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=self.scale)
+            if masked is not None:
+                idx, mask = masked
+                sub = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=mask.to(q.dtype),
+                                                     dropout_p=p, scale=self.scale)
+                out = out.index_copy_(0, idx, sub)
         x = out.transpose(1, 2).reshape(B_, N, C)  # SDPA's output is laid out so that this is free
         if fused is not None or self.proj_drop.p == 0:
             return linear(x, self.proj, fused, residual=residual)
@@ -70,3 +76,13 @@ class WindowAttention(nn.Module):
 
     def extra_repr(self) -> str:
         return f"dim={self.dim}, window_size={self.window_size}, num_heads={self.num_heads}"
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float, dropout_p: float) -> Tensor:
+    """softmax(q k^T * scale + bias) v for (B_, heads, N, d) windows; ``bias`` (nb, heads, N, N)
+    repeats every nb windows. Softmax runs in the dtype of q, as autocast runs the official code."""
+    B_, heads, N, _ = q.shape
+    attn = (q * scale) @ k.transpose(-2, -1)
+    attn = (attn.view(-1, bias.shape[0], heads, N, N) + bias.to(attn.dtype)).view(B_, heads, N, N)
+    attn = F.dropout(attn.softmax(-1), dropout_p, training=dropout_p > 0)
+    return attn @ v

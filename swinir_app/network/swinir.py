@@ -69,31 +69,34 @@ class SwinTransformerBlock(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def attention_masks(self, H: int, W: int, batch: int, like: Tensor):
-        """Bias and (for shifted blocks) the masked windows of an H x W map.
+        """(bias, masked) for :class:`WindowAttention` on an H x W map.
 
-        Cached for the last size while the bias table cannot change (inference), so that no
-        mask or bias-index work runs per forward.
+        With gradients: the bias with the shift mask merged in, (1 or windows, heads, N, N).
+        Without: the bias and (for shifted blocks) the masked windows, cached for the last size
+        while the bias table cannot change, so that no mask or bias-index work runs per forward.
         """
         table = self.attn.relative_position_bias_table
-        key = (H, W, batch, like.device, table.data_ptr(), table._version)
-        frozen = not (torch.is_grad_enabled() and table.requires_grad)
+        explicit = torch.is_grad_enabled()
+        key = (H, W, batch, like.device, table.data_ptr(), table._version, explicit)
+        frozen = not (explicit and table.requires_grad)
         if frozen and self._mask_cache is not None and self._mask_cache[0] == key:
             return self._mask_cache[1]
         # Normal tensors even under inference_mode: such a cache could not join a graph later.
         with torch.inference_mode(False), torch.set_grad_enabled(not frozen):
-            return self._build_masks(H, W, batch, like, key, frozen)
-
-    def _build_masks(self, H, W, batch, like, key, frozen):
-        bias = self.attn.relative_position_bias()
-        masked = None
-        if self.shift_size:
-            idx, region = masked_windows(H, W, self.window_size, self.shift_size, like.device)
-            nW = (H // self.window_size) * (W // self.window_size)
-            idx = (torch.arange(batch, device=like.device)[:, None] * nW + idx).flatten()
-            masked = (idx, (bias + region.unsqueeze(1)).repeat(batch, 1, 1, 1))
-        masks = (bias, masked)
+            masks = self._build_masks(H, W, batch, like, explicit)
         self._mask_cache = (key, masks) if frozen else None
         return masks
+
+    def _build_masks(self, H, W, batch, like, explicit):
+        bias = self.attn.relative_position_bias()
+        if not self.shift_size:
+            return bias, None
+        if explicit:
+            return bias + shift_mask(H, W, self.window_size, self.shift_size, like.device).unsqueeze(1), None
+        idx, region = masked_windows(H, W, self.window_size, self.shift_size, like.device)
+        nW = (H // self.window_size) * (W // self.window_size)
+        idx = (torch.arange(batch, device=like.device)[:, None] * nW + idx).flatten()
+        return bias, (idx, (bias + region.unsqueeze(1)).repeat(batch, 1, 1, 1))
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
         """x: (B, H*W, C) tokens already in this block's (shifted) window order; see BasicLayer.
