@@ -16,3 +16,16 @@ def test_benchmark_smoke(tmp_path, capsys):
         assert row["ours_ms"] > 0 and row["ref_ms"] > 0 and row["speedup"] > 0 and row["gflop"] > 0
     assert report["matmul_gflops"]["fp32"] > 0
     assert "speedup" in capsys.readouterr().out
+
+
+def test_benchmark_train_step_and_scaling_smoke(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "bf16", "--train-step", "--batch", "2",
+                 "--patch", "16", "--scaling", "32", "64", "--tile", "32", "--repeats", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    train = next(r for r in rows if r["case"].startswith("train"))
+    assert train["ours_ms"] > 0 and train["ref_ms"] > 0 and train["speedup"] > 0
+    tiled = [r for r in rows if r["case"].startswith("tiled")]
+    assert [r["case"].split()[2] for r in tiled] == ["32x32", "64x64"]
+    assert all(r["ours_ms"] > 0 and r["ours_peak_mib"] > 0 for r in tiled)  # the process's peak RSS
