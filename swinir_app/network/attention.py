@@ -68,7 +68,7 @@ class WindowAttention(nn.Module):
                 sub = F.scaled_dot_product_attention(q[idx], k[idx], v[idx], attn_mask=mask.to(q.dtype),
                                                      dropout_p=p, scale=self.scale)
                 out = out.index_copy_(0, idx, sub)
-        x = out.transpose(1, 2).reshape(B_, N, C)  # SDPA's output is laid out so that this is free
+        x = out.transpose(1, 2).reshape(B_, N, C)  # free for SDPA's output layout; a copy when explicit
         if fused is not None or self.proj_drop.p == 0:
             return linear(x, self.proj, fused, residual=residual)
         x = self.proj_drop(self.proj(x))
@@ -80,7 +80,8 @@ class WindowAttention(nn.Module):
 
 def explicit_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, scale: float, dropout_p: float) -> Tensor:
     """softmax(q k^T * scale + bias) v for (B_, heads, N, d) windows; ``bias`` (nb, heads, N, N)
-    repeats every nb windows. Softmax runs in the dtype of q, as autocast runs the official code."""
+    repeats every nb windows. Softmax runs in q's dtype (bf16 under autocast); the official code adds
+    an fp32 bias, which promotes its softmax to fp32. Gradients stay close to fp32 (test)."""
     B_, heads, N, _ = q.shape
     attn = (q * scale) @ k.transpose(-2, -1)
     attn = (attn.view(-1, bias.shape[0], heads, N, N) + bias.to(attn.dtype)).view(B_, heads, N, N)
