@@ -15,19 +15,16 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from .network import SwinIR, SwinIRConfig
-
-CONFIGS = {"classical-x4": "classical-x4", "lightweight-x4": "lightweight-x4", "color-dn": "color-dn"}
-
+from .network import PRESETS, SwinIR, SwinIRConfig, hardware
 
 @dataclass
 class Row:
     case: str
-    ours_ms: float
+    ours_ms: Optional[float]
     ref_ms: Optional[float]
     speedup: Optional[float]
     ours_peak_mib: Optional[float]
@@ -37,12 +34,16 @@ class Row:
     ceiling_pct: Optional[float]
     max_abs_diff: Optional[float]
     note: str = ""
+    spandrel_ms: Optional[float] = None  # spandrel's SwinIR (what chaiNNer and friends run), same weights
+    vs_spandrel: Optional[float] = None
 
 
 @dataclass
 class Report:
     device: str
     threads: int
+    cpu: dict = field(default_factory=dict)  # name, isa, native_bf16, amx
+    auto_precision: str = "fp32"  # what precision="auto" picks for --config on this device
     matmul_gflops: dict = field(default_factory=dict)
     rows: List[Row] = field(default_factory=list)
 
@@ -90,18 +91,16 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t
 
 
-def interleaved(a: Callable, b: Optional[Callable], device: torch.device, repeats: int, warmup: int):
-    """Median seconds of a and b, alternated A B A B after warm-up."""
+def interleaved(fns: Sequence[Callable], device: torch.device, repeats: int, warmup: int) -> List[float]:
+    """Median seconds of each function, alternated A B C A B C after warm-up."""
     for _ in range(warmup):
-        a()
-        if b:
-            b()
-    ta, tb = [], []
+        for fn in fns:
+            fn()
+    times: List[List[float]] = [[] for _ in fns]
     for _ in range(repeats):
-        ta.append(timed(a, device))
-        if b:
-            tb.append(timed(b, device))
-    return statistics.median(ta), (statistics.median(tb) if tb else None)
+        for fn, t in zip(fns, times):
+            t.append(timed(fn, device))
+    return [statistics.median(t) for t in times]
 
 
 def peak_mib(fn: Callable, device: torch.device) -> float:
@@ -112,7 +111,7 @@ def peak_mib(fn: Callable, device: torch.device) -> float:
 
 def matmul_gflops(device: torch.device, dtype: torch.dtype, n: int = 2048) -> float:
     a = torch.randn(n, n, device=device, dtype=dtype)
-    secs, _ = interleaved(lambda: a @ a, None, device, repeats=5, warmup=2)
+    (secs,) = interleaved([lambda: a @ a], device, repeats=5, warmup=2)
     return 2 * n ** 3 / secs / 1e9
 
 
@@ -129,34 +128,55 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
+def spandrel_swinir(config: SwinIRConfig) -> Optional[torch.nn.Module]:
+    """spandrel's port of the official SwinIR (it pads and crops itself), or None if not installed."""
+    try:
+        from spandrel.architectures.SwinIR import SwinIR as SpandrelSwinIR
+    except ImportError:
+        return None
+    c = config
+    return SpandrelSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, window_size=c.window_size,
+                          img_range=c.img_range, depths=list(c.depths), embed_dim=c.embed_dim,
+                          num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio, upsampler=c.upsampler,
+                          resi_connection=c.resi_connection, qkv_bias=c.qkv_bias, qk_scale=c.qk_scale, ape=c.ape,
+                          patch_norm=c.patch_norm, drop_path_rate=0.0)
+
+
 def bench_inference(config: SwinIRConfig, size: int, precision: str, device: torch.device, repeats: int,
-                    warmup: int, ceiling: float, reference: Optional[torch.nn.Module]) -> Row:
+                    warmup: int, ceiling: float, peers: bool = True) -> Row:
+    """Our forward at ``precision`` against the official network and spandrel's SwinIR, both in fp32."""
     from ._basicsr import OfficialReference
 
     torch.manual_seed(0)
     ours = SwinIR(config).to(device).eval()
-    ref = reference
-    if ref is None:
-        ref = OfficialReference(config).to(device).eval()
-        ref.net.load_state_dict(ours.state_dict(), strict=True)  # the same random weights
+    ref = OfficialReference(config).to(device).eval()
+    ref.net.load_state_dict(ours.state_dict(), strict=True)  # the same random weights
+    spandrel = spandrel_swinir(config) if peers else None
+    if spandrel is not None:
+        spandrel.load_state_dict(ours.state_dict(), strict=True)
+        spandrel = spandrel.to(device).eval()
     x = torch.rand(1, config.in_chans, size, size, device=device)
     with torch.inference_mode():
         def run_ours():
             with autocast(device, precision):
                 return ours(x)
 
-        def run_ref():  # the reference always in fp32: the baseline users have today
-            return ref(x)
-
-        out_ours, out_ref = run_ours().float(), run_ref()
+        runs = [run_ours, lambda: ref(x)]  # the peers always in fp32: the baseline users have today
+        if spandrel is not None:
+            runs.append(lambda: spandrel(x))
+        out_ours, out_ref = run_ours().float(), ref(x)
         diff = (out_ours - out_ref).abs().max().item()
-        t_ours, t_ref = interleaved(run_ours, run_ref, device, repeats, warmup)
-        peak_ours, peak_ref = peak_mib(run_ours, device), peak_mib(run_ref, device)
+        times = interleaved(runs, device, repeats, warmup)
+        peak_ours, peak_ref = peak_mib(run_ours, device), peak_mib(runs[1], device)
+    t_ours, t_ref = times[0], times[1]
+    t_sp = times[2] if spandrel is not None else None
     gflop = forward_flops(ref, x) / 1e9  # counted on the reference: our fused oneDNN calls are opaque to the counter
     achieved = gflop / t_ours
+    notes = (["peers in fp32"] if precision != "fp32" else []) + ([] if spandrel is not None or not peers
+                                                                 else ["spandrel not installed"])
     return Row(f"{precision} {size}x{size} x{config.upscale}", t_ours * 1e3, t_ref * 1e3, t_ref / t_ours,
-               peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling, diff,
-               note="reference in fp32" if precision != "fp32" else "")
+               peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling, diff, note="; ".join(notes),
+               spandrel_ms=None if t_sp is None else t_sp * 1e3, vs_spandrel=None if t_sp is None else t_sp / t_ours)
 
 
 def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: str, device: torch.device,
@@ -178,12 +198,17 @@ def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: st
         loss.backward()
         opt.step()
 
-    t_ours, t_ref = interleaved(lambda: step(ours, opt_ours, precision), lambda: step(ref, opt_ref, "fp32"),
+    t_ours, t_ref = interleaved([lambda: step(ours, opt_ours, precision), lambda: step(ref, opt_ref, "fp32")],
                                 device, repeats, warmup)
     peak_ours = peak_mib(lambda: step(ours, opt_ours, precision), device)
     peak_ref = peak_mib(lambda: step(ref, opt_ref, "fp32"), device)
     return Row(f"train {precision} b{batch} p{patch}", t_ours * 1e3, t_ref * 1e3, t_ref / t_ours, peak_ours,
                peak_ref, None, None, None, None, note="forward+backward+Adam; reference in fp32")
+
+
+def skipped(case: str, reason: str) -> Row:
+    """A row for a precision this machine cannot run natively: said, never timed."""
+    return Row(case, None, None, None, None, None, None, None, None, None, note=f"not timed: {reason}")
 
 
 def bench_scaling(config: SwinIRConfig, sizes: List[int], precision: str, device: torch.device, tile: int) -> List[Row]:
@@ -206,36 +231,59 @@ def bench_scaling(config: SwinIRConfig, sizes: List[int], precision: str, device
 
 
 def format_table(report: Report) -> str:
-    head = ["case", "ours ms", "ref ms", "speedup", "ours MiB", "ref MiB", "GFLOP", "GFLOP/s", "% ceiling",
-            "max diff", "note"]
+    head = ["case", "ours ms", "official ms", "speedup", "spandrel ms", "vs spandrel", "ours MiB", "official MiB",
+            "GFLOP", "GFLOP/s", "% ceiling", "max diff", "note"]
 
-    def cell(v, fmt):
-        return "-" if v is None else format(v, fmt)
+    def cell(v, fmt, unit=""):
+        return "-" if v is None else format(v, fmt) + unit
 
-    rows = [[r.case, cell(r.ours_ms, ".0f"), cell(r.ref_ms, ".0f"), cell(r.speedup, ".2f") + ("x" if r.speedup else ""),
-             cell(r.ours_peak_mib, ".0f"), cell(r.ref_peak_mib, ".0f"), cell(r.gflop, ".1f"), cell(r.ours_gflops, ".0f"),
-             cell(r.ceiling_pct, ".0f"), cell(r.max_abs_diff, ".1e"), r.note] for r in report.rows]
+    rows = [[r.case, cell(r.ours_ms, ".0f"), cell(r.ref_ms, ".0f"), cell(r.speedup, ".2f", "x"),
+             cell(r.spandrel_ms, ".0f"), cell(r.vs_spandrel, ".2f", "x"), cell(r.ours_peak_mib, ".0f"),
+             cell(r.ref_peak_mib, ".0f"), cell(r.gflop, ".1f"), cell(r.ours_gflops, ".0f"), cell(r.ceiling_pct, ".0f"),
+             cell(r.max_abs_diff, ".1e"), r.note] for r in report.rows]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [head, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
     ceilings = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report.matmul_gflops.items())
-    return f"device {report.device}, {report.threads} threads; 2048^2 matmul: {ceilings}\n" + "\n".join(lines)
+    machine = report.device
+    if report.cpu:
+        c = report.cpu
+        bf16 = "AMX bf16" if c["amx"] else "native bf16" if c["native_bf16"] else "no native bf16"
+        machine += f": {c['name']} ({c['isa']}, {bf16})"
+    return (f"device {machine}, {report.threads} threads; auto precision for this model: {report.auto_precision}; "
+            f"2048^2 matmul: {ceilings}\n" + "\n".join(lines))
+
+
+def runnable(precision: str, device: torch.device) -> Optional[str]:
+    """None if ``precision`` runs natively on ``device``, else why not (the engine's own check)."""
+    from .engine import SettingError, resolve_precision
+
+    try:
+        resolve_precision(precision, device)
+    except SettingError as e:
+        return e.reason
+    return None
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .engine import auto_precision
+
     p = argparse.ArgumentParser(prog="python -m swinir_app.benchmark", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="classical-x4", choices=list(CONFIGS))
+    p.add_argument("--config", default="classical-x4", choices=list(PRESETS), help="the network (default classical-x4)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
-    p.add_argument("--precision", nargs="+", default=["fp32", "bf16"], choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"],
+                   help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
+                        "natively is listed, not timed")
+    p.add_argument("--no-peers", action="store_true", help="time the official network only, not spandrel's SwinIR")
     p.add_argument("--train-step", action="store_true", help="also time forward+backward+Adam (lightweight-x4 "
                                                              "by default, batch 16, LR patch 48)")
-    p.add_argument("--train-config", default="lightweight-x4", choices=list(CONFIGS))
+    p.add_argument("--train-config", default="lightweight-x4", choices=list(PRESETS))
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--scaling", type=int, nargs="*", metavar="SIZE",
                    help="also restore SIZE^2 images with tiles (e.g. 512 1024 2048) with --scaling-config")
-    p.add_argument("--scaling-config", default="lightweight-x4", choices=list(CONFIGS))
+    p.add_argument("--scaling-config", default="lightweight-x4", choices=list(PRESETS))
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -243,27 +291,45 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    config = SwinIRConfig.preset(args.config)
+    auto = auto_precision(device, config)
+    precisions = args.precision or list(dict.fromkeys(["fp32", auto]))
 
     report = Report(device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-                    threads=torch.get_num_threads())
+                    threads=torch.get_num_threads(), auto_precision=auto)
+    if device.type == "cpu":
+        c = hardware.cpu()
+        report.cpu = {"name": c.name, "isa": c.isa, "native_bf16": c.bf16, "amx": c.amx}
+    why_not = {pr: runnable(pr, device) for pr in precisions}
     report.matmul_gflops["fp32"] = matmul_gflops(device, torch.float32)
-    if any(pr != "fp32" for pr in args.precision):
-        report.matmul_gflops["bf16"] = matmul_gflops(device, torch.bfloat16)
-    config = SwinIRConfig.preset(CONFIGS[args.config])
+    for pr in ("bf16", "fp16"):
+        if pr in precisions and why_not[pr] is None:
+            report.matmul_gflops[pr] = matmul_gflops(device, {"bf16": torch.bfloat16, "fp16": torch.float16}[pr])
     for size in args.size:
-        for precision in args.precision:
-            ceiling = report.matmul_gflops["fp32" if precision == "fp32" else "bf16"]
-            row = bench_inference(config, size, precision, device, args.repeats, args.warmup, ceiling, None)
+        for precision in precisions:
+            case = f"{precision} {size}x{size} x{config.upscale}"
+            if why_not[precision]:
+                report.rows.append(skipped(case, why_not[precision]))
+                continue
+            row = bench_inference(config, size, precision, device, args.repeats, args.warmup,
+                                  report.matmul_gflops[precision], peers=not args.no_peers)
             report.rows.append(row)
-            print(f"  {row.case}: {row.speedup:.2f}x", file=sys.stderr)
+            print(f"  {row.case}: {row.speedup:.2f}x the official network", file=sys.stderr)
     if args.train_step:
-        tconf = SwinIRConfig.preset(CONFIGS[args.train_config])
-        for precision in args.precision:
+        tconf = SwinIRConfig.preset(args.train_config)
+        for precision in precisions:
+            if why_not[precision]:
+                report.rows.append(skipped(f"train {precision} b{args.batch} p{args.patch}", why_not[precision]))
+                continue
             report.rows.append(bench_train_step(tconf, args.batch, args.patch, precision, device, args.repeats,
                                                 args.warmup))
     if args.scaling:
-        sconf = SwinIRConfig.preset(CONFIGS[args.scaling_config])
-        report.rows.extend(bench_scaling(sconf, args.scaling, args.precision[-1], device, args.tile))
+        sconf = SwinIRConfig.preset(args.scaling_config)
+        precision = precisions[-1]
+        if why_not[precision]:
+            report.rows.append(skipped(f"tiled {precision}", why_not[precision]))
+        else:
+            report.rows.extend(bench_scaling(sconf, args.scaling, precision, device, args.tile))
     print(format_table(report))
     if args.json:
         from pathlib import Path

@@ -18,6 +18,7 @@ from typing import List, Optional, Tuple
 
 import numpy as np
 
+from .engine import DEVICES, PRECISIONS
 from .imageio import IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, read_image, write_image
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -48,8 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights-dir", default=None, help="where downloaded weights are cached")
     p.add_argument("--tile", default=None, help="tile size in input pixels, or 'auto' (default: whole image)")
     p.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in input pixels (default: 32)")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16", "auto"])
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto (default): the fastest accurate one here: bf16 on GPUs that have it and, for "
+                        "wide models, on AMX CPUs; fp16 on other CUDA GPUs; fp32 elsewhere. bf16 needs a CPU with "
+                        "native bf16; fp16 needs a GPU")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
     p.add_argument("--outscale", type=float, default=None,
                    help="final scale relative to the input, resized after the model with Lanczos")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _x4")
@@ -129,7 +133,7 @@ def run(args) -> int:
     import torch
     from tqdm import tqdm
 
-    from .engine import Restorer
+    from .engine import Restorer, SettingError
 
     if args.skip_existing and args.overwrite:
         return _fail_usage("--skip-existing and --overwrite exclude each other", args)
@@ -143,12 +147,15 @@ def run(args) -> int:
         return _fail_usage("--outscale must be positive", args)
 
     dist = _init_distributed()
+    spec = args.model or DEFAULT_MODEL
     try:
-        restorer = Restorer(args.model or DEFAULT_MODEL, tile=tile, tile_overlap=args.tile_overlap,
-                            precision=args.precision, device=_rank_device(args.device), self_ensemble=args.self_ensemble,
-                            progress=True, weights_dir=args.weights_dir)
-    except Exception as err:  # noqa: BLE001 - one line for any model/device problem
-        return _fail_usage(f"cannot load model {args.model or DEFAULT_MODEL!r}: {err}", args)
+        restorer = Restorer(spec, tile=tile, tile_overlap=args.tile_overlap, precision=args.precision,
+                            device=_rank_device(args.device), self_ensemble=args.self_ensemble, progress=True,
+                            weights_dir=args.weights_dir)
+    except SettingError as err:  # checked before the model is loaded: the setting is the cause
+        return _fail_usage(err.flag(), args)
+    except Exception as err:  # noqa: BLE001 - one line for any model problem
+        return _fail_usage(f"cannot load model {spec!r}: {err}", args)
 
     out_dir = Path(args.output)
     jobs, missing = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)

@@ -34,7 +34,8 @@ import gradio as gr
 import numpy as np
 
 from .checkpoint import ModelLoadError
-from .engine import Restorer, is_oom, resolve_device
+from .engine import (DEVICES, PRECISIONS, Restorer, SettingError, is_oom, resolve_device,
+                     resolve_precision)
 from .imageio import ImageReadError, LoadedImage, encode_image, read_image
 from .network import SwinIRConfig
 from .upscale import DEFAULT_MODEL, resize_lanczos
@@ -423,6 +424,17 @@ class WebApp:
             self._cancel[key] = threading.Event()
         return self._cancel[key]
 
+    def precisions(self) -> List[str]:
+        """The precisions that run natively on the app's device, 'auto' first."""
+        ok = []
+        for p in PRECISIONS:
+            try:
+                resolve_precision(p, self.device)
+                ok.append(p)
+            except SettingError:
+                pass
+        return ok
+
     def restorer(self, s: RunSettings) -> Restorer:
         model = self.models.get(s.spec)
         try:
@@ -720,8 +732,9 @@ def build(app: WebApp) -> gr.Blocks:
                                        allow_custom_value=True, label="Tile size (input pixels)",
                                        info="auto: from free memory; none: the whole image at once")
                     overlap = gr.Slider(0, 128, step=8, value=32, label="Tile overlap (pixels)")
-                    precision = gr.Radio(["auto", "fp32", "bf16", "fp16"], value="auto", label="Precision",
-                                         info="auto: bf16/fp16 on GPUs, fp32 on most CPUs; fp16 is GPU-only")
+                    precision = gr.Radio(app.precisions(), value="auto", label="Precision",
+                                         info="auto: the fastest accurate one for the model on this device "
+                                              "(see the README); only precisions native here are offered")
                     ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations: 8× slower, a bit better)")
                 gr.Markdown(limits, elem_classes="limits")
             with gr.Column(scale=3):
@@ -937,7 +950,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-m", "--model", default=None,
                    help=f"the model selected at start: zoo name, checkpoint file or training folder "
                         f"(default: {DEFAULT_MODEL} if bundled, else the first model available)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
     add_weights_dir_argument(p)
     p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
     return p
@@ -959,6 +972,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                                args.cache_models))
         if args.model:
             app.describe(app.default_spec)  # a bad --model fails now, not on the first click
+    except SettingError as e:
+        print(f"error: {e.flag()}", file=sys.stderr)
+        return 2
     except (WebError, ValueError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

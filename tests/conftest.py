@@ -55,3 +55,11 @@ def ckpt(trained_x2, tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "tiny_x2.pth"
     torch.save({"params": trained_x2.state_dict()}, path)
     return path
+
+
+from swinir_app.network import hardware  # noqa: E402
+
+CPU = hardware.cpu()
+# Explicit bf16 runs only where it is native; elsewhere it is refused, which tests force everywhere.
+native_bf16 = pytest.mark.skipif(not CPU.bf16, reason=f"this CPU has no native bf16 ({CPU.describe()}); "
+                                                      f"the refusal is tested by forcing the capability off")

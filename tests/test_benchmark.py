@@ -1,7 +1,11 @@
-"""A seconds-long smoke of the benchmark: it runs, compares against the reference, writes JSON."""
+"""A seconds-long smoke of the benchmark on any CPU: it runs, compares against its peers, writes JSON."""
 import json
 
+import pytest
+
+from conftest import CPU
 from swinir_app.benchmark import main
+from swinir_app.network import hardware
 
 
 def test_benchmark_smoke(tmp_path, capsys):
@@ -9,20 +13,38 @@ def test_benchmark_smoke(tmp_path, capsys):
     assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "bf16", "--repeats", "1",
                  "--warmup", "0", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
+    assert report["cpu"] == {"name": CPU.name, "isa": CPU.isa, "native_bf16": CPU.bf16, "amx": CPU.amx}
     fp32, bf16 = report["rows"]
     assert fp32["case"].startswith("fp32") and fp32["max_abs_diff"] <= 1e-4
-    assert bf16["max_abs_diff"] <= 0.05
-    for row in (fp32, bf16):
-        assert row["ours_ms"] > 0 and row["ref_ms"] > 0 and row["speedup"] > 0 and row["gflop"] > 0
+    assert fp32["ours_ms"] > 0 and fp32["ref_ms"] > 0 and fp32["speedup"] > 0 and fp32["gflop"] > 0
+    assert fp32["spandrel_ms"] > 0 and fp32["vs_spandrel"] > 0  # spandrel's SwinIR, the same weights
     assert report["matmul_gflops"]["fp32"] > 0
-    assert "speedup" in capsys.readouterr().out
+    if CPU.bf16:
+        assert bf16["max_abs_diff"] <= 0.05 and bf16["ours_ms"] > 0
+    else:  # listed, never timed
+        assert bf16["ours_ms"] is None and bf16["note"].startswith("not timed: ")
+        assert "bf16" not in report["matmul_gflops"]
+    printed = capsys.readouterr().out
+    assert "speedup" in printed and CPU.isa in printed.splitlines()[0]
+
+
+def test_a_precision_without_native_support_is_listed_not_timed(tmp_path):
+    out = tmp_path / "bench.json"
+    with hardware.override(bf16=False, amx=False):
+        assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "bf16", "--train-step", "--batch",
+                     "1", "--patch", "8", "--repeats", "1", "--warmup", "0", "--no-peers", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["cpu"]["native_bf16"] is False and report["auto_precision"] == "fp32"
+    assert [r["ours_ms"] for r in report["rows"]] == [None, None]
+    assert all("would emulate bf16" in r["note"] for r in report["rows"])
+    assert list(report["matmul_gflops"]) == ["fp32"]
 
 
 def test_benchmark_train_step_and_scaling_smoke(tmp_path):
     out = tmp_path / "bench.json"
-    assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "bf16", "--train-step", "--batch", "2",
+    assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "--train-step", "--batch", "2",
                  "--patch", "16", "--scaling", "32", "64", "--tile", "32", "--repeats", "1", "--warmup", "0",
-                 "--json", str(out)]) == 0
+                 "--no-peers", "--json", str(out)]) == 0
     rows = json.loads(out.read_text())["rows"]
     train = next(r for r in rows if r["case"].startswith("train"))
     assert train["ours_ms"] > 0 and train["ref_ms"] > 0 and train["speedup"] > 0

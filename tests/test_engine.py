@@ -5,10 +5,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import photo
+from conftest import native_bf16, photo
 from oracle import small
-from swinir_app import Restorer, SwinIR
-from swinir_app.engine import blend_ramp, tile_starts
+from swinir_app import Restorer, SwinIR, SwinIRConfig
+from swinir_app.engine import SettingError, auto_precision, blend_ramp, resolve_device, tile_starts
+from swinir_app.network import hardware
 
 
 def psnr(a: np.ndarray, b: np.ndarray, peak: float = 255.0) -> float:
@@ -102,14 +103,53 @@ def test_tiny_images(trained_x2):
         assert r.restore(np.zeros(shape, np.uint8)).shape == (shape[0] * 2, shape[1] * 2, 3)
 
 
+@native_bf16
 def test_bf16_on_cpu_close_to_fp32(trained_x2, lr_photo):
-    fp32 = Restorer(trained_x2, device="cpu").restore(lr_photo.astype(np.float32) / 255)
+    fp32 = Restorer(trained_x2, precision="fp32", device="cpu").restore(lr_photo.astype(np.float32) / 255)
     bf16 = Restorer(trained_x2, precision="bf16", device="cpu").restore(lr_photo.astype(np.float32) / 255)
     assert psnr(bf16, fp32, peak=1.0) >= 40.0
-    with pytest.raises(ValueError, match="fp16 is for GPUs"):
+
+
+def test_fp16_on_cpu_is_refused_in_one_line(trained_x2):
+    with pytest.raises(SettingError, match="fp16 is for GPUs") as e:
         Restorer(trained_x2, precision="fp16", device="cpu")
+    assert "\n" not in str(e.value) and e.value.flag().startswith("--precision fp16: ")
 
 
+def test_bf16_without_native_bf16_is_refused_before_loading(trained_x2, tmp_path):
+    with hardware.override(bf16=False, amx=False):
+        with pytest.raises(SettingError, match="would emulate bf16") as e:
+            Restorer(trained_x2, precision="bf16", device="cpu")
+        assert "use fp32 or auto" in str(e.value) and "\n" not in str(e.value)
+        # The setting is the error, not the model: nothing is loaded, even a missing file.
+        with pytest.raises(SettingError):
+            Restorer(str(tmp_path / "missing.pth"), precision="bf16", device="cpu")
+        assert Restorer(trained_x2, precision="auto", device="cpu").precision == "fp32"
+
+
+def test_auto_precision_follows_the_hardware_and_the_model():
+    wide, narrow = SwinIRConfig.preset("classical-x4"), SwinIRConfig.preset("lightweight-x4")
+    cpu = torch.device("cpu")
+    with hardware.override(bf16=True, amx=True):  # an AMX CPU: bf16 where it pays (README, Performance)
+        assert auto_precision(cpu, wide) == "bf16" and auto_precision(cpu, narrow) == "fp32"
+    with hardware.override(bf16=True, amx=False):  # AVX512-BF16 without AMX: not measured faster
+        assert auto_precision(cpu, wide) == "fp32"
+    with hardware.override(bf16=False, amx=False):  # AVX2
+        assert auto_precision(cpu, wide) == "fp32"
+
+
+def test_device_errors_name_the_device():
+    if not torch.cuda.is_available():
+        with pytest.raises(SettingError, match="CUDA is not available on this machine") as e:
+            resolve_device("cuda")
+        assert e.value.flag() == "--device cuda: CUDA is not available on this machine"
+    with pytest.raises(SettingError, match="not a device"):
+        resolve_device("gpu")
+    with pytest.raises(SettingError, match="tile"):
+        Restorer(SwinIR(small("lightweight-x2")), tile=0, device="cpu")
+
+
+@native_bf16
 def test_non_finite_half_precision_tile_is_redone_in_fp32(trained_x2, lr_photo):
     # Simulate a half-precision overflow in the real model: poison its output under autocast only.
     def poison(module, inputs, output):
@@ -121,7 +161,7 @@ def test_non_finite_half_precision_tile_is_redone_in_fp32(trained_x2, lr_photo):
             out = Restorer(trained_x2, precision="bf16", device="cpu").restore(lr_photo)
     finally:
         handle.remove()
-    assert np.array_equal(out, Restorer(trained_x2, device="cpu").restore(lr_photo))
+    assert np.array_equal(out, Restorer(trained_x2, precision="fp32", device="cpu").restore(lr_photo))
 
 
 def test_auto_tile_retries_smaller_on_out_of_memory(trained_x2, lr_photo):

@@ -5,7 +5,8 @@ import torch
 from oracle import PaddedOracle, random_state, small
 from swinir_app import PRESETS, SwinIR, SwinIRConfig
 from swinir_app import network
-from swinir_app.network import layers
+from swinir_app.network import hardware, layers
+from conftest import native_bf16
 
 # Every preset family the oracle can build (basicsr's copy has nearest+conv at x4 only).
 FAMILIES = ["classical-x2", "classical-x3", "classical-x4", "classical-x8", "lightweight-x2",
@@ -199,6 +200,7 @@ def test_training_after_inference_mode_at_the_same_size():
 
 
 def test_bf16_inference_close_to_fp32():
+    # Any CPU: without native bf16 the plain (unfused) path runs, emulated but correct.
     config = small("classical-x2")
     model, _ = pair(config, seed=5)
     x = torch.rand(1, 3, 24, 32)
@@ -208,6 +210,31 @@ def test_bf16_inference_close_to_fp32():
             y = model(x)
     assert y.dtype == torch.float32
     assert (y - ref).abs().max().item() < 0.05 and (y - ref).abs().mean().item() < 5e-3
+
+
+@native_bf16
+def test_fused_bf16_linears_equal_the_plain_path():
+    """The oneDNN bf16 linears run only with native bf16; forced off, the plain path is as accurate."""
+    model, _ = pair(small("classical-x2"), seed=5)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            fused = model(x)
+            with hardware.override(bf16=False, amx=False):
+                plain = model(x)
+    err_fused, err_plain = (fused - ref).abs().mean().item(), (plain - ref).abs().mean().item()
+    assert 0 < err_fused < 5e-3 and 0 < err_plain < 5e-3 and 0.5 < err_plain / err_fused < 2
+
+
+def test_fused_fp32_linears_equal_the_plain_path():
+    model, _ = pair(small("classical-x2"), seed=5)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        fused = model(x)
+        with hardware.override(fused_linear=False):
+            plain = model(x)
+    assert torch.allclose(fused, plain, atol=1e-5)
 
 
 @pytest.mark.parametrize("preset", ["classical-x2", "color-jpeg", "lightweight-x4"])

@@ -15,6 +15,8 @@ from swinir_app.train.cli import main
 from swinir_app.train.distributed import Dist
 from swinir_app.train.trainer import Trainer, TrainingError, latest_resume
 from swinir_app.zoo import load_model
+from conftest import native_bf16
+from swinir_app.network import hardware
 from test_train_data import tiny_options, write_pairs
 
 
@@ -152,6 +154,7 @@ def test_finetune_from_another_architecture(run, tmp_path, pairs):
 # ---- the step ---------------------------------------------------------------------------------
 
 
+@native_bf16
 def test_bf16_autocast_trains(tmp_path, pairs):
     hr, lr = pairs
     opt = tiny_options(tmp_path, hr, lr, total_iter=2, train={"amp": "bf16"}, val={"val_freq": 100})
@@ -163,7 +166,17 @@ def test_fp16_needs_a_gpu(tmp_path, pairs, capsys):
     hr, lr = pairs
     opt = tiny_options(tmp_path, hr, lr, train={"amp": "fp16"})
     assert main(["-opt", str(opt)]) == 2
-    assert "train.amp: fp16 is for GPUs" in capsys.readouterr().err
+    assert "train.amp fp16: fp16 is for GPUs; leave train.amp empty to train in fp32" in capsys.readouterr().err
+
+
+def test_bf16_without_native_bf16_is_refused_before_anything_is_written(tmp_path, pairs, capsys):
+    hr, lr = pairs
+    opt = tiny_options(tmp_path, hr, lr, train={"amp": "bf16"})
+    with hardware.override(bf16=False, amx=False):
+        assert main(["-opt", str(opt)]) == 2
+    err = capsys.readouterr().err
+    assert "train.amp bf16: this CPU (" in err and "would emulate bf16" in err and err.count("\n") == 1
+    assert not (tmp_path / "experiments").exists()
 
 
 def test_gradient_clipping_bounds_the_step(tmp_path, pairs):

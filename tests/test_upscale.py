@@ -137,7 +137,7 @@ def test_tiling_and_precision_options_reach_the_engine(ckpt, small_rgb, tmp_path
     Image.fromarray(small_rgb).save(src)
     main([str(src), "-o", str(tmp_path / "whole"), "--model", str(ckpt), "--device", "cpu"])
     main([str(src), "-o", str(tmp_path / "tiled"), "--model", str(ckpt), "--device", "cpu", "--tile", "32",
-          "--tile-overlap", "16", "--precision", "bf16"])
+          "--tile-overlap", "16", "--precision", "auto"])
     a = read_image(tmp_path / "whole" / "a.png").array.astype(float)
     b = read_image(tmp_path / "tiled" / "a.png").array.astype(float)
     assert 0 < np.abs(a - b).mean() < 2.0
@@ -214,3 +214,37 @@ def test_outputs_get_normal_permissions(ckpt, small_rgb, tmp_path, capsys):
         os.umask(old)
     assert (tmp_path / "out" / "a.png").stat().st_mode & 0o777 == 0o666 & ~0o022
     capsys.readouterr()
+
+
+def test_settings_errors_name_their_cause(ckpt, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    cases = [(["--tile", "0"], "--tile 0: must be a positive number of pixels"),
+             (["--precision", "fp16", "--device", "cpu"], "--precision fp16: fp16 is for GPUs"),
+             (["--device", "gpu"], "--device gpu: not a device")]
+    if not torch.cuda.is_available():
+        cases.append((["--device", "cuda"], "--device cuda: CUDA is not available on this machine"))
+    for extra, expected in cases:
+        assert main([str(src), "-o", str(tmp_path / "o"), "--model", str(ckpt), *extra]) == 2
+        err = capsys.readouterr().err
+        assert err.strip() == f"error: {err.strip()[7:]}" and expected in err and err.count("\n") == 1, err
+        assert "cannot load model" not in err
+
+
+def test_bf16_on_a_cpu_without_native_bf16_is_refused(ckpt, tmp_path):
+    """For real, on any x86 machine: oneDNN limited to AVX2 has no bf16 kernels (the AMD EPYC case)."""
+    src = tmp_path / "a.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
+    code = ("import sys; from swinir_app.network import hardware; from swinir_app.upscale import main; "
+            "assert not hardware.cpu().bf16, hardware.cpu(); sys.exit(main(sys.argv[1:]))")
+    args = [str(src), "-o", str(tmp_path / "o"), "--model", str(ckpt), "--device", "cpu"]
+    p = subprocess.run([sys.executable, "-c", code, *args, "--precision", "bf16"], env=env, capture_output=True,
+                       text=True, cwd=REPO)
+    assert p.returncode == 2, p.stderr
+    assert p.stderr.startswith("error: --precision bf16: this CPU (") and "use fp32 or auto" in p.stderr
+    assert p.stderr.count("\n") == 1 and not (tmp_path / "o").exists()
+    # auto picks a precision that works here.
+    p = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 0, p.stderr
+    assert read_image(tmp_path / "o" / "a.png").array.shape == (16, 16, 3)

@@ -2,5 +2,6 @@
 from .config import PRESETS, SwinIRConfig
 from .swinir import RSTB, SwinIR, SwinTransformerBlock, derived_buffers
 from .attention import WindowAttention
+from . import hardware
 
-__all__ = ["PRESETS", "RSTB", "SwinIR", "SwinIRConfig", "SwinTransformerBlock", "WindowAttention", "derived_buffers"]
+__all__ = ["PRESETS", "RSTB", "SwinIR", "SwinIRConfig", "SwinTransformerBlock", "WindowAttention", "derived_buffers", "hardware"]

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from . import hardware
+
 
 def cached(fn):
     """lru_cache for per-size index and mask tensors, always built as normal tensors: one built
@@ -94,28 +96,36 @@ def reorder_index(H: int, W: int, window_size: int, src: Optional[int], dst: Opt
 def fusable(module: nn.Module, x: Tensor) -> Optional[torch.dtype]:
     """The dtype for oneDNN linears with the bias, GELU or residual add fused in, or None.
 
-    Inference on CPU only (fp32, or bf16 under autocast): several times faster than addmm plus
-    separate elementwise passes over memory. Residual sums stay in fp32.
+    Inference on CPU only: fp32, or bf16 under autocast where the CPU has native bf16 (oneDNN has
+    no bf16 kernel for it elsewhere). Several times faster than addmm plus separate elementwise
+    passes over memory. Elsewhere the plain path runs, with the same numerics. Residual sums stay
+    in fp32.
     """
-    if not (_MKLDNN and x.device.type == "cpu" and not module.training and not torch.is_grad_enabled()):
+    if x.device.type != "cpu" or module.training or torch.is_grad_enabled():
+        return None
+    caps = hardware.cpu()
+    if not caps.fused_linear:
         return None
     if torch.is_autocast_enabled("cpu"):
-        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 else None
+        return torch.bfloat16 if torch.get_autocast_dtype("cpu") == torch.bfloat16 and caps.bf16 else None
     return torch.float32 if x.dtype == torch.float32 else None
 
 
-_MKLDNN = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
 def _weights(layer: nn.Linear, dtype: torch.dtype) -> Tuple[Tensor, Optional[Tensor]]:
-    if dtype == torch.float32:
-        return layer.weight, layer.bias
+    """The layer's weight in ``dtype``, reordered once into oneDNN's blocked layout, and its bias.
+
+    Cached until the weight changes (its data pointer or version): autocast would cast on every
+    call, and a plain weight is reordered by every oneDNN call.
+    """
     key = (dtype, layer.weight.data_ptr(), layer.weight._version)
-    cache = getattr(layer, "_cast_cache", None)
-    if cache is None or cache[0] != key:  # cast once, not on every call as autocast would
-        b = layer.bias.to(dtype) if layer.bias is not None else None
-        cache = (key, layer.weight.to(dtype), b)
-        layer._cast_cache = cache
+    cache = getattr(layer, "_packed", None)
+    if cache is None or cache[0] != key:
+        with torch.no_grad():
+            w = layer.weight.detach().to(dtype)
+            b = layer.bias.detach().to(dtype) if layer.bias is not None else None
+            w = torch.ops.mkldnn._reorder_linear_weight(w, None)
+        cache = (key, w, b)
+        layer._packed = cache
     return cache[1], cache[2]
 
 
@@ -195,10 +205,18 @@ class Mlp(nn.Module):
 
 
 def to_tokens(x: Tensor) -> Tensor:
-    """(B, C, H, W) -> (B, H*W, C): the official PatchEmbed with patch_size 1."""
+    """(B, C, H, W) -> (B, H*W, C): the official PatchEmbed with patch_size 1.
+
+    A view, no copy, when ``x`` is channels_last, as every feature map of the network is.
+    """
     return x.flatten(2).transpose(1, 2)
 
 
 def to_image(x: Tensor, x_size: Tuple[int, int]) -> Tensor:
-    """(B, H*W, C) -> (B, C, H, W): the official PatchUnEmbed."""
-    return x.transpose(1, 2).reshape(x.shape[0], x.shape[2], x_size[0], x_size[1])
+    """(B, H*W, C) -> (B, C, H, W): the official PatchUnEmbed.
+
+    A channels_last view of the tokens, no copy. Its strides are channels_last's even for B = 1, so
+    that convolutions run in NHWC and hand back NHWC maps that :func:`to_tokens` views again; a
+    channels-first conv would copy the map on the way in and the tokens on the way out.
+    """
+    return x.view(x.shape[0], x_size[0], x_size[1], x.shape[2]).permute(0, 3, 1, 2)

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import ModelLoadError, read_file, unwrap
-from ..engine import resolve_precision
+from ..engine import SettingError, resolve_precision
 from ..evaluate import official_pad
 from ..imageio import atomic_write, write_image
 from ..metrics import compute_metrics, to_uint8
@@ -274,8 +274,9 @@ class Trainer:
         if opts.train.amp:
             try:
                 resolve_precision(opts.train.amp, self.device)
-            except ValueError as e:
-                raise OptionsError(f"{opts.source}: train.amp: {e}") from None
+            except SettingError as e:  # the engine's advice names its own settings
+                raise OptionsError(f"{opts.source}: train.amp {opts.train.amp}: {e.reason}; leave train.amp "
+                                   f"empty to train in fp32") from None
         resume = self._find_resume(auto_resume)
         checked = self._check_data()  # before anything is written or archived
         self._prepare_folder(resume is not None, argv)
