@@ -5,6 +5,7 @@ no longer has; an alias module is registered before basicsr is first imported.
 """
 import sys
 import types
+import warnings
 
 
 def _alias_functional_tensor() -> None:
@@ -40,14 +41,20 @@ class OfficialReference(torch.nn.Module):
     def __init__(self, config):
         super().__init__()
         c = config
-        self.net = OfficialSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size,
-                                  window_size=c.window_size, img_range=c.img_range, depths=list(c.depths),
-                                  embed_dim=c.embed_dim, num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio,
-                                  upsampler=c.upsampler, resi_connection=c.resi_connection,
-                                  qkv_bias=c.qkv_bias, qk_scale=c.qk_scale, drop_rate=c.drop_rate,
-                                  attn_drop_rate=c.attn_drop_rate, drop_path_rate=c.drop_path_rate,
-                                  ape=c.ape, patch_norm=c.patch_norm, use_checkpoint=c.use_checkpoint)
+        with warnings.catch_warnings():  # basicsr calls torch.meshgrid without indexing=
+            warnings.simplefilter("ignore", UserWarning)
+            self.net = self._build(c)
         self.window_size, self.scale = c.window_size, c.upscale
+
+    @staticmethod
+    def _build(c):
+        return OfficialSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size,
+                              window_size=c.window_size, img_range=c.img_range, depths=list(c.depths),
+                              embed_dim=c.embed_dim, num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio,
+                              upsampler=c.upsampler, resi_connection=c.resi_connection,
+                              qkv_bias=c.qkv_bias, qk_scale=c.qk_scale, drop_rate=c.drop_rate,
+                              attn_drop_rate=c.attn_drop_rate, drop_path_rate=c.drop_path_rate,
+                              ape=c.ape, patch_norm=c.patch_norm, use_checkpoint=c.use_checkpoint)
 
     def forward(self, x):
         h, w = x.shape[-2:]

@@ -4,6 +4,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from swinir_app import SwinIR
@@ -12,6 +13,7 @@ from swinir_app.zoo import load_model
 from test_train_data import tiny_options, write_pairs
 
 
+@pytest.mark.slow
 def test_torchrun_two_processes_on_cpu(tmp_path):
     hr, lr = write_pairs(tmp_path, scale=2)
     # Fine-tuning under torchrun: rank 0 loads the weights first (a zoo name would be downloaded once).

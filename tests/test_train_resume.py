@@ -41,6 +41,7 @@ def max_diff(a, b):
     return max(float((a[k].double() - b[k].double()).abs().max()) for k in a)
 
 
+@pytest.mark.slow
 def test_kill_9_then_auto_resume_gives_the_straight_run(tmp_path):
     hr, lr = write_pairs(tmp_path, scale=2, size=(80, 96))
     # drop_path 0.1 draws random numbers every step; patch 48, batch 4: a few tens of ms per iteration.

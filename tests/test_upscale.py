@@ -178,6 +178,7 @@ def test_ctrl_c_leaves_no_partial_files(ckpt, tmp_path):
         assert read_image(f).array.shape == (512, 512, 3)
 
 
+@pytest.mark.slow
 def test_torchrun_shards_inputs_across_ranks(ckpt, small_rgb, tmp_path):
     src, out = tmp_path / "in", tmp_path / "out"
     src.mkdir()
