@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import Tensor
 
-from .network import SwinIRConfig, derived_buffers
+from .network import DERIVED_SUFFIXES, SwinIRConfig, derived_buffers, state_shapes
 
 PathLike = Union[str, "os.PathLike[str]"]
 StateDict = Dict[str, Tensor]
@@ -63,8 +64,10 @@ def read_file(path: PathLike, *, label: Optional[str] = None) -> tuple[Any, Dict
         raise ModelLoadError(f"no such checkpoint file: {name}")
     if path.suffix == ".safetensors":
         return _read_safetensors(path, name, tensors=True)
+    is_zip = _check_archive(path, name)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True), {}
+        # mmap: storages are mapped, not read, so nothing is allocated before the checks that follow.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip), {}
     except pickle.UnpicklingError as e:
         # The weights-only unpickler stopped before running anything.
         found = re.search(r"GLOBAL ([\w.]+)", str(e))  # "Unsupported global: GLOBAL x.y" or "unsupported GLOBAL x.y"
@@ -82,10 +85,43 @@ def read_file(path: PathLike, *, label: Optional[str] = None) -> tuple[Any, Dict
                              f"({type(e).__name__}{': ' + first if first else ''})") from None
 
 
+def _check_archive(path: Path, name: str) -> bool:
+    """Whether ``path`` is a zip-format torch.save file; refuses one whose tensors are compressed.
+
+    torch.save stores tensors uncompressed. A compressed entry would be inflated in memory on load:
+    a 1 MB file can hold a gigabyte.
+    """
+    if not zipfile.is_zipfile(path):
+        return False  # the legacy format: its tensors are in the file as they are, bounded by its size
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                if entry.compress_type != zipfile.ZIP_STORED:
+                    raise ModelLoadError(
+                        f"refusing to load {name}: entry {entry.filename!r} is compressed "
+                        f"({entry.compress_size:,} bytes that would inflate to {entry.file_size:,}); torch.save "
+                        f"never compresses, so the file was altered")
+    except (zipfile.BadZipFile, OSError) as e:
+        raise ModelLoadError(f"cannot read {name}: not a valid PyTorch checkpoint ({e})") from None
+    return True
+
+
+MAX_WRAPPER_DEPTH = 8
+
+
 def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[dict]]:
-    """The tensors of the network in ``obj``, with bare official names, and its ``config`` entry if any."""
+    """The tensors of the network in ``obj``, with bare official names, and its ``config`` entry if any.
+
+    Wrappers are followed at most :data:`MAX_WRAPPER_DEPTH` levels deep, and never twice (a dict that
+    contains itself is refused, not followed forever).
+    """
     config = None
+    seen = set()
     while isinstance(obj, Mapping):
+        if id(obj) in seen or len(seen) >= MAX_WRAPPER_DEPTH:
+            raise ModelLoadError(f"{source} is not a state dict: its wrappers ({', '.join(WRAPPER_KEYS)}) nest "
+                                 f"{'into themselves' if id(obj) in seen else f'over {MAX_WRAPPER_DEPTH} levels deep'}")
+        seen.add(id(obj))
         if config is None and isinstance(obj.get("config"), Mapping):
             config = dict(obj["config"])
         inner = next((obj[k] for k in WRAPPER_KEYS if isinstance(obj.get(k), Mapping)), None)
@@ -126,8 +162,16 @@ def infer_config(state: StateDict, *, img_range: Optional[float] = None, source:
     """Every hyperparameter of the official SwinIR that made ``state`` (bare official key names).
 
     ``img_range`` is not stored in the weights: 255 for window-7 restoration networks (the official
-    JPEG models), else 1, unless given.
+    JPEG models), else 1, unless given. Raises :class:`ModelLoadError` (one line) when the tensors
+    do not describe a SwinIR.
     """
+    try:
+        return _infer_config(state, img_range, source)
+    except (ValueError, IndexError, TypeError, ZeroDivisionError) as e:  # shapes of the wrong rank or size
+        raise ModelLoadError(f"{source} is not a SwinIR state dict: {type(e).__name__}: {e}") from None
+
+
+def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> SwinIRConfig:
     def shape(key: str) -> tuple:
         if key not in state:
             raise ModelLoadError(f"{source} is not a SwinIR state dict: {key} is missing")
@@ -220,7 +264,12 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
     """Read any SwinIR checkpoint file (.pth, .pt, .ckpt, .safetensors) safely, with its config.
 
     A stored config (safetensors metadata or a ``config`` entry) is used as is; otherwise the
-    config is inferred from the state dict. ``label`` names the file in errors (default: its path).
+    config is inferred from the state dict. Before anything is built, the config is checked against
+    its bounds and every tensor's name and shape against the config, and the weights must be finite
+    (:func:`check_state`). ``label`` names the file in errors (default: its path).
+
+    Raises:
+        ModelLoadError: one line naming the file and what is wrong with it.
     """
     source = label or str(path)
     raw, metadata = read_file(path, label=source)
@@ -230,9 +279,42 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
         config, how = config_from_dict(embedded, source), "embedded"
     if config is None:
         config, how = infer_config(state, source=source), "inferred"
+    check_state(state, config, source, how)
     if how == "metadata":  # our safetensors leave the derived buffers out: restore the official key set
         state = {**state, **{k: v for k, v in derived_buffers(config).items() if k not in state}}
     return Checkpoint(state, config, source, how, metadata)
+
+
+def check_state(state: StateDict, config: SwinIRConfig, source: str, config_source: str = "") -> None:
+    """Every tensor of ``state`` has the name and shape that ``config`` gives it, and finite values.
+
+    Compared on the meta device, so a small file that claims a huge network costs nothing. The
+    derived buffers (shift masks, position indices) are rebuilt from the config and not compared.
+    Raises :class:`ModelLoadError` naming the first difference.
+    """
+    its = f"{config_source} " if config_source else ""
+    expected = {k: v for k, v in state_shapes(config).items() if not k.endswith(DERIVED_SUFFIXES)}
+    given = {k: v for k, v in state.items() if not k.endswith(DERIVED_SUFFIXES)}
+    missing = [k for k in expected if k not in given]
+    unexpected = [k for k in given if k not in expected]
+    some = lambda keys: ", ".join(keys[:3]) + (f" and {len(keys) - 3} more" if len(keys) > 3 else "")  # noqa: E731
+    if missing or unexpected:
+        parts = ([f"missing {some(missing)}"] if missing else []) + ([f"unexpected {some(unexpected)}"]
+                                                                     if unexpected else [])
+        raise ModelLoadError(f"{source} does not fit its {its}config: {'; '.join(parts)}")
+    for k, shape in expected.items():
+        if tuple(given[k].shape) != shape:
+            raise ModelLoadError(f"{source} does not fit its {its}config: {k} has shape {tuple(given[k].shape)}, "
+                                 f"the config gives {shape}")
+    check_finite(given, source)
+
+
+def check_finite(state: StateDict, source: str) -> None:
+    """Refuse weights holding NaN or Inf: they would make every output black, silently."""
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ModelLoadError(f"{source}: {k} holds NaN or Inf values; the file is damaged or comes from a "
+                                 f"diverged training")
 
 
 def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,

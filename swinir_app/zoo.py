@@ -276,7 +276,10 @@ def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None,
     else:
         raise ModelLoadError(_unknown(str(spec)))
     if img_range is not None:
-        ckpt = dataclasses.replace(ckpt, config=ckpt.config.replace(img_range=float(img_range)))
+        try:
+            ckpt = dataclasses.replace(ckpt, config=ckpt.config.replace(img_range=img_range))
+        except ValueError as e:
+            raise ModelLoadError(f"img_range override for {ckpt.source}: {e}") from None
     return ckpt
 
 

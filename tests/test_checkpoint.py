@@ -240,3 +240,99 @@ def test_convert_cli_bad_spec_exits_2_with_one_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown model 'no-such-model'")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+# ---- hostile files: every loader path refuses them in one line, quickly, without allocating ----------
+
+
+def _hwm_reset() -> int:
+    """Reset the process's peak RSS (Linux) and return the current RSS in bytes."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    return _status("VmRSS")
+
+
+def _status(key: str) -> int:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(key + ":"))
+
+
+def _config_only_safetensors(path, **config):
+    """A few hundred bytes: one tiny tensor and a config in the header, as save_safetensors writes it."""
+    import json
+
+    from safetensors.torch import save_file
+    cfg = {**SwinIR(small("lightweight-x2")).config.to_dict(), **config}
+    save_file({"conv_first.weight": torch.zeros(1)}, str(path), metadata={"swinir_config": json.dumps(cfg)})
+    return path
+
+
+def test_self_referencing_dict_is_refused_at_once(tmp_path):
+    d = {}
+    d["params"] = d
+    torch.save(d, tmp_path / "loop.pth")
+    with pytest.raises(ModelLoadError, match="nest into themselves"):
+        load_model(tmp_path / "loop.pth")
+    deep = {"x": 1}
+    for _ in range(20):
+        deep = {"params": deep}
+    torch.save(deep, tmp_path / "deep.pth")
+    with pytest.raises(ModelLoadError, match="over 8 levels deep"):
+        load_model(tmp_path / "deep.pth")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="peak RSS needs Linux /proc")
+@pytest.mark.parametrize("config, message", [
+    (dict(embed_dim=4096, num_heads=[8, 8]), "embed_dim must be a whole number from 1 to 1024"),
+    (dict(depths=[100000], num_heads=[4]), "depths\\[0\\] must be a whole number from 1 to 64"),
+    (dict(embed_dim=512, depths=[6] * 6, num_heads=[8] * 6), "missing"),  # in bounds: 75M parameters, no tensors
+])
+def test_a_small_file_claiming_a_huge_network_allocates_nothing(tmp_path, config, message):
+    import time
+
+    path = _config_only_safetensors(tmp_path / "bomb.safetensors", **config)
+    assert path.stat().st_size < 2000
+    base, start = _hwm_reset(), time.perf_counter()
+    with pytest.raises(ModelLoadError, match=message) as e:
+        load_model(path)
+    assert _status("VmHWM") - base < 50 * 2 ** 20 and time.perf_counter() - start < 5
+    assert "\n" not in str(e.value)
+
+
+def test_compressed_tensors_are_refused_before_they_inflate(tmp_path):
+    import zipfile
+
+    torch.save({"params": {"conv_first.weight": torch.zeros(64, 1024, 1024)}}, tmp_path / "plain.pth")  # 256 MB
+    with zipfile.ZipFile(tmp_path / "plain.pth") as src, \
+            zipfile.ZipFile(tmp_path / "zipped.pth", "w", zipfile.ZIP_DEFLATED) as dst:
+        for info in src.infolist():
+            dst.writestr(info.filename, src.read(info), compress_type=zipfile.ZIP_DEFLATED)
+    (tmp_path / "plain.pth").unlink()
+    assert (tmp_path / "zipped.pth").stat().st_size < 2 * 2 ** 20
+    with pytest.raises(ModelLoadError, match="is compressed .* torch.save never compresses"):
+        load_model(tmp_path / "zipped.pth")
+
+
+def test_non_finite_weights_are_refused(tmp_path):
+    _, _, state = official("lightweight-x2")
+    state = dict(state)
+    state["layers.0.residual_group.blocks.0.mlp.fc1.weight"] = state[
+        "layers.0.residual_group.blocks.0.mlp.fc1.weight"].clone().index_fill_(0, torch.tensor([3]), float("nan"))
+    torch.save({"params": state}, tmp_path / "nan.pth")
+    with pytest.raises(ModelLoadError, match="fc1.weight holds NaN or Inf"):
+        load_model(tmp_path / "nan.pth")
+
+
+@pytest.mark.parametrize("config, message", [
+    (dict(window_size=0), "window_size must be a whole number from 1 to 32, got 0"),
+    (dict(mlp_ratio=float("nan")), "mlp_ratio must be a number from 0.01 to 16, got nan"),
+    (dict(img_range=-1), "img_range must be a number"),
+])
+def test_bad_config_values_are_one_line_in_every_front_end(tmp_path, capsys, config, message):
+    path = _config_only_safetensors(tmp_path / "bad.safetensors", **config)
+    with pytest.raises(ModelLoadError, match=message):
+        load_model(path)
+    with pytest.raises(SystemExit) as e:
+        convert_main([str(path), str(tmp_path / "out.safetensors")])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and err.count("\n") == 1 and message.split(",")[0] in err and "Traceback" not in err

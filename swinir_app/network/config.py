@@ -2,11 +2,39 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional, Tuple
 
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
 RESI_CONNECTIONS = ("1conv", "3conv")
+
+# Bounds: about 4x over the largest published model in every dimension (see SwinIRConfig.__post_init__).
+_INT_BOUNDS = (("upscale", 1, 8), ("in_chans", 1, 16), ("img_size", 1, 1024), ("window_size", 1, 32),
+               ("embed_dim", 1, 1024), ("patch_size", 1, 16), ("num_feat", 1, 1024))
+_FLOAT_BOUNDS = (("img_range", 1e-3, 1e4), ("mlp_ratio", 0.01, 16.0), ("drop_rate", 0.0, 0.999),
+                 ("attn_drop_rate", 0.0, 0.999), ("drop_path_rate", 0.0, 0.999))
+_MAX_DEPTH, _MAX_HEADS, _MAX_GROUPS = 64, 64, 32
+_MAX_IMG_X_WINDOW = 4096  # shift masks take 4 * (img_size * window_size)**2 bytes: 64 MB at most
+_MAX_BODY_PARAMS = 200e6  # SwinIR-L has 25M in its transformer
+
+
+def _integer(name: str, value: Any, lo: int, hi: int) -> int:
+    """A whole number in [lo, hi] (integral floats from YAML included), else a one-line ValueError."""
+    ok = isinstance(value, int) and not isinstance(value, bool)
+    if not ok and isinstance(value, float) and math.isfinite(value) and value == int(value):
+        value, ok = int(value), True
+    if not ok or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a whole number from {lo} to {hi}, got {value!r}")
+    return int(value)
+
+
+def _real(name: str, value: Any, lo: float, hi: float) -> float:
+    """A finite number in [lo, hi], else a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not lo <= value <= hi:
+        raise ValueError(f"{name} must be a number from {lo:g} to {hi:g}, got {value!r}")
+    return float(value)
 
 
 @dataclass(frozen=True)
@@ -43,27 +71,62 @@ class SwinIRConfig:
     out_chans: Optional[int] = None
 
     def __post_init__(self):
-        # Accept lists (YAML, official scripts) but store tuples: the config is hashable.
+        """Normalise and check every field; a bad value is a one-line ValueError naming it.
+
+        Besides the official constraints, sizes are bounded with a wide margin over every published
+        model (SwinIR-L: embed 240, 9 groups of 6; HAT-L: 12 groups; windows 7 to 16), so that a
+        tiny file claiming a huge network is refused before anything is allocated.
+        """
+        set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
+        if isinstance(self.img_size, (tuple, list)) and len(self.img_size) > 0:
+            set_("img_size", self.img_size[0])
+        for name, lo, hi in _INT_BOUNDS:
+            set_(name, _integer(name, getattr(self, name), lo, hi))
         for name in ("depths", "num_heads"):
-            object.__setattr__(self, name, tuple(int(v) for v in getattr(self, name)))
-        if isinstance(self.img_size, (tuple, list)):
-            object.__setattr__(self, "img_size", int(self.img_size[0]))
-        if self.out_chans is None:
-            object.__setattr__(self, "out_chans", self.in_chans)
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+                raise ValueError(f"{name} must be a list of whole numbers, got {value!r}")
+            # Accept lists (YAML, official scripts) but store tuples: the config is hashable.
+            set_(name, tuple(_integer(f"{name}[{i}]", v, 1, _MAX_DEPTH if name == "depths" else _MAX_HEADS)
+                             for i, v in enumerate(value)))
+        if not 1 <= len(self.depths) <= _MAX_GROUPS:
+            raise ValueError(f"depths must list 1 to {_MAX_GROUPS} residual groups, got {len(self.depths)}")
+        set_("out_chans", self.in_chans if self.out_chans is None else _integer("out_chans", self.out_chans, 1, 16))
+        for name, lo, hi in _FLOAT_BOUNDS:
+            set_(name, _real(name, getattr(self, name), lo, hi))
+        if self.qk_scale is not None:
+            set_("qk_scale", _real("qk_scale", self.qk_scale, 1e-6, 1e3))
+        for name in ("qkv_bias", "ape", "patch_norm", "use_checkpoint"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if len(self.depths) != len(self.num_heads):
-            raise ValueError(f"depths {self.depths} and num_heads {self.num_heads} differ in length")
+            raise ValueError(f"depths {list(self.depths)} and num_heads {list(self.num_heads)} differ in length")
         if self.upsampler not in UPSAMPLERS:
             raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
         if self.resi_connection not in RESI_CONNECTIONS:
             raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {self.resi_connection!r}")
         if any(self.embed_dim % h for h in self.num_heads):
-            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
+            raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {list(self.num_heads)}")
+        if self.resi_connection == "3conv" and self.embed_dim < 4:
+            raise ValueError(f"resi_connection 3conv needs embed_dim >= 4, got {self.embed_dim}")
+        if self.patch_size != 1:
+            raise ValueError(f"patch_size must be 1, as in every published SwinIR, got {self.patch_size}")
+        if self.img_size * self.window_size > _MAX_IMG_X_WINDOW:
+            raise ValueError(f"img_size {self.img_size} x window_size {self.window_size} exceeds {_MAX_IMG_X_WINDOW}: "
+                             f"its shift masks would take {4 * (self.img_size * self.window_size) ** 2 / 2 ** 20:.0f} MB")
+        body = sum(self.depths) * self.embed_dim ** 2 * (4 + 2 * self.mlp_ratio)  # ~ transformer parameters
+        if body > _MAX_BODY_PARAMS:
+            raise ValueError(f"a network of {body / 1e6:.0f}M transformer parameters (depths {list(self.depths)}, "
+                             f"embed_dim {self.embed_dim}, mlp_ratio {self.mlp_ratio:g}) is over the limit of "
+                             f"{_MAX_BODY_PARAMS / 1e6:.0f}M")
         if self.upsampler == "":
-            object.__setattr__(self, "upscale", 1)
+            set_("upscale", 1)
         elif self.upsampler == "pixelshuffle" and self.upscale not in (2, 3, 4, 8):
             raise ValueError(f"pixelshuffle supports x2/x3/x4/x8, got x{self.upscale}")
         elif self.upsampler == "nearest+conv" and self.upscale not in (2, 4, 8):
             raise ValueError(f"nearest+conv supports x2/x4/x8, got x{self.upscale}")
+        elif self.upsampler == "pixelshuffledirect" and self.upscale not in (2, 3, 4, 8):
+            raise ValueError(f"pixelshuffledirect supports x2/x3/x4/x8, got x{self.upscale}")
 
     @property
     def scale(self) -> int:

@@ -12,12 +12,13 @@ from . import hardware
 
 
 def cached(fn):
-    """lru_cache for per-size index and mask tensors, always built as normal tensors: one built
-    under inference_mode could not be used later in a graph (training after validation)."""
+    """lru_cache for per-size index and mask tensors, always built as normal CPU-built tensors: one
+    built under inference_mode could not be used later in a graph (training after validation), and
+    one built under a ``torch.device("meta")`` context (shape checks) would have no data."""
     @functools.lru_cache(maxsize=64)
     @functools.wraps(fn)
     def build(*args):
-        with torch.inference_mode(False), torch.no_grad():
+        with torch.inference_mode(False), torch.no_grad(), torch.device("cpu"):
             return fn(*args)
     return build
 

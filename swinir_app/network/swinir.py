@@ -37,6 +37,20 @@ def derived_buffers(config: SwinIRConfig) -> dict:
     return out
 
 
+def state_shapes(config: SwinIRConfig) -> dict:
+    """The shape of every state-dict entry of ``SwinIR(config)``, by key, built on the meta device.
+
+    Nothing is allocated, so a checkpoint can be checked against its config before any memory is
+    spent on it.
+    """
+    with torch.device("meta"):
+        model = SwinIR(config)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")  # buffers computed from the config
+
+
 class SwinTransformerBlock(nn.Module):
     """LN -> (S)W-MSA -> residual -> LN -> MLP -> residual."""
 
@@ -55,8 +69,9 @@ class SwinTransformerBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
-        # Kept only so that state dicts match the official ones; forward uses the per-size cache.
-        attn_mask = shift_mask(*input_resolution, self.window_size, self.shift_size, torch.device("cpu")).clone() \
+        # Kept only so that state dicts match the official ones; forward uses the per-size cache. One
+        # tensor shared by every shifted block (and model) of this size: it is never written to.
+        attn_mask = shift_mask(*input_resolution, self.window_size, self.shift_size, torch.device("cpu")) \
             if self.shift_size else None
         self.register_buffer("attn_mask", attn_mask)
         self._mask_cache: Optional[tuple] = None
@@ -242,7 +257,7 @@ class SwinIR(nn.Module):
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, resolution[0] * resolution[1], c.embed_dim))
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(c.drop_rate)
-        dpr = torch.linspace(0, c.drop_path_rate, sum(c.depths)).tolist()  # stochastic depth decay rule
+        dpr = torch.linspace(0, c.drop_path_rate, sum(c.depths), device="cpu").tolist()  # stochastic depth decay rule
         self.layers = nn.ModuleList([
             RSTB(c.embed_dim, resolution, depth, heads, c.window_size, c.mlp_ratio, c.qkv_bias, c.qk_scale,
                  c.drop_rate, c.attn_drop_rate, dpr[sum(c.depths[:i]):sum(c.depths[:i + 1])],

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import ModelLoadError, read_file, unwrap
+from ..checkpoint import ModelLoadError, check_finite, read_file, unwrap
 from ..engine import SettingError, resolve_precision
 from ..evaluate import official_pad
 from ..imageio import atomic_write, write_image
@@ -472,6 +472,7 @@ class Trainer:
                 elif isinstance(raw, dict) and any(isinstance(raw.get(k), dict) for k in ("params", "params_ema")):
                     log.warning("%s has no %s: loading what it has", path, p.param_key_g)
                 state, _ = unwrap(raw, str(path))
+                check_finite(state, str(path))
             else:
                 state = resolve(spec).state_dict
         except ModelLoadError as e:
