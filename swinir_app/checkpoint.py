@@ -279,20 +279,19 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
         config, how = config_from_dict(embedded, source), "embedded"
     if config is None:
         config, how = infer_config(state, source=source), "inferred"
-    check_state(state, config, source, how)
+    check_state(state, config, source, f"its {how} config")
     if how == "metadata":  # our safetensors leave the derived buffers out: restore the official key set
         state = {**state, **{k: v for k, v in derived_buffers(config).items() if k not in state}}
     return Checkpoint(state, config, source, how, metadata)
 
 
-def check_state(state: StateDict, config: SwinIRConfig, source: str, config_source: str = "") -> None:
+def check_state(state: StateDict, config: SwinIRConfig, source: str, target: str = "its config") -> None:
     """Every tensor of ``state`` has the name and shape that ``config`` gives it, and finite values.
 
     Compared on the meta device, so a small file that claims a huge network costs nothing. The
     derived buffers (shift masks, position indices) are rebuilt from the config and not compared.
     Raises :class:`ModelLoadError` naming the first difference.
     """
-    its = f"{config_source} " if config_source else ""
     expected = {k: v for k, v in state_shapes(config).items() if not k.endswith(DERIVED_SUFFIXES)}
     given = {k: v for k, v in state.items() if not k.endswith(DERIVED_SUFFIXES)}
     missing = [k for k in expected if k not in given]
@@ -301,10 +300,10 @@ def check_state(state: StateDict, config: SwinIRConfig, source: str, config_sour
     if missing or unexpected:
         parts = ([f"missing {some(missing)}"] if missing else []) + ([f"unexpected {some(unexpected)}"]
                                                                      if unexpected else [])
-        raise ModelLoadError(f"{source} does not fit its {its}config: {'; '.join(parts)}")
+        raise ModelLoadError(f"{source} does not fit {target}: {'; '.join(parts)}")
     for k, shape in expected.items():
         if tuple(given[k].shape) != shape:
-            raise ModelLoadError(f"{source} does not fit its {its}config: {k} has shape {tuple(given[k].shape)}, "
+            raise ModelLoadError(f"{source} does not fit {target}: {k} has shape {tuple(given[k].shape)}, "
                                  f"the config gives {shape}")
     check_finite(given, source)
 
@@ -321,26 +320,21 @@ def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
                      metadata: Optional[Dict[str, str]] = None) -> Path:
     """Write ``state`` to ``path`` with ``config`` (and ``metadata`` strings) in the header.
 
-    Written to a temp file first and renamed, so that a reader never sees half a file.
+    Written to a temp file first and renamed (:func:`atomic_write`), so that a reader never sees half
+    a file.
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
+
+    from .imageio import atomic_write
 
     path = Path(path)
     # safetensors refuses views and tensors that share memory; clones of contiguous CPU data are safe.
     # Derived buffers (shift masks, position indices) are rebuilt on load: leaving them out makes
     # small models several times smaller, and any img_size loads.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()
-               if not k.endswith(("attn_mask", "relative_position_index"))}
+               if not k.endswith(DERIVED_SUFFIXES)}
     meta = {"task": config.task, **(metadata or {}), "format": "pt", CONFIG_KEY: json.dumps(config.to_dict())}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        umask = os.umask(0o022)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # readable like any other file the user writes
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, save(tensors, metadata=meta))
     return path
 
 

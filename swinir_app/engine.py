@@ -245,6 +245,15 @@ class Restorer:
         tile = max(self.window, math.ceil(tile / self.window) * self.window)  # whole windows per tile
         return None if tile >= max(H, W) else tile
 
+    def tile_count(self, H: int, W: int) -> int:
+        """How many forward passes an H x W image takes with these settings (self-ensemble included)."""
+        tile = self._tile_size(H, W)
+        n = 1
+        if tile is not None:
+            overlap = min(self.tile_overlap, tile // 2)
+            n = len(tile_starts(H, min(tile, H), overlap)) * len(tile_starts(W, min(tile, W), overlap))
+        return n * (len(_TRANSFORMS) if self.self_ensemble else 1)
+
     def bytes_per_pixel(self) -> int:
         """Rough peak activation memory per input pixel, for choosing tile sizes."""
         c = self.config

@@ -3,10 +3,13 @@ from __future__ import annotations
 
 import io
 import os
+import re
+import stat
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import cv2
 import numpy as np
@@ -42,22 +45,21 @@ class LoadedImage:
         return self.array.shape[0] * self.array.shape[1]
 
 
-def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = None) -> LoadedImage:
-    """Decode a path or bytes. Raises :class:`ImageReadError` with a one-line reason."""
+def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = None,
+               max_bytes: Optional[int] = None) -> LoadedImage:
+    """Decode a path or bytes. Raises :class:`ImageReadError` with a one-line reason.
+
+    Only regular files are read: a device (/dev/zero), a pipe or a socket is refused without being
+    opened for reading, so it can neither fill memory nor block. Files over ``max_bytes`` (default,
+    with ``max_pixels``: what such an image takes uncompressed, 16-bit RGBA, plus 64 MB) are refused.
+    """
     name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<upload>")
+    if max_bytes is None and max_pixels is not None:
+        max_bytes = max_pixels * 8 + (64 << 20)
     if isinstance(source, (bytes, bytearray)):
         data = bytes(source)
     else:
-        try:
-            data = Path(source).read_bytes()
-        except PermissionError:
-            raise ImageReadError(name, "permission denied") from None
-        except IsADirectoryError:
-            raise ImageReadError(name, "is a directory") from None
-        except FileNotFoundError:
-            raise ImageReadError(name, "no such file") from None
-        except OSError as e:
-            raise ImageReadError(name, f"cannot read: {e.strerror or e}") from None
+        data = _read_regular_file(Path(source), name, max_bytes)
     if not data:
         raise ImageReadError(name, "empty file (0 bytes)")
     try:
@@ -84,6 +86,30 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(name, f"truncated or corrupt ({e})") from None
     return LoadedImage(array=array, icc_profile=icc, format=fmt)
+
+
+def _read_regular_file(path: Path, name: str, max_bytes: Optional[int]) -> bytes:
+    try:
+        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting forever.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except PermissionError:
+        raise ImageReadError(name, "permission denied") from None
+    except FileNotFoundError:
+        raise ImageReadError(name, "no such file") from None
+    except OSError as e:
+        raise ImageReadError(name, f"cannot read: {e.strerror or e}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise ImageReadError(name, "is a directory")
+        if not stat.S_ISREG(st.st_mode):
+            raise ImageReadError(name, "not a regular file (a device, pipe or socket); only files are read")
+        if max_bytes is not None and st.st_size > max_bytes:
+            raise ImageReadError(name, f"{st.st_size:,} bytes is over the limit of {max_bytes:,} for an image")
+        try:
+            return f.read()
+        except OSError as e:
+            raise ImageReadError(name, f"cannot read: {e.strerror or e}") from None
 
 
 def _is_deep_color(img: Image.Image, data: bytes) -> bool:
@@ -192,6 +218,33 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> None:
         except FileNotFoundError:
             pass
         raise
+
+
+STALE_PART_AGE = 15 * 60.0  # seconds: a .part file untouched this long belongs to a process that died
+_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")  # atomic_write's temp names: .<name>.<mkstemp's 8>.part
+
+
+def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE) -> List[Path]:
+    """Delete the temp files of :func:`atomic_write` in ``folder`` (not below it) older than ``age``.
+
+    A process killed while writing (SIGKILL, power loss) leaves its ``.part`` file behind; a later run
+    removes them. A file still being written is younger than ``age``: its writer touches it.
+    """
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if _PART.match(entry.name) and entry.is_file(follow_symlinks=False) \
+                    and now - entry.stat(follow_symlinks=False).st_mtime > age:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
 
 
 def write_image(path, array: np.ndarray, quality: int = 95, icc_profile: Optional[bytes] = None,

@@ -19,7 +19,8 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from .engine import DEVICES, PRECISIONS
-from .imageio import IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, read_image, write_image
+from .imageio import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, read_image, remove_stale_parts,
+                      write_image)
 
 DEFAULT_MAX_PIXELS = 64_000_000
 DEFAULT_MODEL = "bundled-x4"
@@ -98,6 +99,48 @@ def _destination(src: Path, folder: Path, ext: str, suffix: str) -> Path:
     return folder / f"{src.stem}{suffix}{out_ext}"
 
 
+def check_output_folders(jobs: List[Job], scale: float) -> Optional[str]:
+    """Why the outputs cannot be written (a read-only or full folder), before any image is computed.
+
+    Each output folder is created and a probe file written in it; and it must have room for at
+    least the first image's output, uncompressed.
+    """
+    import shutil
+    import tempfile
+
+    for folder in sorted({job.dst.parent for job in jobs}):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe.", suffix=".part") as f:
+                f.write(b"probe")
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as e:
+            return f"cannot write to the output folder {folder}: {e.strerror or e}"
+    if jobs:
+        need = _output_bytes(jobs[0].src, scale)
+        free = shutil.disk_usage(jobs[0].dst.parent).free
+        if need and free < need:
+            return (f"the output folder {jobs[0].dst.parent} has {free / 2 ** 20:,.0f} MB free; the first result "
+                    f"alone needs about {need / 2 ** 20:,.0f} MB")
+    return None
+
+
+def _output_bytes(src: Path, scale: float) -> int:
+    """The uncompressed size of ``src``'s result (0 if its header cannot be read here)."""
+    import stat
+
+    try:
+        from PIL import Image
+        if not stat.S_ISREG(os.stat(src).st_mode):  # never open a pipe or device here
+            return 0
+        with Image.open(src) as img:
+            w, h = img.size
+            return int(w * h * scale * scale * len(img.getbands()))
+    except Exception:  # noqa: BLE001 - the reader says what is wrong with it later
+        return 0
+
+
 def shard(jobs: List[Job]) -> Tuple[List[Job], int, int]:
     """This rank's share under torchrun (RANK/WORLD_SIZE cover all nodes)."""
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
@@ -163,6 +206,13 @@ def run(args) -> int:
     summary = Summary(failed=len(missing) if rank == 0 else 0)
     for line in (missing if rank == 0 else []):
         print(f"error: {line}", file=sys.stderr)
+
+    problem = check_output_folders(jobs, args.outscale or restorer.scale)
+    if problem:
+        return _fail_usage(problem, args)
+    for folder in sorted({job.dst.parent for job in jobs}):
+        for part in remove_stale_parts(folder):
+            print(f"note: removed {part}, left by an interrupted run", file=sys.stderr)
 
     todo: List[Job] = []
     for job in jobs:

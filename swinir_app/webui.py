@@ -19,6 +19,7 @@ import io
 import logging
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -27,28 +28,39 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
+import anyio
 import cv2
 import gradio as gr
 import numpy as np
 
 from .checkpoint import ModelLoadError
-from .engine import (DEVICES, PRECISIONS, Restorer, SettingError, is_oom, resolve_device,
+from .engine import (DEVICES, PRECISIONS, Restorer, SettingError, available_memory, is_oom, resolve_device,
                      resolve_precision)
 from .imageio import ImageReadError, LoadedImage, encode_image, read_image
 from .network import SwinIRConfig
 from .upscale import DEFAULT_MODEL, resize_lanczos
 from .zoo import (ZOO, ZooEntry, add_weights_dir_argument, bundled_entries, find_entry, is_cached, load_model,
-                  param_count)
+                  param_count, weights_home)
 
 log = logging.getLogger("swinir_app.webui")
+T = TypeVar("T")
 
 DEFAULT_MAX_PIXELS = 16_000_000
+DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000  # 8000 x 8000: a 16 MP input only at x2
 DEFAULT_MAX_FILE_SIZE = "50mb"
+DEFAULT_MAX_BATCH_SIZE = "1gb"  # all the images of one batch request, uncompressed
+DEFAULT_MAX_TEMP_SIZE = "2gb"  # results and uploads on disk, all users together
+MAX_OUTSCALE = 8.0  # as the page's slider
 PREVIEW_MAX_SIDE = 2048  # the slider shows at most this; the download is always full size
-RESULT_TTL = 3600.0  # seconds a result file stays on disk for downloading
-MAX_ZIP_MEMBERS = 10_000
+RESULT_TTL = 120.0  # seconds our copy of a result stays: gradio serves the download from its own copy
+CACHE_TTL = (600, 1800)  # gradio's cache (uploads, result copies): every 10 min, delete what is over 30 min old
+MAX_ZIP_MEMBERS = 1_000
+MAX_PASSES = 4096  # model passes (tiles x self-ensemble) per image: one request cannot hold the device for hours
+UNTILED_MEMORY_SHARE = 0.25  # an untiled run that needs more than this share of free memory is tiled
+GENERIC_REFUSAL = ("this model is not available here: choose one from the list, a zoo name, or a file in the "
+                   "server's models folder")
 CUSTOM = "__custom__"  # the model dropdown's "custom path" entry
 DEVICE_QUEUE = "device"  # the concurrency group of everything that runs a model
 TASK_NAMES = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG artifact removal"}
@@ -95,7 +107,7 @@ def parse_tile(value) -> Union[None, int, str]:
         return None
     try:
         tile = int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise WebError(f"tile size must be 'auto', 'none' or a number of pixels, got {value!r}") from None
     if tile < 0:
         raise WebError(f"tile size must be positive, got {tile}")
@@ -125,6 +137,7 @@ class Result:
     label: str
     scale_text: str
     task: str
+    note: str = ""  # e.g. that the run was tiled automatically
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,13 +227,75 @@ def _label(spec: str) -> str:
     return path.name if (os.sep in spec or "/" in spec or path.suffix) else spec
 
 
-class Catalogue:
-    """Which models the page offers: the bundled ones, the cached zoo ones and the --model spec."""
+MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
 
-    def __init__(self, explicit: Optional[str], weights_dir=None):
+
+@dataclass
+class ModelPolicy:
+    """Which model specs a remote user may load: this server's files stay its own.
+
+    Allowed: the operator's ``--model``, bundled models, zoo names (downloaded ones, or any with
+    ``allow_downloads``), and files or training folders inside ``models_dir``. Anything else is
+    refused with :data:`GENERIC_REFUSAL`, whatever the reason, so that no answer tells whether a path
+    exists, is a folder or is readable. ``allow_any_path`` turns the policy off (local use only).
+    """
+
+    models_dir: Path
+    explicit: Optional[str] = None
+    weights_dir: Optional[str] = None
+    allow_any_path: bool = False
+    allow_downloads: bool = False
+
+    def check(self, spec: str) -> str:
+        """The spec to load for ``spec``, or :class:`WebError`."""
+        spec = spec.strip()
+        if self.allow_any_path or spec == self.explicit:
+            return spec
+        if not any(c in spec for c in "/\\") and not spec.startswith(("~", ".")):
+            entry = find_entry(spec)
+            if entry is not None:
+                if entry.path or is_cached(entry, self.weights_dir) or self.allow_downloads:
+                    return entry.name
+                raise WebError(f"{entry.name} is not downloaded on this server, and it does not download models "
+                               f"for its users; its operator can add it (python -m swinir_app.models)")
+        candidate = Path(spec)
+        root = self.models_dir.resolve()
+        try:
+            real = (candidate if candidate.is_absolute() else root / candidate).resolve(strict=True)
+            allowed = real.is_relative_to(root) and (real.is_dir() or (real.is_file() and
+                                                                        real.suffix in MODEL_SUFFIXES))
+        except (OSError, RuntimeError, ValueError):
+            allowed = False
+        if not allowed:
+            raise WebError(GENERIC_REFUSAL)
+        return str(real)
+
+    def local_files(self, limit: int = 200) -> List[Path]:
+        """Checkpoint files in the models folder (zoo downloads included), relative to it."""
+        root = self.models_dir.resolve()
+        if not root.is_dir():
+            return []
+        found = []
+        for path in sorted(root.rglob("*")):
+            if len(found) >= limit:
+                break
+            if path.suffix in MODEL_SUFFIXES and path.is_file() and not any(p.startswith(".") for p in
+                                                                            path.relative_to(root).parts):
+                found.append(path.relative_to(root))
+        return found
+
+
+class Catalogue:
+    """Which models the page offers: the --model spec, the bundled ones, the cached zoo ones and the
+    other checkpoint files in the models folder."""
+
+    def __init__(self, explicit: Optional[str], weights_dir=None, models_dir: Optional[Path] = None):
         self.explicit, self.weights_dir = explicit, weights_dir
         self.bundled = bundled_entries()
         self.cached = [e for e in ZOO.values() if is_cached(e, weights_dir)]
+        zoo_files = {e.filename for e in self.cached}
+        policy = ModelPolicy(Path(models_dir) if models_dir else weights_home(weights_dir))
+        self.files = [str(f) for f in policy.local_files() if f.name not in zoo_files]
 
     def available(self) -> List[ZooEntry]:
         return [*self.bundled, *self.cached]
@@ -231,6 +306,7 @@ class Catalogue:
             items.append((f"{_label(self.explicit)} (--model)", self.explicit))
         items += [(f"{e.name} — bundled, {task_label(e.config)}", e.name) for e in self.bundled]
         items += [(f"{e.name} — {task_label(e.config)}", e.name) for e in self.cached]
+        items += [(f"{f} — models folder", f) for f in self.files]
         items.append(("Custom checkpoint or zoo name…", CUSTOM))
         return items
 
@@ -356,33 +432,45 @@ class TileProgress:
 class BatchResult:
     zip_path: Path
     done: int
-    errors: List[str]
+    errors: List[str]  # one line per image that failed
     seconds: float
     label: str
+    skipped: List[str] = field(default_factory=list)  # files left out on purpose (hidden files), one line each
 
     def summary(self) -> str:
         total = self.done + len(self.errors)
         return f"{self.done} of {total} image{'s' if total != 1 else ''} done in {self.seconds:.1f} s · {self.label}"
 
     def text(self) -> str:
-        return "\n".join([self.summary(), *self.errors])
+        return "\n".join([self.summary(), *self.errors, *self.skipped])
 
     def markdown(self) -> str:
         lines = [f"**{_md_escape(self.summary())}**"]
         if self.errors:
             lines.append(f"\n**{len(self.errors)} failed** (also listed in errors.txt in the zip):\n")
             lines += [f"- {_md_escape(e)}" for e in self.errors]
+        if self.skipped:
+            lines.append("\n**Skipped:**\n")
+            lines += [f"- {_md_escape(e)}" for e in self.skipped]
         return "\n".join(lines)
 
 
 @dataclass
 class AppConfig:
+    """The operator's settings (``python app.py --help``); the limits bound every request."""
+
     model: Optional[str] = None
     device: str = "auto"
     weights_dir: Optional[str] = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     max_file_size: int = parse_size(DEFAULT_MAX_FILE_SIZE)
     cache_models: int = 2
+    models_dir: Optional[str] = None  # default: the weights cache
+    allow_any_model_path: bool = False
+    allow_downloads: bool = False
+    max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
+    max_batch_size: int = parse_size(DEFAULT_MAX_BATCH_SIZE)
+    max_temp_size: int = parse_size(DEFAULT_MAX_TEMP_SIZE)
 
 
 class WebApp:
@@ -391,17 +479,22 @@ class WebApp:
     def __init__(self, config: AppConfig):
         self.config = config
         self.device = resolve_device(config.device)
-        self.catalogue = Catalogue(config.model, config.weights_dir)
+        models_dir = Path(config.models_dir).expanduser() if config.models_dir else weights_home(config.weights_dir)
+        self.policy = ModelPolicy(models_dir, config.model, config.weights_dir, config.allow_any_model_path,
+                                  config.allow_downloads)
+        self.catalogue = Catalogue(config.model, config.weights_dir, models_dir)
         self.models = ModelCache(self.device, config.weights_dir, config.cache_models)
         self.device_lock = threading.Lock()  # a cancelled job's thread finishes its tile before the next starts
         self._cancel: Dict[str, threading.Event] = {}
         self.workdir = Path(tempfile.mkdtemp(prefix="swinir_webui_"))
         atexit.register(shutil.rmtree, self.workdir, True)
         self.default_spec = self.catalogue.default()
+        self.gradio_cache: Optional[Path] = None  # counted in the quota when it is ours (see main)
 
     # ---- models ----------------------------------------------------------------------------
 
     def describe(self, spec: str) -> ModelInfo:
+        spec = self.policy.check(spec)
         entry = find_entry(spec) if not Path(spec).expanduser().exists() else None
         if entry is not None and not (entry.path or is_cached(entry, self.config.weights_dir)):
             # A zoo name not downloaded yet: describe it without downloading (that happens on Run).
@@ -415,6 +508,17 @@ class WebApp:
         flag = self.cancel_flag(request)
         flag.clear()
         return flag
+
+    async def run_cancellable(self, work: Callable[[threading.Event], T], request: Optional[gr.Request]) -> T:
+        """``work(cancel)`` in a worker thread. When gradio cancels the event (the page's Cancel, or a
+        client's ``job.cancel()``), the flag is set and the work stops at its next tile or residual
+        group, so the device is free for the next user within seconds."""
+        cancel = self.new_job(request)
+        try:
+            return await anyio.to_thread.run_sync(work, cancel, abandon_on_cancel=True)
+        except BaseException:  # the event's cancellation included
+            cancel.set()
+            raise
 
     def cancel_flag(self, request: Optional[gr.Request]) -> threading.Event:
         key = getattr(request, "session_hash", None) or "-"
@@ -436,7 +540,7 @@ class WebApp:
         return ok
 
     def restorer(self, s: RunSettings) -> Restorer:
-        model = self.models.get(s.spec)
+        model = self.models.get(self.policy.check(s.spec))
         try:
             return Restorer(model, tile=s.tile, tile_overlap=int(s.tile_overlap), precision=s.precision,
                             device=self.device, self_ensemble=bool(s.self_ensemble))
@@ -455,12 +559,26 @@ class WebApp:
                 progress: TileProgress) -> Result:
         a = loaded.array
         task = restorer.config.task
+        h, w = a.shape[:2]
+        scale = restorer.scale
+        final = s.outscale if task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 else None
+        pixels = h * w * max(scale, final or 0) ** 2
+        if pixels > self.config.max_output_pixels:
+            raise WebError(f"{name}: the output would be {round(w * (final or scale)):,}x{round(h * (final or scale)):,}"
+                           f" = {pixels:,.0f} pixels, over the limit of {self.config.max_output_pixels:,}; choose a "
+                           f"smaller output scale or image")
+        note = self._tile_if_too_big(restorer, h, w)
+        if restorer.tile_count(h, w) > MAX_PASSES:
+            raise WebError(f"{name}: {restorer.tile_count(h, w):,} tiles is over the limit of {MAX_PASSES:,}; choose a "
+                           f"larger tile size under Advanced (or auto)")
         if s.degrade and task == "denoise":
             a = add_noise(a, float(s.degrade))
         elif s.degrade and task == "jpeg":
             a = jpeg_compress(a, int(s.degrade))
         progress.check()
         start = time.perf_counter()
+        # Cancel is checked between tiles and between residual groups, so it stops an untiled run too.
+        hooks = [layer.register_forward_pre_hook(lambda *_: progress.check()) for layer in restorer.model.layers]
         try:
             out = restorer.restore(a, callback=progress)
         except (Cancelled, WebError):
@@ -470,15 +588,24 @@ class WebApp:
                 raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
             log.exception("restoring %s failed", name)
             raise WebError(f"{name}: {type(e).__name__}: {_one_line(e)}") from None
-        scale = restorer.scale
-        if task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6:
-            if s.outscale <= 0:
-                raise WebError(f"output scale must be positive, got {s.outscale:g}")
-            h, w = a.shape[:2]
-            out = resize_lanczos(out, (max(1, round(h * s.outscale)), max(1, round(w * s.outscale))))
-            scale = s.outscale
+        finally:
+            for hook in hooks:
+                hook.remove()
+        if final:
+            out = resize_lanczos(out, (max(1, round(h * final)), max(1, round(w * final))))
+            scale = final
         seconds = time.perf_counter() - start
-        return Result(name, loaded, a, out, seconds, _label(s.spec), _fmt_scale(scale), task)
+        return Result(name, loaded, a, out, seconds, _label(s.spec), _fmt_scale(scale), task, note)
+
+    def _tile_if_too_big(self, restorer: Restorer, h: int, w: int) -> str:
+        """An untiled run that would need over a quarter of free memory is tiled: says so, or ''."""
+        if restorer.tile is not None:
+            return ""
+        need = restorer.bytes_per_pixel() * h * w
+        if need <= UNTILED_MEMORY_SHARE * available_memory(restorer.device):
+            return ""
+        restorer.tile = "auto"
+        return f"tiled automatically: the whole image at once would need about {human_size(need)}"
 
     def restore_file(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
                      report: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -494,14 +621,25 @@ class WebApp:
 
     def result_file(self, result: Result) -> Path:
         """The full-resolution PNG (16-bit kept) in a fresh folder, named after the input."""
-        self._prune()
-        folder = Path(tempfile.mkdtemp(dir=self.workdir, prefix="result_"))
+        data = encode_image(result.output, ".png", icc_profile=result.loaded.icc_profile)
+        folder = self.new_result_folder(len(data))
         suffix = {"sr": f"_x{result.scale_text}", "denoise": "_denoised", "jpeg": "_dejpeg"}[result.task]
         path = folder / f"{Path(result.name).stem}{suffix}.png"
-        path.write_bytes(encode_image(result.output, ".png", icc_profile=result.loaded.icc_profile))
+        path.write_bytes(data)
         return path
 
-    def _prune(self) -> None:
+    def new_result_folder(self, size: int) -> Path:
+        """A fresh folder for a result of ``size`` bytes, after making room for it within the quota.
+
+        Our copy of a result is needed only until gradio has copied it into its cache (which serves the
+        download), so it goes after :data:`RESULT_TTL`; gradio's cache keeps files :data:`CACHE_TTL`.
+        Beyond that, the oldest files go first whenever results and uploads together would pass
+        ``max_temp_size``.
+        """
+        quota = self.config.max_temp_size
+        if size > quota:
+            raise WebError(f"the result ({human_size(size)}) is larger than this server's temporary space "
+                           f"({human_size(quota)}); choose a smaller output scale or image")
         now = time.time()
         for folder in self.workdir.glob("result_*"):
             try:
@@ -509,6 +647,8 @@ class WebApp:
                     shutil.rmtree(folder, ignore_errors=True)
             except OSError:
                 pass
+        enforce_quota([self.workdir, *([self.gradio_cache] if self.gradio_cache else [])], quota - size)
+        return Path(tempfile.mkdtemp(dir=self.workdir, prefix="result_"))
 
     def info(self, r: Result) -> str:
         """The line under the result: time taken, sizes, model."""
@@ -516,35 +656,57 @@ class WebApp:
         oh, ow = r.output.shape[:2]
         depth = " · 16-bit" if r.output.dtype == np.uint16 else ""
         scale = f" (x{r.scale_text})" if r.task == "sr" else ""
-        return f"{r.seconds:.2f} s · {w}×{h} → {ow}×{oh} · {r.label}{scale}{depth}"
+        return f"{r.seconds:.2f} s · {w}×{h} → {ow}×{oh} · {r.label}{scale}{depth}" + (f" · {r.note}" if r.note else "")
 
     # ---- many images -----------------------------------------------------------------------
 
-    def batch_items(self, paths: Sequence[str], errors: List[str], opened: List[zipfile.ZipFile]
-                    ) -> Iterator[Tuple[str, Callable[[], object]]]:
-        """(name, source) for every image: plain files, and the members of zip files (left open in ``opened``)."""
+    def batch_items(self, paths: Sequence[str], errors: List[str], opened: List[zipfile.ZipFile],
+                    skipped: Optional[List[str]] = None) -> Iterator[Tuple[str, Callable[[], object]]]:
+        """(name, source) for every image: plain files, and the members of zip files (left open in ``opened``).
+
+        Zip files are checked before anything is inflated: at most :data:`MAX_ZIP_MEMBERS` files, no two
+        entries sharing their bytes (a bomb of overlapping entries), each within the upload limit and
+        all of a request within ``max_batch_size`` uncompressed. Every file left out gets a line.
+        """
+        budget = self.config.max_batch_size
         for p in paths:
             path = Path(p)
             if path.suffix.lower() != ".zip":
-                yield path.name, (lambda path=path: path)
+                budget -= path.stat().st_size if path.is_file() else 0
+                yield _printable(path.name), (lambda path=path: path)
                 continue
             try:
                 zf = zipfile.ZipFile(path)
-            except (zipfile.BadZipFile, OSError) as e:
+                members = [m for m in zf.infolist() if not m.is_dir()]
+            except (zipfile.BadZipFile, OSError, ValueError) as e:
                 errors.append(f"{path.name}: not a valid zip file ({_one_line(e)})")
                 continue
             opened.append(zf)
-            members = [m for m in zf.infolist() if not m.is_dir()
-                       and not any(part.startswith((".", "__MACOSX")) for part in PurePosixPath(m.filename).parts)]
-            if len(members) > MAX_ZIP_MEMBERS:
-                errors.append(f"{path.name}: {len(members):,} files; the limit is {MAX_ZIP_MEMBERS:,}")
+            problem = zip_problem(members)
+            if problem:
+                errors.append(f"{path.name}: refused: {problem}")
                 continue
+            hidden = [m for m in members if any(part.startswith((".", "__MACOSX"))
+                                                for part in PurePosixPath(m.filename).parts)]
+            if hidden:
+                (errors if skipped is None else skipped).append(
+                    f"{path.name}: skipped {len(hidden)} hidden file{'s' if len(hidden) > 1 else ''} "
+                              f"(names starting with '.' or __MACOSX): "
+                              + ", ".join(_printable(m.filename) for m in hidden[:3]) + (", ..." if len(hidden) > 3
+                                                                                         else ""))
             for m in members:
-                name = f"{path.stem}/{m.filename}"
+                if m in hidden:
+                    continue
+                name = f"{path.stem}/{_printable(m.filename)}"
                 if m.file_size > self.config.max_file_size:  # a zip bomb is refused before it is inflated
                     errors.append(f"{name}: {human_size(m.file_size)} uncompressed exceeds the upload limit "
                                   f"of {human_size(self.config.max_file_size)}")
                     continue
+                if m.file_size > budget:
+                    errors.append(f"{name}: skipped: the images of one batch may take "
+                                  f"{human_size(self.config.max_batch_size)} uncompressed in all")
+                    continue
+                budget -= m.file_size
 
                 def load(zf=zf, m=m, name=name):
                     try:
@@ -559,14 +721,14 @@ class WebApp:
         paths = [str(p) for p in (paths or []) if p]
         if not paths:
             raise WebError("no files: add images or a zip first")
-        self._prune()
         errors: List[str] = []
         opened: List[zipfile.ZipFile] = []
-        done, start, used = 0, time.perf_counter(), set()
-        folder = Path(tempfile.mkdtemp(dir=self.workdir, prefix="result_"))
+        done, start, used, written = 0, time.perf_counter(), set(), 0
+        folder = self.new_result_folder(0)
         final, part = folder / "swinir_results.zip", folder / ".swinir_results.zip.part"
         try:
-            items = list(self.batch_items(paths, errors, opened))  # listings only: pixels are read one by one
+            skipped: List[str] = []
+            items = list(self.batch_items(paths, errors, opened, skipped))  # listings only: pixels read one by one
             with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_STORED) as out, self.device_lock:
                 restorer = self.restorer(s)
                 for i, (name, source) in enumerate(items):
@@ -585,16 +747,69 @@ class WebApp:
                         log.exception("batch: %s failed", name)
                         errors.append(f"{name}: {type(e).__name__}: {_one_line(e)}")
                         continue
+                    written += len(data)
+                    if written > self.config.max_temp_size:
+                        raise WebError(f"the results pass this server's temporary space "
+                                       f"({human_size(self.config.max_temp_size)}); send fewer or smaller images")
                     out.writestr(_unique(_safe_arcname(name), used), data)
                     done += 1
-                if errors:
-                    out.writestr("errors.txt", "\n".join(errors) + "\n")
+                if errors or skipped:
+                    out.writestr("errors.txt", "\n".join(errors + skipped) + "\n")
             os.replace(part, final)
         finally:
             for zf in opened:
                 zf.close()
             part.unlink(missing_ok=True)
-        return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec))
+        return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec), skipped)
+
+
+def enforce_quota(folders: Sequence[Path], limit: int, min_age: float = 60.0) -> None:
+    """Delete the oldest files under ``folders`` until they take at most ``limit`` bytes.
+
+    Files younger than ``min_age`` seconds (in use by a running request) are kept.
+    """
+    files = []
+    for folder in folders:
+        for path in Path(folder).rglob("*"):
+            try:
+                st = path.lstat()
+            except OSError:
+                continue
+            if path.is_file() and not path.is_symlink():
+                files.append((st.st_mtime, st.st_size, path))
+    total = sum(size for _, size, _ in files)
+    now = time.time()
+    for mtime, size, path in sorted(files):
+        if total <= limit:
+            break
+        if now - mtime < min_age:
+            continue
+        try:
+            path.unlink()
+            total -= size
+        except OSError:
+            pass
+
+
+def zip_problem(members: Sequence[zipfile.ZipInfo]) -> str:
+    """Why a zip's listing is refused ('' if it is not): too many files, or entries that overlap.
+
+    In a real zip every entry's bytes follow its local header and nothing else starts there; a bomb
+    points many entries at one compressed member, so that a small file inflates many times over.
+    """
+    if len(members) > MAX_ZIP_MEMBERS:
+        return f"{len(members):,} files; the limit is {MAX_ZIP_MEMBERS:,}"
+    end = -1
+    for m in sorted(members, key=lambda m: m.header_offset):
+        if m.header_offset < end:
+            return f"entries overlap ({_printable(m.filename)} starts inside another one): a zip bomb"
+        end = m.header_offset + 30 + m.compress_size  # at least the fixed local header and the data
+    return ""
+
+
+def _printable(name: str) -> str:
+    """A file name safe in a one-line report: control characters (newlines) shown as '?'."""
+    return re.sub(r"[\x00-\x1f\x7f]", "?", name)
 
 
 def _safe_arcname(name: str) -> str:
@@ -629,6 +844,7 @@ class ImageUpload(gr.Image):
     """
 
     is_template = True  # the browser side is gr.Image's
+    max_bytes: Optional[int] = None  # uploads are limited by gradio; inline (pasted) images by this
 
     def preprocess(self, payload):
         if payload is None:
@@ -637,8 +853,13 @@ class ImageUpload(gr.Image):
             return str(payload.path)
         url = payload.url or ""
         if url.startswith("data:"):  # a pasted image sent inline
+            encoded = url.split(",", 1)[1] if "," in url else ""
+            size = len(encoded) * 3 // 4
+            if self.max_bytes is not None and size > self.max_bytes:
+                raise gr.Error(f"the pasted image ({human_size(size)}) exceeds the upload limit of "
+                               f"{human_size(self.max_bytes)}", print_exception=False)
             try:
-                data = base64.b64decode(url.split(",", 1)[1] if "," in url else "", validate=True)
+                data = base64.b64decode(encoded, validate=True)
             except ValueError:
                 data = b""  # read_image says "empty file"
             folder = Path(tempfile.mkdtemp(dir=self.GRADIO_CACHE, prefix="pasted_"))
@@ -681,9 +902,16 @@ def _settings(spec, outscale=None, degrade=0, tile="auto", tile_overlap=32, prec
     spec = (spec or "").strip()
     if not spec:
         raise WebError("no model: choose one, or enter a checkpoint path or zoo name")
-    return RunSettings(spec, float(outscale) if outscale else None, float(degrade or 0), parse_tile(tile),
-                       int(tile_overlap if tile_overlap is not None else 32), precision or "auto",
-                       bool(self_ensemble))
+    outscale = float(outscale) if outscale else None
+    if outscale is not None and not 0 < outscale <= MAX_OUTSCALE:
+        raise WebError(f"output scale must be above 0 and at most {MAX_OUTSCALE:g}, got {outscale:g}")
+    degrade = float(degrade or 0)
+    if not 0 <= degrade <= 100:
+        raise WebError(f"the degradation (noise sigma or JPEG quality) must be from 0 to 100, got {degrade:g}")
+    overlap = int(tile_overlap if tile_overlap is not None else 32)
+    if not 0 <= overlap <= 512:
+        raise WebError(f"tile overlap must be from 0 to 512 pixels, got {overlap}")
+    return RunSettings(spec, outscale, degrade, parse_tile(tile), overlap, precision or "auto", bool(self_ensemble))
 
 
 def _status(text: str, failed: bool = False, markdown: bool = False) -> dict:
@@ -714,7 +942,7 @@ def build(app: WebApp) -> gr.Blocks:
     limits = (f"Limits: {cfg.max_pixels:,} input pixels per image, {human_size(cfg.max_file_size)} per upload. "
               f"Device: {app.device}.")
 
-    with gr.Blocks(title="SwinIR upscaler", delete_cache=(1800, 3600)) as demo:
+    with gr.Blocks(title="SwinIR upscaler", delete_cache=CACHE_TTL) as demo:
         gr.Markdown("# SwinIR upscaler\nSuper-resolution, denoising and JPEG repair with "
                     "[SwinIR](https://arxiv.org/abs/2108.10257), on your own machine.")
         with gr.Row(equal_height=False):
@@ -744,6 +972,7 @@ def build(app: WebApp) -> gr.Blocks:
                             image_in = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard"],
                                                    label="Input: upload, drop or paste an image", height=420,
                                                    elem_id="input-image")
+                            image_in.max_bytes = cfg.max_file_size
                             slider = gr.ImageSlider(label="Before / after", type="numpy",
                                                     format="png", interactive=False, height=420,
                                                     elem_id="comparison")
@@ -814,47 +1043,50 @@ def build(app: WebApp) -> gr.Blocks:
 
         # ---- single image ------------------------------------------------------------------
 
-        def ui_restore(image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                       ensemble_v, request: gr.Request, progress=gr.Progress()):
-            cancel = app.new_job(request)
-            try:
-                s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                                  ensemble_v)
-                progress(0, desc="Restoring" if s.spec in app.models else "Loading the model")
-                r = app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="tiles"))
-                path = app.result_file(r)
-            except Cancelled:
-                return None, None, _status("Cancelled.")
-            except WebError as e:
-                log.info("failed: %s", e)
-                return None, None, _status(str(e), failed=True)
-            except Exception as e:  # noqa: BLE001 - a bug shows as one line; the app keeps serving
-                log.exception("restore failed")
-                return None, None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
-            log.info("done: %s", app.info(r))
-            return comparison(r.model_input, r.output), str(path), _status(app.info(r))
+        async def ui_restore(image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                             ensemble_v, request: gr.Request, progress=gr.Progress()):
+            def work(cancel):
+                try:
+                    s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                                      ensemble_v)
+                    progress(0, desc="Restoring" if s.spec in app.models else "Loading the model")
+                    r = app.restore_file(image, s, cancel,
+                                         lambda d, t: progress((d, t), desc="Restoring", unit="tiles"))
+                    path = app.result_file(r)
+                except Cancelled:
+                    return None, None, _status("Cancelled.")
+                except WebError as e:
+                    log.info("failed: %s", e)
+                    return None, None, _status(str(e), failed=True)
+                except Exception as e:  # noqa: BLE001 - a bug shows as one line; the app keeps serving
+                    log.exception("restore failed")
+                    return None, None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
+                log.info("done: %s", app.info(r))
+                return comparison(r.model_input, r.output), str(path), _status(app.info(r))
+            return await app.run_cancellable(work, request)
 
         run_evt = run_btn.click(ui_restore, [image_in, *settings_in], [slider, result, status],
                                 api_visibility="private", **device_queue)
 
         # ---- batch -------------------------------------------------------------------------
 
-        def ui_batch(files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v,
-                     request: gr.Request, progress=gr.Progress()):
-            cancel = app.new_job(request)
-            try:
-                s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                                  ensemble_v)
-                b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
-            except Cancelled:
-                return None, _status("Cancelled.")
-            except WebError as e:
-                return None, _status(str(e), failed=True)
-            except Exception as e:  # noqa: BLE001
-                log.exception("batch failed")
-                return None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
-            log.info("batch: %s", b.summary())
-            return str(b.zip_path), _status(b.markdown(), markdown=True)
+        async def ui_batch(files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                           ensemble_v, request: gr.Request, progress=gr.Progress()):
+            def work(cancel):
+                try:
+                    s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                                      ensemble_v)
+                    b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+                except Cancelled:
+                    return None, _status("Cancelled.")
+                except WebError as e:
+                    return None, _status(str(e), failed=True)
+                except Exception as e:  # noqa: BLE001
+                    log.exception("batch failed")
+                    return None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
+                log.info("batch: %s", b.summary())
+                return str(b.zip_path), _status(b.markdown(), markdown=True)
+            return await app.run_cancellable(work, request)
 
         batch_evt = batch_btn.click(ui_batch, [batch_in, *settings_in], [batch_out, batch_report],
                                     api_visibility="private", **device_queue)
@@ -868,32 +1100,34 @@ def build(app: WebApp) -> gr.Blocks:
 
         # ---- the API: /restore and /batch --------------------------------------------------
 
-        def restore(image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
-                    request: gr.Request, progress=gr.Progress()):
+        async def restore(image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
+                          request: gr.Request, progress=gr.Progress()):
             """Restore one image with a model (zoo name or checkpoint path; empty: the app's default).
 
             Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
             """
-            cancel = app.new_job(request)
-            try:
-                s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
-                              self_ensemble)
-                r = app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring"))
-                return str(app.result_file(r)), app.info(r)
-            except (WebError, Cancelled) as e:
-                raise gr.Error(str(e), print_exception=False) from None
+            def work(cancel):
+                try:
+                    s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+                                  self_ensemble)
+                    r = app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring"))
+                    return str(app.result_file(r)), app.info(r)
+                except (WebError, Cancelled) as e:
+                    raise gr.Error(str(e), print_exception=False) from None
+            return await app.run_cancellable(work, request)
 
-        def batch(files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
-                  request: gr.Request, progress=gr.Progress()):
+        async def batch(files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
+                        request: gr.Request, progress=gr.Progress()):
             """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
-            cancel = app.new_job(request)
-            try:
-                s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
-                              self_ensemble)
-                b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
-                return str(b.zip_path), b.text()
-            except (WebError, Cancelled) as e:
-                raise gr.Error(str(e), print_exception=False) from None
+            def work(cancel):
+                try:
+                    s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+                                  self_ensemble)
+                    b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+                    return str(b.zip_path), b.text()
+                except (WebError, Cancelled) as e:
+                    raise gr.Error(str(e), print_exception=False) from None
+            return await app.run_cancellable(work, request)
 
         options = [api_model, api_outscale, api_degrade, api_tile, api_overlap, api_precision, api_ensemble]
         api_restore_btn.click(restore, [api_image, *options], [api_result, api_info], api_name="restore",
@@ -936,6 +1170,45 @@ THEME_FONTS = dict(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sa
                    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets HTTP 413, except file uploads, which
+    gradio limits per file (``max_file_size``). Images sent inline (a pasted data: URL) are JSON."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/upload"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = f"request body over {human_size(self.limit)}".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python app.py", description="The SwinIR web upscaler (Gradio).")
     p.add_argument("--host", default="127.0.0.1",
@@ -953,23 +1226,40 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
     add_weights_dir_argument(p)
     p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
+    p.add_argument("--models-dir", default=None, metavar="DIR",
+                   help="checkpoint files and training folders users may pick, besides the bundled and zoo models "
+                        "(default: the weights cache)")
+    p.add_argument("--allow-any-model-path", action="store_true",
+                   help="let users load any file this server can read by typing its path (local use only: a "
+                        "remote user could read pieces of server files through the error messages)")
+    p.add_argument("--allow-downloads", action="store_true",
+                   help="let users trigger downloads of zoo models that are not cached yet")
+    p.add_argument("--max-output-pixels", type=int, default=DEFAULT_MAX_OUTPUT_PIXELS,
+                   help=f"refuse results larger than this (default {DEFAULT_MAX_OUTPUT_PIXELS:,})")
+    p.add_argument("--max-batch-size", default=DEFAULT_MAX_BATCH_SIZE,
+                   help=f"the images of one batch request, uncompressed, in all (default {DEFAULT_MAX_BATCH_SIZE})")
+    p.add_argument("--max-temp-size", default=DEFAULT_MAX_TEMP_SIZE,
+                   help=f"results and uploads kept on disk for all users (default {DEFAULT_MAX_TEMP_SIZE})")
     return p
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.max_pixels <= 0:
-        p.error("--max-pixels must be positive")
-    try:
-        max_file_size = parse_size(args.max_file_size)
-    except ValueError as e:
-        p.error(f"--max-file-size: {e}")
+    if args.max_pixels <= 0 or args.max_output_pixels <= 0:
+        p.error("--max-pixels and --max-output-pixels must be positive")
+    sizes = {}
+    for flag in ("max_file_size", "max_batch_size", "max_temp_size"):
+        try:
+            sizes[flag] = parse_size(getattr(args, flag))
+        except ValueError as e:
+            p.error(f"--{flag.replace('_', '-')}: {e}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup checks
     try:
-        app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, max_file_size,
-                               args.cache_models))
+        app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, sizes["max_file_size"],
+                               args.cache_models, args.models_dir, args.allow_any_model_path, args.allow_downloads,
+                               args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"]))
         if args.model:
             app.describe(app.default_spec)  # a bad --model fails now, not on the first click
     except SettingError as e:
@@ -978,12 +1268,27 @@ def main(argv: Optional[List[str]] = None) -> int:
     except (WebError, ValueError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if "GRADIO_TEMP_DIR" not in os.environ:
+        # Gradio's cache (uploads, result copies) inside our folder: removed with it at exit, and counted in
+        # the --max-temp-size quota. A cache the operator chose may be shared, and is neither.
+        app.gradio_cache = app.workdir / "gradio"
+        os.environ["GRADIO_TEMP_DIR"] = str(app.gradio_cache)
     demo = build(app)
     demo.queue(default_concurrency_limit=1)
     theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, max_file_size=max_file_size,
-                show_error=True, ssr_mode=False, theme=theme, css=CSS, footer_links=["api"], inbrowser=False)
+    # docker stop and systemd send SIGTERM: shut down as on Ctrl-C, so the temp folders are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    inline_limit = sizes["max_file_size"] * 4 // 3 + (1 << 20)  # an image as base64 in JSON, and the rest
+    from starlette.middleware import Middleware
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=sizes["max_file_size"], show_error=True, ssr_mode=False, theme=theme, css=CSS,
+                footer_links=["api"], inbrowser=False,
+                app_kwargs={"middleware": [Middleware(BodyLimit, limit=inline_limit)]})
     return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import torch
 
 from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint,
                          read_safetensors_metadata)
+from .imageio import remove_stale_parts
 from .network import SwinIR, SwinIRConfig
 
 __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "add_weights_dir_argument", "all_entries", "build_model",
@@ -151,6 +152,7 @@ def download(url: str, dest: Path, verify: Callable[[Path], T], *, sha256: Optio
     retried with backoff; other HTTP errors are not.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_parts(dest.parent)  # left by downloads that were killed
     fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(name)
     try:

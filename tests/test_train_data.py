@@ -251,6 +251,9 @@ def test_loader_batches_do_not_depend_on_workers(pairs):
 def test_missing_folder_is_an_error_naming_it(tmp_path):
     with pytest.raises(DataError, match=r"folder .*nowhere does not exist"):
         dataset(dataroot_gt=str(tmp_path / "nowhere"))
+    (tmp_path / "a.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"folder .*a.png is a file, not a folder"):
+        dataset(dataroot_gt=str(tmp_path / "a.png"))
 
 
 def test_unreadable_file_is_named(pairs, tmp_path):

@@ -242,3 +242,44 @@ def test_cli_usage_errors(tmp_path, pairs, capsys, monkeypatch):
     assert main(["-opt", str(opt), "--force_yml", "train:optim_g:lrr=1"]) == 2
     assert "unknown option train.optim_g.lrr" in capsys.readouterr().err
     yaml.safe_load(opt.read_text())  # the file itself is untouched
+
+
+@pytest.mark.parametrize("force, message", [
+    ("train:optim_g:lr=-1e-3", "train.optim_g.lr: -0.001 is not a number >= 0"),
+    ("train:optim_g:lr=nan", "train.optim_g.lr: nan is not a number >= 0"),
+    ("network_g:window_size=0", "window_size must be a whole number from 1 to 32, got 0"),
+    ("network_g:embed_dim=-16", "embed_dim must be a whole number from 1 to 1024, got -16"),
+    ("manual_seed=-1", "manual_seed: -1 is not in 0 to 2**32 - 1"),
+    ("train:optim_g:betas=[0.9, 2.0]", "train.optim_g: Invalid beta parameter at index 1: 2.0"),
+])
+def test_a_bad_option_leaves_an_existing_run_alone(tmp_path, pairs, capsys, force, message):
+    """Every value is checked before the experiment folder is touched: no archive, no restart from 0."""
+    hr, lr = pairs
+    opt = tiny_options(tmp_path, hr, lr, total_iter=2, val={"val_freq": 100})
+    assert main(["-opt", str(opt)]) == 0
+    root = tmp_path / "experiments" / "tiny"
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    assert main(["-opt", str(opt), "--force_yml", force]) == 2  # without --auto_resume: a new run would archive
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing archived or written
+    assert main(["-opt", str(opt), "--auto_resume", "--force_yml", "train:total_iter=3"]) == 0
+    assert "resumed from" in capsys.readouterr().out and (root / "models" / "net_g_3.pth").is_file()
+
+
+def test_part_files_of_a_killed_run_are_removed_on_resume(tmp_path, pairs, capsys):
+    """SIGKILL while a checkpoint is written leaves a .part file (about 0.5 GB for a full-size model)."""
+    import os
+    import time
+    hr, lr = pairs
+    opt = tiny_options(tmp_path, hr, lr, total_iter=2, val={"val_freq": 100})
+    assert main(["-opt", str(opt)]) == 0
+    root = tmp_path / "experiments" / "tiny"
+    leftovers = [root / "models" / ".net_g_4.pth.a8d_k2m1.part", root / "training_states" / ".4.state.zz9q0w1e.part"]
+    for path in leftovers:
+        path.write_bytes(b"half a checkpoint")
+        os.utime(path, (time.time() - 3600, time.time() - 3600))
+    assert main(["-opt", str(opt), "--auto_resume", "--force_yml", "train:total_iter=3"]) == 0
+    assert not any(p.exists() for p in leftovers)
+    assert f"removed {leftovers[0]}, left by an interrupted run" in capsys.readouterr().out

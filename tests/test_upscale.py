@@ -249,3 +249,76 @@ def test_bf16_on_a_cpu_without_native_bf16_is_refused(ckpt, tmp_path):
     p = subprocess.run([sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, cwd=REPO)
     assert p.returncode == 0, p.stderr
     assert read_image(tmp_path / "o" / "a.png").array.shape == (16, 16, 3)
+
+
+# ---- special files, leftovers and output folders that cannot take the results ------------------------
+
+
+def test_devices_and_pipes_are_refused_without_being_read(ckpt, small_rgb, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(small_rgb).save(src / "good.png")
+    os.mkfifo(src / "pipe.png")  # opening it for reading would wait for a writer forever
+    args = [str(src / "pipe.png"), "/dev/zero", str(src / "good.png"), "-o", str(tmp_path / "out"), "--model",
+            str(ckpt), "--device", "cpu"]
+    p = subprocess.run([sys.executable, "-m", "swinir_app.upscale", *args], cwd=REPO, capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 1, p.stderr
+    errors = [line for line in p.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2 and all("not a regular file (a device, pipe or socket)" in e for e in errors)
+    assert "done 1, skipped 0, failed 2" in p.stderr and (tmp_path / "out" / "good.png").is_file()
+
+
+def test_oversized_files_are_refused_before_reading(ckpt, tmp_path, capsys):
+    big = tmp_path / "big.png"
+    with open(big, "wb") as f:
+        f.truncate(200 << 20)  # 200 MB (sparse): over what 1,000,000 pixels may take
+    assert main([str(big), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--max-pixels", "1000000"]) == 1
+    assert "209,715,200 bytes is over the limit of 75,108,864 for an image" in capsys.readouterr().err
+
+
+def test_stale_part_files_of_a_killed_run_are_removed(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "a.png", tmp_path / "out"
+    Image.fromarray(small_rgb).save(src)
+    out.mkdir()
+    stale, fresh, other = out / ".b.png.k3j_x9q2.part", out / ".c.png.a1b2c3d4.part", out / "notes.part"
+    for path in (stale, fresh, other):
+        path.write_bytes(b"half an image")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))  # SIGKILLed an hour ago
+    os.utime(other, (time.time() - 3600, time.time() - 3600))  # not ours: another name pattern
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 0
+    assert f"note: removed {stale}, left by an interrupted run" in capsys.readouterr().err
+    assert not stale.exists() and fresh.exists() and other.exists()  # a writer may still own the fresh one
+
+
+def _mount_tmpfs(folder: Path, options: str) -> bool:
+    folder.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+@pytest.mark.parametrize("kind", ["read-only", "full"])
+def test_unwritable_output_folders_fail_before_any_image_is_computed(ckpt, small_rgb, tmp_path, capsys, kind):
+    src, out = tmp_path / "a.png", tmp_path / "out"
+    Image.fromarray(small_rgb).save(src)
+    if os.geteuid() == 0:  # root writes through permissions: a real read-only or tiny file system
+        if not _mount_tmpfs(out, "ro,size=1m" if kind == "read-only" else "size=16k"):
+            pytest.skip("cannot mount a tmpfs here")
+    elif kind == "read-only":
+        out.mkdir()
+        out.chmod(0o555)
+    else:
+        pytest.skip("a full file system needs root to mount")
+    try:
+        if kind == "full":
+            (out / "filler").write_bytes(b"x" * 12_000)
+        assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        expected = "cannot write to the output folder" if kind == "read-only" else "MB free; the first result"
+        assert err.startswith("error: ") and expected in err and err.count("\n") == 1, err
+        assert "images" not in err  # no progress bar: nothing was computed
+    finally:
+        if os.geteuid() == 0:
+            subprocess.run(["umount", str(out)], capture_output=True)
+        else:
+            out.chmod(0o755)

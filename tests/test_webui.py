@@ -30,6 +30,7 @@ CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = REPO / "tests" / "artifacts" / "latest" / "webui.png"
 MAX_PIXELS = 200_000  # the slow image for Cancel (120,000 pixels) fits; the oversized one (250,000) does not
 MAX_FILE_SIZE = "1mb"
+MAX_OUTPUT_PIXELS = 600_000  # the 400 x 300 image fits at x2 (480,000), not at x4
 TIMEOUT_MS = 90_000  # two loaded CPU cores
 
 
@@ -65,14 +66,21 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(ckpt, tmp_path_factory):
-    """``python app.py`` on a free port; yields (url, log_path). Stopped with Ctrl-C so it cleans up."""
+    """``python app.py`` on a free port; yields a Server (url, log, tmp, proc). The last test stops it
+    with SIGTERM, as docker stop does; otherwise it is stopped with Ctrl-C. Both clean up."""
     tmp = tmp_path_factory.mktemp("server")
     port = free_port()
     log_path = tmp / "server.log"
-    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SWINIR_APP_HOME": str(tmp / "weights"),
-           "GRADIO_TEMP_DIR": str(tmp / "gradio"), "TMPDIR": str(tmp), "PYTHONUNBUFFERED": "1"}
+    models = tmp / "weights"  # the weights cache, and so the models folder users may pick from
+    models.mkdir()
+    (models / "mine.pth").write_bytes(ckpt.read_bytes())
+    (tmp / "run").mkdir()
+    env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SWINIR_APP_HOME": str(models),
+           "TMPDIR": str(tmp / "run"), "PYTHONUNBUFFERED": "1"}
+    env.pop("GRADIO_TEMP_DIR", None)
     cmd = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--model", str(ckpt),
-           "--device", "cpu", "--max-pixels", str(MAX_PIXELS), "--max-file-size", MAX_FILE_SIZE]
+           "--device", "cpu", "--max-pixels", str(MAX_PIXELS), "--max-file-size", MAX_FILE_SIZE,
+           "--max-output-pixels", str(MAX_OUTPUT_PIXELS)]
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -90,14 +98,24 @@ def server(ckpt, tmp_path_factory):
             if time.monotonic() > deadline:
                 pytest.fail(f"app.py did not serve {url} in 180 s:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield url, log_path
+        yield Server(url, log_path, tmp, proc)
     finally:
-        proc.send_signal(signal.SIGINT)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
         try:
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+class Server(tuple):
+    """(url, log_path), with the server's temp root and process."""
+
+    def __new__(cls, url, log_path, tmp, proc):
+        self = super().__new__(cls, (url, log_path))
+        self.url, self.log, self.tmp, self.proc = url, log_path, tmp, proc
+        return self
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,7 +297,7 @@ def test_client_errors_are_one_line_and_the_app_keeps_serving(client, files):
     from gradio_client.exceptions import AppError
     with pytest.raises(AppError, match="corrupt.png: truncated or corrupt"):
         client.predict(handle_file(str(files / "corrupt.png")), api_name="/restore")
-    with pytest.raises(AppError, match="cannot load model .*no such file"):
+    with pytest.raises(AppError, match="this model is not available here"):
         client.predict(handle_file(str(files / "small.png")), model="/nowhere/x.pth", api_name="/restore")
     with pytest.raises(AppError, match="tile size must be"):
         client.predict(handle_file(str(files / "small.png")), tile="big", api_name="/restore")
@@ -296,6 +314,135 @@ def test_client_batch(client, files):
         assert sorted(z.namelist()) == ["album/holiday/one.png", "errors.txt"]
         errors = z.read("errors.txt").decode()
     assert "big.png: 500x500 = 250,000 pixels exceeds" in errors and "notes.png: not an image" in errors
+
+
+# ---------------------------------------------------------------------------------------------
+# A remote user cannot read server files, hang the server, exhaust it, or bypass its limits
+
+
+def test_model_paths_outside_the_models_folder_say_nothing_about_the_file(client, files, server, tmp_path):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    from swinir_app.webui import GENERIC_REFUSAL
+    secret = tmp_path / "secret.txt"
+    secret.write_text("ctoken_4e1f\nsecond line of the file\n")  # read as a pickle: "it imports token_4e1f..."
+    unreadable = tmp_path / "unreadable.pth"
+    unreadable.write_bytes(b"x")
+    unreadable.chmod(0)
+    link = server.tmp / "weights" / "escape.pth"  # inside the folder, pointing out of it
+    link.symlink_to(secret)
+    image = handle_file(str(files / "small.png"))
+    for spec in (str(secret), "/nowhere/x.pth", str(tmp_path), str(unreadable), "/etc/shadow", "../../secret.txt",
+                 str(link), "escape.pth", "~/.bashrc"):
+        with pytest.raises(AppError) as e:
+            client.predict(image, model=spec, api_name="/restore")
+        assert str(e.value).endswith(GENERIC_REFUSAL), spec  # the same words whatever the file
+        assert "token" not in str(e.value) and "second" not in str(e.value)
+    # Files in the models folder, the zoo names that are here and the bundled models load.
+    _, info = client.predict(image, model="mine.pth", api_name="/restore")
+    assert "64×48 → 128×96" in info
+    with pytest.raises(AppError, match="classical-x4 is not downloaded on this server"):
+        client.predict(image, model="classical-x4", api_name="/restore")
+
+
+def test_output_size_scale_and_tiles_are_bounded(client, files):
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match="output scale must be above 0 and at most 8, got 400"):
+        client.predict(handle_file(str(files / "small.png")), outscale=400, api_name="/restore")
+    with pytest.raises(AppError, match="the output would be 1,600x1,200 = 1,920,000 pixels, over the limit of 600,000"):
+        client.predict(handle_file(str(files / "slow.png")), outscale=4, api_name="/restore")
+    with pytest.raises(AppError, match="tiles is over the limit of 4,096"):
+        client.predict(handle_file(str(files / "slow.png")), tile="8", tile_overlap=4, self_ensemble=True,
+                       api_name="/restore")
+
+
+def overlapping_zip(path: Path, entries: int = 100, size: int = 40 << 20) -> Path:
+    """A zip bomb: one deflated member of ``size`` zeros, and ``entries`` directory entries all pointing at it."""
+    import struct
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("bomb.png", b"\0" * size)
+    data = path.read_bytes()
+    eocd = data.rindex(b"PK\x05\x06")
+    cd_size, cd_offset = struct.unpack("<II", data[eocd + 12:eocd + 20])
+    record = data[cd_offset:cd_offset + cd_size]
+    directory = record * entries
+    tail = bytearray(data[eocd:])
+    tail[8:20] = struct.pack("<HHII", entries, entries, len(directory), cd_offset)
+    path.write_bytes(data[:cd_offset] + directory + bytes(tail))
+    return path
+
+
+def test_zip_bombs_and_odd_member_names(client, tmp_path):
+    from gradio_client import handle_file
+    bomb = overlapping_zip(tmp_path / "bomb.zip")
+    assert bomb.stat().st_size < 100_000
+    with zipfile.ZipFile(bomb) as z:  # the listing claims 100 files of 40 MB
+        assert len(z.infolist()) == 100 and sum(m.file_size for m in z.infolist()) == 100 * (40 << 20)
+    odd = tmp_path / "odd.zip"
+    png = cv2.imencode(".png", np.zeros((8, 8, 3), np.uint8))[1].tobytes()
+    with zipfile.ZipFile(odd, "w") as z:
+        z.writestr("a\nFORGED LINE.png", b"not an image")
+        z.writestr("fine.png", png)
+        z.writestr(".hidden.png", png)
+        z.writestr("sub/.DS_Store", b"junk")
+    start = time.monotonic()
+    zip_path, report = client.predict([handle_file(str(bomb)), handle_file(str(odd))], api_name="/batch")
+    lines = report.splitlines()
+    assert lines[0].startswith("1 of 3 images done") and time.monotonic() - start < 60  # the bomb is one failure
+    assert any(line.startswith("bomb.zip: refused: entries overlap") for line in lines)
+    assert any(line.startswith("odd/a?FORGED LINE.png: not an image") for line in lines)
+    assert not any(line.startswith("FORGED") for line in lines)  # a newline in a name forges no line
+    assert any("skipped 2 hidden files" in line and ".hidden.png" in line for line in lines)
+    with zipfile.ZipFile(zip_path) as z:
+        assert sorted(z.namelist()) == ["errors.txt", "odd/fine.png"]
+
+
+def test_inline_images_obey_the_upload_limit(server):
+    """The page sends pasted images inline as data: URLs; they get the same 1 MB limit as uploads."""
+    import base64
+    import json
+    config = json.loads(urllib.request.urlopen(server.url + "config").read())
+    fn = next(d["id"] for d in config["dependencies"] if d.get("api_name") == "ui_restore")
+    cache = [p for p in server.tmp.joinpath("run").rglob("pasted_*")]
+
+    def join(payload: bytes):
+        body = json.dumps({"data": [{"url": "data:image/png;base64," + base64.b64encode(payload).decode(),
+                                     "meta": {"_type": "gradio.FileData"}}] + [None] * 8,
+                           "fn_index": fn, "session_hash": "inline1", "event_data": None}).encode()
+        req = urllib.request.Request(server.url + "gradio_api/queue/join", data=body,
+                                     headers={"Content-Type": "application/json"})
+        return urllib.request.urlopen(req, timeout=60)
+
+    import http.client
+    conn = http.client.HTTPConnection(server.url.split("//")[1].rstrip("/"), timeout=30)
+    conn.putrequest("POST", "/gradio_api/queue/join")  # a 60 MB body announced: refused before it is sent
+    conn.putheader("Content-Type", "application/json")
+    conn.putheader("Content-Length", str(60 << 20))
+    conn.endheaders()
+    assert conn.getresponse().status == 413
+    conn.close()
+    join(b"\0" * (1200 << 10))  # 1.2 MB: under the body limit, over the image limit
+    stream = urllib.request.urlopen(server.url + "gradio_api/queue/data?session_hash=inline1", timeout=60)
+    events = [json.loads(line[6:]) for line in stream.read().decode().splitlines() if line.startswith("data: ")]
+    assert any("exceeds the upload limit of 1 MB" in json.dumps(ev) for ev in events), events
+    assert [p for p in server.tmp.joinpath("run").rglob("pasted_*")] == cache  # nothing written
+
+
+def test_a_client_cancel_frees_the_device(client, files, server):
+    from gradio_client import Client, handle_file
+    job = client.submit(handle_file(str(files / "slow.png")), tile="16", tile_overlap=8, api_name="/restore")
+    deadline = time.monotonic() + 60
+    while not (job.status().progress_data or []) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the work has started: tiles are being reported
+    assert job.status().progress_data, "the slow job did not start"
+    assert job.cancel()
+    other = Client(server.url, verbose=False)
+    start = time.monotonic()
+    _, info = other.predict(handle_file(str(files / "small.png")), api_name="/restore")
+    assert "64×48 → 128×96" in info and time.monotonic() - start < 60
+    time.sleep(1)
+    assert "400×300 →" not in server.log.read_text()  # the cancelled job never finished
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,3 +540,49 @@ def test_one_job_at_a_time(webapp):
 def test_engine_does_not_import_the_ui():
     code = "import sys, swinir_app.engine, swinir_app.upscale; assert 'gradio' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_sigterm_leaves_no_temp_files(server, client, files):
+    """Last: docker stop and systemd send SIGTERM. The server's temp folders go, as on Ctrl-C."""
+    from gradio_client import handle_file
+    client.predict(handle_file(str(files / "small.png")), api_name="/restore")
+    run = server.tmp / "run"
+    assert list(run.glob("swinir_webui_*"))  # results and gradio's cache live there
+    server.proc.send_signal(signal.SIGTERM)
+    server.proc.wait(timeout=30)
+    assert not list(run.glob("swinir_webui_*"))
+    assert [p for p in run.rglob("*") if p.is_file()] == []  # libraries' own empty folders may stay
+
+
+def test_untiled_runs_too_big_for_free_memory_are_tiled(webapp, files, monkeypatch):
+    from swinir_app import webui
+    from swinir_app.webui import RunSettings
+    small = str(files / "small.png")
+    whole = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=None), threading.Event())
+    assert whole.note == ""
+    monkeypatch.setattr(webui, "available_memory", lambda device: 4 << 20)  # a machine with 4 MB free
+    tiled = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=None), threading.Event())
+    assert "tiled automatically: the whole image at once would need about" in webapp.info(tiled)
+    assert np.abs(tiled.output.astype(int) - whole.output).mean() < 1.0  # seamless tiles
+
+
+def test_temp_space_stays_within_its_quota(ckpt, files, tmp_path, monkeypatch):
+    from swinir_app.webui import AppConfig, RunSettings, WebApp
+    monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "weights"))
+    app = WebApp(AppConfig(model=str(ckpt), device="cpu", max_temp_size=400_000))
+    gradio_cache = app.gradio_cache = tmp_path / "gradio"  # as main() sets it: gradio's cache inside ours
+    gradio_cache.mkdir()
+    r = app.restore_file(str(files / "cat.png"), RunSettings(app.default_spec), threading.Event())
+    sizes = []
+    for i in range(6):
+        path = app.result_file(r)  # ~150 KB each
+        copy = gradio_cache / f"copy{i}.png"
+        copy.write_bytes(path.read_bytes())  # gradio's copy, which serves the download
+        for p in (path, copy):
+            os.utime(p, (time.time() - 300, time.time() - 300))  # older than a running request's files
+        sizes.append(sum(p.stat().st_size for d in (app.workdir, gradio_cache) for p in d.rglob("*") if p.is_file()))
+    assert max(sizes) <= 400_000 + path.stat().st_size and len(sizes) == 6
+    from swinir_app.webui import WebError
+    huge = WebApp(AppConfig(model=str(ckpt), device="cpu", max_temp_size=1000))
+    with pytest.raises(WebError, match="larger than this server's temporary space"):
+        huge.result_file(r)

@@ -1,7 +1,9 @@
 """The zoo: names, cache, downloads from a real local HTTP server, bundled models and the listing."""
 import hashlib
+import os
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
@@ -130,6 +132,16 @@ def test_download_on_first_use_then_from_cache(entry, server):
         assert (model(x) - entry.oracle(x)).abs().max().item() <= 1e-4
     load_model("test_x2.pth", weights_dir=entry.cache)  # the file name works too
     assert server.hits == ["/net.pth"]  # the second load made no request
+
+
+def test_a_killed_download_leaves_nothing_that_lasts(entry):
+    """SIGKILL during a download leaves its .part file; the next download removes it (mtime: an hour ago)."""
+    entry.cache.mkdir(parents=True)
+    leftover = entry.cache / ".test_x2.pth.q8z_3kd1.part"
+    leftover.write_bytes(entry.body[:1000])
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))
+    load_model("test-x2", weights_dir=entry.cache)
+    assert sorted(p.name for p in entry.cache.iterdir()) == ["test_x2.pth"]
 
 
 def test_download_goes_to_swinir_app_home_by_default(entry, tmp_path):

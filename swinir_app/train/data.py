@@ -72,7 +72,8 @@ class ImageStore:
         else:
             self.folder = Path(root)
             if not self.folder.is_dir():
-                raise DataError(f"{what}: folder {root} does not exist")
+                reason = "is a file, not a folder" if self.folder.exists() else "does not exist"
+                raise DataError(f"{what}: folder {root} {reason}")
             self.keys = self._meta_keys(meta_info_file) if meta_info_file else self._scan()
         if not self.keys:
             raise DataError(f"{what}: no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
+import math
 import os
 import random
 import types
@@ -523,6 +524,13 @@ def _check(opts: Options, p: _Parser) -> Options:
     optim = _typed_args(p, t.optim_g, "train.optim_g", optim_types)
     if "lr" not in optim.args:
         raise p.error("train.optim_g.lr", "is required")
+    lr = optim.args["lr"]
+    if not (math.isfinite(lr) and lr >= 0):
+        raise p.error("train.optim_g.lr", f"{lr!r} is not a number >= 0")
+    try:  # the optimizer checks the rest of its arguments (betas, weight_decay, eps...)
+        getattr(torch.optim, t.optim_g.type)([torch.zeros(1, requires_grad=True)], **optim.args)
+    except (ValueError, TypeError) as e:
+        raise p.error("train.optim_g", " ".join(str(e).split())) from None
     scheduler = None
     if t.scheduler is not None:
         _choice(p, "train.scheduler.type", t.scheduler.type, SCHEDULERS)
@@ -537,6 +545,17 @@ def _check(opts: Options, p: _Parser) -> Options:
     loss = _typed_args(p, t.pixel_opt, "train.pixel_opt", loss_types)
     if loss.args.get("reduction", "mean") not in ("mean", "sum"):
         raise p.error("train.pixel_opt.reduction", "must be mean or sum")
+    for where, typed in (("train.scheduler", scheduler), ("train.pixel_opt", loss)):
+        for key, value in (typed.args.items() if typed else ()):
+            values = value if isinstance(value, tuple) else (value,)
+            if any(isinstance(v, float) and not (math.isfinite(v) and v >= 0) for v in values):
+                raise p.error(f"{where}.{key}", f"{value!r}: every value must be a finite number >= 0")
+    if scheduler is not None and any(v <= 0 for v in scheduler.args.get("periods", ())):
+        raise p.error("train.scheduler.periods", "every period must be at least 1 iteration")
+    if "eps" in loss.args and not loss.args["eps"] > 0:
+        raise p.error("train.pixel_opt.eps", "must be positive")
+    if opts.manual_seed is not None and not 0 <= opts.manual_seed < 2 ** 32:
+        raise p.error("manual_seed", f"{opts.manual_seed} is not in 0 to 2**32 - 1 (or null for a random seed)")
     if t.amp is not None:
         _choice(p, "train.amp", t.amp, AMP_DTYPES)
     if not 0 <= t.ema_decay < 1:

@@ -32,12 +32,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..checkpoint import ModelLoadError, check_finite, read_file, unwrap
+from ..checkpoint import ModelLoadError, check_finite, check_state, read_file, unwrap
 from ..engine import SettingError, resolve_precision
 from ..evaluate import official_pad
-from ..imageio import atomic_write, write_image
+from ..imageio import atomic_write, remove_stale_parts, write_image
 from ..metrics import compute_metrics, to_uint8
-from ..network import SwinIR
+from ..network import SwinIR, state_shapes
 from . import distributed
 from .data import RestorationDataset, to_tensor, train_loader
 from .distributed import Dist
@@ -279,6 +279,7 @@ class Trainer:
                                    f"empty to train in fp32") from None
         resume = self._find_resume(auto_resume)
         checked = self._check_data()  # before anything is written or archived
+        self._pretrained = self._read_pretrained() if resume is None and opts.path.pretrain_network_g else None
         self._prepare_folder(resume is not None, argv)
         if dist.main:
             import yaml
@@ -321,6 +322,9 @@ class Trainer:
             self._setup_logging()
             if archived_note:
                 log.info(archived_note)
+            for folder in (self.exp.models, self.exp.states):
+                for part in remove_stale_parts(folder):
+                    log.info("removed %s, left by an interrupted run", part)
             self._copy_options(argv)
         else:
             log.setLevel(logging.ERROR)  # as BasicSR: the other ranks only report errors
@@ -405,12 +409,9 @@ class Trainer:
         o, t = self.opts, self.opts.train
         torch.manual_seed(self.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         model = SwinIR(self.cfg)
-        if resume is None and o.path.pretrain_network_g:
-            if not self.dist.main:
-                distributed.barrier(self.dist)  # rank 0 fetches a zoo download first, once
-            self._load_pretrained(model)
-            if self.dist.main:
-                distributed.barrier(self.dist)
+        if self._pretrained is not None:
+            self._apply_pretrained(model, *self._pretrained)
+            self._pretrained = None
         if resume is not None:
             model.load_state_dict(resume.weights["params"], strict=True)
         model.to(self.device).train()
@@ -455,45 +456,62 @@ class Trainer:
         log.info("network SwinIR %s: %.3fM parameters, %s", self.cfg.upsampler or "restoration", n / 1e6,
                  ", ".join(f"{k}={v}" for k, v in self.cfg.to_dict().items()))
 
-    def _load_pretrained(self, model: SwinIR) -> None:
-        """path.pretrain_network_g: anything load_model takes; param_key_g, strict_load_g as in BasicSR."""
+    def _read_pretrained(self) -> Tuple[Dict[str, Tensor], List[str]]:
+        """path.pretrain_network_g read and checked against network_g before anything is written:
+        anything load_model takes; param_key_g and strict_load_g as in BasicSR. Returns the state
+        and the warnings to log once logging is set up."""
+        if not self.dist.main:
+            distributed.barrier(self.dist)  # rank 0 fetches a zoo download first, once
+        try:
+            return self._read_pretrained_file()
+        finally:
+            if self.dist.main:
+                distributed.barrier(self.dist)
+
+    def _read_pretrained_file(self) -> Tuple[Dict[str, Tensor], List[str]]:
         from ..zoo import latest_weights, resolve
 
         p = self.opts.path
         spec = p.pretrain_network_g
         path = Path(spec).expanduser()
-        if path.is_dir():
-            path = latest_weights(path)
+        notes: List[str] = []
         try:
+            if path.is_dir():
+                path = latest_weights(path)
             if path.is_file() and path.suffix != ".safetensors":
                 raw, _ = read_file(path)
                 if isinstance(raw, dict) and isinstance(raw.get(p.param_key_g), dict):
                     raw = raw[p.param_key_g]
                 elif isinstance(raw, dict) and any(isinstance(raw.get(k), dict) for k in ("params", "params_ema")):
-                    log.warning("%s has no %s: loading what it has", path, p.param_key_g)
+                    notes.append(f"{path} has no {p.param_key_g}: loading what it has")
                 state, _ = unwrap(raw, str(path))
                 check_finite(state, str(path))
             else:
                 state = resolve(spec).state_dict
         except ModelLoadError as e:
             raise ModelLoadError(f"path.pretrain_network_g: {e}") from None
-        own = model.state_dict()
+        own = state_shapes(self.cfg)
         if not p.strict_load_g:  # BasicSR: keys of another shape are reported and skipped
-            skipped = [k for k, v in state.items() if k in own and own[k].shape != v.shape]
-            for k in skipped:
-                log.warning("pretrained %s has shape %s, the network %s: not loaded", k,
-                            tuple(state[k].shape), tuple(own[k].shape))
+            skipped = [k for k, v in state.items() if k in own and own[k] != tuple(v.shape)]
+            notes += [f"pretrained {k} has shape {tuple(state[k].shape)}, the network {own[k]}: not loaded"
+                      for k in skipped]
             state = {k: v for k, v in state.items() if k not in skipped}
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=p.strict_load_g)
-        except RuntimeError as e:
-            first = next((ln.strip() for ln in str(e).splitlines() if "size mismatch" in ln or "Missing" in ln
-                          or "Unexpected" in ln), str(e).splitlines()[0])
-            raise ModelLoadError(f"path.pretrain_network_g {spec} does not fit network_g: {first} "
-                                 f"(strict_load_g: false loads what fits)") from None
+        else:
+            try:
+                check_state(state, self.cfg, f"path.pretrain_network_g {spec}", "network_g")
+            except ModelLoadError as e:
+                raise ModelLoadError(f"{e} (strict_load_g: false loads what fits)") from None
+        return state, notes
+
+    def _apply_pretrained(self, model: SwinIR, state: Dict[str, Tensor], notes: List[str]) -> None:
+        p = self.opts.path
+        for note in notes:
+            log.warning("%s", note)
+        missing, unexpected = model.load_state_dict(state, strict=p.strict_load_g)
         if missing or unexpected:
-            log.warning("pretrained %s: missing %s; unexpected %s", spec, missing or "none", unexpected or "none")
-        log.info("loaded pretrained weights %s (%s)", spec, p.param_key_g)
+            log.warning("pretrained %s: missing %s; unexpected %s", p.pretrain_network_g, missing or "none",
+                        unexpected or "none")
+        log.info("loaded pretrained weights %s (%s)", p.pretrain_network_g, p.param_key_g)
 
     # ---- the loop ------------------------------------------------------------------------
 
