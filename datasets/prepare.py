@@ -28,8 +28,9 @@ from typing import Iterable, List, Optional, Sequence
 import cv2
 import numpy as np
 
-from swinir_app.evaluate import IMAGE_EXTENSIONS, bicubic_downscale, list_images
-from swinir_app.imageio import atomic_write
+from swinir_app.protocol.degrade import bicubic_downscale
+from swinir_app.protocol.inputs import ImageError, find_lq, list_images
+from swinir_app.images import atomic_write
 
 
 def read(path: Path) -> np.ndarray:
@@ -107,12 +108,12 @@ def bicubic(src: Path, out: Path, scale: int, workers: int = 1) -> int:
     return len(files)
 
 
-def find_lr(folder: Path, stem: str, scale: int) -> Optional[Path]:
-    for name in (f"{stem}x{scale}", stem):
-        for ext in IMAGE_EXTENSIONS:
-            if (folder / f"{name}{ext}").is_file():
-                return folder / f"{name}{ext}"
-    return None
+def find_lr(folder: Path, path: Path, scale: int) -> Optional[Path]:
+    """The LR of ``path`` in ``folder`` (the benchmark naming <stem>x<scale>, or <stem>), or None."""
+    try:
+        return find_lq(folder, path, scale)
+    except ImageError:
+        return None
 
 
 def sr_one(path: Path, lr_dirs: dict, out: Path, crop: int, step: int, compress: int) -> int:
@@ -122,7 +123,7 @@ def sr_one(path: Path, lr_dirs: dict, out: Path, crop: int, step: int, compress:
     h, w = hr.shape[0] // unit * unit, hr.shape[1] // unit * unit
     lrs = {}
     for k, folder in lr_dirs.items():
-        lr_path = find_lr(folder, path.stem, k)
+        lr_path = find_lr(folder, path, k)
         if lr_path is None:
             raise SystemExit(f"error: {path}: no LR {path.stem}x{k} in {folder}")
         lr = read(lr_path)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import statistics
 import sys
 import time
@@ -334,7 +333,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         from pathlib import Path
 
-        from .imageio import atomic_write
+        from .images import atomic_write
         atomic_write(Path(args.json), json.dumps(asdict(report), indent=2).encode())
     return 0
 

@@ -325,7 +325,7 @@ def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
     """
     from safetensors.torch import save
 
-    from .imageio import atomic_write
+    from .images import atomic_write
 
     path = Path(path)
     # safetensors refuses views and tensors that share memory; clones of contiguous CPU data are safe.

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from typing import Callable, List, Optional, Sequence, Tuple, Union
+from typing import Callable, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .network import SwinIR, SwinIRConfig, hardware
 
+DEFAULT_MODEL = "bundled-x4"  # what the CLI and the web app run unless told otherwise: bundled, offline
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -389,3 +390,13 @@ class Restorer:
             return a
         r = cv2.resize(a, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_CUBIC)
         return np.clip(r, 0.0, 1.0).reshape(size_hw + a.shape[2:])
+
+
+def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
+    """Resize uint8/uint16 HxW(xC) pixels to ``size_hw`` (height, width) with Lanczos (OpenCV's 8x8),
+    rounded and clipped to the dtype: the ``outscale`` step after the model."""
+    if a.shape[:2] == tuple(size_hw):
+        return a
+    f = cv2.resize(a.astype(np.float32), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LANCZOS4)
+    peak = np.iinfo(a.dtype).max
+    return np.clip(np.round(f), 0, peak).astype(a.dtype)

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Tuple
 
-import numpy as np
 
-from .engine import DEVICES, PRECISIONS
-from .imageio import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, read_image, remove_stale_parts,
-                      write_image)
+from . import distributed
+from .engine import DEFAULT_MODEL, DEVICES, PRECISIONS, resize_lanczos
+from .images import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, configure_pillow, read_image,
+                     remove_stale_parts, write_image)
 
 DEFAULT_MAX_PIXELS = 64_000_000
-DEFAULT_MODEL = "bundled-x4"
 
 
 @dataclass(frozen=True)
@@ -141,19 +140,9 @@ def _output_bytes(src: Path, scale: float) -> int:
         return 0
 
 
-def shard(jobs: List[Job]) -> Tuple[List[Job], int, int]:
+def shard(jobs: List[Job], rank: int, world: int) -> List[Job]:
     """This rank's share under torchrun (RANK/WORLD_SIZE cover all nodes)."""
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    return jobs[rank::world], rank, world
-
-
-def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
-    import cv2
-    if a.shape[:2] == size_hw:
-        return a
-    f = cv2.resize(a.astype(np.float32), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LANCZOS4)
-    peak = np.iinfo(a.dtype).max
-    return np.clip(np.round(f), 0, peak).astype(a.dtype)
+    return jobs[rank::world]
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -173,7 +162,6 @@ def _fail_usage(message: str, args) -> int:
 
 
 def run(args) -> int:
-    import torch
     from tqdm import tqdm
 
     from .engine import Restorer, SettingError
@@ -189,11 +177,13 @@ def run(args) -> int:
     if args.outscale is not None and args.outscale <= 0:
         return _fail_usage("--outscale must be positive", args)
 
-    dist = _init_distributed()
+    configure_pillow(args.max_pixels)
+    d = distributed.join()
+    rank, world = d.rank, d.world_size
     spec = args.model or DEFAULT_MODEL
     try:
         restorer = Restorer(spec, tile=tile, tile_overlap=args.tile_overlap, precision=args.precision,
-                            device=_rank_device(args.device), self_ensemble=args.self_ensemble, progress=True,
+                            device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble, progress=True,
                             weights_dir=args.weights_dir)
     except SettingError as err:  # checked before the model is loaded: the setting is the cause
         return _fail_usage(err.flag(), args)
@@ -202,7 +192,7 @@ def run(args) -> int:
 
     out_dir = Path(args.output)
     jobs, missing = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)
-    jobs, rank, world = shard(jobs)
+    jobs = shard(jobs, rank, world)
     summary = Summary(failed=len(missing) if rank == 0 else 0)
     for line in (missing if rank == 0 else []):
         print(f"error: {line}", file=sys.stderr)
@@ -263,14 +253,13 @@ def run(args) -> int:
         writer.shutdown(wait=True)
     seconds = time.perf_counter() - start
 
-    totals = _all_reduce([summary.done, summary.skipped, summary.failed, summary.megapixels, seconds], dist)
+    totals = distributed.all_sum(d, [summary.done, summary.skipped, summary.failed, summary.megapixels, seconds])
     if rank == 0:
         done, skipped, failed, mp, secs = totals[0], totals[1], totals[2], totals[3], (totals[4] / world)
         rate = mp / secs if secs > 0 else 0.0
         print(f"done {int(done)}, skipped {int(skipped)}, failed {int(failed)} in {secs:.1f} s "
               f"({rate:.3f} input megapixels/s)" + (f" on {world} processes" if world > 1 else ""), file=sys.stderr)
-    if dist:
-        torch.distributed.destroy_process_group()
+    distributed.cleanup(d)
     return 1 if totals[2] else 0
 
 
@@ -292,37 +281,6 @@ def _collect_writes(pending, summary: Summary, debug: bool, wait: bool):
                 traceback.print_exception(err)
             print(f"error: {job.src}: cannot write {job.dst}: {err}", file=sys.stderr)
     return left
-
-
-def _init_distributed() -> bool:
-    """Under torchrun, join the group (gloo on CPU, nccl on CUDA) to add up the summary."""
-    if int(os.environ.get("WORLD_SIZE", 1)) <= 1:
-        return False
-    import torch
-    import torch.distributed as td
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
-    if not td.is_initialized():
-        td.init_process_group(backend=backend)
-    return True
-
-
-def _rank_device(device: str) -> str:
-    import torch
-    if device == "auto" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
-        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
-    return device
-
-
-def _all_reduce(values: List[float], dist: bool) -> List[float]:
-    if not dist:
-        return values
-    import torch
-    import torch.distributed as td
-    t = torch.tensor(values, dtype=torch.float64)
-    if td.get_backend() == "nccl":
-        t = t.cuda()
-    td.all_reduce(t)
-    return t.cpu().tolist()
 
 
 if __name__ == "__main__":

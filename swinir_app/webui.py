@@ -15,7 +15,6 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no version check o
 import argparse
 import atexit
 import base64
-import io
 import logging
 import re
 import shutil
@@ -36,11 +35,11 @@ import gradio as gr
 import numpy as np
 
 from .checkpoint import ModelLoadError
-from .engine import (DEVICES, PRECISIONS, Restorer, SettingError, available_memory, is_oom, resolve_device,
-                     resolve_precision)
-from .imageio import ImageReadError, LoadedImage, encode_image, read_image
+from .engine import (DEFAULT_MODEL, DEVICES, PRECISIONS, Restorer, SettingError, available_memory, is_oom, resolve_device,
+                     resize_lanczos, resolve_precision)
+from .images import ImageReadError, LoadedImage, configure_pillow, encode_image, read_image
 from .network import SwinIRConfig
-from .upscale import DEFAULT_MODEL, resize_lanczos
+from .protocol.degrade import jpeg_input, noisy_input, quantize
 from .zoo import (ZOO, ZooEntry, add_weights_dir_argument, bundled_entries, find_entry, is_cached, load_model,
                   param_count, weights_home)
 
@@ -351,28 +350,21 @@ def _join_alpha(color: np.ndarray, alpha: Optional[np.ndarray]) -> np.ndarray:
 
 
 def add_noise(a: np.ndarray, sigma: float, seed: int = 0) -> np.ndarray:
-    """Gaussian noise of ``sigma`` (on the 0-255 scale) on the color channels; alpha untouched."""
+    """The protocol's Gaussian noise of ``sigma`` (0-255 scale) on the color channels, stored in the
+    image's own depth; alpha untouched."""
     color, alpha = _split_alpha(a)
-    peak = float(np.iinfo(a.dtype).max)
-    noise = np.random.default_rng(seed).normal(0.0, sigma / 255.0 * peak, color.shape)
-    noisy = np.clip(np.round(color.astype(np.float64) + noise), 0, peak).astype(a.dtype)
-    return _join_alpha(noisy, alpha)
+    return _join_alpha(quantize(noisy_input(color, sigma, seed), a.dtype), alpha)
 
 
 def jpeg_compress(a: np.ndarray, quality: int) -> np.ndarray:
-    """The 8-bit JPEG round trip of the color channels at ``quality``; alpha kept."""
-    from PIL import Image
-
+    """The protocol's (OpenCV) JPEG round trip of the color channels at ``quality``, in 8 bits; alpha kept."""
     color, alpha = _split_alpha(a)
     if color.dtype == np.uint16:
         color = np.round(color / 257.0).astype(np.uint8)
         alpha = None if alpha is None else np.round(alpha / 257.0).astype(np.uint8)
     if color.ndim == 3 and color.shape[2] == 1:
         color = color[:, :, 0]
-    buf = io.BytesIO()
-    Image.fromarray(color).save(buf, format="JPEG", quality=int(quality))
-    out = np.asarray(Image.open(io.BytesIO(buf.getvalue()))).copy()
-    return _join_alpha(out, alpha)
+    return _join_alpha(jpeg_input(color, int(quality)), alpha)
 
 
 def to_preview(a: np.ndarray) -> np.ndarray:
@@ -1254,6 +1246,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             sizes[flag] = parse_size(getattr(args, flag))
         except ValueError as e:
             p.error(f"--{flag.replace('_', '-')}: {e}")
+    configure_pillow(args.max_pixels)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup checks
     try:

@@ -15,7 +15,6 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -28,7 +27,7 @@ import torch
 
 from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint,
                          read_safetensors_metadata)
-from .imageio import remove_stale_parts
+from .images import atomic_file, remove_stale_parts
 from .network import SwinIR, SwinIRConfig
 
 __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "add_weights_dir_argument", "all_entries", "build_model",
@@ -153,18 +152,13 @@ def download(url: str, dest: Path, verify: Callable[[Path], T], *, sha256: Optio
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_parts(dest.parent)  # left by downloads that were killed
-    fd, name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    tmp = Path(name)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            digest = _fetch_with_retries(url, out, dest)
+    with atomic_file(dest) as out:  # readers see no file or the whole verified file
+        digest = _fetch_with_retries(url, out, dest)
         if sha256 and digest != sha256.lower():
             raise ModelLoadError(f"downloaded {url} has sha256 {digest}, expected {sha256}; nothing was cached")
-        result = verify(tmp)
-        os.replace(tmp, dest)  # atomic: readers see no file or the whole verified file
-        return result
-    finally:
-        tmp.unlink(missing_ok=True)
+        out.flush()
+        result = verify(Path(out.name))
+    return result
 
 
 def _fetch_with_retries(url: str, out, dest: Path) -> str:

@@ -1,7 +1,6 @@
 """A seconds-long smoke of the benchmark on any CPU: it runs, compares against its peers, writes JSON."""
 import json
 
-import pytest
 
 from conftest import CPU
 from swinir_app.benchmark import main

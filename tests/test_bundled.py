@@ -10,9 +10,9 @@ import torch
 
 from conftest import REPO, photo
 from swinir_app._basicsr import imresize
-from swinir_app.evaluate import noisy_input
-from swinir_app.imageio import read_image
-from swinir_app.metrics import compute_metrics
+from swinir_app.protocol.degrade import noisy_input
+from swinir_app.images import read_image
+from swinir_app.protocol.metrics import compute_metrics
 from swinir_app.zoo import bundled_entries, load_model
 
 WEIGHTS = REPO / "swinir_app" / "weights" / "bundled-x4.safetensors"

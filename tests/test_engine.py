@@ -1,5 +1,4 @@
 """The Restorer: channels, depths, tiling without seams, precision, self-ensemble, memory retries."""
-import warnings
 
 import numpy as np
 import pytest

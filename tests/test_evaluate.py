@@ -14,9 +14,11 @@ import yaml
 from oracle import random_state, small
 from swinir_app import SwinIR
 from swinir_app._basicsr import OfficialSwinIR, calculate_psnr, imresize
-from swinir_app.evaluate import (EvalError, bicubic_downscale, bicubic_upscale, evaluate, jpeg_input, load_options,
-                                 main, noisy_input, official_pad, read_image)
-from swinir_app.metrics import bt601_y, compute_metrics
+from swinir_app.evaluate import EvalError, evaluate, load_options, main
+from swinir_app.protocol.degrade import bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input
+from swinir_app.protocol.inputs import read as read_image
+from swinir_app.protocol.metrics import bt601_y, compute_metrics
+from swinir_app.protocol.runner import official_pad
 from test_metrics import make_lpips_home
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ import torch
 import torchvision
 
 from swinir_app._basicsr import calculate_psnr, calculate_ssim
-from swinir_app.metrics import (LPIPS, LPIPSWeightsMissing, blocking_effect_factor, bt601_y, calculate_psnrb,
+from swinir_app.protocol.metrics import (LPIPS, LPIPSWeightsMissing, blocking_effect_factor, bt601_y, calculate_psnrb,
                                 compute_metrics, lpips_backbone_file, to_uint8)
 
 PHOTOS = ["astronaut", "chelsea", "coffee"]

@@ -13,7 +13,7 @@ import torch
 import yaml
 
 from conftest import photo
-from swinir_app.evaluate import bicubic_downscale, jpeg_input, noisy_input
+from swinir_app.protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
 from swinir_app.train import data as data_module
 from swinir_app.train.data import DataError, ResumableSampler, RestorationDataset
 from swinir_app.train.options import DatasetOptions, IOBackendOptions, parse_options

@@ -12,7 +12,7 @@ from swinir_app.evaluate import evaluate
 from swinir_app.train import load_options, train
 from swinir_app.train import trainer as trainer_module
 from swinir_app.train.cli import main
-from swinir_app.train.distributed import Dist
+from swinir_app.distributed import Dist
 from swinir_app.train.trainer import Trainer, TrainingError, latest_resume
 from swinir_app.zoo import load_model
 from conftest import native_bf16

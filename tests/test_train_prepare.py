@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from conftest import photo
-from swinir_app.evaluate import bicubic_downscale
+from swinir_app.protocol.degrade import bicubic_downscale
 from swinir_app.train.data import RestorationDataset
 from swinir_app.train.options import DatasetOptions, IOBackendOptions
 from test_train_data import prepare_module, write_rgb

@@ -15,7 +15,7 @@ from PIL import Image
 
 from conftest import REPO, photo
 from swinir_app import Restorer
-from swinir_app.imageio import read_image
+from swinir_app.images import read_image
 from swinir_app.upscale import main
 
 

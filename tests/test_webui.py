@@ -23,7 +23,7 @@ from PIL import Image
 
 from conftest import REPO, photo
 from swinir_app import SwinIR, SwinIRConfig
-from swinir_app.imageio import read_image
+from swinir_app.images import read_image
 
 CHROMIUM = "/usr/bin/chromium"
 # The test run writes its screenshot here (ignored by git); the README shows a committed copy.

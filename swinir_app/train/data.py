@@ -19,14 +19,13 @@ import os
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..evaluate import IMAGE_EXTENSIONS, ImageError, bicubic_downscale, find_lq, jpeg_input, noisy_input
-from ..imageio import atomic_write
-from ..metrics import bt601_y
+from ..images import IMAGE_EXTENSIONS, atomic_write
+from ..protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
+from ..protocol.inputs import ImageError, decode as decode_image, find_lq
 from .options import SKIMAGE_SCHEME, DatasetOptions
 
 MEMORY_CACHE_BYTES = 256 << 20  # bicubic LR images kept in memory, per process
@@ -158,17 +157,11 @@ class ImageStore:
 
 
 def decode(data: bytes, mode: str, label: str) -> np.ndarray:
-    """uint8 pixels as the official scripts read them: 'color' RGB HxWx3, 'gray' HxW, 'y' BT.601 Y HxW."""
-    buf = np.frombuffer(data, np.uint8)
-    if mode == "y":
-        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED) if buf.size else None
-        if raw is not None and raw.ndim == 3:
-            return np.clip(bt601_y(decode(data, "color", label)).round(), 0, 255).astype(np.uint8)
-        mode = "gray"
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR if mode == "color" else cv2.IMREAD_GRAYSCALE) if buf.size else None
-    if img is None:
-        raise DataError(f"{label}: not a readable image")
-    return np.ascontiguousarray(img[:, :, ::-1]) if mode == "color" else img
+    """uint8 pixels as the official scripts read them (:func:`protocol.inputs.decode`); :class:`DataError`."""
+    try:
+        return decode_image(data, mode, label)
+    except ImageError as e:
+        raise DataError(str(e)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,9 +323,7 @@ class RestorationDataset(Dataset):
             (gt,) = augment((gt[top:top + size, left:left + size],), rng, o.hflip, o.use_rot)
             if self.kind == "noise":
                 lo, hi = _range(o.sigma)
-                sigma = lo if lo == hi else float(rng.uniform(lo, hi))
-                noise = rng.standard_normal(gt.shape, dtype=np.float32) * np.float32(sigma / 255.0)
-                lq = gt.astype(np.float32) / np.float32(255.0) + noise
+                lq = noisy_input(gt, lo if lo == hi else float(rng.uniform(lo, hi)), rng=rng)
             else:
                 lo, hi = _range(o.quality)
                 lq = jpeg_input(gt, int(lo if lo == hi else rng.integers(lo, hi + 1)))

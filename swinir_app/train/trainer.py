@@ -34,13 +34,13 @@ from torch import Tensor, nn
 
 from ..checkpoint import ModelLoadError, check_finite, check_state, read_file, unwrap
 from ..engine import SettingError, resolve_precision
-from ..evaluate import official_pad
-from ..imageio import atomic_write, remove_stale_parts, write_image
-from ..metrics import compute_metrics, to_uint8
+from ..images import atomic_write, remove_stale_parts, write_image
+from ..protocol.metrics import compute_metrics
+from ..protocol.runner import run_official
 from ..network import SwinIR, state_shapes
-from . import distributed
-from .data import RestorationDataset, to_tensor, train_loader
-from .distributed import Dist
+from .. import distributed
+from .data import RestorationDataset, train_loader
+from ..distributed import Dist
 from .options import LOSSES, Options, OptionsError, TrainOptions, TypedOptions, random_seed
 
 log = logging.getLogger("swinir_app.train")
@@ -406,7 +406,7 @@ class Trainer:
         return Path(ds.lq_cache) if ds.lq_cache else self.exp.cache
 
     def _build_model(self, resume: Optional[Resume]) -> None:
-        o, t = self.opts, self.opts.train
+        t = self.opts.train
         torch.manual_seed(self.seed)  # the same initial weights on every rank (DDP also broadcasts them)
         model = SwinIR(self.cfg)
         if self._pretrained is not None:
@@ -627,7 +627,6 @@ class Trainer:
     @torch.no_grad()
     def validate(self, it: int) -> Dict[str, Dict[str, float]]:
         """PSNR/SSIM of every val set, on rank 0, with the evaluation's padding and metric code."""
-        o = self.opts
         results: Dict[str, Dict[str, float]] = {}
         if self.dist.main:
             net = self.ema.module if self.ema is not None else self.model
@@ -649,10 +648,7 @@ class Trainer:
         start = time.perf_counter()
         for i in range(len(ds)):
             gt, lq = ds.pair(i)
-            x = to_tensor(lq)[None]
-            h, w = x.shape[-2:]
-            y = net(official_pad(x, self.cfg.window_size).to(self.device))[..., :h * s, :w * s]
-            out = to_uint8(y)
+            out = run_official(lambda x: net(x.to(self.device)), lq, s, self.cfg.window_size)
             for key, m in metrics.items():
                 scores = compute_metrics(out, gt, crop_border=o.crop_border(m), metrics=(m.metric,),
                                          y_channel=m.test_y_channel)

@@ -16,7 +16,7 @@ from typing import Dict, Optional, Sequence
 import numpy as np
 import torch
 
-from ._basicsr import calculate_psnr, calculate_ssim
+from .._basicsr import calculate_psnr, calculate_ssim
 
 METRICS = ("psnr", "ssim", "psnrb", "lpips")
 LPIPS_NETS = ("alex", "vgg")

@@ -1,4 +1,4 @@
-"""torch.distributed for training: torchrun's environment, gloo on CPU and nccl on CUDA.
+"""torch.distributed under torchrun, for training and for the batch CLI: gloo on CPU, nccl on CUDA.
 
 basicsr's own init is CUDA/NCCL-only; this one runs the same code on CPU (gloo), so DDP is
 testable anywhere. Without a launcher everything here is a no-op for one process.
@@ -66,6 +66,38 @@ def setup(launcher: str, num_gpu: Union[int, str] = "auto") -> Dist:
     if not dist.is_initialized():
         dist.init_process_group(backend, init_method="env://", rank=rank, world_size=world)
     return Dist(rank, world, local, device, backend)
+
+
+def join() -> Dist:
+    """This process's place in a torchrun job (one process without one), for work split by rank:
+    the batch CLI's shards."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world <= 1:
+        return Dist()
+    rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
+    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend)
+    return Dist(rank, world, local, torch.device("cuda", local) if backend == "nccl" else torch.device("cpu"),
+                backend)
+
+
+def rank_device(device: str) -> str:
+    """``device``, with "auto" made this rank's own GPU (``cuda:LOCAL_RANK``) under torchrun."""
+    if device == "auto" and torch.cuda.is_available() and "LOCAL_RANK" in os.environ:
+        return f"cuda:{int(os.environ['LOCAL_RANK'])}"
+    return device
+
+
+def all_sum(d: Dist, values: List[float]) -> List[float]:
+    """``values`` added up over the ranks."""
+    if not d.enabled:
+        return list(values)
+    t = torch.tensor(values, dtype=torch.float64)
+    if d.backend == "nccl":
+        t = t.cuda()
+    dist.all_reduce(t)
+    return t.cpu().tolist()
 
 
 def cleanup(d: Dist) -> None:

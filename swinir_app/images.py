@@ -1,27 +1,42 @@
-"""Reading and writing images for every front end: any depth, mode and orientation, written atomically."""
+"""Reading and writing images for every front end: any depth, mode and orientation, written atomically.
+
+The one image reader and writer of the package, and the one atomic file writer (:func:`atomic_file`)
+that checkpoints, training states, downloads and reports use too. Importing it changes nothing in
+the process: front ends that raise Pillow's decompression-bomb limit call :func:`configure_pillow`.
+"""
 from __future__ import annotations
 
 import io
 import os
 import re
+import secrets
 import stat
-import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import BinaryIO, Iterator, List, Optional, Union
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-Image.MAX_IMAGE_PIXELS = None  # we enforce our own --max-pixels, with a clear message
-
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif")
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
 _EXIF_ORIENTATION = 0x0112
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
+
+
+def configure_pillow(max_pixels: int) -> None:
+    """Align Pillow's decompression-bomb check with a front end's ``--max-pixels``.
+
+    Pillow warns above ``Image.MAX_IMAGE_PIXELS`` (89M by default) and refuses above twice that; a
+    front end that allows more, or says it better, sets it here once at startup. :func:`read_image`
+    refuses images over its ``max_pixels`` with a one-line reason either way.
+    """
+    import warnings
+
+    Image.MAX_IMAGE_PIXELS = max(int(max_pixels), 1)
+    warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 class ImageReadError(Exception):
@@ -66,6 +81,8 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
         raise ImageReadError(name, "not an image (unrecognised format)") from None
+    except Image.DecompressionBombError as e:
+        raise ImageReadError(name, f"too many pixels ({e})") from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many kinds on garbage
         raise ImageReadError(name, f"cannot decode: {e}") from None
     w, h = img.size
@@ -163,12 +180,6 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
     return np.asarray(img).copy()
 
 
-def output_path(src: Path, out_dir: Path, ext: str, suffix: str, rel: Optional[Path] = None) -> Path:
-    """Where the result of ``src`` goes: mirrored sub-folder, suffix, chosen extension."""
-    rel_dir = rel.parent if rel is not None else Path()
-    return out_dir / rel_dir / f"{src.stem}{suffix}{ext}"
-
-
 def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Optional[bytes] = None) -> bytes:
     """Encode HxW / HxWxC uint8 or uint16 pixels. 16-bit is kept for PNG and TIFF."""
     ext = ext.lower()
@@ -196,15 +207,27 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     return out.getvalue()
 
 
-def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> None:
-    """Write to a temp file in the same folder, then rename: the path never holds a partial file."""
+@contextmanager
+def atomic_file(path: Union[str, os.PathLike], overwrite: bool = True) -> Iterator[BinaryIO]:
+    """A file to write ``path`` through: a temp file beside it, moved into place when the block ends.
+
+    If the block raises (Ctrl-C included), the temp file is removed and ``path`` is untouched, so a
+    reader never sees half a file. ``overwrite=False`` fails with FileExistsError if ``path`` appeared
+    meanwhile, without a race with another writer. The temp file is ``.<name>.<8 characters>.part``
+    (see :func:`remove_stale_parts`), created with the usual permissions (0666 less the umask).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+        try:
+            f = open(tmp, "xb")  # O_EXCL, mode 0666 less the umask; f.name is the temp path
+            break
+        except FileExistsError:
+            continue
     try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         if overwrite:
@@ -212,20 +235,23 @@ def atomic_write(path: Path, data: bytes, overwrite: bool = True) -> None:
         else:
             os.link(tmp, path)  # fails if path exists: no race with another writer
             os.unlink(tmp)
-    except BaseException:  # Ctrl-C included
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
+    except BaseException:
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def atomic_write(path: Union[str, os.PathLike], data: bytes, overwrite: bool = True) -> None:
+    """Write ``data`` to ``path`` through :func:`atomic_file`: complete or absent, never partial."""
+    with atomic_file(path, overwrite) as f:
+        f.write(data)
+
+
 STALE_PART_AGE = 15 * 60.0  # seconds: a .part file untouched this long belongs to a process that died
-_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")  # atomic_write's temp names: .<name>.<mkstemp's 8>.part
+_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")  # atomic_file's temp names (and mkstemp's: 8 characters)
 
 
 def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE) -> List[Path]:
-    """Delete the temp files of :func:`atomic_write` in ``folder`` (not below it) older than ``age``.
+    """Delete the temp files of :func:`atomic_file` in ``folder`` (not below it) older than ``age``.
 
     A process killed while writing (SIGKILL, power loss) leaves its ``.part`` file behind; a later run
     removes them. A file still being written is younger than ``age``: its writer touches it.
@@ -247,7 +273,20 @@ def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE) -> List[Path]:
     return removed
 
 
-def write_image(path, array: np.ndarray, quality: int = 95, icc_profile: Optional[bytes] = None,
-                overwrite: bool = True) -> None:
+def write_image(path: Union[str, os.PathLike], array: np.ndarray, quality: int = 95,
+                icc_profile: Optional[bytes] = None, overwrite: bool = True) -> None:
+    """Encode ``array`` for ``path``'s extension and write it atomically.
+
+    Args:
+        array: HxW or HxWxC (C = 1 to 4) uint8 or uint16 pixels, RGB(A) order. 16-bit stays 16-bit in
+            PNG and TIFF; JPEG and WebP get it rounded to 8 bits.
+        quality: JPEG/WebP quality, 1-100.
+        icc_profile: embedded where the format allows.
+        overwrite: False raises FileExistsError if ``path`` exists, without replacing it.
+
+    Raises:
+        KeyError: an extension other than .png, .jpg/.jpeg, .webp, .tif/.tiff.
+        OSError: the folder cannot be written.
+    """
     path = Path(path)
     atomic_write(path, encode_image(array, path.suffix, quality, icc_profile), overwrite=overwrite)

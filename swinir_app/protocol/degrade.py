@@ -1,0 +1,63 @@
+"""The degradations of the paper's protocol, made from a clean image: one implementation each.
+
+Evaluation makes its inputs with them, training makes its LQ patches with them, and the web app's
+"add noise first" / "compress first" uses them, so the three agree.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+
+from .._basicsr import imresize
+from .inputs import ImageError
+
+
+def bicubic_downscale(gt: np.ndarray, scale: int) -> Tuple[np.ndarray, np.ndarray]:
+    """(GT cropped to a multiple of ``scale``, its MATLAB-bicubic 1/scale LQ rounded to uint8)."""
+    h, w = gt.shape[0] // scale * scale, gt.shape[1] // scale * scale
+    gt = gt[:h, :w]
+    lq = imresize(gt.astype(np.float32) / 255.0, 1.0 / scale)
+    return gt, (np.clip(lq, 0, 1) * 255.0).round().astype(np.uint8)
+
+
+def bicubic_upscale(lq: np.ndarray, scale: int) -> np.ndarray:
+    """The no-weights baseline: MATLAB bicubic x``scale`` of a uint8 image, rounded to uint8."""
+    out = imresize(lq.astype(np.float32) / 255.0, scale)
+    return (np.clip(out, 0, 1) * 255.0).round().astype(np.uint8)
+
+
+def noisy_input(gt: np.ndarray, sigma: float, seed: Optional[int] = 0,
+                rng: Optional[np.random.Generator] = None) -> np.ndarray:
+    """``gt`` in [0, 1] (uint8 or uint16) plus Gaussian noise of std ``sigma``/255, float32, neither
+    clipped nor rounded.
+
+    With ``seed`` (evaluation), as the official test script: a generator reseeded with ``seed`` for
+    every image, the noise drawn in OpenCV's BGR channel order, so the numbers match its tables. With
+    ``rng`` (training patches), float32 noise from that generator.
+    """
+    peak = float(np.iinfo(gt.dtype).max)
+    img = gt.astype(np.float32) / np.float32(peak)
+    if rng is not None:
+        return img + rng.standard_normal(gt.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+    bgr = gt[:, :, ::-1] if gt.ndim == 3 else gt
+    noise = np.random.RandomState(seed).normal(0, sigma / 255.0, bgr.shape)
+    noise = noise[:, :, ::-1] if gt.ndim == 3 else noise
+    return np.ascontiguousarray(img + noise, dtype=np.float32)
+
+
+def jpeg_input(gt: np.ndarray, quality: int) -> np.ndarray:
+    """``gt`` (RGB or gray uint8) encoded by OpenCV as JPEG at ``quality`` (1-100) and decoded."""
+    img = gt[:, :, ::-1] if gt.ndim == 3 else gt
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(img), [int(cv2.IMWRITE_JPEG_QUALITY), int(quality)])
+    if not ok:
+        raise ImageError("OpenCV could not JPEG-encode the image")
+    out = cv2.imdecode(buf, cv2.IMREAD_COLOR if gt.ndim == 3 else cv2.IMREAD_GRAYSCALE)
+    return np.ascontiguousarray(out[:, :, ::-1]) if gt.ndim == 3 else out
+
+
+def quantize(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
+    """Float pixels in [0, 1] to ``dtype`` (uint8 or uint16): clipped and rounded, as an image file holds them."""
+    peak = float(np.iinfo(dtype).max)
+    return np.clip(np.round(x.astype(np.float64) * peak), 0, peak).astype(dtype)

@@ -1,0 +1,296 @@
+"""The SwinIR paper's evaluation protocol as a library: score a model on a folder of GT images.
+
+PSNR/SSIM on Y and on RGB, PSNR-B, LPIPS, with inputs made or read as the official
+``main_test_swinir.py`` makes and reads them (see :mod:`.inputs`, :mod:`.degrade`, :mod:`.runner`).
+No argparse and no YAML here: ``python -m swinir_app.evaluate`` is the front end.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import math
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+from torch import nn
+
+from ..engine import Restorer
+from ..images import IMAGE_EXTENSIONS, write_image
+from ..zoo import ModelLoadError, load_model
+from .degrade import bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input
+from .inputs import ImageError, dataset_name, find_lq, list_images, read
+from .metrics import LPIPS, LPIPS_NETS, METRICS, compute_metrics
+from .runner import PADDING, run_official
+
+TASKS = ("sr", "denoise", "jpeg")
+BICUBIC = "bicubic"
+ModelSpec = Union[str, Path, nn.Module]
+
+
+class EvalError(Exception):
+    """A usage error (bad arguments, folders, model); ``str()`` is one line."""
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """Everything that decides the numbers, recorded next to them."""
+
+    dataset: str
+    model: str
+    task: str
+    scale: int
+    crop_border: int
+    y_channel: bool
+    channels: str  # 'rgb' or 'gray': how images are read for the model
+    metrics: Tuple[str, ...]
+    lq_source: str
+    padding: str
+    window_size: Optional[int]
+    rounding: str = "uint8 (clamp to [0, 1], x255, round half to even)"
+    color_space: str = "ITU-R BT.601 YCbCr, Y in 16-235 (basicsr), in addition to RGB"
+    gt_crop: str = "GT cropped to LQ size x scale"
+    metric_code: str = "basicsr calculate_psnr/calculate_ssim on BGR; PSNR-B as official SwinIR"
+    noise_sigma: Optional[float] = None
+    noise_seed: Optional[int] = None
+    jpeg_quality: Optional[int] = None
+    lpips_net: Optional[str] = None
+    self_ensemble: bool = False
+    tile: Union[int, str, None] = None
+    tile_overlap: Optional[int] = None
+    precision: str = "fp32"
+
+
+@dataclass
+class ImageResult:
+    name: str
+    metrics: Dict[str, float]
+
+
+@dataclass
+class EvalResult:
+    protocol: Protocol
+    images: List[ImageResult] = field(default_factory=list)
+    failures: List[str] = field(default_factory=list)  # one line per image that could not be scored
+
+    @property
+    def keys(self) -> List[str]:
+        """The metric keys present, in the order they first appear."""
+        keys: List[str] = []
+        for image in self.images:
+            keys += [k for k in image.metrics if k not in keys]
+        return keys
+
+    @property
+    def summary(self) -> Dict[str, float]:
+        """The mean of every metric over the images (the paper's per-dataset number)."""
+        return {k: float(np.mean([im.metrics[k] for im in self.images if k in im.metrics])) for k in self.keys}
+
+    def to_json(self) -> Dict[str, Any]:
+        # inf (identical images) is not JSON: written as null.
+        clean = lambda d: {k: (v if math.isfinite(v) else None) for k, v in d.items()}  # noqa: E731
+        return {"summary": clean(self.summary), "protocol": dataclasses.asdict(self.protocol),
+                "images": [{"name": im.name, **clean(im.metrics)} for im in self.images]}
+
+    def write_json(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+
+    def write_csv(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        keys = self.keys
+        with open(path, "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["name", *keys])
+            for im in self.images:
+                writer.writerow([im.name, *(repr(im.metrics[k]) if k in im.metrics else "" for k in keys)])
+
+    def table(self, per_image: bool = False) -> str:
+        """A plain-text table: the protocol in one line, optional per-image rows, then the averages."""
+        p, keys = self.protocol, self.keys
+        fmt = lambda k, v: f"{v:.4f}" if k.startswith(("ssim", "lpips")) else f"{v:.3f}"  # noqa: E731
+        width = max([len("average")] + [len(im.name) for im in self.images]) + 2
+        head = (f"{p.dataset}: {p.model}, {p.task} x{p.scale}, {len(self.images)} images, crop {p.crop_border}, "
+                f"LQ {p.lq_source}")
+        lines = [head, "".join([f"{'image':<{width}}"] + [f"{k.upper():>10}" for k in keys])]
+        rows = self.images if per_image else []
+        for im in rows:
+            lines.append("".join([f"{im.name:<{width}}"] + [f"{fmt(k, im.metrics[k]):>10}" if k in im.metrics
+                                                            else f"{'-':>10}" for k in keys]))
+        lines.append("".join([f"{'average':<{width}}"] + [f"{fmt(k, v):>10}" for k, v in self.summary.items()]))
+        return "\n".join(lines)
+
+
+@dataclass
+class _Runner:
+    """Maps an LQ image (uint8, or float [0, 1] for noisy inputs) to a uint8 output."""
+
+    label: str
+    task: str
+    scale: int
+    in_chans: int
+    window_size: Optional[int]
+    restorer: Any = None  # an engine.Restorer; None for the bicubic baseline
+
+    def __call__(self, lq: np.ndarray) -> np.ndarray:
+        if self.restorer is None:
+            return bicubic_upscale(lq, self.scale)
+        return run_official(self.restorer.restore_tensor, lq, self.scale, self.window_size)
+
+
+def _runner(model: ModelSpec, *, scale: Optional[int], task: Optional[str], label: Optional[str],
+            device: str, tile: Union[int, str, None], tile_overlap: int, precision: str, self_ensemble: bool,
+            weights_dir: Optional[Path]) -> _Runner:
+    if isinstance(model, (str, Path)) and str(model).lower() == BICUBIC:
+        if scale is None:
+            raise EvalError("--model bicubic needs --scale")
+        if task not in (None, "sr"):
+            raise EvalError(f"--model bicubic is a super-resolution baseline, not {task}")
+        if self_ensemble or tile:
+            raise EvalError("--self-ensemble and --tile apply to networks, not to --model bicubic")
+        return _Runner(label or BICUBIC, "sr", scale, 3, None)
+    if isinstance(model, (str, Path)):
+        try:
+            module = load_model(model, device="cpu", weights_dir=weights_dir)
+        except (ModelLoadError, OSError) as e:
+            raise EvalError(f"cannot load model {str(model)!r}: {e}") from None
+        label = label or str(model)
+    elif isinstance(model, nn.Module):
+        module, label = model, label or type(model).__name__
+    else:
+        raise EvalError(f"model must be a spec (str/path) or an nn.Module, got {type(model).__name__}")
+    config = getattr(module, "config", None)
+    if config is None:
+        raise EvalError(f"{label}: the model has no .config (expected a swinir_app SwinIR)")
+    if scale is not None and scale != config.upscale:
+        raise EvalError(f"--scale {scale} does not match the x{config.upscale} model {label}")
+    restoration = ("denoise", "jpeg")
+    if task is not None and task != config.task and not (task in restoration and config.task in restoration):
+        raise EvalError(f"--task {task} does not fit {label}, a {config.task} model")
+    try:
+        restorer = Restorer(module, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device,
+                            self_ensemble=self_ensemble)
+    except ValueError as e:  # tile sizes, precision names
+        raise EvalError(str(e)) from None
+    return _Runner(label, task or config.task, config.upscale, config.in_chans, config.window_size, restorer)
+
+
+def _level_in_name(label: str, pattern: str, default: float) -> float:
+    """The noise level or JPEG quality that a model is named for (zoo names, official file names)."""
+    m = re.search(pattern, Path(label).name, re.IGNORECASE)
+    return float(m.group(1)) if m else default
+
+
+def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, None] = None,
+             lq_template: Optional[str] = None, scale: Optional[int] = None,
+             task: Optional[str] = None, noise: Optional[float] = None, jpeg: Optional[int] = None, seed: int = 0,
+             metrics: Optional[Sequence[str]] = None, lpips_net: str = "alex", crop_border: Optional[int] = None,
+             y_channel: bool = True, self_ensemble: bool = False, tile: Union[int, str, None] = None,
+             tile_overlap: int = 32, precision: str = "fp32", device: str = "auto",
+             save_images: Union[str, Path, None] = None, name: Optional[str] = None,
+             model_label: Optional[str] = None, weights_dir: Union[str, Path, None] = None,
+             progress: bool = True) -> EvalResult:
+    """Score ``model`` (a ``load_model`` spec, ``"bicubic"`` or a SwinIR module) on the images in ``gt``.
+
+    The LQ input comes from ``lq`` files, else it is made from the GT: MATLAB bicubic 1/scale
+    for SR, Gaussian noise (``noise``, ``seed``) for denoising, OpenCV JPEG at ``jpeg`` for JPEG.
+    ``noise``/``jpeg`` default to the level in the model's name (``color-dn-25``, ``..._jpeg10.pth``),
+    else to the official script's 15 and 40.
+    ``metrics`` defaults to psnr+ssim, plus psnrb for JPEG. Images that cannot be read are reported
+    one line each and skipped (``result.failures``); usage errors raise :class:`EvalError`.
+    """
+    from tqdm import tqdm
+
+    gt = Path(gt)
+    if not gt.is_dir():
+        raise EvalError(f"GT folder not found: {gt}")
+    if task is not None and task not in TASKS:
+        raise EvalError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+    if lq is not None and not Path(lq).is_dir():
+        raise EvalError(f"LQ folder not found: {lq}")
+    if (noise is not None and noise <= 0) or (jpeg is not None and not 1 <= jpeg <= 100):
+        raise EvalError(f"need --noise > 0 and --jpeg in 1..100, got {noise} and {jpeg}")
+    if lpips_net not in LPIPS_NETS:
+        raise EvalError(f"--lpips-net must be one of {', '.join(LPIPS_NETS)}, got {lpips_net!r}")
+    files = list_images(gt)
+    if not files:
+        raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {gt}")
+
+    run = _runner(model, scale=scale, task=task, label=model_label, device=device, tile=tile,
+                  tile_overlap=tile_overlap, precision=precision, self_ensemble=self_ensemble,
+                  weights_dir=Path(weights_dir) if weights_dir else None)
+    task, scale = run.task, run.scale
+    noise = noise if noise is not None else _level_in_name(run.label, r"(?:dn|noise)[-_]?(\d+)", 15)
+    jpeg = jpeg if jpeg is not None else int(_level_in_name(run.label, r"jpeg[-_]?(\d+)", 40))
+    wanted = tuple(metrics) if metrics else (("psnr", "ssim", "psnrb") if task == "jpeg" else ("psnr", "ssim"))
+    unknown = [m for m in wanted if m not in METRICS]
+    if unknown:
+        raise EvalError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
+    border = (scale if task == "sr" else 0) if crop_border is None else int(crop_border)
+    gray = run.in_chans == 1
+    mode = "color" if not gray else ("y" if task == "jpeg" else "gray")
+
+    lq_dir = Path(lq) if lq is not None else None
+    if lq_dir is not None:
+        lq_source = f"files in {lq_dir}"
+    elif task == "sr":
+        lq_source = f"MATLAB bicubic 1/{scale} of the GT (basicsr imresize), rounded to uint8"
+    elif task == "denoise":
+        lq_source = f"GT + Gaussian noise sigma {noise:g}/255, seed {seed} per image, not clipped"
+    else:
+        lq_source = f"OpenCV JPEG quality {jpeg} of the {'gray ' if gray else ''}GT"
+    lpips_model = LPIPS(lpips_net) if "lpips" in wanted else None  # once per run: it loads a backbone
+    restorer = run.restorer
+    protocol = Protocol(
+        dataset=name or dataset_name(gt), model=run.label, task=task, scale=scale, crop_border=border,
+        y_channel=y_channel and not gray, channels="gray" if gray else "rgb", metrics=wanted,
+        lq_source=lq_source, padding=PADDING if run.window_size else "none (bicubic needs none)",
+        window_size=run.window_size,
+        noise_sigma=float(noise) if task == "denoise" and lq_dir is None else None,
+        noise_seed=seed if task == "denoise" and lq_dir is None else None,
+        jpeg_quality=int(jpeg) if task == "jpeg" and lq_dir is None else None,
+        lpips_net=lpips_net if lpips_model else None, self_ensemble=self_ensemble,
+        tile=tile if restorer else None, tile_overlap=tile_overlap if restorer and tile else None,
+        precision=precision if restorer else "fp32")
+    out_dir = Path(save_images) if save_images else None
+    if out_dir:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    result = EvalResult(protocol)
+    for path in tqdm(files, desc=protocol.dataset, unit="img", file=sys.stderr, disable=not progress,
+                     dynamic_ncols=True):
+        try:
+            img_gt = read(path, mode)
+            if lq_dir is not None:
+                img_lq = read(find_lq(lq_dir, path, scale, lq_template), mode)
+            elif task == "sr":
+                img_gt, img_lq = bicubic_downscale(img_gt, scale)
+            elif task == "denoise":
+                img_lq = noisy_input(img_gt, noise, seed)
+            else:
+                img_lq = jpeg_input(img_gt, jpeg)
+            h, w = img_lq.shape[0] * scale, img_lq.shape[1] * scale
+            if img_gt.shape[0] < h or img_gt.shape[1] < w:
+                raise ImageError(f"{path}: GT {img_gt.shape[1]}x{img_gt.shape[0]} is smaller than "
+                                 f"LQ x{scale} ({w}x{h})")
+            output = run(img_lq)
+            img_gt = img_gt[:h, :w]  # the GT cropped to LQ x scale, when the sizes don't divide
+            scores = compute_metrics(output, img_gt, crop_border=border, metrics=wanted, y_channel=y_channel,
+                                     lpips=lpips_model)
+        except ImageError as e:
+            result.failures.append(str(e))
+            tqdm.write(f"error: {e}", file=sys.stderr)
+            continue
+        if out_dir:  # atomically, like every output; a failed write is a failure of this image
+            try:
+                write_image(out_dir / f"{path.stem}.png", output)
+            except OSError as e:
+                result.failures.append(f"{path}: cannot write {out_dir / (path.stem + '.png')}: {e.strerror or e}")
+        result.images.append(ImageResult(path.stem, scores))
+    return result
+
+
