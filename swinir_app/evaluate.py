@@ -13,16 +13,16 @@ for SR and none for denoising/JPEG; basicsr's PSNR/SSIM on BT.601 Y and on RGB.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, List, Optional, Sequence, Union
 
 from torch import nn
 
 from .engine import PRECISIONS
+from .options import Options, OptionsError
+from .options import load_options as _load_options
 from .protocol.evaluation import BICUBIC, TASKS, EvalError, EvalResult, ModelSpec, evaluate
 from .protocol.metrics import LPIPS_NETS, METRICS, LPIPSWeightsMissing
 
@@ -32,181 +32,28 @@ __all__ = ["EvalError", "EvalResult", "evaluate", "main", "load_options", "run_o
 
 
 # ---------------------------------------------------------------------------------------------
-# Options files (BasicSR test-options style)
+# Options files (BasicSR test-options style), read by the one schema of swinir_app.options
 
 
-class OptionsError(EvalError):
-    """An options file that cannot be used as written."""
+def load_options(path: Union[str, os.PathLike]) -> Options:
+    """A BasicSR-style test options file, parsed and checked. Relative paths in it are relative to the
+    current directory, as in BasicSR. Raises :class:`~swinir_app.options.OptionsError` (one line)."""
+    return _load_options(path, purpose="test")
 
 
-@dataclass(frozen=True)
-class MetricOptions:
-    type: str
-    crop_border: Optional[int] = None
-    test_y_channel: bool = True
-    better: str = "higher"
-    net: str = "alex"  # LPIPS only
-
-
-@dataclass(frozen=True)
-class DatasetOptions:
-    name: str
-    dataroot_gt: Path
-    dataroot_lq: Optional[Path] = None
-    type: str = "PairedImageDataset"
-    filename_tmpl: Optional[str] = None
-    io_backend: Mapping[str, str] = field(default_factory=lambda: {"type": "disk"})
-    phase: str = "test"
-
-
-@dataclass(frozen=True)
-class PathOptions:
-    pretrain_network_g: Optional[str] = None
-    strict_load_g: bool = True
-
-
-@dataclass(frozen=True)
-class ValOptions:
-    metrics: Mapping[str, MetricOptions] = field(default_factory=dict)
-    save_img: bool = False
-    suffix: Optional[str] = None
-    pbar: bool = True
-
-
-@dataclass(frozen=True)
-class TestOptions:
-    """A BasicSR-style test options file, parsed and checked once."""
-
-    name: str
-    datasets: Tuple[DatasetOptions, ...]
-    path: PathOptions
-    val: ValOptions
-    scale: Optional[int] = None
-    task: Optional[str] = None
-    noise: Optional[float] = None
-    jpeg: Optional[int] = None
-    manual_seed: int = 0
-    network_g: Optional[Mapping[str, Any]] = None
-    model_type: str = "SwinIRModel"
-    num_gpu: int = 0
-    source: str = ""
-
-    def metric_names(self) -> Tuple[str, ...]:
-        return tuple(_METRIC_TYPES[m.type] for m in self.val.metrics.values())
-
-    def crop_border(self) -> Optional[int]:
-        borders = {m.crop_border for m in self.val.metrics.values() if m.crop_border is not None}
-        if len(borders) > 1:
-            raise OptionsError(f"{self.source}: val.metrics use different crop_border values {sorted(borders)}; "
-                               f"one protocol has one")
-        return borders.pop() if borders else None
-
-    def y_channel(self) -> bool:
-        flags = {m.test_y_channel for m in self.val.metrics.values() if m.type != "calculate_lpips"}
-        if len(flags) > 1:
-            raise OptionsError(f"{self.source}: val.metrics mix test_y_channel true and false")
-        return flags.pop() if flags else True
-
-    def lpips_net(self) -> str:
-        nets = [m.net for m in self.val.metrics.values() if m.type == "calculate_lpips"]
-        return nets[0] if nets else "alex"
-
-
-_METRIC_TYPES = {"calculate_psnr": "psnr", "calculate_ssim": "ssim", "calculate_psnrb": "psnrb",
-                 "calculate_lpips": "lpips"}
-
-
-def _build(cls, data: Any, where: str, **fixed):
-    """``cls(**data)`` with a one-line error naming unknown and missing keys."""
-    if not isinstance(data, Mapping):
-        raise OptionsError(f"{where} must be a mapping, got {type(data).__name__}")
-    names = {f.name for f in dataclasses.fields(cls)} - set(fixed) - {"source"}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise OptionsError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(names))}")
-    required = {f.name for f in dataclasses.fields(cls) if f.default is dataclasses.MISSING
-                and f.default_factory is dataclasses.MISSING} - set(fixed)
-    missing = sorted(required - set(data))
-    if missing:
-        raise OptionsError(f"{where}: missing key(s) {', '.join(missing)}")
-    return cls(**data, **fixed)
-
-
-def load_options(path: Union[str, Path]) -> TestOptions:
-    """Parse a test options file. Relative paths in it are relative to the file's own folder."""
-    import yaml
-
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except OSError as e:
-        raise OptionsError(f"cannot read options file {path}: {e.strerror or e}") from None
-    except yaml.YAMLError as e:
-        raise OptionsError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
-    where = str(path)
-    if not isinstance(raw, Mapping):
-        raise OptionsError(f"{where}: expected a mapping at the top level")
-    base = path.resolve().parent
-    rel = lambda p: None if p is None else Path(os.path.normpath(base / Path(str(p)).expanduser()))  # noqa: E731
-
-    datasets_raw = raw.get("datasets")
-    if not isinstance(datasets_raw, Mapping) or not datasets_raw:
-        raise OptionsError(f"{where}: 'datasets' must map names (test_1, ...) to datasets")
-    datasets = []
-    for key, d in datasets_raw.items():
-        ds = _build(DatasetOptions, d, f"{where}: datasets.{key}")
-        if ds.type != "PairedImageDataset":
-            raise OptionsError(f"{where}: datasets.{key}.type {ds.type!r}: only PairedImageDataset "
-                               f"(GT folder, optional LQ folder) can be scored")
-        if dict(ds.io_backend) != {"type": "disk"}:
-            raise OptionsError(f"{where}: datasets.{key}.io_backend: only {{type: disk}} is supported")
-        datasets.append(dataclasses.replace(ds, dataroot_gt=rel(ds.dataroot_gt), dataroot_lq=rel(ds.dataroot_lq)))
-
-    path_opts = _build(PathOptions, raw.get("path") or {}, f"{where}: path")
-    if not path_opts.strict_load_g:
-        raise OptionsError(f"{where}: path.strict_load_g false: evaluation needs every weight")
-    spec = path_opts.pretrain_network_g
-    if spec is not None and (base / str(spec)).exists():  # a file or folder beside the options; else a zoo name
-        path_opts = dataclasses.replace(path_opts, pretrain_network_g=str(base / str(spec)))
-
-    val_raw = dict(raw.get("val") or {})
-    metrics = {}
-    for key, m in (val_raw.pop("metrics", None) or {}).items():
-        mo = _build(MetricOptions, m, f"{where}: val.metrics.{key}")
-        if mo.type not in _METRIC_TYPES:
-            raise OptionsError(f"{where}: val.metrics.{key}.type {mo.type!r}; known: {', '.join(_METRIC_TYPES)}")
-        metrics[key] = mo
-    val = _build(ValOptions, val_raw, f"{where}: val", metrics=metrics)
-
-    top = {k: v for k, v in raw.items() if k not in ("datasets", "path", "val")}
-    network_g = top.get("network_g")
-    if network_g is not None and (not isinstance(network_g, Mapping) or network_g.get("type", "SwinIR") != "SwinIR"):
-        raise OptionsError(f"{where}: network_g must describe a SwinIR (type: SwinIR)")
-    opts = _build(TestOptions, top, where, datasets=tuple(datasets), path=path_opts, val=val, source=where)
-    if opts.task is not None and opts.task not in TASKS:
-        raise OptionsError(f"{where}: task must be one of {', '.join(TASKS)}, got {opts.task!r}")
-    opts.crop_border(), opts.y_channel()  # fail now, not after loading the model
-    return opts
-
-
-def _check_network_g(opts: TestOptions, model: nn.Module) -> None:
-    """network_g, when given, must describe the loaded model (img_size aside, which changes nothing)."""
-    from .network import SwinIRConfig
-
-    given = {k: v for k, v in opts.network_g.items() if k != "type"}
-    try:
-        expected = SwinIRConfig(**given)
-    except (TypeError, ValueError) as e:
-        raise OptionsError(f"{opts.source}: network_g: {e}") from None
-    for key in given:
+def _check_network_g(opts: Options, model: nn.Module) -> None:
+    """network_g, when given, must describe the loaded model in what it names (img_size aside, which
+    changes nothing at inference)."""
+    net = opts.network_g
+    for key in net.given:
         if key == "img_size":
             continue
-        a, b = getattr(expected, key), getattr(model.config, key)
+        a, b = getattr(net.config, key), getattr(model.config, key)
         if a != b:
             raise OptionsError(f"{opts.source}: network_g.{key} is {a!r} but the model has {b!r}")
 
 
-def run_options(opts: TestOptions, *, model: Optional[str] = None, **overrides: Any) -> List[EvalResult]:
+def run_options(opts: Options, *, model: Optional[str] = None, **overrides: Any) -> List[EvalResult]:
     """Evaluate every dataset of ``opts``; ``model`` (a spec) replaces path.pretrain_network_g and network_g."""
     spec = model or opts.path.pretrain_network_g
     if spec is None:
@@ -223,18 +70,22 @@ def run_options(opts: TestOptions, *, model: Optional[str] = None, **overrides: 
             _check_network_g(opts, loaded)
     else:
         loaded = BICUBIC
-    settings = dict(scale=opts.scale, task=opts.task, noise=opts.noise, jpeg=opts.jpeg, seed=opts.manual_seed,
+    pbar = opts.val.pbar if opts.val is not None and "pbar" in opts.val.model_fields_set else True
+    settings = dict(scale=opts.scale, task=opts.task, noise=opts.noise, jpeg=opts.jpeg, seed=opts.manual_seed or 0,
                     metrics=opts.metric_names() or None, lpips_net=opts.lpips_net(),
-                    crop_border=opts.crop_border(), y_channel=opts.y_channel(), progress=opts.val.pbar)
+                    crop_border=opts.crop_border(), y_channel=opts.y_channel(), progress=pbar)
     settings.update({k: v for k, v in overrides.items() if v is not None})
     save_root = settings.pop("save_images", None)
+    sets = opts.test_sets
     results = []
-    for ds in opts.datasets:
+    for ds in sets:
         if save_root is not None:
-            save = Path(save_root) / ds.name if len(opts.datasets) > 1 else Path(save_root)
+            save = Path(save_root) / ds.name if len(sets) > 1 else Path(save_root)
         else:
-            save = Path("results") / opts.name / ds.name if opts.val.save_img else None
-        results.append(evaluate(loaded, ds.dataroot_gt, lq=ds.dataroot_lq, lq_template=ds.filename_tmpl,
+            save = (Path(opts.path.results_root or Path("results") / opts.name) / ds.name
+                    if opts.val is not None and opts.val.save_img else None)
+        template = None if ds.filename_tmpl == "{}" else ds.filename_tmpl  # "{}" is <stem>: tried anyway
+        results.append(evaluate(loaded, ds.dataroot_gt, lq=ds.dataroot_lq, lq_template=template,
                                 name=ds.name, model_label=label, save_images=save, **settings))
     return results
 
@@ -316,7 +167,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 task=args.task, noise=args.noise, jpeg=args.jpeg, seed=args.seed,
                                 metrics=args.metrics, lpips_net=args.lpips_net, crop_border=args.crop_border,
                                 save_images=args.save_images, progress=not args.no_progress, **common)]
-    except (EvalError, LPIPSWeightsMissing) as e:
+    except (EvalError, OptionsError, LPIPSWeightsMissing) as e:
         if args.debug:
             raise
         print(f"error: {e}", file=sys.stderr)

@@ -15,6 +15,7 @@ from oracle import random_state, small
 from swinir_app import SwinIR
 from swinir_app._basicsr import OfficialSwinIR, calculate_psnr, imresize
 from swinir_app.evaluate import EvalError, evaluate, load_options, main
+from swinir_app.options import OptionsError
 from swinir_app.protocol.degrade import bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input
 from swinir_app.protocol.inputs import read as read_image
 from swinir_app.protocol.metrics import bt601_y, compute_metrics
@@ -337,24 +338,28 @@ def test_cli_lpips_without_backbone_says_where_to_put_it(gt_dir, tmp_path, monke
 # Options files
 
 
-def test_the_shipped_options_file_parses():
-    opts = load_options(ROOT / "options" / "test_x4.yml")
-    assert opts.scale == 4 and [d.name for d in opts.datasets] == ["Set5", "Set14"]
+def test_the_shipped_options_file_parses(monkeypatch):
+    monkeypatch.chdir(ROOT)  # relative paths are relative to where it runs, as in BasicSR: the repository root
+    opts = load_options("options/test_x4.yml")
+    assert opts.scale == 4 and [d.name for d in opts.test_sets] == ["Set5", "Set14"]
     assert opts.metric_names() == ("psnr", "ssim") and opts.crop_border() == 4 and opts.y_channel()
-    assert opts.datasets[0].dataroot_gt.resolve() == (TESTSETS / "Set5" / "HR").resolve()
+    assert Path(opts.test_sets[0].dataroot_gt).resolve() == (TESTSETS / "Set5" / "HR").resolve()
     assert opts.path.pretrain_network_g == "classical-x4"
 
 
 def test_options_unknown_keys_are_named(tmp_path):
+    """The same schema and errors as training's options: the full key, and the closest known one."""
     bad = yaml.safe_load((ROOT / "options" / "test_x4.yml").read_text())
     bad["val"]["metrics"]["psnr"]["test_y_chanel"] = True
     (tmp_path / "bad.yml").write_text(yaml.safe_dump(bad))
-    with pytest.raises(EvalError, match=r"val\.metrics\.psnr: unknown key\(s\) test_y_chanel"):
+    with pytest.raises(OptionsError, match=r"unknown option val\.metrics\.psnr\.test_y_chanel \(did you mean "
+                                           r"test_y_channel\?\)"):
         load_options(tmp_path / "bad.yml")
 
 
-def test_options_run_the_same_evaluation(gt_dir, sr_ckpt, tmp_path, capsys):
+def test_options_run_the_same_evaluation(gt_dir, sr_ckpt, tmp_path, capsys, monkeypatch):
     path, model = sr_ckpt
+    monkeypatch.chdir(path.parent)
     c = model.config
     options = {
         "name": "tiny", "model_type": "SwinIRModel", "scale": 2,
@@ -363,7 +368,7 @@ def test_options_run_the_same_evaluation(gt_dir, sr_ckpt, tmp_path, capsys):
         "network_g": {"type": "SwinIR", "upscale": 2, "in_chans": 3, "window_size": c.window_size,
                       "embed_dim": c.embed_dim, "depths": list(c.depths), "num_heads": list(c.num_heads),
                       "mlp_ratio": c.mlp_ratio, "upsampler": "pixelshuffle"},
-        "path": {"pretrain_network_g": path.name},  # relative to the options file
+        "path": {"pretrain_network_g": path.name},  # relative to the current directory (below)
         "val": {"metrics": {"psnr": {"type": "calculate_psnr", "crop_border": 2, "test_y_channel": True}}},
     }
     (path.parent / "opt.yml").write_text(yaml.safe_dump(options))

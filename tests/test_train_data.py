@@ -1,7 +1,6 @@
 """Training data: aligned paired crops, HR-only with cached bicubic LR, degradations, lmdb, the resumable
 sampler, and the checks that run before the first step. Also the tiny data and options other training
 tests build on (``write_pairs``, ``tiny_options``)."""
-import dataclasses
 import importlib.util
 import itertools
 from pathlib import Path
@@ -16,7 +15,7 @@ from conftest import photo
 from swinir_app.protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
 from swinir_app.train import data as data_module
 from swinir_app.train.data import DataError, ResumableSampler, RestorationDataset
-from swinir_app.train.options import DatasetOptions, IOBackendOptions, parse_options
+from swinir_app.options import DatasetOptions, IOBackendOptions, parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
@@ -208,7 +207,7 @@ def test_lmdb_reads_the_same_as_the_folders(pairs, tmp_path):
     prepare.make_lmdb(lr_named, tmp_path / "lr.lmdb")
     disk = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2")
     db = dataset(dataroot_gt=str(tmp_path / "hr.lmdb"), dataroot_lq=str(tmp_path / "lr.lmdb"),
-                 io_backend=IOBackendOptions("lmdb"))
+                 io_backend=IOBackendOptions(type="lmdb"))
     assert db.check(32) == disk.check(32) == len(PHOTOS)
     for item in [(0, 0), (2, 3), (1, 6)]:
         assert all(torch.equal(x, y) for x, y in zip(disk[item], db[item]))
@@ -238,7 +237,7 @@ def test_loader_batches_do_not_depend_on_workers(pairs):
     cv2.resize(np.zeros((2000, 2000, 3), np.uint8), (3000, 3000), interpolation=cv2.INTER_CUBIC)
     batches = {}
     for workers in (0, 1):
-        ds.opts = dataclasses.replace(ds.opts, num_worker_per_gpu=workers)
+        ds.opts = ds.opts.model_copy(update={"num_worker_per_gpu": workers})
         loader, _ = data_module.train_loader(ds, seed=5, rank=0, world_size=1, start_iter=2)
         batches[workers] = list(itertools.islice(iter(loader), 3))
     for (a_lq, a_gt), (b_lq, b_gt) in zip(batches[0], batches[1]):

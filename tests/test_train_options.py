@@ -7,7 +7,7 @@ import pytest
 import torch
 import yaml
 
-from swinir_app.train.options import OptionsError, apply_override, load_options, parse_options
+from swinir_app.options import OptionsError, apply_override, load_options, parse_options
 from swinir_app.train.trainer import EMA, format_eta, lr_schedule, make_loss
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -6,7 +6,7 @@ import pytest
 from conftest import photo
 from swinir_app.protocol.degrade import bicubic_downscale
 from swinir_app.train.data import RestorationDataset
-from swinir_app.train.options import DatasetOptions, IOBackendOptions
+from swinir_app.options import DatasetOptions, IOBackendOptions
 from test_train_data import prepare_module, write_rgb
 
 prepare = prepare_module()
@@ -60,7 +60,7 @@ def test_sr_tiles_are_exactly_aligned_and_train(hr_folder, tmp_path):
                             ("lmdb", out / "HR_sub.lmdb", out / "LR_bicubic_sub_X3.lmdb")):
         opts = DatasetOptions(name="prep", dataroot_gt=str(gt), dataroot_lq=str(lq), gt_size=48,
                               meta_info_file=str(out / "meta_info_HR_sub.txt") if backend == "disk" else None,
-                              io_backend=IOBackendOptions(backend))
+                              io_backend=IOBackendOptions(type=backend))
         ds = RestorationDataset(opts, scale=3, in_chans=3)
         assert ds.check(48) == len(hr_tiles)
         lq_patch, gt_patch = ds[(0, 1)]

@@ -5,7 +5,7 @@
 
 In Python: ``train(load_options("options/smoke.yml"))``.
 """
-from .options import Options, OptionsError, load_options
+from ..options import Options, OptionsError, load_options
 from .trainer import Result, TrainingError, train
 
 __all__ = ["Options", "OptionsError", "Result", "TrainingError", "load_options", "train"]

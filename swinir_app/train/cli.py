@@ -11,7 +11,7 @@ from typing import List, Optional, Sequence
 from ..checkpoint import ModelLoadError
 from .data import DataError
 from ..distributed import LAUNCHERS, DistributedError
-from .options import OptionsError, load_options
+from ..options import OptionsError, load_options
 from .trainer import TrainingError, train
 
 

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 from ..images import IMAGE_EXTENSIONS, atomic_write
 from ..protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
 from ..protocol.inputs import ImageError, decode as decode_image, find_lq
-from .options import SKIMAGE_SCHEME, DatasetOptions
+from ..options import SKIMAGE_SCHEME, DatasetOptions
 
 MEMORY_CACHE_BYTES = 256 << 20  # bicubic LR images kept in memory, per process
 _EXIF_ORIENTATION = 0x0112

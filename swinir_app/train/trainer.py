@@ -41,7 +41,7 @@ from ..network import SwinIR, state_shapes
 from .. import distributed
 from .data import RestorationDataset, train_loader
 from ..distributed import Dist
-from .options import LOSSES, Options, OptionsError, TrainOptions, TypedOptions, random_seed
+from ..options import LOSSES, Options, OptionsError, TrainOptions, TypedOptions, random_seed
 
 log = logging.getLogger("swinir_app.train")
 STATE_SUFFIX = ".state"
