@@ -265,10 +265,11 @@ def runnable(precision: str, device: torch.device) -> Optional[str]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
+    from .cli import Parser
     from .engine import auto_precision
 
-    p = argparse.ArgumentParser(prog="python -m swinir_app.benchmark", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m swinir_app.benchmark", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default="classical-x4", choices=list(PRESETS), help="the network (default classical-x4)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"],

@@ -7,14 +7,14 @@ folder. The output loads without config inference, and keeps the official key na
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
 from .checkpoint import ModelLoadError, save_safetensors
 from .network import SwinIRConfig
-from .zoo import add_weights_dir_argument, build_model, cli_errors, resolve
+from .cli import Parser, add_debug, add_weights_dir, one_line_errors
+from .zoo import build_model, resolve
 
 
 def convert(spec: str, out: Path, *, name: Optional[str] = None, img_range: Optional[float] = None,
@@ -33,16 +33,16 @@ def convert(spec: str, out: Path, *, name: Optional[str] = None, img_range: Opti
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swinir_app.convert",
-                                     description="Convert a SwinIR checkpoint to .safetensors with its config.")
+    parser = Parser(prog="python -m swinir_app.convert",
+                    description="Convert a SwinIR checkpoint to .safetensors with its config.")
     parser.add_argument("input", help="zoo name, checkpoint file or training folder")
     parser.add_argument("output", type=Path, help="the .safetensors file to write")
     parser.add_argument("--name", help="model name stored in the metadata (default: the input's stem)")
     parser.add_argument("--img-range", type=float, default=None, help="override the stored or inferred img_range")
-    add_weights_dir_argument(parser)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_weights_dir(parser)
+    add_debug(parser)
     args = parser.parse_args(argv)
-    with cli_errors(args.debug):
+    with one_line_errors(args.debug, (ModelLoadError, OSError)):
         c = convert(args.input, args.output, name=args.name, img_range=args.img_range,
                     weights_dir=args.weights_dir)
     print(f"wrote {args.output}: {c.task} x{c.scale}, {c.upsampler or 'no upsampler'}, embed {c.embed_dim}, "

@@ -39,6 +39,30 @@ class SettingError(ValueError):
         return f"--{self.setting.replace('_', '-')} {self.value}: {self.detail}"
 
 
+def parse_tile(value: Union[None, int, str]) -> Union[None, int, str]:
+    """A tile setting as users write it -> :class:`Restorer`'s ``tile``: 'auto' (from free memory),
+    'none' / 'off' / 'whole' / 0 (the whole image at once), or a size in input pixels.
+
+    The one parser of the CLI flags and the web page. Raises :class:`SettingError`.
+    """
+    if value is None or isinstance(value, int) and not isinstance(value, bool):
+        if value is not None and value < 0:
+            raise SettingError("tile", value, "must be 'auto', 'none' or a number of pixels")
+        return value or None
+    text = str(value).strip().lower()
+    if text == "auto":
+        return "auto"
+    if text in ("none", "off", "whole", "whole image", "0", ""):
+        return None
+    try:
+        tile = int(float(text))
+    except (ValueError, OverflowError):
+        tile = -1
+    if tile <= 0 or str(tile) != text.split(".")[0]:
+        raise SettingError("tile", value, "must be 'auto', 'none' or a number of pixels")
+    return tile
+
+
 def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
     """'auto' (CUDA, else MPS, else CPU), 'cpu', 'cuda', 'cuda:N' or 'mps' -> a device that exists here.
 

@@ -20,7 +20,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch import nn
 
-from .engine import PRECISIONS
+from .cli import Parser, add_debug, add_device, add_model, add_tiles
 from .options import Options, OptionsError
 from .options import load_options as _load_options
 from .protocol.evaluation import BICUBIC, TASKS, EvalError, EvalResult, ModelSpec, evaluate
@@ -94,27 +94,11 @@ def run_options(opts: Options, *, model: Optional[str] = None, **overrides: Any)
 # CLI
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, as every other usage error
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
-def _tile(value: str) -> Union[int, str]:
-    if value == "auto":
-        return value
-    try:
-        return int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a size in pixels or 'auto', got {value!r}") from None
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m swinir_app.evaluate",
-                description="Score a model with the SwinIR paper's protocol (PSNR/SSIM on Y and RGB, PSNR-B, "
-                            "LPIPS).")
+    p = Parser(prog="python -m swinir_app.evaluate",
+               description="Score a model with the SwinIR paper's protocol (PSNR/SSIM on Y and RGB, PSNR-B, LPIPS).")
     p.add_argument("-opt", "--opt", type=Path, metavar="YML", help="a BasicSR-style test options file")
-    p.add_argument("--model", help="zoo name, checkpoint file, training folder, or 'bicubic' (no weights)")
+    add_model(p, default=None, help="zoo name, checkpoint file, training folder, or 'bicubic' (no weights)")
     p.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth images")
     p.add_argument("--lq", type=Path, metavar="DIR",
                    help="input images (SR: <name>x<K>.<ext> or <name>.<ext>); default: made from the GT")
@@ -130,18 +114,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lpips-net", choices=LPIPS_NETS, default="alex", help="LPIPS backbone (alex)")
     p.add_argument("--crop-border", type=int, metavar="N", help="default: scale for SR, 0 otherwise")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
-    p.add_argument("--tile", type=_tile, metavar="N|auto", help="restore in N x N input tiles, or 'auto' from free "
-                                                               "memory (saves memory; changes results slightly)")
-    p.add_argument("--tile-overlap", type=int, default=32, metavar="N")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32", help="fp32 (default: the published numbers)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    p.add_argument("--weights-dir", type=Path, metavar="DIR", help="where zoo weights are cached")
+    add_tiles(p, help="restore in N x N input tiles, 'auto' from free memory (saves memory; changes results "
+                      "slightly), or 'none' (the whole image, as the paper; the default)")
+    add_device(p, precision="fp32", precision_help="fp32 (default: the published numbers), auto, bf16 or fp16")
     p.add_argument("--save-images", type=Path, metavar="DIR", help="write the outputs as PNG")
     p.add_argument("--out", type=Path, metavar="JSON", help="summary, protocol and per-image numbers")
     p.add_argument("--csv", type=Path, metavar="CSV", help="per-image numbers")
     p.add_argument("--per-image", action="store_true", help="print a row per image")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--debug", action="store_true", help="tracebacks instead of one-line errors")
+    add_debug(p)
     return p
 
 

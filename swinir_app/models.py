@@ -1,12 +1,13 @@
 """List the model zoo: ``python -m swinir_app.models [--weights-dir DIR]``."""
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .zoo import ZooEntry, add_weights_dir_argument, all_entries, cli_errors, is_cached, param_count, weights_home
+from .checkpoint import ModelLoadError
+from .cli import Parser, add_debug, add_weights_dir, one_line_errors
+from .zoo import ZooEntry, all_entries, is_cached, param_count, weights_home
 
 COLUMNS = ("name", "task", "scale", "params", "cached", "file")
 
@@ -29,11 +30,11 @@ def table(data: Sequence[tuple], columns: Sequence[str] = COLUMNS) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m swinir_app.models", description="List the SwinIR model zoo.")
-    add_weights_dir_argument(parser)
-    parser.add_argument("--debug", action="store_true", help="show tracebacks")
+    parser = Parser(prog="python -m swinir_app.models", description="List the SwinIR model zoo.")
+    add_weights_dir(parser)
+    add_debug(parser)
     args = parser.parse_args(argv)
-    with cli_errors(args.debug):
+    with one_line_errors(args.debug, (ModelLoadError, OSError)):
         data = rows(all_entries(), args.weights_dir)
     print(table(data))
     print(f"\ncache: {weights_home(args.weights_dir)}")

@@ -18,7 +18,8 @@ from typing import List, Optional, Tuple
 
 
 from . import distributed
-from .engine import DEFAULT_MODEL, DEVICES, PRECISIONS, resize_lanczos
+from .cli import Parser, add_debug, add_device, add_model, add_tiles, fail
+from .engine import resize_lanczos
 from .images import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, configure_pillow, read_image,
                      remove_stale_parts, write_image)
 
@@ -40,20 +41,13 @@ class Summary:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m swinir_app.upscale", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(prog="python -m swinir_app.upscale", description=__doc__,
+               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (mirrors input folders)")
-    p.add_argument("-m", "--model", default=None,
-                   help=f"zoo name, checkpoint file or experiment folder (default: {DEFAULT_MODEL})")
-    p.add_argument("--weights-dir", default=None, help="where downloaded weights are cached")
-    p.add_argument("--tile", default=None, help="tile size in input pixels, or 'auto' (default: whole image)")
-    p.add_argument("--tile-overlap", type=int, default=32, help="tile overlap in input pixels (default: 32)")
-    p.add_argument("--precision", default="auto", choices=PRECISIONS,
-                   help="auto (default): the fastest accurate one here: bf16 on GPUs that have it and, for "
-                        "wide models, on AMX CPUs; fp16 on other CUDA GPUs; fp32 elsewhere. bf16 needs a CPU with "
-                        "native bf16; fp16 needs a GPU")
-    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
+    add_model(p)
+    add_tiles(p)
+    add_device(p)
     p.add_argument("--outscale", type=float, default=None,
                    help="final scale relative to the input, resized after the model with Lanczos")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _x4")
@@ -66,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations (8x slower)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger inputs (decompression bombs); default {DEFAULT_MAX_PIXELS:,}")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_debug(p)
     return p
 
 
@@ -154,41 +148,28 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 130
 
 
-def _fail_usage(message: str, args) -> int:
-    if args.debug:
-        traceback.print_exc()
-    print(f"error: {message}", file=sys.stderr)
-    return 2
-
-
 def run(args) -> int:
     from tqdm import tqdm
 
     from .engine import Restorer, SettingError
 
     if args.skip_existing and args.overwrite:
-        return _fail_usage("--skip-existing and --overwrite exclude each other", args)
-    tile = args.tile
-    if tile is not None and tile != "auto":
-        try:
-            tile = int(tile)
-        except ValueError:
-            return _fail_usage(f"--tile must be an integer or 'auto', got {tile!r}", args)
+        return fail("--skip-existing and --overwrite exclude each other", args.debug)
     if args.outscale is not None and args.outscale <= 0:
-        return _fail_usage("--outscale must be positive", args)
+        return fail("--outscale must be positive", args.debug)
 
     configure_pillow(args.max_pixels)
     d = distributed.join()
     rank, world = d.rank, d.world_size
-    spec = args.model or DEFAULT_MODEL
+    spec = args.model
     try:
-        restorer = Restorer(spec, tile=tile, tile_overlap=args.tile_overlap, precision=args.precision,
+        restorer = Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
                             device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble, progress=True,
                             weights_dir=args.weights_dir)
     except SettingError as err:  # checked before the model is loaded: the setting is the cause
-        return _fail_usage(err.flag(), args)
+        return fail(err.flag(), args.debug)
     except Exception as err:  # noqa: BLE001 - one line for any model problem
-        return _fail_usage(f"cannot load model {spec!r}: {err}", args)
+        return fail(f"cannot load model {spec!r}: {err}", args.debug)
 
     out_dir = Path(args.output)
     jobs, missing = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)
@@ -199,7 +180,7 @@ def run(args) -> int:
 
     problem = check_output_folders(jobs, args.outscale or restorer.scale)
     if problem:
-        return _fail_usage(problem, args)
+        return fail(problem, args.debug)
     for folder in sorted({job.dst.parent for job in jobs}):
         for part in remove_stale_parts(folder):
             print(f"note: removed {part}, left by an interrupted run", file=sys.stderr)

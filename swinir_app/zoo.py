@@ -6,7 +6,6 @@ models are the ``*.safetensors`` files in ``swinir_app/weights/``.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import difflib
 import hashlib
@@ -18,10 +17,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, TypeVar
 
 import torch
 
@@ -30,8 +28,8 @@ from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metad
 from .images import atomic_file, remove_stale_parts
 from .network import SwinIR, SwinIRConfig
 
-__all__ = ["ZOO", "ZooEntry", "ModelLoadError", "add_weights_dir_argument", "all_entries", "build_model",
-           "bundled_entries", "cli_errors", "download", "find_entry", "is_cached", "latest_weights", "load_model",
+__all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
+           "bundled_entries", "download", "find_entry", "is_cached", "latest_weights", "load_model",
            "local_path", "param_count", "resolve", "weights_home"]
 
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
@@ -339,24 +337,3 @@ def param_count(config: SwinIRConfig) -> int:
     else:
         total += conv(E, out)
     return total
-
-
-# ---------------------------------------------------------------------------------------------
-# For front ends
-
-
-def add_weights_dir_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
-                        help=f"where zoo weights are cached (default: ${HOME_ENV} or {DEFAULT_HOME})")
-
-
-@contextmanager
-def cli_errors(debug: bool = False) -> Iterator[None]:
-    """In a CLI: a load error is one line on stderr and exit code 2; with --debug, the traceback."""
-    try:
-        yield
-    except (ModelLoadError, OSError) as e:
-        if debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        raise SystemExit(2) from None

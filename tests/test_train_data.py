@@ -14,7 +14,8 @@ import yaml
 from conftest import photo
 from swinir_app.protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
 from swinir_app.train import data as data_module
-from swinir_app.train.data import DataError, ResumableSampler, RestorationDataset
+from swinir_app.train.data import DataError, RestorationDataset
+from swinir_app.train.sampler import ResumableSampler, train_loader
 from swinir_app.options import DatasetOptions, IOBackendOptions, parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -238,7 +239,7 @@ def test_loader_batches_do_not_depend_on_workers(pairs):
     batches = {}
     for workers in (0, 1):
         ds.opts = ds.opts.model_copy(update={"num_worker_per_gpu": workers})
-        loader, _ = data_module.train_loader(ds, seed=5, rank=0, world_size=1, start_iter=2)
+        loader, _ = train_loader(ds, seed=5, rank=0, world_size=1, start_iter=2)
         batches[workers] = list(itertools.islice(iter(loader), 3))
     for (a_lq, a_gt), (b_lq, b_gt) in zip(batches[0], batches[1]):
         assert torch.equal(a_lq, b_lq) and torch.equal(a_gt, b_gt)

@@ -13,7 +13,8 @@ from swinir_app.train import load_options, train
 from swinir_app.train import trainer as trainer_module
 from swinir_app.train.cli import main
 from swinir_app.distributed import Dist
-from swinir_app.train.trainer import Trainer, TrainingError, latest_resume
+from swinir_app.train.experiment import Experiment
+from swinir_app.train.trainer import Trainer, TrainingError
 from swinir_app.zoo import load_model
 from conftest import native_bf16
 from swinir_app.network import hardware
@@ -85,13 +86,13 @@ def test_auto_resume_takes_the_latest_complete_state(run, tmp_path):
     exp, _ = run
     copy = tmp_path / "tiny"
     shutil.copytree(exp, copy)
-    assert latest_resume(copy).state["iter"] == 4
+    assert Experiment(copy).latest_resume().state["iter"] == 4
     (copy / "training_states" / "4.state").write_bytes(b"half a file")
-    assert latest_resume(copy).state["iter"] == 2
+    assert Experiment(copy).latest_resume().state["iter"] == 2
     (copy / "training_states" / "6.state").write_bytes((copy / "training_states" / "2.state").read_bytes())
-    assert latest_resume(copy).state["iter"] == 2  # 6.state says iteration 2: net_g_2.pth, and it is the same
+    assert Experiment(copy).latest_resume().state["iter"] == 2  # 6.state says iteration 2: net_g_2.pth, and it is the same
     (copy / "models" / "net_g_2.pth").unlink()
-    assert latest_resume(copy) is None
+    assert Experiment(copy).latest_resume() is None
 
 
 def test_resuming_a_finished_run_does_nothing_and_a_fresh_start_archives(run, tmp_path, pairs):

@@ -8,7 +8,8 @@ import torch
 import yaml
 
 from swinir_app.options import OptionsError, apply_override, load_options, parse_options
-from swinir_app.train.trainer import EMA, format_eta, lr_schedule, make_loss
+from swinir_app.train.schedule import EMA, lr_schedule, make_loss
+from swinir_app.train.trainer import format_eta
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted(p for p in (ROOT / "options").glob("*.yml") if p.name != "test_x4.yml")

@@ -323,7 +323,7 @@ def test_client_batch(client, files):
 def test_model_paths_outside_the_models_folder_say_nothing_about_the_file(client, files, server, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
-    from swinir_app.webui import GENERIC_REFUSAL
+    from swinir_app.webui.service import GENERIC_REFUSAL
     secret = tmp_path / "secret.txt"
     secret.write_text("ctoken_4e1f\nsecond line of the file\n")  # read as a pickle: "it imports token_4e1f..."
     unreadable = tmp_path / "unreadable.pth"
@@ -451,13 +451,13 @@ def test_a_client_cancel_frees_the_device(client, files, server):
 
 @pytest.fixture()
 def webapp(ckpt, tmp_path, monkeypatch):
-    from swinir_app.webui import AppConfig, WebApp
+    from swinir_app.webui.service import AppConfig, WebApp
     monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "weights"))
     return WebApp(AppConfig(model=str(ckpt), device="cpu", max_pixels=MAX_PIXELS))
 
 
 def test_models_are_loaded_once(webapp, files):
-    from swinir_app.webui import RunSettings
+    from swinir_app.webui.service import RunSettings
     cancel = threading.Event()
     for tile in ("auto", None, 32):
         r = webapp.restore_file(str(files / "small.png"), RunSettings(webapp.default_spec, tile=tile), cancel)
@@ -466,7 +466,7 @@ def test_models_are_loaded_once(webapp, files):
 
 
 def test_cancel_stops_between_tiles(webapp, files):
-    from swinir_app.webui import Cancelled, RunSettings
+    from swinir_app.webui.service import Cancelled, RunSettings
     cancel, calls = threading.Event(), []
 
     def report(done, total):
@@ -481,7 +481,8 @@ def test_cancel_stops_between_tiles(webapp, files):
 
 def test_controls_follow_the_task(tmp_path, files):
     """A denoising model: no scale; noise can be added first to try it on a clean photo."""
-    from swinir_app.webui import AppConfig, RunSettings, WebApp, degrade_update, outscale_update
+    from swinir_app.webui.page import degrade_update, outscale_update
+    from swinir_app.webui.service import AppConfig, RunSettings, WebApp
     config = SwinIRConfig(upscale=1, in_chans=3, img_size=32, window_size=8, depths=(2,), num_heads=(2,),
                           embed_dim=16, upsampler="", drop_path_rate=0.0)
     path = tmp_path / "dn.pth"
@@ -499,7 +500,7 @@ def test_controls_follow_the_task(tmp_path, files):
 
 def test_model_choices(tmp_path):
     """The bundled models, the zoo models already downloaded, and a custom path; bundled-x4 first."""
-    from swinir_app.webui import CUSTOM, Catalogue
+    from swinir_app.webui.service import CUSTOM, Catalogue
     from swinir_app.zoo import ZOO, bundled_entries
     (tmp_path / ZOO["lightweight-x2"].filename).write_bytes(b"")  # "cached": the file is there
     cat = Catalogue(None, weights_dir=tmp_path)
@@ -516,7 +517,7 @@ def test_model_choices(tmp_path):
 
 
 def test_limits_parse():
-    from swinir_app.webui import WebError, parse_size, parse_tile
+    from swinir_app.webui.service import WebError, parse_size, parse_tile
     assert parse_size("20mb") == 20 << 20 and parse_size("1.5 GB") == 3 << 29 and parse_size("512") == 512
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
@@ -527,7 +528,8 @@ def test_limits_parse():
 
 def test_one_job_at_a_time(webapp):
     """Everything that runs a model is in one concurrency group of one: parallel users queue."""
-    from swinir_app.webui import DEVICE_QUEUE, build
+    from swinir_app.webui.page import build
+    from swinir_app.webui.service import DEVICE_QUEUE
     demo = build(webapp)
     runners = {f.api_name: f for f in demo.fns.values() if f.name in ("ui_restore", "ui_batch", "restore", "batch")}
     assert len(runners) == 4
@@ -555,8 +557,8 @@ def test_sigterm_leaves_no_temp_files(server, client, files):
 
 
 def test_untiled_runs_too_big_for_free_memory_are_tiled(webapp, files, monkeypatch):
-    from swinir_app import webui
-    from swinir_app.webui import RunSettings
+    from swinir_app.webui import service as webui
+    from swinir_app.webui.service import RunSettings
     small = str(files / "small.png")
     whole = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=None), threading.Event())
     assert whole.note == ""
@@ -567,7 +569,7 @@ def test_untiled_runs_too_big_for_free_memory_are_tiled(webapp, files, monkeypat
 
 
 def test_temp_space_stays_within_its_quota(ckpt, files, tmp_path, monkeypatch):
-    from swinir_app.webui import AppConfig, RunSettings, WebApp
+    from swinir_app.webui.service import AppConfig, RunSettings, WebApp
     monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "weights"))
     app = WebApp(AppConfig(model=str(ckpt), device="cpu", max_temp_size=400_000))
     gradio_cache = app.gradio_cache = tmp_path / "gradio"  # as main() sets it: gradio's cache inside ours
@@ -582,7 +584,7 @@ def test_temp_space_stays_within_its_quota(ckpt, files, tmp_path, monkeypatch):
             os.utime(p, (time.time() - 300, time.time() - 300))  # older than a running request's files
         sizes.append(sum(p.stat().st_size for d in (app.workdir, gradio_cache) for p in d.rglob("*") if p.is_file()))
     assert max(sizes) <= 400_000 + path.stat().st_size and len(sizes) == 6
-    from swinir_app.webui import WebError
+    from swinir_app.webui.service import WebError
     huge = WebApp(AppConfig(model=str(ckpt), device="cpu", max_temp_size=1000))
     with pytest.raises(WebError, match="larger than this server's temporary space"):
         huge.result_file(r)

@@ -228,6 +228,10 @@ def _check_training(opts: Options) -> str:
             return f"train.scheduler.{needed}: is required for {t.scheduler.type}"
         if any(v <= 0 for v in t.scheduler.args.get("periods", ())):
             return "train.scheduler.periods: every period must be at least 1 iteration"
+        steps = "periods" if t.scheduler.type == "CosineAnnealingRestartLR" else "restarts"
+        weights = t.scheduler.args.get("restart_weights")
+        if weights is not None and len(weights) != len(t.scheduler.args.get(steps, (0,))):
+            return f"train.scheduler: {steps} and restart_weights differ in length"
     if t.pixel_opt.args.get("reduction", "mean") not in ("mean", "sum"):
         return "train.pixel_opt.reduction: must be mean or sum"
     for where, typed in (("train.scheduler", t.scheduler), ("train.pixel_opt", t.pixel_opt)):

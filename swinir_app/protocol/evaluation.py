@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import io
 import json
 import math
+import os
 import re
 import sys
 from dataclasses import dataclass, field
@@ -20,7 +22,7 @@ import numpy as np
 from torch import nn
 
 from ..engine import Restorer
-from ..images import IMAGE_EXTENSIONS, write_image
+from ..images import IMAGE_EXTENSIONS, atomic_write, write_image
 from ..zoo import ModelLoadError, load_model
 from .degrade import bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input
 from .inputs import ImageError, dataset_name, find_lq, list_images, read
@@ -96,18 +98,19 @@ class EvalResult:
         return {"summary": clean(self.summary), "protocol": dataclasses.asdict(self.protocol),
                 "images": [{"name": im.name, **clean(im.metrics)} for im in self.images]}
 
-    def write_json(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(self.to_json(), indent=2) + "\n")
+    def write_json(self, path: Union[str, os.PathLike]) -> None:
+        """Summary, protocol and per-image numbers as JSON, written atomically."""
+        atomic_write(Path(path), (json.dumps(self.to_json(), indent=2) + "\n").encode())
 
-    def write_csv(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def write_csv(self, path: Union[str, os.PathLike]) -> None:
+        """One row per image (name, then every metric), written atomically."""
         keys = self.keys
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["name", *keys])
-            for im in self.images:
-                writer.writerow([im.name, *(repr(im.metrics[k]) if k in im.metrics else "" for k in keys)])
+        buf = io.StringIO()
+        writer = csv.writer(buf)
+        writer.writerow(["name", *keys])
+        for im in self.images:
+            writer.writerow([im.name, *(repr(im.metrics[k]) if k in im.metrics else "" for k in keys)])
+        atomic_write(Path(path), buf.getvalue().encode())
 
     def table(self, per_image: bool = False) -> str:
         """A plain-text table: the protocol in one line, optional per-image rows, then the averages."""

@@ -9,20 +9,15 @@ import sys
 from typing import List, Optional, Sequence
 
 from ..checkpoint import ModelLoadError
-from .data import DataError
+from ..cli import Parser, one_line_errors
 from ..distributed import LAUNCHERS, DistributedError
 from ..options import OptionsError, load_options
+from .data import DataError
 from .trainer import TrainingError, train
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # one line, exit 2, as every other usage error
-        print(f"error: {message} (see --help)", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m swinir_app.train",
+    p = Parser(prog="python -m swinir_app.train",
                 description="Train SwinIR from a BasicSR-style options file (see options/ and the README).")
     p.add_argument("-opt", "--opt", required=True, metavar="YML", help="the training options file")
     p.add_argument("--launcher", choices=LAUNCHERS, default="none",
@@ -43,19 +38,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        opts = load_options(args.opt, args.force_yml, debug=args.debug)
-        result = train(opts, launcher=args.launcher, auto_resume=args.auto_resume,
-                       argv=["python -m swinir_app.train", *argv])
-    except (OptionsError, DataError, DistributedError, ModelLoadError) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except TrainingError as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        with one_line_errors(args.debug, (TrainingError,), code=1), \
+                one_line_errors(args.debug, (OptionsError, DataError, DistributedError, ModelLoadError)):
+            opts = load_options(args.opt, args.force_yml, debug=args.debug)
+            result = train(opts, launcher=args.launcher, auto_resume=args.auto_resume,
+                           argv=["python -m swinir_app.train", *argv])
+    except SystemExit as e:
+        return int(e.code)
     return 0 if result is not None else 1
 
 

@@ -13,23 +13,17 @@ leaves complete files only, and the latest state that loads (with its weights) i
 """
 from __future__ import annotations
 
-import copy
 import datetime
 import inspect
-import io
 import logging
 import math
-import random
 import sys
 import time
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..checkpoint import ModelLoadError, check_finite, check_state, read_file, unwrap
@@ -39,99 +33,16 @@ from ..protocol.metrics import compute_metrics
 from ..protocol.runner import run_official
 from ..network import SwinIR, state_shapes
 from .. import distributed
-from .data import RestorationDataset, train_loader
+from .data import RestorationDataset
+from .experiment import (Experiment, Resume, TrainingError, cpu_state, resume_from, rng_state, set_rng_state,
+                         to_bytes)
+from .sampler import train_loader
+from .schedule import EMA, lr_schedule, make_loss
 from ..distributed import Dist
-from ..options import LOSSES, Options, OptionsError, TrainOptions, TypedOptions, random_seed
+from ..options import Options, OptionsError, random_seed
 
 log = logging.getLogger("swinir_app.train")
-STATE_SUFFIX = ".state"
 _AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-class TrainingError(Exception):
-    """Training cannot go on (diverged, unusable resume state); one line."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Pieces with no state of their own
-
-
-def lr_schedule(opts: TrainOptions) -> Callable[[int], float]:
-    """The learning rate of iteration ``it`` (1-based), as BasicSR's schedulers and warmup give it.
-
-    BasicSR steps its scheduler before each iteration, so iteration ``it`` runs at the scheduler's
-    epoch ``it``; during warmup (it < warmup_iter) the rate is base * it / warmup_iter.
-    """
-    base = float(opts.optim_g.args["lr"])
-    s = opts.scheduler
-    if s is None:
-        scheduled = lambda it: base  # noqa: E731
-    elif s.type in ("MultiStepLR", "MultiStepRestartLR"):
-        milestones = sorted(s.args.get("milestones", ()))
-        gamma = s.args.get("gamma", 0.1)
-        restarts, weights = s.args.get("restarts", (0,)), s.args.get("restart_weights", (1.0,))
-        if len(restarts) != len(weights):
-            raise TrainingError("train.scheduler: restarts and restart_weights differ in length")
-        restarts, weights = zip(*sorted(zip(restarts, weights)))
-
-        def scheduled(it: int) -> float:
-            # The last restart at or before it resets the rate (x its weight); later milestones decay it.
-            r = bisect_right(restarts, it) - 1
-            start, weight = (restarts[r], weights[r]) if r >= 0 else (0, 1.0)
-            count = bisect_right(milestones, it) - bisect_right(milestones, start)
-            return base * weight * gamma ** count
-    else:  # CosineAnnealingRestartLR
-        periods = s.args["periods"]
-        weights = s.args.get("restart_weights", (1.0,) * len(periods))
-        eta_min = s.args.get("eta_min", 0.0)
-        if len(periods) != len(weights):
-            raise TrainingError("train.scheduler: periods and restart_weights differ in length")
-        cumulative = np.cumsum(periods).tolist()
-
-        def scheduled(it: int) -> float:
-            idx = min(bisect_left(cumulative, it), len(periods) - 1)
-            restart = 0 if idx == 0 else cumulative[idx - 1]
-            return eta_min + weights[idx] * 0.5 * (base - eta_min) * (
-                1 + math.cos(math.pi * (it - restart) / periods[idx]))
-    warmup = opts.warmup_iter
-
-    def lr(it: int) -> float:
-        return base * it / warmup if it < warmup else scheduled(it)
-    return lr
-
-
-def make_loss(opts: TypedOptions) -> Callable[[Tensor, Tensor], Tensor]:
-    """BasicSR's L1Loss / MSELoss / CharbonnierLoss (sqrt(d^2 + eps), eps 1e-12) with loss_weight."""
-    kind = LOSSES[opts.type]
-    weight = float(opts.args.get("loss_weight", 1.0))
-    reduction = opts.args.get("reduction", "mean")
-    eps = float(opts.args.get("eps", 1e-12))
-
-    def loss(pred: Tensor, target: Tensor) -> Tensor:
-        if kind == "l1":
-            value = F.l1_loss(pred, target, reduction=reduction)
-        elif kind == "mse":
-            value = F.mse_loss(pred, target, reduction=reduction)
-        else:
-            d = torch.sqrt((pred - target) ** 2 + eps)
-            value = d.mean() if reduction == "mean" else d.sum()
-        return value * weight if weight != 1.0 else value
-    return loss
-
-
-class EMA:
-    """BasicSR's ``model_ema``: after every step, ema = decay * ema + (1 - decay) * weights."""
-
-    def __init__(self, model: nn.Module, decay: float):
-        self.decay = decay
-        self.module = copy.deepcopy(model).eval().requires_grad_(False)
-        self._ema = list(self.module.parameters())
-        self._src = list(model.parameters())
-
-    @torch.no_grad()
-    def update(self) -> None:
-        torch._foreach_mul_(self._ema, self.decay)
-        torch._foreach_add_(self._ema, self._src, alpha=1.0 - self.decay)
 
 
 def format_eta(seconds: float) -> str:
@@ -142,112 +53,6 @@ def format_eta(seconds: float) -> str:
     if h:
         return f"{h}h {m}m"
     return f"{m}m {s % 60}s" if m else f"{s}s"
-
-
-def rng_state() -> Dict[str, Any]:
-    """Every RNG stream of this process, as plain data and tensors (weights-only loadable)."""
-    np_state = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(_py, np_state[2:])],
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
-
-
-def _py(x):
-    return x.item() if hasattr(x, "item") else x
-
-
-def set_rng_state(state: Dict[str, Any]) -> None:
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    name, key, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def to_bytes(obj: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(obj, buf)
-    return buf.getvalue()
-
-
-def cpu_state(module: nn.Module) -> Dict[str, Tensor]:
-    return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
-
-
-# ---------------------------------------------------------------------------------------------
-# Experiment folders and resume states
-
-
-@dataclass(frozen=True)
-class Experiment:
-    root: Path
-
-    @property
-    def models(self) -> Path:
-        return self.root / "models"
-
-    @property
-    def states(self) -> Path:
-        return self.root / "training_states"
-
-    @property
-    def tb(self) -> Path:
-        return self.root / "tb_logger"
-
-    @property
-    def cache(self) -> Path:
-        return self.root / "cache"
-
-    def weights(self, it: int) -> Path:
-        return self.models / f"net_g_{it}.pth"
-
-    def state(self, it: int) -> Path:
-        return self.states / f"{it}{STATE_SUFFIX}"
-
-
-@dataclass
-class Resume:
-    path: Path
-    state: Dict[str, Any]
-    weights: Dict[str, Any]
-
-
-def load_resume(path: Path) -> Resume:
-    """A state file and the weights of its iteration (``../models/net_g_<iter>.pth``)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - damaged files raise many kinds
-        raise TrainingError(f"cannot read training state {path}: {type(e).__name__}: {e}") from None
-    if not isinstance(state, dict) or "iter" not in state:
-        raise TrainingError(f"{path} is not a training state (no 'iter')")
-    weights_path = path.parent.parent / "models" / f"net_g_{state['iter']}.pth"
-    try:
-        weights, _ = read_file(weights_path)
-    except ModelLoadError as e:
-        raise TrainingError(f"the weights of {path} cannot be read: {e}") from None
-    if not isinstance(weights, dict) or "params" not in weights:
-        raise TrainingError(f"{weights_path} has no 'params'")
-    return Resume(path, state, weights)
-
-
-def latest_resume(root: Path) -> Optional[Resume]:
-    """The highest-numbered state in ``root/training_states`` that loads, with its weights."""
-    folder = root / "training_states"
-    found = sorted(((int(p.stem), p) for p in folder.glob(f"*{STATE_SUFFIX}") if p.stem.isdigit()),
-                   reverse=True) if folder.is_dir() else []
-    for _, path in found:
-        try:
-            return load_resume(path)
-        except TrainingError as e:
-            log.warning("skipping %s", e)
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# The trainer
 
 
 @dataclass
@@ -261,6 +66,20 @@ class Result:
 
 
 class Trainer:
+    """One training run of ``opts`` on this process (one rank of ``dist``).
+
+    Setting up checks everything before it writes anything: the options, the data (every header
+    read once), ``train.amp`` against the hardware and ``pretrain_network_g`` against the network.
+    Only then is the experiment folder prepared (a new run archives an old one), the model, EMA and
+    optimizer built, and a resume state applied. :meth:`run` then steps to ``train.total_iter``,
+    logging, validating and saving as the options say; a kill at any moment leaves complete files,
+    and ``--auto_resume`` continues exactly. :meth:`close` releases the log and TensorBoard.
+
+    Raises:
+        OptionsError, DataError, ModelLoadError: during setup, before anything is written.
+        TrainingError: a run that cannot go on (diverged, or an unusable resume state).
+    """
+
     def __init__(self, opts: Options, dist: Dist, *, auto_resume: bool = False, argv: Optional[List[str]] = None):
         self.opts, self.dist = opts, dist
         self.exp = Experiment(opts.experiments_root)
@@ -299,10 +118,10 @@ class Trainer:
             if explicit:
                 path = str(explicit)
             elif auto:
-                found = latest_resume(self.exp.root)
+                found = self.exp.latest_resume()
                 path = str(found.path) if found else None
         path = distributed.broadcast(self.dist, path)
-        return load_resume(Path(path)) if path else None
+        return resume_from(Path(path)) if path else None
 
     def _prepare_folder(self, resuming: bool, argv: Optional[List[str]]) -> None:
         root = self.exp.root
@@ -716,5 +535,4 @@ def train(opts: Options, *, launcher: str = "none", auto_resume: bool = False,
         distributed.cleanup(d)
 
 
-__all__ = ["EMA", "Experiment", "Result", "Trainer", "TrainingError", "format_eta", "latest_resume",
-           "load_resume", "lr_schedule", "make_loss", "train"]
+__all__ = ["Result", "Trainer", "TrainingError", "format_eta", "train"]

@@ -1,25 +1,17 @@
-"""The Gradio web upscaler: ``python app.py`` (or ``python -m swinir_app.webui``).
+"""The web app's service: models, runs, batches, limits and temporary files. No gradio here.
 
-A single-image tab (upload, drag or paste; a before/after slider; the full-resolution PNG to
-download) and a batch tab (images or a zip in, a zip of results out). Uploads reach this module as
-files and are decoded here, so that a bad file gets a one-line reason in the page rather than a bare
-"Error". Models stay loaded between requests, and one job runs at a time per device. The engine
-knows nothing of this module: dependencies point from here to it.
+:mod:`.page` builds the page and the API on top of :class:`WebApp`; :mod:`.cli` is ``python app.py``.
+Uploads reach this module as files and are decoded here, so that a bad file gets a one-line reason
+rather than a bare "Error". Models stay loaded between requests, and one job runs at a time per
+device. The engine knows nothing of this package: dependencies point from here to it.
 """
 from __future__ import annotations
 
-import os
-
-os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no version check or analytics: works offline
-
-import argparse
 import atexit
-import base64
 import logging
+import os
 import re
 import shutil
-import signal
-import sys
 import tempfile
 import threading
 import time
@@ -27,21 +19,19 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import anyio
 import cv2
-import gradio as gr
 import numpy as np
 
-from .checkpoint import ModelLoadError
-from .engine import (DEFAULT_MODEL, DEVICES, PRECISIONS, Restorer, SettingError, available_memory, is_oom, resolve_device,
-                     resize_lanczos, resolve_precision)
-from .images import ImageReadError, LoadedImage, configure_pillow, encode_image, read_image
-from .network import SwinIRConfig
-from .protocol.degrade import jpeg_input, noisy_input, quantize
-from .zoo import (ZOO, ZooEntry, add_weights_dir_argument, bundled_entries, find_entry, is_cached, load_model,
-                  param_count, weights_home)
+from ..checkpoint import ModelLoadError
+from ..engine import (DEFAULT_MODEL, PRECISIONS, Restorer, SettingError, available_memory, is_oom, parse_tile as
+                      _parse_tile, resize_lanczos, resolve_device, resolve_precision)
+from ..images import ImageReadError, LoadedImage, encode_image, read_image
+from ..network import SwinIRConfig
+from ..protocol.degrade import jpeg_input, noisy_input, quantize
+from ..zoo import ZOO, ZooEntry, bundled_entries, find_entry, is_cached, load_model, param_count, weights_home
 
 log = logging.getLogger("swinir_app.webui")
 T = TypeVar("T")
@@ -98,19 +88,13 @@ def human_size(n: int) -> str:
 
 
 def parse_tile(value) -> Union[None, int, str]:
-    """The Advanced tile setting: 'auto', 'none' (whole image) or a size in pixels."""
-    text = str(value if value is not None else "").strip().lower()
-    if text in ("auto", ""):
+    """The Advanced tile setting (the engine's words: 'auto', 'none', pixels); empty is 'auto'."""
+    if value is None or str(value).strip() == "":
         return "auto"
-    if text in ("none", "off", "whole image", "0"):
-        return None
     try:
-        tile = int(float(text))
-    except (ValueError, OverflowError):
-        raise WebError(f"tile size must be 'auto', 'none' or a number of pixels, got {value!r}") from None
-    if tile < 0:
-        raise WebError(f"tile size must be positive, got {tile}")
-    return tile or None
+        return _parse_tile(value)
+    except SettingError as e:
+        raise WebError(f"tile size {e.detail}, got {value!r}") from None
 
 
 @dataclass(frozen=True)
@@ -495,13 +479,13 @@ class WebApp:
         return ModelInfo(spec, entry.name if entry else _label(spec), model.config, entry,
                          self.catalogue.siblings(entry))
 
-    def new_job(self, request: Optional[gr.Request]) -> threading.Event:
+    def new_job(self, request: Optional[Any]) -> threading.Event:
         """The session's cancel flag, cleared for a job that starts now."""
         flag = self.cancel_flag(request)
         flag.clear()
         return flag
 
-    async def run_cancellable(self, work: Callable[[threading.Event], T], request: Optional[gr.Request]) -> T:
+    async def run_cancellable(self, work: Callable[[threading.Event], T], request: Optional[Any]) -> T:
         """``work(cancel)`` in a worker thread. When gradio cancels the event (the page's Cancel, or a
         client's ``job.cancel()``), the flag is set and the work stops at its next tile or residual
         group, so the device is free for the next user within seconds."""
@@ -512,7 +496,7 @@ class WebApp:
             cancel.set()
             raise
 
-    def cancel_flag(self, request: Optional[gr.Request]) -> threading.Event:
+    def cancel_flag(self, request: Optional[Any]) -> threading.Event:
         key = getattr(request, "session_hash", None) or "-"
         if key not in self._cancel:
             if len(self._cancel) > 10_000:
@@ -828,46 +812,6 @@ def _md_escape(text: str) -> str:
 # The page
 
 
-class ImageUpload(gr.Image):
-    """gr.Image (upload, drop, paste) that hands the uploaded file over undecoded.
-
-    gr.Image opens uploads with PIL before the event function runs, and a corrupt file then fails
-    with a bare "Error". This one passes the file path on, and :func:`read_image` says what is wrong.
-    """
-
-    is_template = True  # the browser side is gr.Image's
-    max_bytes: Optional[int] = None  # uploads are limited by gradio; inline (pasted) images by this
-
-    def preprocess(self, payload):
-        if payload is None:
-            return None
-        if payload.path:
-            return str(payload.path)
-        url = payload.url or ""
-        if url.startswith("data:"):  # a pasted image sent inline
-            encoded = url.split(",", 1)[1] if "," in url else ""
-            size = len(encoded) * 3 // 4
-            if self.max_bytes is not None and size > self.max_bytes:
-                raise gr.Error(f"the pasted image ({human_size(size)}) exceeds the upload limit of "
-                               f"{human_size(self.max_bytes)}", print_exception=False)
-            try:
-                data = base64.b64decode(encoded, validate=True)
-            except ValueError:
-                data = b""  # read_image says "empty file"
-            folder = Path(tempfile.mkdtemp(dir=self.GRADIO_CACHE, prefix="pasted_"))
-            path = folder / "pasted.png"
-            path.write_bytes(data)
-            return str(path)
-        return None
-
-
-CSS = """
-#status p { margin: 0.2em 0; }
-#status.failed *, #batch-report.failed * { color: var(--error-text-color, #b91c1c); font-weight: 600; }
-.limits { font-size: var(--text-sm); opacity: 0.75; }
-"""
-
-
 def make_examples(folder: Path) -> List[str]:
     """Small crops of scikit-image's bundled photos, written to ``folder`` (not into the repo)."""
     try:
@@ -906,383 +850,3 @@ def _settings(spec, outscale=None, degrade=0, tile="auto", tile_overlap=32, prec
     return RunSettings(spec, outscale, degrade, parse_tile(tile), overlap, precision or "auto", bool(self_ensemble))
 
 
-def _status(text: str, failed: bool = False, markdown: bool = False) -> dict:
-    """A status line for the page; ``failed`` shows it as an error."""
-    text = text if markdown else _md_escape(text)
-    return gr.update(value=f"⚠️ {text}" if failed else text, elem_classes=["failed"] if failed else [])
-
-
-def _props(update: dict) -> dict:
-    """A gr.update() as constructor arguments."""
-    return {k: v for k, v in update.items() if k != "__type__"}
-
-
-def build(app: WebApp) -> gr.Blocks:
-    """The page, and the API. Everything that runs a model shares one concurrency group of size one."""
-    cfg = app.config
-    initial, initial_text = None, ("No model here yet: enter a checkpoint path or a zoo name "
-                                   "(zoo models are downloaded on first use).")
-    if app.default_spec:
-        try:
-            initial = app.describe(app.default_spec)
-            initial_text = initial.markdown()
-        except WebError as e:
-            initial_text = f"⚠️ {_md_escape(str(e))}"  # the page still opens: another model can be chosen
-    c0 = initial.config if initial else None
-    default_choice = app.default_spec or CUSTOM
-    device_queue = dict(concurrency_limit=1, concurrency_id=DEVICE_QUEUE)
-    limits = (f"Limits: {cfg.max_pixels:,} input pixels per image, {human_size(cfg.max_file_size)} per upload. "
-              f"Device: {app.device}.")
-
-    with gr.Blocks(title="SwinIR upscaler", delete_cache=CACHE_TTL) as demo:
-        gr.Markdown("# SwinIR upscaler\nSuper-resolution, denoising and JPEG repair with "
-                    "[SwinIR](https://arxiv.org/abs/2108.10257), on your own machine.")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=1, min_width=300):
-                model_dd = gr.Dropdown(app.catalogue.choices(), value=default_choice, label="Model", elem_id="model")
-                custom = gr.Textbox("", label="Checkpoint path or zoo name", visible=default_choice == CUSTOM,
-                                    placeholder="experiments/x4/models/net_g_latest.pth or classical-x4",
-                                    elem_id="custom-model")
-                model_md = gr.Markdown(initial_text, elem_id="model-info")
-                outscale = gr.Slider(1, 8, step=0.5, elem_id="outscale", **_props(outscale_update(c0)))
-                level = gr.Radio(elem_id="level", **_props(level_update(initial)))
-                degrade = gr.Slider(step=1, elem_id="degrade", **_props(degrade_update(c0)))
-                with gr.Accordion("Advanced", open=False):
-                    tile = gr.Dropdown(["auto", "none", "128", "256", "384", "512", "768", "1024"], value="auto",
-                                       allow_custom_value=True, label="Tile size (input pixels)",
-                                       info="auto: from free memory; none: the whole image at once")
-                    overlap = gr.Slider(0, 128, step=8, value=32, label="Tile overlap (pixels)")
-                    precision = gr.Radio(app.precisions(), value="auto", label="Precision",
-                                         info="auto: the fastest accurate one for the model on this device "
-                                              "(see the README); only precisions native here are offered")
-                    ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations: 8× slower, a bit better)")
-                gr.Markdown(limits, elem_classes="limits")
-            with gr.Column(scale=3):
-                with gr.Tabs():
-                    with gr.Tab("Single image", id="single"):
-                        with gr.Row(equal_height=True):
-                            image_in = ImageUpload(type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                                                   label="Input: upload, drop or paste an image", height=420,
-                                                   elem_id="input-image")
-                            image_in.max_bytes = cfg.max_file_size
-                            slider = gr.ImageSlider(label="Before / after", type="numpy",
-                                                    format="png", interactive=False, height=420,
-                                                    elem_id="comparison")
-                        with gr.Row():
-                            run_btn = gr.Button("Run", variant="primary", elem_id="run")
-                            cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
-                        status = gr.Markdown("", elem_id="status")
-                        result = gr.File(label="Full-resolution result (PNG)", interactive=False, height=110,
-                                         elem_id="result-file")
-                        examples = make_examples(app.workdir / "examples")
-                        if examples:
-                            gr.Examples([[p] for p in examples], inputs=[image_in],
-                                        label="Examples: crops of scikit-image's bundled photos")
-                    with gr.Tab("Batch", id="batch"):
-                        with gr.Row(equal_height=True):
-                            batch_in = gr.File(file_count="multiple", file_types=["image", ".zip"],
-                                               label="Images or zip files", elem_id="batch-in")
-                            batch_out = gr.File(label="Results (zip, with errors.txt if any failed)",
-                                                interactive=False, elem_id="batch-out")
-                        with gr.Row():
-                            batch_btn = gr.Button("Run batch", variant="primary", elem_id="batch-run")
-                            batch_cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel")
-                        batch_report = gr.Markdown("", elem_id="batch-report")
-        with gr.Column(visible=False):  # the API's inputs and outputs: plain values, no widgets
-            api_image = gr.File(label="image")
-            api_files = gr.File(label="files", file_count="multiple")
-            api_model = gr.Textbox("", label="model")
-            api_outscale = gr.Number(0, label="outscale")
-            api_degrade = gr.Number(0, label="degrade")
-            api_tile = gr.Textbox("auto", label="tile")
-            api_overlap = gr.Number(32, label="tile_overlap", precision=0)
-            api_precision = gr.Textbox("auto", label="precision")
-            api_ensemble = gr.Checkbox(False, label="self_ensemble")
-            api_result = gr.File(label="result")
-            api_info = gr.Textbox(label="info")
-            api_zip = gr.File(label="results_zip")
-            api_report = gr.Textbox(label="report")
-            api_restore_btn = gr.Button("restore")
-            api_batch_btn = gr.Button("batch")
-
-        # ---- model choice: the controls follow the model's task ----------------------------
-
-        def on_model(choice, custom_spec):
-            spec = (custom_spec or "").strip() if choice == CUSTOM else choice
-            hidden = (gr.update(visible=False),) * 3
-            if not spec:
-                return (gr.update(visible=choice == CUSTOM),
-                        "Enter a checkpoint path or a zoo name (zoo models are downloaded on first use).", *hidden)
-            try:
-                info = app.describe(spec)
-            except WebError as e:
-                return (gr.update(visible=choice == CUSTOM), f"⚠️ {_md_escape(str(e))}", *hidden)
-            return (gr.update(visible=choice == CUSTOM), info.markdown(), outscale_update(info.config),
-                    level_update(info), degrade_update(info.config))
-
-        quick = dict(api_visibility="private", concurrency_limit=None)
-        model_outputs = [custom, model_md, outscale, level, degrade]
-        model_dd.change(on_model, [model_dd, custom], model_outputs, **quick)
-        custom.submit(on_model, [model_dd, custom], model_outputs, **quick)
-        custom.blur(on_model, [model_dd, custom], model_outputs, **quick)
-        level.input(lambda name: gr.update(value=name), level, model_dd, **quick)
-
-        def page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v):
-            spec = custom_spec if choice == CUSTOM else choice
-            return _settings(spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
-
-        settings_in = [model_dd, custom, outscale, degrade, tile, overlap, precision, ensemble]
-
-        # ---- single image ------------------------------------------------------------------
-
-        async def ui_restore(image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                             ensemble_v, request: gr.Request, progress=gr.Progress()):
-            def work(cancel):
-                try:
-                    s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                                      ensemble_v)
-                    progress(0, desc="Restoring" if s.spec in app.models else "Loading the model")
-                    r = app.restore_file(image, s, cancel,
-                                         lambda d, t: progress((d, t), desc="Restoring", unit="tiles"))
-                    path = app.result_file(r)
-                except Cancelled:
-                    return None, None, _status("Cancelled.")
-                except WebError as e:
-                    log.info("failed: %s", e)
-                    return None, None, _status(str(e), failed=True)
-                except Exception as e:  # noqa: BLE001 - a bug shows as one line; the app keeps serving
-                    log.exception("restore failed")
-                    return None, None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
-                log.info("done: %s", app.info(r))
-                return comparison(r.model_input, r.output), str(path), _status(app.info(r))
-            return await app.run_cancellable(work, request)
-
-        run_evt = run_btn.click(ui_restore, [image_in, *settings_in], [slider, result, status],
-                                api_visibility="private", **device_queue)
-
-        # ---- batch -------------------------------------------------------------------------
-
-        async def ui_batch(files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                           ensemble_v, request: gr.Request, progress=gr.Progress()):
-            def work(cancel):
-                try:
-                    s = page_settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                                      ensemble_v)
-                    b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
-                except Cancelled:
-                    return None, _status("Cancelled.")
-                except WebError as e:
-                    return None, _status(str(e), failed=True)
-                except Exception as e:  # noqa: BLE001
-                    log.exception("batch failed")
-                    return None, _status(f"{type(e).__name__}: {_one_line(e)}", failed=True)
-                log.info("batch: %s", b.summary())
-                return str(b.zip_path), _status(b.markdown(), markdown=True)
-            return await app.run_cancellable(work, request)
-
-        batch_evt = batch_btn.click(ui_batch, [batch_in, *settings_in], [batch_out, batch_report],
-                                    api_visibility="private", **device_queue)
-
-        def ui_cancel(request: gr.Request):
-            app.cancel_flag(request).set()  # the running job stops at its next tile
-            return _status("Cancelled.")
-
-        cancel_btn.click(ui_cancel, None, status, cancels=[run_evt], queue=False, api_visibility="private")
-        batch_cancel.click(ui_cancel, None, batch_report, cancels=[batch_evt], queue=False, api_visibility="private")
-
-        # ---- the API: /restore and /batch --------------------------------------------------
-
-        async def restore(image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
-                          request: gr.Request, progress=gr.Progress()):
-            """Restore one image with a model (zoo name or checkpoint path; empty: the app's default).
-
-            Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
-            """
-            def work(cancel):
-                try:
-                    s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
-                                  self_ensemble)
-                    r = app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring"))
-                    return str(app.result_file(r)), app.info(r)
-                except (WebError, Cancelled) as e:
-                    raise gr.Error(str(e), print_exception=False) from None
-            return await app.run_cancellable(work, request)
-
-        async def batch(files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
-                        request: gr.Request, progress=gr.Progress()):
-            """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
-            def work(cancel):
-                try:
-                    s = _settings(model or app.default_spec, outscale, degrade, tile, tile_overlap, precision,
-                                  self_ensemble)
-                    b = app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
-                    return str(b.zip_path), b.text()
-                except (WebError, Cancelled) as e:
-                    raise gr.Error(str(e), print_exception=False) from None
-            return await app.run_cancellable(work, request)
-
-        options = [api_model, api_outscale, api_degrade, api_tile, api_overlap, api_precision, api_ensemble]
-        api_restore_btn.click(restore, [api_image, *options], [api_result, api_info], api_name="restore",
-                              **device_queue)
-        api_batch_btn.click(batch, [api_files, *options], [api_zip, api_report], api_name="batch", **device_queue)
-    return demo
-
-
-def outscale_update(config: Optional[SwinIRConfig]) -> dict:
-    """SR models: the output scale, the model's own by default."""
-    if config is None or config.task != "sr":
-        return gr.update(visible=False, value=4, label="Output scale")
-    return gr.update(visible=True, value=config.upscale, label="Output scale",
-                     info=f"The model upscales ×{config.upscale}; other values resize its output with Lanczos.")
-
-
-def level_update(info: Optional[ModelInfo]) -> dict:
-    """Denoising / JPEG zoo models: the trained levels that are here, to switch between."""
-    if info is None or info.task == "sr" or not info.levels:
-        return gr.update(visible=False, choices=[], value=None, label="Trained level")
-    label = "Noise level the model was trained for" if info.task == "denoise" else "JPEG quality it was trained for"
-    return gr.update(visible=True, choices=info.levels, value=info.entry.name if info.entry else None, label=label,
-                     info="Other trained levels that are here; choosing one switches the model.")
-
-
-def degrade_update(config: Optional[SwinIRConfig]) -> dict:
-    """Denoising and JPEG models: an optional degradation first, to try them on clean photos."""
-    task = config.task if config is not None else None
-    if task == "denoise":
-        return gr.update(visible=True, minimum=0, maximum=75, value=0, label="Add noise first (σ, 0 = off)",
-                         info="To try the model on a clean photo: Gaussian noise is added before restoring.")
-    if task == "jpeg":
-        return gr.update(visible=True, minimum=0, maximum=95, value=0,
-                         label="Compress as JPEG first (quality, 0 = off)",
-                         info="To try the model on a clean photo: it is JPEG-compressed before restoring.")
-    return gr.update(visible=False, minimum=0, maximum=100, value=0, label="Degrade first")
-
-
-THEME_FONTS = dict(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
-                   font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets HTTP 413, except file uploads, which
-    gradio limits per file (``max_file_size``). Images sent inline (a pasted data: URL) are JSON."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/upload"):
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
-
-    async def _refuse(self, send):
-        body = f"request body over {human_size(self.limit)}".encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python app.py", description="The SwinIR web upscaler (Gradio).")
-    p.add_argument("--host", default="127.0.0.1",
-                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
-    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
-    p.add_argument("--share", action="store_true",
-                   help="also open a temporary public gradio.live link (needs internet)")
-    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger input images (default {DEFAULT_MAX_PIXELS:,})")
-    p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
-                   help=f"refuse larger uploads, e.g. 20mb or 1gb (default {DEFAULT_MAX_FILE_SIZE})")
-    p.add_argument("-m", "--model", default=None,
-                   help=f"the model selected at start: zoo name, checkpoint file or training folder "
-                        f"(default: {DEFAULT_MODEL} if bundled, else the first model available)")
-    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
-    add_weights_dir_argument(p)
-    p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
-    p.add_argument("--models-dir", default=None, metavar="DIR",
-                   help="checkpoint files and training folders users may pick, besides the bundled and zoo models "
-                        "(default: the weights cache)")
-    p.add_argument("--allow-any-model-path", action="store_true",
-                   help="let users load any file this server can read by typing its path (local use only: a "
-                        "remote user could read pieces of server files through the error messages)")
-    p.add_argument("--allow-downloads", action="store_true",
-                   help="let users trigger downloads of zoo models that are not cached yet")
-    p.add_argument("--max-output-pixels", type=int, default=DEFAULT_MAX_OUTPUT_PIXELS,
-                   help=f"refuse results larger than this (default {DEFAULT_MAX_OUTPUT_PIXELS:,})")
-    p.add_argument("--max-batch-size", default=DEFAULT_MAX_BATCH_SIZE,
-                   help=f"the images of one batch request, uncompressed, in all (default {DEFAULT_MAX_BATCH_SIZE})")
-    p.add_argument("--max-temp-size", default=DEFAULT_MAX_TEMP_SIZE,
-                   help=f"results and uploads kept on disk for all users (default {DEFAULT_MAX_TEMP_SIZE})")
-    return p
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    p = build_parser()
-    args = p.parse_args(argv)
-    if args.max_pixels <= 0 or args.max_output_pixels <= 0:
-        p.error("--max-pixels and --max-output-pixels must be positive")
-    sizes = {}
-    for flag in ("max_file_size", "max_batch_size", "max_temp_size"):
-        try:
-            sizes[flag] = parse_size(getattr(args, flag))
-        except ValueError as e:
-            p.error(f"--{flag.replace('_', '-')}: {e}")
-    configure_pillow(args.max_pixels)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup checks
-    try:
-        app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, sizes["max_file_size"],
-                               args.cache_models, args.models_dir, args.allow_any_model_path, args.allow_downloads,
-                               args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"]))
-        if args.model:
-            app.describe(app.default_spec)  # a bad --model fails now, not on the first click
-    except SettingError as e:
-        print(f"error: {e.flag()}", file=sys.stderr)
-        return 2
-    except (WebError, ValueError, ModelLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if "GRADIO_TEMP_DIR" not in os.environ:
-        # Gradio's cache (uploads, result copies) inside our folder: removed with it at exit, and counted in
-        # the --max-temp-size quota. A cache the operator chose may be shared, and is neither.
-        app.gradio_cache = app.workdir / "gradio"
-        os.environ["GRADIO_TEMP_DIR"] = str(app.gradio_cache)
-    demo = build(app)
-    demo.queue(default_concurrency_limit=1)
-    theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
-    # docker stop and systemd send SIGTERM: shut down as on Ctrl-C, so the temp folders are removed.
-    signal.signal(signal.SIGTERM, _interrupt)
-    inline_limit = sizes["max_file_size"] * 4 // 3 + (1 << 20)  # an image as base64 in JSON, and the rest
-    from starlette.middleware import Middleware
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=sizes["max_file_size"], show_error=True, ssr_mode=False, theme=theme, css=CSS,
-                footer_links=["api"], inbrowser=False,
-                app_kwargs={"middleware": [Middleware(BodyLimit, limit=inline_limit)]})
-    return 0
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,89 @@
+"""What every command line shares: the parser, the common options defined once, one way to fail.
+
+Front ends (``upscale``, ``evaluate``, ``convert``, ``models``, ``benchmark``, ``train``, ``webui``) are
+leaves: they import this and the library, and nothing imports them. ``swinir-app`` dispatches to them
+(:mod:`.main`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Tuple, Type
+
+from ..engine import DEFAULT_MODEL, DEVICES, PRECISIONS, SettingError, parse_tile
+from ..zoo import DEFAULT_HOME, HOME_ENV
+
+__all__ = ["Parser", "add_debug", "add_device", "add_model", "add_tiles", "add_weights_dir", "fail", "one_line_errors"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (``error: ... (see --help)``) and exit code 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (see --help)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def add_weights_dir(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights-dir", type=Path, default=None, metavar="DIR",
+                   help=f"where zoo weights are cached (default: ${HOME_ENV} or {DEFAULT_HOME})")
+
+
+def add_model(p: argparse.ArgumentParser, *, default: Optional[str] = DEFAULT_MODEL, help: Optional[str] = None) -> None:
+    """-m/--model and --weights-dir."""
+    what = "zoo name, checkpoint file or training folder"
+    p.add_argument("-m", "--model", default=default,
+                   help=help or f"{what} (default: {default})" if default else help or what)
+    add_weights_dir(p)
+
+
+def add_device(p: argparse.ArgumentParser, *, precision: str = "auto", precision_help: str = "") -> None:
+    """--device and --precision, with their choices and defaults in --help."""
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
+    p.add_argument("--precision", default=precision, choices=PRECISIONS, help=precision_help or (
+        "auto (default): the fastest accurate one here: bf16 on GPUs that have it and, for wide models, on AMX "
+        "CPUs; fp16 on other CUDA GPUs; fp32 elsewhere. bf16 needs a CPU with native bf16; fp16 needs a GPU"))
+
+
+def _tile(text: str):
+    try:
+        return parse_tile(text)
+    except SettingError as e:
+        raise argparse.ArgumentTypeError(f"{e.detail}, got {text!r}") from None
+
+
+def add_tiles(p: argparse.ArgumentParser, *, default: Optional[str] = None, help: str = "") -> None:
+    """--tile (auto, none or pixels) and --tile-overlap."""
+    p.add_argument("--tile", type=_tile, default=default, metavar="N|auto|none",
+                   help=help or "tile size in input pixels, 'auto' (from free memory) or 'none' (the whole image; "
+                                "the default)")
+    p.add_argument("--tile-overlap", type=int, default=32, metavar="N",
+                   help="tile overlap in input pixels (default: 32)")
+
+
+def add_debug(p: argparse.ArgumentParser, help: str = "show tracebacks instead of one-line errors") -> None:
+    p.add_argument("--debug", action="store_true", help=help)
+
+
+def fail(message: str, debug: bool = False, code: int = 2) -> int:
+    """Print ``error: message`` (and, with --debug, the traceback being handled); return ``code``."""
+    if debug and sys.exc_info()[0] is not None:
+        traceback.print_exc()
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+@contextmanager
+def one_line_errors(debug: bool, errors: Tuple[Type[BaseException], ...], code: int = 2) -> Iterator[None]:
+    """``errors`` raised in the block become one line on stderr and ``SystemExit(code)``; with --debug,
+    they propagate with their traceback. A :class:`SettingError` names its command-line flag."""
+    try:
+        yield
+    except errors as e:
+        if debug:
+            raise
+        print(f"error: {e.flag() if isinstance(e, SettingError) else e}", file=sys.stderr)
+        raise SystemExit(code) from None

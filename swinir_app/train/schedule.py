@@ -1,0 +1,91 @@
+"""What a training step is made of, with no state of its own: BasicSR's learning-rate schedules,
+its pixel losses and its EMA of the weights."""
+from __future__ import annotations
+
+import copy
+import math
+from bisect import bisect_left, bisect_right
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..options import LOSSES, TrainOptions, TypedOptions
+
+__all__ = ["EMA", "lr_schedule", "make_loss"]
+
+
+def lr_schedule(opts: TrainOptions) -> Callable[[int], float]:
+    """The learning rate of iteration ``it`` (1-based), as BasicSR's schedulers and warmup give it.
+
+    BasicSR steps its scheduler before each iteration, so iteration ``it`` runs at the scheduler's
+    epoch ``it``; during warmup (it < warmup_iter) the rate is base * it / warmup_iter.
+    """
+    base = float(opts.optim_g.args["lr"])
+    s = opts.scheduler
+    if s is None:
+        scheduled = lambda it: base  # noqa: E731
+    elif s.type in ("MultiStepLR", "MultiStepRestartLR"):
+        milestones = sorted(s.args.get("milestones", ()))
+        gamma = s.args.get("gamma", 0.1)
+        restarts, weights = s.args.get("restarts", (0,)), s.args.get("restart_weights", (1.0,))
+        restarts, weights = zip(*sorted(zip(restarts, weights)))
+
+        def scheduled(it: int) -> float:
+            # The last restart at or before it resets the rate (x its weight); later milestones decay it.
+            r = bisect_right(restarts, it) - 1
+            start, weight = (restarts[r], weights[r]) if r >= 0 else (0, 1.0)
+            count = bisect_right(milestones, it) - bisect_right(milestones, start)
+            return base * weight * gamma ** count
+    else:  # CosineAnnealingRestartLR
+        periods = s.args["periods"]
+        weights = s.args.get("restart_weights", (1.0,) * len(periods))
+        eta_min = s.args.get("eta_min", 0.0)
+        cumulative = np.cumsum(periods).tolist()
+
+        def scheduled(it: int) -> float:
+            idx = min(bisect_left(cumulative, it), len(periods) - 1)
+            restart = 0 if idx == 0 else cumulative[idx - 1]
+            return eta_min + weights[idx] * 0.5 * (base - eta_min) * (
+                1 + math.cos(math.pi * (it - restart) / periods[idx]))
+    warmup = opts.warmup_iter
+
+    def lr(it: int) -> float:
+        return base * it / warmup if it < warmup else scheduled(it)
+    return lr
+
+
+def make_loss(opts: TypedOptions) -> Callable[[Tensor, Tensor], Tensor]:
+    """BasicSR's L1Loss / MSELoss / CharbonnierLoss (sqrt(d^2 + eps), eps 1e-12) with loss_weight."""
+    kind = LOSSES[opts.type]
+    weight = float(opts.args.get("loss_weight", 1.0))
+    reduction = opts.args.get("reduction", "mean")
+    eps = float(opts.args.get("eps", 1e-12))
+
+    def loss(pred: Tensor, target: Tensor) -> Tensor:
+        if kind == "l1":
+            value = F.l1_loss(pred, target, reduction=reduction)
+        elif kind == "mse":
+            value = F.mse_loss(pred, target, reduction=reduction)
+        else:
+            d = torch.sqrt((pred - target) ** 2 + eps)
+            value = d.mean() if reduction == "mean" else d.sum()
+        return value * weight if weight != 1.0 else value
+    return loss
+
+
+class EMA:
+    """BasicSR's ``model_ema``: after every step, ema = decay * ema + (1 - decay) * weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        self.decay = decay
+        self.module = copy.deepcopy(model).eval().requires_grad_(False)
+        self._ema = list(self.module.parameters())
+        self._src = list(model.parameters())
+
+    @torch.no_grad()
+    def update(self) -> None:
+        torch._foreach_mul_(self._ema, self.decay)
+        torch._foreach_add_(self._ema, self._src, alpha=1.0 - self.decay)

@@ -1,0 +1,146 @@
+"""``python app.py`` (or ``python -m swinir_app.webui``, ``swinir-app web``): the web app's command line."""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from typing import List, Optional
+
+from ..checkpoint import ModelLoadError
+from ..cli import Parser, add_weights_dir
+from ..engine import DEFAULT_MODEL, DEVICES, SettingError
+from ..images import configure_pillow
+from .service import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
+                      DEFAULT_MAX_TEMP_SIZE, AppConfig, WebApp, WebError, human_size, parse_size)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body over ``limit`` bytes gets HTTP 413, except file uploads, which
+    gradio limits per file (``max_file_size``). Images sent inline (a pasted data: URL) are JSON."""
+
+    def __init__(self, app, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/upload"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or []).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            return await self._refuse(send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, counted, send)
+        except _TooLarge:
+            await self._refuse(send)
+
+    async def _refuse(self, send):
+        body = f"request body over {human_size(self.limit)}".encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog="python app.py", description="The SwinIR web upscaler (Gradio).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0: the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    p.add_argument("--share", action="store_true",
+                   help="also open a temporary public gradio.live link (needs internet)")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help=f"refuse larger input images (default {DEFAULT_MAX_PIXELS:,})")
+    p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
+                   help=f"refuse larger uploads, e.g. 20mb or 1gb (default {DEFAULT_MAX_FILE_SIZE})")
+    p.add_argument("-m", "--model", default=None,
+                   help=f"the model selected at start: zoo name, checkpoint file or training folder "
+                        f"(default: {DEFAULT_MODEL} if bundled, else the first model available)")
+    p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
+    add_weights_dir(p)
+    p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
+    p.add_argument("--models-dir", default=None, metavar="DIR",
+                   help="checkpoint files and training folders users may pick, besides the bundled and zoo models "
+                        "(default: the weights cache)")
+    p.add_argument("--allow-any-model-path", action="store_true",
+                   help="let users load any file this server can read by typing its path (local use only: a "
+                        "remote user could read pieces of server files through the error messages)")
+    p.add_argument("--allow-downloads", action="store_true",
+                   help="let users trigger downloads of zoo models that are not cached yet")
+    p.add_argument("--max-output-pixels", type=int, default=DEFAULT_MAX_OUTPUT_PIXELS,
+                   help=f"refuse results larger than this (default {DEFAULT_MAX_OUTPUT_PIXELS:,})")
+    p.add_argument("--max-batch-size", default=DEFAULT_MAX_BATCH_SIZE,
+                   help=f"the images of one batch request, uncompressed, in all (default {DEFAULT_MAX_BATCH_SIZE})")
+    p.add_argument("--max-temp-size", default=DEFAULT_MAX_TEMP_SIZE,
+                   help=f"results and uploads kept on disk for all users (default {DEFAULT_MAX_TEMP_SIZE})")
+    return p
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    p = build_parser()
+    args = p.parse_args(argv)
+    if args.max_pixels <= 0 or args.max_output_pixels <= 0:
+        p.error("--max-pixels and --max-output-pixels must be positive")
+    sizes = {}
+    for flag in ("max_file_size", "max_batch_size", "max_temp_size"):
+        try:
+            sizes[flag] = parse_size(getattr(args, flag))
+        except ValueError as e:
+            p.error(f"--{flag.replace('_', '-')}: {e}")
+    configure_pillow(args.max_pixels)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup checks
+    try:
+        app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, sizes["max_file_size"],
+                               args.cache_models, args.models_dir, args.allow_any_model_path, args.allow_downloads,
+                               args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"]))
+        if args.model:
+            app.describe(app.default_spec)  # a bad --model fails now, not on the first click
+    except SettingError as e:
+        print(f"error: {e.flag()}", file=sys.stderr)
+        return 2
+    except (WebError, ValueError, ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if "GRADIO_TEMP_DIR" not in os.environ:
+        # Gradio's cache (uploads, result copies) inside our folder: removed with it at exit, and counted in
+        # the --max-temp-size quota. A cache the operator chose may be shared, and is neither.
+        app.gradio_cache = app.workdir / "gradio"
+        os.environ["GRADIO_TEMP_DIR"] = str(app.gradio_cache)
+    import gradio as gr  # the page: imported only when the server starts
+
+    from .page import CSS, THEME_FONTS, build
+
+    demo = build(app)
+    demo.queue(default_concurrency_limit=1)
+    theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
+    # docker stop and systemd send SIGTERM: shut down as on Ctrl-C, so the temp folders are removed.
+    signal.signal(signal.SIGTERM, _interrupt)
+    inline_limit = sizes["max_file_size"] * 4 // 3 + (1 << 20)  # an image as base64 in JSON, and the rest
+    from starlette.middleware import Middleware
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
+                max_file_size=sizes["max_file_size"], show_error=True, ssr_mode=False, theme=theme, css=CSS,
+                footer_links=["api"], inbrowser=False,
+                app_kwargs={"middleware": [Middleware(BodyLimit, limit=inline_limit)]})
+    return 0
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The page and the API, in Gradio: the only module of the package that imports gradio.
+
+A single-image tab (upload, drag or paste; a before/after slider; the full-resolution PNG to
+download), a batch tab (images or a zip in, a zip of results out), and the ``/restore`` and
+``/batch`` API endpoints. Everything that runs a model shares one concurrency group of size one;
+the work itself is :class:`~.service.WebApp`'s.
+"""
+from __future__ import annotations
+
+import base64
+import logging
+import tempfile
+from pathlib import Path
+from typing import Callable, Optional, Tuple
+
+import gradio as gr
+
+from ..network import SwinIRConfig
+from .service import (CACHE_TTL, CUSTOM, DEVICE_QUEUE, Cancelled, ModelInfo, WebApp, WebError, _md_escape, _one_line,
+                      _settings, comparison, human_size, make_examples)
+
+log = logging.getLogger("swinir_app.webui")
+
+CSS = """
+#status p { margin: 0.2em 0; }
+#status.failed *, #batch-report.failed * { color: var(--error-text-color, #b91c1c); font-weight: 600; }
+.limits { font-size: var(--text-sm); opacity: 0.75; }
+"""
+THEME_FONTS = dict(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
+                   font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
+
+
+class ImageUpload(gr.Image):
+    """gr.Image (upload, drop, paste) that hands the uploaded file over undecoded.
+
+    gr.Image opens uploads with PIL before the event function runs, and a corrupt file then fails
+    with a bare "Error". This one passes the file path on, and ``read_image`` says what is wrong.
+    """
+
+    is_template = True  # the browser side is gr.Image's
+    max_bytes: Optional[int] = None  # uploads are limited by gradio; inline (pasted) images by this
+
+    def preprocess(self, payload):
+        if payload is None:
+            return None
+        if payload.path:
+            return str(payload.path)
+        url = payload.url or ""
+        if url.startswith("data:"):  # a pasted image sent inline
+            encoded = url.split(",", 1)[1] if "," in url else ""
+            size = len(encoded) * 3 // 4
+            if self.max_bytes is not None and size > self.max_bytes:
+                raise gr.Error(f"the pasted image ({human_size(size)}) exceeds the upload limit of "
+                               f"{human_size(self.max_bytes)}", print_exception=False)
+            try:
+                data = base64.b64decode(encoded, validate=True)
+            except ValueError:
+                data = b""  # read_image says "empty file"
+            folder = Path(tempfile.mkdtemp(dir=self.GRADIO_CACHE, prefix="pasted_"))
+            path = folder / "pasted.png"
+            path.write_bytes(data)
+            return str(path)
+        return None
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
+
+
+def status(text: str, failed: bool = False, markdown: bool = False) -> dict:
+    """A status line for the page; ``failed`` shows it as an error."""
+    text = text if markdown else _md_escape(text)
+    return gr.update(value=f"⚠️ {text}" if failed else text, elem_classes=["failed"] if failed else [])
+
+
+def _props(update: dict) -> dict:
+    """A gr.update() as constructor arguments."""
+    return {k: v for k, v in update.items() if k != "__type__"}
+
+
+def outscale_update(config: Optional[SwinIRConfig]) -> dict:
+    """SR models: the output scale, the model's own by default."""
+    if config is None or config.task != "sr":
+        return gr.update(visible=False, value=4, label="Output scale")
+    return gr.update(visible=True, value=config.upscale, label="Output scale",
+                     info=f"The model upscales ×{config.upscale}; other values resize its output with Lanczos.")
+
+
+def level_update(info: Optional[ModelInfo]) -> dict:
+    """Denoising / JPEG zoo models: the trained levels that are here, to switch between."""
+    if info is None or info.task == "sr" or not info.levels:
+        return gr.update(visible=False, choices=[], value=None, label="Trained level")
+    label = "Noise level the model was trained for" if info.task == "denoise" else "JPEG quality it was trained for"
+    return gr.update(visible=True, choices=info.levels, value=info.entry.name if info.entry else None, label=label,
+                     info="Other trained levels that are here; choosing one switches the model.")
+
+
+def degrade_update(config: Optional[SwinIRConfig]) -> dict:
+    """Denoising and JPEG models: an optional degradation first, to try them on clean photos."""
+    task = config.task if config is not None else None
+    if task == "denoise":
+        return gr.update(visible=True, minimum=0, maximum=75, value=0, label="Add noise first (σ, 0 = off)",
+                         info="To try the model on a clean photo: Gaussian noise is added before restoring.")
+    if task == "jpeg":
+        return gr.update(visible=True, minimum=0, maximum=95, value=0,
+                         label="Compress as JPEG first (quality, 0 = off)",
+                         info="To try the model on a clean photo: it is JPEG-compressed before restoring.")
+    return gr.update(visible=False, minimum=0, maximum=100, value=0, label="Degrade first")
+
+
+class Page:
+    """The Blocks of the page and their event handlers; the state is the :class:`WebApp`'s."""
+
+    def __init__(self, app: WebApp):
+        self.app = app
+
+    # ---- event handlers --------------------------------------------------------------------
+
+    def on_model(self, choice, custom_spec):
+        """The model changed: its description, and the controls of its task."""
+        spec = (custom_spec or "").strip() if choice == CUSTOM else choice
+        hidden = (gr.update(visible=False),) * 3
+        if not spec:
+            return (gr.update(visible=choice == CUSTOM),
+                    "Enter a checkpoint path or a zoo name (zoo models are downloaded on first use).", *hidden)
+        try:
+            info = self.app.describe(spec)
+        except WebError as e:
+            return (gr.update(visible=choice == CUSTOM), f"⚠️ {_md_escape(str(e))}", *hidden)
+        return (gr.update(visible=choice == CUSTOM), info.markdown(), outscale_update(info.config),
+                level_update(info), degrade_update(info.config))
+
+    async def _page_call(self, request, outputs: int, work: Callable) -> Tuple:
+        """``work(cancel)`` for the page: every failure is a status line, and the app keeps serving."""
+        def guarded(cancel):
+            try:
+                return work(cancel)
+            except Cancelled:
+                return (None,) * (outputs - 1) + (status("Cancelled."),)
+            except WebError as e:
+                log.info("failed: %s", e)
+                return (None,) * (outputs - 1) + (status(str(e), failed=True),)
+            except Exception as e:  # noqa: BLE001 - a bug shows as one line; the traceback goes to the log
+                log.exception("page request failed")
+                return (None,) * (outputs - 1) + (status(f"{type(e).__name__}: {_one_line(e)}", failed=True),)
+        return await self.app.run_cancellable(guarded, request)
+
+    async def ui_restore(self, image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                         ensemble_v, request: gr.Request, progress=gr.Progress()):
+        def work(cancel):
+            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+            progress(0, desc="Restoring" if s.spec in self.app.models else "Loading the model")
+            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="tiles"))
+            path = self.app.result_file(r)
+            log.info("done: %s", self.app.info(r))
+            return comparison(r.model_input, r.output), str(path), status(self.app.info(r))
+        return await self._page_call(request, 3, work)
+
+    async def ui_batch(self, files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                       ensemble_v, request: gr.Request, progress=gr.Progress()):
+        def work(cancel):
+            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+            b = self.app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+            log.info("batch: %s", b.summary())
+            return str(b.zip_path), status(b.markdown(), markdown=True)
+        return await self._page_call(request, 2, work)
+
+    def ui_cancel(self, request: gr.Request):
+        self.app.cancel_flag(request).set()  # the running job stops at its next tile
+        return status("Cancelled.")
+
+    @staticmethod
+    def _settings(choice, custom_spec, *values):
+        return _settings(custom_spec if choice == CUSTOM else choice, *values)
+
+    async def restore(self, image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
+                      request: gr.Request, progress=gr.Progress()):
+        """Restore one image with a model (zoo name or checkpoint path; empty: the app's default).
+
+        Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
+        """
+        def work(cancel):
+            s = _settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+                          self_ensemble)
+            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring"))
+            return str(self.app.result_file(r)), self.app.info(r)
+        return await self._api_call(request, work)
+
+    async def batch(self, files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
+                    request: gr.Request, progress=gr.Progress()):
+        """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
+        def work(cancel):
+            s = _settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+                          self_ensemble)
+            b = self.app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+            return str(b.zip_path), b.text()
+        return await self._api_call(request, work)
+
+    async def _api_call(self, request, work: Callable):
+        """``work(cancel)`` for an API client: a failure is a gr.Error with the one-line reason."""
+        def guarded(cancel):
+            try:
+                return work(cancel)
+            except (WebError, Cancelled) as e:
+                raise gr.Error(str(e), print_exception=False) from None
+        return await self.app.run_cancellable(guarded, request)
+
+    # ---- the Blocks ------------------------------------------------------------------------
+
+    def build(self) -> gr.Blocks:
+        app, cfg = self.app, self.app.config
+        initial, initial_text = None, ("No model here yet: enter a checkpoint path or a zoo name "
+                                       "(zoo models are downloaded on first use).")
+        if app.default_spec:
+            try:
+                initial = app.describe(app.default_spec)
+                initial_text = initial.markdown()
+            except WebError as e:
+                initial_text = f"⚠️ {_md_escape(str(e))}"  # the page still opens: another model can be chosen
+        c0 = initial.config if initial else None
+        default_choice = app.default_spec or CUSTOM
+        device_queue = dict(concurrency_limit=1, concurrency_id=DEVICE_QUEUE)
+        quick = dict(api_visibility="private", concurrency_limit=None)
+        limits = (f"Limits: {cfg.max_pixels:,} input pixels per image, {human_size(cfg.max_file_size)} per "
+                  f"upload. Device: {app.device}.")
+
+        with gr.Blocks(title="SwinIR upscaler", delete_cache=CACHE_TTL) as demo:
+            gr.Markdown("# SwinIR upscaler\nSuper-resolution, denoising and JPEG repair with "
+                        "[SwinIR](https://arxiv.org/abs/2108.10257), on your own machine.")
+            with gr.Row(equal_height=False):
+                with gr.Column(scale=1, min_width=300):
+                    model_dd = gr.Dropdown(app.catalogue.choices(), value=default_choice, label="Model",
+                                           elem_id="model")
+                    custom = gr.Textbox("", label="Checkpoint path or zoo name", visible=default_choice == CUSTOM,
+                                        placeholder="experiments/x4/models/net_g_latest.pth or classical-x4",
+                                        elem_id="custom-model")
+                    model_md = gr.Markdown(initial_text, elem_id="model-info")
+                    outscale = gr.Slider(1, 8, step=0.5, elem_id="outscale", **_props(outscale_update(c0)))
+                    level = gr.Radio(elem_id="level", **_props(level_update(initial)))
+                    degrade = gr.Slider(step=1, elem_id="degrade", **_props(degrade_update(c0)))
+                    with gr.Accordion("Advanced", open=False):
+                        tile = gr.Dropdown(["auto", "none", "128", "256", "384", "512", "768", "1024"], value="auto",
+                                           allow_custom_value=True, label="Tile size (input pixels)",
+                                           info="auto: from free memory; none: the whole image at once")
+                        overlap = gr.Slider(0, 128, step=8, value=32, label="Tile overlap (pixels)")
+                        precision = gr.Radio(app.precisions(), value="auto", label="Precision",
+                                             info="auto: the fastest accurate one for the model on this device "
+                                                  "(see the README); only precisions native here are offered")
+                        ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations: 8× slower, a bit "
+                                                            "better)")
+                    gr.Markdown(limits, elem_classes="limits")
+                with gr.Column(scale=3):
+                    with gr.Tabs():
+                        with gr.Tab("Single image", id="single"):
+                            with gr.Row(equal_height=True):
+                                image_in = ImageUpload(type="filepath", image_mode=None,
+                                                       sources=["upload", "clipboard"],
+                                                       label="Input: upload, drop or paste an image", height=420,
+                                                       elem_id="input-image")
+                                image_in.max_bytes = cfg.max_file_size
+                                slider = gr.ImageSlider(label="Before / after", type="numpy", format="png",
+                                                        interactive=False, height=420, elem_id="comparison")
+                            with gr.Row():
+                                run_btn = gr.Button("Run", variant="primary", elem_id="run")
+                                cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
+                            status_md = gr.Markdown("", elem_id="status")
+                            result = gr.File(label="Full-resolution result (PNG)", interactive=False, height=110,
+                                             elem_id="result-file")
+                            examples = make_examples(app.workdir / "examples")
+                            if examples:
+                                gr.Examples([[p] for p in examples], inputs=[image_in],
+                                            label="Examples: crops of scikit-image's bundled photos")
+                        with gr.Tab("Batch", id="batch"):
+                            with gr.Row(equal_height=True):
+                                batch_in = gr.File(file_count="multiple", file_types=["image", ".zip"],
+                                                   label="Images or zip files", elem_id="batch-in")
+                                batch_out = gr.File(label="Results (zip, with errors.txt if any failed)",
+                                                    interactive=False, elem_id="batch-out")
+                            with gr.Row():
+                                batch_btn = gr.Button("Run batch", variant="primary", elem_id="batch-run")
+                                batch_cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel")
+                            batch_report = gr.Markdown("", elem_id="batch-report")
+            with gr.Column(visible=False):  # the API's inputs and outputs: plain values, no widgets
+                api_image = gr.File(label="image")
+                api_files = gr.File(label="files", file_count="multiple")
+                api_options = [gr.Textbox("", label="model"), gr.Number(0, label="outscale"),
+                               gr.Number(0, label="degrade"), gr.Textbox("auto", label="tile"),
+                               gr.Number(32, label="tile_overlap", precision=0), gr.Textbox("auto", label="precision"),
+                               gr.Checkbox(False, label="self_ensemble")]
+                api_result, api_info = gr.File(label="result"), gr.Textbox(label="info")
+                api_zip, api_report = gr.File(label="results_zip"), gr.Textbox(label="report")
+                api_restore_btn, api_batch_btn = gr.Button("restore"), gr.Button("batch")
+
+            # The model choice: the controls follow the model's task.
+            model_outputs = [custom, model_md, outscale, level, degrade]
+            model_dd.change(self.on_model, [model_dd, custom], model_outputs, **quick)
+            custom.submit(self.on_model, [model_dd, custom], model_outputs, **quick)
+            custom.blur(self.on_model, [model_dd, custom], model_outputs, **quick)
+            level.input(lambda name: gr.update(value=name), level, model_dd, **quick)
+
+            # The page's runs, and their Cancel buttons.
+            settings_in = [model_dd, custom, outscale, degrade, tile, overlap, precision, ensemble]
+            run_evt = run_btn.click(self.ui_restore, [image_in, *settings_in], [slider, result, status_md],
+                                    api_visibility="private", **device_queue)
+            batch_evt = batch_btn.click(self.ui_batch, [batch_in, *settings_in], [batch_out, batch_report],
+                                        api_visibility="private", **device_queue)
+            cancel_btn.click(self.ui_cancel, None, status_md, cancels=[run_evt], queue=False,
+                             api_visibility="private")
+            batch_cancel.click(self.ui_cancel, None, batch_report, cancels=[batch_evt], queue=False,
+                               api_visibility="private")
+
+            # The API: /restore and /batch.
+            api_restore_btn.click(self.restore, [api_image, *api_options], [api_result, api_info],
+                                  api_name="restore", **device_queue)
+            api_batch_btn.click(self.batch, [api_files, *api_options], [api_zip, api_report], api_name="batch",
+                                **device_queue)
+        return demo
+
+
+def build(app: WebApp) -> gr.Blocks:
+    """The page, and the API, for ``app``."""
+    return Page(app).build()
