@@ -9,7 +9,7 @@ import sys
 from typing import List, Optional
 
 from ..checkpoint import ModelLoadError
-from ..cli import Parser, add_weights_dir
+from ..cli import Parser, add_model
 from ..engine import DEFAULT_MODEL, DEVICES, SettingError
 from ..images import configure_pillow
 from .service import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
@@ -66,11 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse larger input images (default {DEFAULT_MAX_PIXELS:,})")
     p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
                    help=f"refuse larger uploads, e.g. 20mb or 1gb (default {DEFAULT_MAX_FILE_SIZE})")
-    p.add_argument("-m", "--model", default=None,
-                   help=f"the model selected at start: zoo name, checkpoint file or training folder "
-                        f"(default: {DEFAULT_MODEL} if bundled, else the first model available)")
+    add_model(p, default=None, help=f"the model selected at start: zoo name, checkpoint file or training folder "
+                                    f"(default: {DEFAULT_MODEL} if bundled, else the first model available)")
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
-    add_weights_dir(p)
     p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
     p.add_argument("--models-dir", default=None, metavar="DIR",
                    help="checkpoint files and training folders users may pick, besides the bundled and zoo models "
