@@ -79,7 +79,7 @@ def read_file(path: PathLike, *, label: Optional[str] = None) -> tuple[Any, Dict
         detail = re.search(r"WeightsUnpickler error: \s*([^\n]+)", str(e))
         reason = detail.group(1).strip() if detail else "not a weights-only pickle"
         raise ModelLoadError(f"cannot read {name}: not a valid PyTorch checkpoint ({reason})") from None
-    except Exception as e:  # torch raises RuntimeError, KeyError, EOFError... on damaged files
+    except Exception as e:  # noqa: BLE001 - torch raises RuntimeError, KeyError, EOFError... on damaged files
         first = str(e).strip().split(". ")[0]
         raise ModelLoadError(f"cannot read {name}: not a valid PyTorch checkpoint "
                              f"({type(e).__name__}{': ' + first if first else ''})") from None
@@ -145,7 +145,8 @@ def _network_subtree(state: StateDict, source: str) -> StateDict:
         return state
     prefixes = sorted({k[: -len("conv_first.weight")] for k in state if k.endswith(".conv_first.weight")})
     if len(prefixes) != 1:
-        found = f"several networks ({', '.join(p.rstrip('.') for p in prefixes)})" if prefixes else "no conv_first.weight"
+        found = (f"several networks ({', '.join(p.rstrip('.') for p in prefixes)})" if prefixes
+                 else "no conv_first.weight")
         raise ModelLoadError(f"{source} is not a SwinIR state dict: {found}")
     (prefix,) = prefixes
     return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}

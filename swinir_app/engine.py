@@ -302,7 +302,7 @@ class Restorer:
                         callback(1, 1)
                     return out
                 return self._run_tiles(x, tile, callback)
-            except Exception as err:  # noqa: BLE001
+            except Exception as err:
                 current = tile or max(H, W)
                 if not (is_oom(err) and self.tile == "auto" and current > 2 * self.window):
                     raise

@@ -164,8 +164,8 @@ def run(args) -> int:
     spec = args.model
     try:
         restorer = Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
-                            device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble, progress=True,
-                            weights_dir=args.weights_dir)
+                            device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble,
+                            progress=True, weights_dir=args.weights_dir)
     except SettingError as err:  # checked before the model is loaded: the setting is the cause
         return fail(err.flag(), args.debug)
     except Exception as err:  # noqa: BLE001 - one line for any model problem

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import hashlib
 import http.client
 import math
@@ -314,26 +315,13 @@ def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range:
 
 
 def param_count(config: SwinIRConfig) -> int:
-    """The number of parameters of ``SwinIR(config)``, by arithmetic (building a big model is slow)."""
-    c = config
-    E, out, F = c.embed_dim, c.out_chans, c.num_feat
-    conv = lambda cin, cout, k=3: cin * cout * k * k + cout  # noqa: E731
-    body_conv = conv(E, E) if c.resi_connection == "1conv" else conv(E, E // 4) + conv(E // 4, E // 4, 1) + conv(E // 4, E)
-    res = c.img_size // c.patch_size
-    w = min(c.window_size, res)  # a map no larger than a window is one window
-    hidden = int(E * c.mlp_ratio)
-    blocks = sum(d * (4 * E + (2 * w - 1) ** 2 * h + 3 * E * E + (3 * E if c.qkv_bias else 0) + E * E + E
-                      + E * hidden + hidden + hidden * E + E)
-                 for d, h in zip(c.depths, c.num_heads))
-    total = conv(c.in_chans, E) + (2 * E if c.patch_norm else 0) + (res * res * E if c.ape else 0)
-    total += blocks + len(c.depths) * body_conv + 2 * E + body_conv
-    steps = int(math.log2(c.upscale)) if c.upscale & (c.upscale - 1) == 0 else 1
-    if c.upsampler == "pixelshuffle":
-        total += conv(E, F) + (conv(F, 9 * F) if c.upscale == 3 else steps * conv(F, 4 * F)) + conv(F, out)
-    elif c.upsampler == "pixelshuffledirect":
-        total += conv(E, c.upscale ** 2 * out)
-    elif c.upsampler == "nearest+conv":
-        total += conv(E, F) + steps * conv(F, F) + conv(F, F) + conv(F, out)
-    else:
-        total += conv(E, out)
-    return total
+    """The number of parameters of ``SwinIR(config)``, counted on the meta device (nothing allocated)."""
+    if not config.ape and config.img_size >= config.window_size:  # then img_size changes no parameter
+        config = config.replace(img_size=config.window_size, drop_path_rate=0.0)
+    return _param_count(config)
+
+
+@functools.lru_cache(maxsize=None)
+def _param_count(config: SwinIRConfig) -> int:
+    with torch.device("meta"):
+        return sum(p.numel() for p in SwinIR(config).parameters())

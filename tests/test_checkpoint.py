@@ -235,7 +235,8 @@ def test_convert_writes_safetensors_that_load_without_inference(tmp_path, capsys
 
 
 def test_convert_cli_bad_spec_exits_2_with_one_line(tmp_path):
-    result = subprocess.run([sys.executable, "-m", "swinir_app.convert", "no-such-model", str(tmp_path / "o.safetensors")],
+    result = subprocess.run([sys.executable, "-m", "swinir_app.convert", "no-such-model",
+                             str(tmp_path / "o.safetensors")],
                             capture_output=True, text=True, env={**os.environ, "SWINIR_APP_HOME": str(tmp_path)})
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown model 'no-such-model'")

@@ -55,7 +55,8 @@ def test_tile_grid_and_weights():
 
 
 def test_16bit_stays_16bit(trained_x2, lr_photo):
-    img16 = lr_photo.astype(np.uint16) * 257 + np.random.default_rng(0).integers(0, 257, lr_photo.shape, dtype=np.uint16)
+    noise = np.random.default_rng(0).integers(0, 257, lr_photo.shape, dtype=np.uint16)
+    img16 = lr_photo.astype(np.uint16) * 257 + noise
     out = Restorer(trained_x2, device="cpu").restore(img16)
     assert out.dtype == np.uint16 and out.shape == (192, 256, 3)
     x = torch.from_numpy(img16.astype(np.float32) / 65535).permute(2, 0, 1)[None]

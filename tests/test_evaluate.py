@@ -317,7 +317,8 @@ def test_unreadable_images_are_reported_and_skipped(gt_dir, tmp_path, capsys):
     rc = main(["--model", "bicubic", "--gt", str(d), "--scale", "2", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err
     assert rc == 1
-    assert [line for line in err.splitlines() if "broken.png" in line] == [f"error: {d / 'broken.png'}: not a readable image"]
+    broken = [line for line in err.splitlines() if "broken.png" in line]
+    assert broken == [f"error: {d / 'broken.png'}: not a readable image"]
     assert [im["name"] for im in json.loads(out.read_text())["images"]] == ["a"]
 
 

@@ -239,7 +239,8 @@ def test_lpips_input_conversion(lpips_alex):
     t = LPIPS.to_tensor(np.array([[[0, 128, 255]]], dtype=np.uint8))
     assert t.flatten().tolist() == pytest.approx([-1.0, 128 / 127.5 - 1, 1.0], abs=1e-6)
     g = gt[..., 0]
-    assert lpips_alex(out[..., 0], g) == pytest.approx(lpips_alex(np.repeat(out[..., :1], 3, 2), np.repeat(g[..., None], 3, 2)))
+    replicated = lpips_alex(np.repeat(out[..., :1], 3, 2), np.repeat(g[..., None], 3, 2))
+    assert lpips_alex(out[..., 0], g) == pytest.approx(replicated)
     # Channel order matters to LPIPS: swapping R and B changes the value.
     assert lpips_alex(out[..., ::-1], gt[..., ::-1]) != pytest.approx(lpips_alex(out, gt), abs=1e-6)
     m = compute_metrics(out, gt, crop_border=2, metrics=("psnr", "lpips"), lpips=lpips_alex)

@@ -90,7 +90,8 @@ def test_auto_resume_takes_the_latest_complete_state(run, tmp_path):
     (copy / "training_states" / "4.state").write_bytes(b"half a file")
     assert Experiment(copy).latest_resume().state["iter"] == 2
     (copy / "training_states" / "6.state").write_bytes((copy / "training_states" / "2.state").read_bytes())
-    assert Experiment(copy).latest_resume().state["iter"] == 2  # 6.state says iteration 2: net_g_2.pth, and it is the same
+    # 6.state says iteration 2: net_g_2.pth, and it is the same
+    assert Experiment(copy).latest_resume().state["iter"] == 2
     (copy / "models" / "net_g_2.pth").unlink()
     assert Experiment(copy).latest_resume() is None
 

@@ -32,7 +32,8 @@ def add_weights_dir(p: argparse.ArgumentParser) -> None:
                    help=f"where zoo weights are cached (default: ${HOME_ENV} or {DEFAULT_HOME})")
 
 
-def add_model(p: argparse.ArgumentParser, *, default: Optional[str] = DEFAULT_MODEL, help: Optional[str] = None) -> None:
+def add_model(p: argparse.ArgumentParser, *, default: Optional[str] = DEFAULT_MODEL,
+              help: Optional[str] = None) -> None:
     """-m/--model and --weights-dir."""
     what = "zoo name, checkpoint file or training folder"
     p.add_argument("-m", "--model", default=default,

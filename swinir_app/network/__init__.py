@@ -4,4 +4,5 @@ from .swinir import DERIVED_SUFFIXES, RSTB, SwinIR, SwinTransformerBlock, derive
 from .attention import WindowAttention
 from . import hardware
 
-__all__ = ["DERIVED_SUFFIXES", "PRESETS", "RSTB", "SwinIR", "SwinIRConfig", "SwinTransformerBlock", "WindowAttention", "derived_buffers", "hardware", "state_shapes"]
+__all__ = ["DERIVED_SUFFIXES", "PRESETS", "RSTB", "SwinIR", "SwinIRConfig", "SwinTransformerBlock", "WindowAttention",
+           "derived_buffers", "hardware", "state_shapes"]

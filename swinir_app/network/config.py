@@ -112,8 +112,9 @@ class SwinIRConfig:
         if self.patch_size != 1:
             raise ValueError(f"patch_size must be 1, as in every published SwinIR, got {self.patch_size}")
         if self.img_size * self.window_size > _MAX_IMG_X_WINDOW:
+            mb = 4 * (self.img_size * self.window_size) ** 2 / 2 ** 20
             raise ValueError(f"img_size {self.img_size} x window_size {self.window_size} exceeds {_MAX_IMG_X_WINDOW}: "
-                             f"its shift masks would take {4 * (self.img_size * self.window_size) ** 2 / 2 ** 20:.0f} MB")
+                             f"its shift masks would take {mb:.0f} MB")
         body = sum(self.depths) * self.embed_dim ** 2 * (4 + 2 * self.mlp_ratio)  # ~ transformer parameters
         if body > _MAX_BODY_PARAMS:
             raise ValueError(f"a network of {body / 1e6:.0f}M transformer parameters (depths {list(self.depths)}, "

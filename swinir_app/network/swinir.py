@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import DropPath, Mlp, relative_position_index, masked_windows, pad_to_multiple, reorder_index, shift_mask, to_image, to_tokens
+from .layers import (DropPath, Mlp, masked_windows, pad_to_multiple, relative_position_index, reorder_index, shift_mask,
+                     to_image, to_tokens)
 
 
 def derived_buffers(config: SwinIRConfig) -> dict:
@@ -243,7 +244,8 @@ class SwinIR(nn.Module):
         elif kwargs:
             config = config.replace(**kwargs)
         self.config = c = config
-        self.upscale, self.upsampler, self.window_size, self.img_range = c.upscale, c.upsampler, c.window_size, c.img_range
+        self.upscale, self.upsampler = c.upscale, c.upsampler
+        self.window_size, self.img_range = c.window_size, c.img_range
         mean = (0.4488, 0.4371, 0.4040) if c.in_chans == 3 else (0.0,) * c.in_chans
         self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
 

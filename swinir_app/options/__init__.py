@@ -7,11 +7,11 @@ path rule (relative to the current directory, as in BasicSR) and ``--force_yml``
 from .reading import (OptionsError, apply_debug, apply_override, load_options, parse_options, parse_yaml,
                       random_seed, read_text)
 from .schema import (AMP_DTYPES, DATASET_TYPES, LOSSES, METRIC_TYPES, MODEL_TYPES, OPTIMIZERS, SCHEDULERS,
-                     SKIMAGE_SCHEME, TASKS, DatasetOptions, IOBackendOptions, LoggerOptions, MetricOptions, NetworkOptions,
-                     Options,
-                     PathOptions, TrainOptions, TypedOptions, ValOptions)
+                     SKIMAGE_SCHEME, TASKS, DatasetOptions, IOBackendOptions, LoggerOptions, MetricOptions,
+                     NetworkOptions, Options, PathOptions, TrainOptions, TypedOptions, ValOptions)
 
 __all__ = ["AMP_DTYPES", "DATASET_TYPES", "DatasetOptions", "IOBackendOptions", "LOSSES", "LoggerOptions",
-           "METRIC_TYPES", "MODEL_TYPES", "MetricOptions", "NetworkOptions", "OPTIMIZERS", "Options", "OptionsError", "PathOptions",
+           "METRIC_TYPES", "MODEL_TYPES", "MetricOptions", "NetworkOptions", "OPTIMIZERS", "Options", "OptionsError",
+           "PathOptions",
            "SCHEDULERS", "SKIMAGE_SCHEME", "TASKS", "TrainOptions", "TypedOptions", "ValOptions", "apply_debug",
            "apply_override", "load_options", "parse_options", "parse_yaml", "random_seed", "read_text"]

@@ -204,7 +204,8 @@ class TrainOptions(Section):
             args = {}
             for name, value in typed.args.items():
                 if name not in spec:
-                    raise PydanticCustomError("unknown", "unknown", {"where": f"{key}.{name}", "known": [*spec, "type"]})
+                    raise PydanticCustomError("unknown", "unknown",
+                                              {"where": f"{key}.{name}", "known": [*spec, "type"]})
                 args[name] = _coerce(value, spec[name], f"{key}.{name}")
             updates[key] = TypedOptions(type=typed.type, **args)
         for key, value in updates.items():

@@ -20,40 +20,48 @@ __all__ = ["EMA", "lr_schedule", "make_loss"]
 def lr_schedule(opts: TrainOptions) -> Callable[[int], float]:
     """The learning rate of iteration ``it`` (1-based), as BasicSR's schedulers and warmup give it.
 
-    BasicSR steps its scheduler before each iteration, so iteration ``it`` runs at the scheduler's
-    epoch ``it``; during warmup (it < warmup_iter) the rate is base * it / warmup_iter.
+    BasicSR steps its schedulers at the start of every iteration but the first, so iteration ``it``
+    runs at scheduler epoch ``it - 1``; during warmup (it < warmup_iter) it sets base * it /
+    warmup_iter instead. Its MultiStepRestartLR is chained (each milestone multiplies the rate in
+    place), so after a warmup the rate goes on from the last warmup value, base * (w - 1) / w, until a
+    restart resets it: reproduced here in closed form, and tested against basicsr's own classes.
     """
     base = float(opts.optim_g.args["lr"])
+    warmup = opts.warmup_iter if opts.warmup_iter > 1 else 0
     s = opts.scheduler
     if s is None:
-        scheduled = lambda it: base  # noqa: E731
+        scheduled = lambda epoch: base  # noqa: E731
     elif s.type in ("MultiStepLR", "MultiStepRestartLR"):
         milestones = sorted(s.args.get("milestones", ()))
         gamma = s.args.get("gamma", 0.1)
-        restarts, weights = s.args.get("restarts", (0,)), s.args.get("restart_weights", (1.0,))
-        restarts, weights = zip(*sorted(zip(restarts, weights)))
+        weight_at = dict(zip(s.args.get("restarts", (0,)), s.args.get("restart_weights", (1.0,))))
+        # The first epoch whose step acts on a rate that is kept (warmup overwrites the ones before).
+        first = max(warmup - 1, 1)
+        start_lr = base * (warmup - 1) / warmup if warmup else base
 
-        def scheduled(it: int) -> float:
-            # The last restart at or before it resets the rate (x its weight); later milestones decay it.
-            r = bisect_right(restarts, it) - 1
-            start, weight = (restarts[r], weights[r]) if r >= 0 else (0, 1.0)
-            count = bisect_right(milestones, it) - bisect_right(milestones, start)
-            return base * weight * gamma ** count
-    else:  # CosineAnnealingRestartLR
+        def scheduled(epoch: int) -> float:
+            restarts = [r for r in weight_at if first <= r <= epoch]
+            if restarts:  # a restart sets initial_lr * weight; later milestones decay it
+                r = max(restarts)
+                rate, lo = base * weight_at[r], r + 1
+            else:
+                rate, lo = start_lr, first
+            count = bisect_right(milestones, epoch) - bisect_left(milestones, lo)
+            return rate * gamma ** max(count, 0)
+    else:  # CosineAnnealingRestartLR: closed form in BasicSR too
         periods = s.args["periods"]
         weights = s.args.get("restart_weights", (1.0,) * len(periods))
         eta_min = s.args.get("eta_min", 0.0)
         cumulative = np.cumsum(periods).tolist()
 
-        def scheduled(it: int) -> float:
-            idx = min(bisect_left(cumulative, it), len(periods) - 1)
+        def scheduled(epoch: int) -> float:
+            idx = min(bisect_left(cumulative, epoch), len(periods) - 1)
             restart = 0 if idx == 0 else cumulative[idx - 1]
             return eta_min + weights[idx] * 0.5 * (base - eta_min) * (
-                1 + math.cos(math.pi * (it - restart) / periods[idx]))
-    warmup = opts.warmup_iter
+                1 + math.cos(math.pi * (epoch - restart) / periods[idx]))
 
     def lr(it: int) -> float:
-        return base * it / warmup if it < warmup else scheduled(it)
+        return base * it / warmup if it < warmup else scheduled(it - 1)
     return lr
 
 

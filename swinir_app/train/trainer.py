@@ -103,7 +103,8 @@ class Trainer:
         if dist.main:
             import yaml
 
-            log.info("options (%s):\n%s", opts.source, yaml.safe_dump(opts.to_dict(), sort_keys=False, default_flow_style=None).rstrip())
+            dump = yaml.safe_dump(opts.to_dict(), sort_keys=False, default_flow_style=None).rstrip()
+            log.info("options (%s):\n%s", opts.source, dump)
         log.info(checked)
         self.seed = self._seed(resume)
         self._make_loader(resume)

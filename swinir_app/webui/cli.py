@@ -118,21 +118,15 @@ def main(argv: Optional[List[str]] = None) -> int:
         # the --max-temp-size quota. A cache the operator chose may be shared, and is neither.
         app.gradio_cache = app.workdir / "gradio"
         os.environ["GRADIO_TEMP_DIR"] = str(app.gradio_cache)
-    import gradio as gr  # the page: imported only when the server starts
+    from starlette.middleware import Middleware
 
-    from .page import CSS, THEME_FONTS, build
+    from .page import serve  # gradio: imported only when the server starts
 
-    demo = build(app)
-    demo.queue(default_concurrency_limit=1)
-    theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
     # docker stop and systemd send SIGTERM: shut down as on Ctrl-C, so the temp folders are removed.
     signal.signal(signal.SIGTERM, _interrupt)
     inline_limit = sizes["max_file_size"] * 4 // 3 + (1 << 20)  # an image as base64 in JSON, and the rest
-    from starlette.middleware import Middleware
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share,
-                max_file_size=sizes["max_file_size"], show_error=True, ssr_mode=False, theme=theme, css=CSS,
-                footer_links=["api"], inbrowser=False,
-                app_kwargs={"middleware": [Middleware(BodyLimit, limit=inline_limit)]})
+    serve(app, host=args.host, port=args.port, share=args.share,
+          middleware=[Middleware(BodyLimit, limit=inline_limit)])
     return 0
 
 

@@ -11,7 +11,7 @@ import base64
 import logging
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import gradio as gr
 
@@ -136,7 +136,7 @@ class Page:
             except WebError as e:
                 log.info("failed: %s", e)
                 return (None,) * (outputs - 1) + (status(str(e), failed=True),)
-            except Exception as e:  # noqa: BLE001 - a bug shows as one line; the traceback goes to the log
+            except Exception as e:
                 log.exception("page request failed")
                 return (None,) * (outputs - 1) + (status(f"{type(e).__name__}: {_one_line(e)}", failed=True),)
         return await self.app.run_cancellable(guarded, request)
@@ -316,3 +316,13 @@ class Page:
 def build(app: WebApp) -> gr.Blocks:
     """The page, and the API, for ``app``."""
     return Page(app).build()
+
+
+def serve(app: WebApp, *, host: str, port: int, share: bool = False, middleware: Sequence = ()) -> None:
+    """Build the page for ``app`` and serve it until Ctrl-C (or SIGTERM turned into it) stops it."""
+    demo = build(app)
+    demo.queue(default_concurrency_limit=1)
+    theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
+    demo.launch(server_name=host, server_port=port, share=share, max_file_size=app.config.max_file_size,
+                show_error=True, ssr_mode=False, theme=theme, css=CSS, footer_links=["api"], inbrowser=False,
+                app_kwargs={"middleware": list(middleware)})

@@ -540,9 +540,10 @@ class WebApp:
         final = s.outscale if task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 else None
         pixels = h * w * max(scale, final or 0) ** 2
         if pixels > self.config.max_output_pixels:
-            raise WebError(f"{name}: the output would be {round(w * (final or scale)):,}x{round(h * (final or scale)):,}"
-                           f" = {pixels:,.0f} pixels, over the limit of {self.config.max_output_pixels:,}; choose a "
-                           f"smaller output scale or image")
+            f = final or scale
+            raise WebError(f"{name}: the output would be {round(w * f):,}x{round(h * f):,} = {pixels:,.0f} pixels, "
+                           f"over the limit of {self.config.max_output_pixels:,}; choose a smaller output scale or "
+                           f"image")
         note = self._tile_if_too_big(restorer, h, w)
         if restorer.tile_count(h, w) > MAX_PASSES:
             raise WebError(f"{name}: {restorer.tile_count(h, w):,} tiles is over the limit of {MAX_PASSES:,}; choose a "
@@ -559,7 +560,7 @@ class WebApp:
             out = restorer.restore(a, callback=progress)
         except (Cancelled, WebError):
             raise
-        except Exception as e:  # noqa: BLE001 - one line in the page, the traceback in the log
+        except Exception as e:
             if is_oom(e):
                 raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
             log.exception("restoring %s failed", name)
@@ -719,7 +720,7 @@ class WebApp:
                     except WebError as e:
                         errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
                         continue
-                    except Exception as e:  # noqa: BLE001 - one file's trouble is not the batch's
+                    except Exception as e:
                         log.exception("batch: %s failed", name)
                         errors.append(f"{name}: {type(e).__name__}: {_one_line(e)}")
                         continue

@@ -1,0 +1,118 @@
+"""The package's layout, checked from its source: dependencies point one way, front ends are leaves,
+only the web page imports gradio. Imports are read with ``ast``, the deferred ones included."""
+import ast
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+
+PACKAGE = REPO / "swinir_app"
+
+# Lower layers never import higher ones. A module's layer is that of its longest matching prefix.
+LAYERS = {
+    "swinir_app.network": 0,
+    "swinir_app.checkpoint": 1, "swinir_app.images": 1, "swinir_app.distributed": 1, "swinir_app._basicsr": 1,
+    "swinir_app.options": 1,
+    "swinir_app.zoo": 2,
+    "swinir_app.engine": 3,
+    "swinir_app.protocol": 4,
+    "swinir_app.train": 5, "swinir_app.cli": 5,
+    "swinir_app.upscale": 6, "swinir_app.evaluate": 6, "swinir_app.convert": 6, "swinir_app.models": 6,
+    "swinir_app.benchmark": 6, "swinir_app.train.cli": 6, "swinir_app.train.__main__": 6, "swinir_app.cli.main": 6,
+    "swinir_app.webui": 6,
+}
+FRONT_ENDS = ("swinir_app.upscale", "swinir_app.evaluate", "swinir_app.convert", "swinir_app.models",
+              "swinir_app.benchmark", "swinir_app.train.cli", "swinir_app.train.__main__", "swinir_app.cli.main",
+              "swinir_app.webui")
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(REPO).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imports(path: Path):
+    """Every module ``path`` imports (absolute names), wherever the import statement is."""
+    name = module_name(path)
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package.split(".")
+            if node.level:
+                base = base[:len(base) - node.level + 1]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            if node.module:
+                found.add(target)
+            found.update(f"{target}.{alias.name}" for alias in node.names)  # "from . import distributed"
+    return {m for m in found if m}
+
+
+def layer(module: str):
+    best = max((p for p in LAYERS if module == p or module.startswith(p + ".")), key=len, default=None)
+    return LAYERS[best] if best else None
+
+
+def is_front_end(module: str) -> bool:
+    return any(module == f or module.startswith(f + ".") for f in FRONT_ENDS)
+
+
+MODULES = {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+EDGES = {m: {i for i in imports(p) if i.split(".")[0] in ("swinir_app", "gradio")} for m, p in MODULES.items()}
+
+
+def known(target: str) -> bool:
+    return target in MODULES or target.split(".")[0] == "gradio"
+
+
+def test_every_module_has_a_layer():
+    assert [m for m in MODULES if layer(m) is None and m != "swinir_app"] == []
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_point_down(module):
+    mine = layer(module)
+    if mine is None:  # the package's own __init__: re-exports, lazily
+        return
+    for target in EDGES[module]:
+        if not known(target) or target.startswith("gradio"):
+            continue
+        theirs = layer(target)
+        assert theirs is not None and theirs <= mine, f"{module} (layer {mine}) imports {target} (layer {theirs})"
+
+
+def test_the_network_imports_nothing_else_of_the_package():
+    for module, targets in EDGES.items():
+        if module.startswith("swinir_app.network"):
+            outside = [t for t in targets if known(t) and t.startswith("swinir_app")
+                       and not t.startswith("swinir_app.network")]
+            assert outside == [], module
+
+
+def test_nothing_imports_a_front_end():
+    for module, targets in EDGES.items():
+        for target in targets:
+            if not (known(target) and is_front_end(target)):
+                continue
+            same_front_end = any(module.startswith(f) and target.startswith(f) for f in FRONT_ENDS)
+            its_main = module.endswith(".__main__") and target.rsplit(".", 1)[0] == module.rsplit(".", 1)[0]
+            assert same_front_end or its_main, f"{module} imports the front end {target}"
+
+
+def test_only_the_web_page_imports_gradio():
+    users = sorted(m for m, targets in EDGES.items() if any(t.split(".")[0] == "gradio" for t in targets))
+    assert users == ["swinir_app.webui.page"]
+
+
+def test_the_swinir_app_command_lists_every_front_end(capsys):
+    from swinir_app.cli.main import COMMANDS, main
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    assert all(f"  {name}" in out for name in COMMANDS)
+    assert set(COMMANDS) == {"upscale", "evaluate", "train", "convert", "models", "benchmark", "web"}
+    assert main(["modles"]) == 2 and "did you mean models" in capsys.readouterr().err
