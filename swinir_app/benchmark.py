@@ -18,6 +18,7 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
+from .engine import DTYPES, autocast
 from .network import PRESETS, SwinIR, SwinIRConfig, hardware
 
 @dataclass
@@ -119,12 +120,6 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return counter.get_total_flops()
-
-
-def autocast(device: torch.device, precision: str):
-    if precision == "fp32":
-        return torch.autocast(device.type, enabled=False)
-    return torch.autocast(device.type, dtype={"bf16": torch.bfloat16, "fp16": torch.float16}[precision])
 
 
 def spandrel_swinir(config: SwinIRConfig) -> Optional[torch.nn.Module]:
@@ -304,7 +299,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     report.matmul_gflops["fp32"] = matmul_gflops(device, torch.float32)
     for pr in ("bf16", "fp16"):
         if pr in precisions and why_not[pr] is None:
-            report.matmul_gflops[pr] = matmul_gflops(device, {"bf16": torch.bfloat16, "fp16": torch.float16}[pr])
+            report.matmul_gflops[pr] = matmul_gflops(device, DTYPES[pr])
     for size in args.size:
         for precision in precisions:
             case = f"{precision} {size}x{size} x{config.upscale}"

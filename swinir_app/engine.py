@@ -19,7 +19,7 @@ from .network import SwinIR, SwinIRConfig, hardware
 DEFAULT_MODEL = "bundled-x4"  # what the CLI and the web app run unless told otherwise: bundled, offline
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
-_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision name -> dtype
 TileCallback = Callable[[int, int], None]
 
 
@@ -243,7 +243,18 @@ class Restorer:
 
     @torch.inference_mode()
     def restore_tensor(self, x: Tensor, callback: Optional[TileCallback] = None) -> Tensor:
-        """(B, C, H, W) float in [0, 1] with C = the model's in_chans -> float32 CPU output, unclamped."""
+        """Restore a batch of images, tiled and at the chosen precision.
+
+        Args:
+            x: (B, C, H, W) float in [0, 1], C = the model's ``in_chans``; any device (moved as needed).
+            callback: called as ``callback(done, total)`` after each tile (raise to stop the work).
+
+        Returns:
+            (B, out_chans, H * scale, W * scale) float32 on the CPU, not clamped.
+
+        Raises:
+            ValueError: ``x`` is not (B, in_chans, H, W).
+        """
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
         x = x.float().cpu()
@@ -352,7 +363,7 @@ class Restorer:
         xd = x.to(self.device, non_blocking=True)
         if self.precision == "fp32":
             return self.model(xd).float().cpu()
-        with torch.autocast(self.device.type, dtype=_DTYPES[self.precision]):
+        with autocast(self.device, self.precision):
             y = self.model(xd)
         if not torch.isfinite(y).all():
             warnings.warn(f"{self.precision} produced NaN/Inf in a tile; redoing it in fp32", RuntimeWarning,
@@ -363,7 +374,18 @@ class Restorer:
     # ---- arrays ----------------------------------------------------------------------------
 
     def restore(self, image: np.ndarray, callback: Optional[TileCallback] = None) -> np.ndarray:
-        """HxW or HxWxC (C = 1-4) uint8 / uint16 / float [0, 1] -> the same kind, scale x larger.
+        """Restore one image array and return it in the same kind: dtype, channels, layout.
+
+        Args:
+            image: HxW or HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA), uint8 (0-255), uint16
+                (0-65535) or float (0-1).
+            callback: as for :meth:`restore_tensor`.
+
+        Returns:
+            (H * scale, W * scale[, C]) in ``image``'s dtype, clipped to its range.
+
+        Raises:
+            ValueError: another shape or channel count; TypeError: another dtype.
 
         Color in a gray model: the luma is restored and the chroma upscaled with bicubic.
         Gray in a color model: the gray is replicated and the result averaged back.
@@ -414,6 +436,14 @@ class Restorer:
             return a
         r = cv2.resize(a, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_CUBIC)
         return np.clip(r, 0.0, 1.0).reshape(size_hw + a.shape[2:])
+
+
+def autocast(device: Union[str, torch.device], precision: str):
+    """The autocast context of a precision name on ``device``: off for fp32, else that dtype."""
+    device_type = torch.device(device).type
+    if precision == "fp32":
+        return torch.autocast(device_type, enabled=False)
+    return torch.autocast(device_type, dtype=DTYPES[precision])
 
 
 def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:

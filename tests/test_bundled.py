@@ -1,6 +1,7 @@
 """The bundled models: they ship, load offline, beat the classic baselines, and the README's main command works."""
 import os
 import re
+from pathlib import Path
 import subprocess
 import sys
 
@@ -43,9 +44,10 @@ def test_bundled_x4_beats_bicubic_on_a_held_back_photo():
 def test_readme_main_command_runs_offline(tmp_path):
     readme = (REPO / "README.md").read_text()
     first = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1)
-    command = first[first.index("python -m swinir_app.upscale"):]  # after the venv set-up
+    command = first[first.index("swinir-app upscale"):]  # after the venv set-up
+    command = command.replace("swinir-app", str(Path(sys.executable).parent / "swinir-app"), 1)  # this venv's
     env = dict(os.environ, no_proxy="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
-    r = subprocess.run(command.replace("python ", f"{sys.executable} ", 2), shell=True, cwd=tmp_path, env=env,
+    r = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     out = read_image(tmp_path / "results" / "chelsea.png").array

@@ -150,6 +150,10 @@ class SwinIRConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "SwinIRConfig":
+        """A config from the official keyword arguments (a BasicSR ``network_g`` without ``type``).
+
+        Raises TypeError naming unknown keys, and ValueError (one line) for a bad or out-of-bounds value.
+        """
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = set(d) - names
         if unknown:
@@ -158,6 +162,10 @@ class SwinIRConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> "SwinIRConfig":
+        """One of :data:`PRESETS` ('classical-x4', 'lightweight-x2', 'color-dn', ...), with ``overrides``.
+
+        Raises KeyError for an unknown name (listing the known ones).
+        """
         if name not in PRESETS:
             raise KeyError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
         return cls.from_dict({**PRESETS[name], **overrides})

@@ -30,13 +30,6 @@ def window_partition(x: Tensor, window_size: int) -> Tensor:
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, window_size * window_size, C)
 
 
-def window_reverse(windows: Tensor, window_size: int, H: int, W: int) -> Tensor:
-    """Inverse of :func:`window_partition`: (B * num_windows, window_size**2, C) -> (B, H, W, C)."""
-    C = windows.shape[-1]
-    x = windows.view(-1, H // window_size, W // window_size, window_size, window_size, C)
-    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, H, W, C)
-
-
 def relative_position_index(window_size: int) -> Tensor:
     """(N, N) index into the (2*ws-1)**2 bias table for every pair of positions in a window."""
     coords = torch.stack(torch.meshgrid(torch.arange(window_size), torch.arange(window_size), indexing="ij"))

@@ -316,6 +316,17 @@ class SwinIR(nn.Module):
         return to_image(self.norm(x), x_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Restore a batch of images.
+
+        Args:
+            x: (B, in_chans, H, W) float, values in [0, 1] (the model's mean and ``img_range`` are applied
+                here); any H, W >= 1: reflect-padded to a window multiple and cropped back.
+
+        Returns:
+            (B, out_chans, H * upscale, W * upscale) float32, nominally in [0, 1] but not clamped, in the
+            default (contiguous) layout. Under ``torch.autocast`` only the transformer body runs in half
+            precision; the output is float32 either way.
+        """
         H, W = x.shape[2:]
         x = pad_to_multiple(x.float(), self.window_size)
         # channels_last throughout: tokens and feature maps share one memory layout (see to_image),

@@ -195,12 +195,23 @@ class LPIPS:
 def compute_metrics(output: np.ndarray, gt: np.ndarray, *, crop_border: int,
                     metrics: Sequence[str] = ("psnr", "ssim"), y_channel: bool = True,
                     lpips: Optional[LPIPS] = None) -> Dict[str, float]:
-    """Score a uint8 RGB/gray ``output`` against ``gt`` of the same shape.
+    """Score ``output`` against ``gt``, the paper's way.
 
-    Returns ``{"psnr_y", "ssim_y", "psnr", "ssim", "psnrb_y", "psnrb", "lpips"}``, restricted to the
-    requested ``metrics``; the ``_y`` variants (BT.601 Y, 16-235) come in addition to the RGB ones for
-    color images when ``y_channel``; gray images have only the plain keys. ``crop_border`` pixels are
-    dropped at every border for every metric. ``lpips`` is a loaded ``LPIPS`` (load it once per run).
+    Args:
+        output, gt: uint8 numpy arrays of one shape, HxWx3 RGB or HxW / HxWx1 gray (round float results
+            with :func:`to_uint8` first, as the paper does).
+        crop_border: pixels dropped at every border for every metric (the scale for SR, 0 otherwise).
+        metrics: any of ``METRICS`` (psnr, ssim, psnrb, lpips).
+        y_channel: also score BT.601 Y (16-235) of color images, as the ``_y`` keys.
+        lpips: a loaded :class:`LPIPS`, when "lpips" is asked for (load it once per run).
+
+    Returns:
+        ``{"psnr_y", "ssim_y", "psnr", "ssim", "psnrb_y", "psnrb", "lpips"}`` restricted to ``metrics``;
+        PSNR in dB (inf for identical images), SSIM in [0, 1], LPIPS >= 0 (lower is closer).
+
+    Raises:
+        TypeError: not uint8 numpy arrays. ValueError: shapes differ, an unknown metric, or a border that
+        leaves nothing.
     """
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import ModelLoadError, check_finite, check_state, read_file, unwrap
-from ..engine import SettingError, resolve_precision
+from ..engine import SettingError, autocast, resolve_precision
 from ..images import atomic_write, remove_stale_parts, write_image
 from ..protocol.metrics import compute_metrics
 from ..protocol.runner import run_official
@@ -42,7 +42,6 @@ from ..distributed import Dist
 from ..options import Options, OptionsError, random_seed
 
 log = logging.getLogger("swinir_app.train")
-_AMP = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def format_eta(seconds: float) -> str:
@@ -352,7 +351,7 @@ class Trainer:
         log.info("training %d iterations from %d: %d process(es) on %s, batch %d per process, %d images, "
                  "%d iterations per epoch, seed %d%s", total - it, it, d.world_size, self.device, bs,
                  len(self.train_set), per_epoch, self.seed, f", AMP {t.amp}" if t.amp else "")
-        amp = torch.autocast(self.device.type, dtype=_AMP[t.amp]) if t.amp else None
+        amp = autocast(self.device, t.amp) if t.amp else None
         batches = iter(self.loader)
         loss_sum, loss_n, skipped = torch.zeros((), device=self.device), 0, 0
         window_start, window_it = time.perf_counter(), it

@@ -28,7 +28,7 @@ import numpy as np
 from ..checkpoint import ModelLoadError
 from ..engine import (DEFAULT_MODEL, PRECISIONS, Restorer, SettingError, available_memory, is_oom, parse_tile as
                       _parse_tile, resize_lanczos, resolve_device, resolve_precision)
-from ..images import ImageReadError, LoadedImage, encode_image, read_image
+from ..images import ImageReadError, LoadedImage, atomic_file, encode_image, read_image
 from ..network import SwinIRConfig
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
 from ..zoo import ZOO, ZooEntry, bundled_entries, find_entry, is_cached, load_model, param_count, weights_home
@@ -701,12 +701,12 @@ class WebApp:
         errors: List[str] = []
         opened: List[zipfile.ZipFile] = []
         done, start, used, written = 0, time.perf_counter(), set(), 0
-        folder = self.new_result_folder(0)
-        final, part = folder / "swinir_results.zip", folder / ".swinir_results.zip.part"
+        final = self.new_result_folder(0) / "swinir_results.zip"
+        skipped: List[str] = []
         try:
-            skipped: List[str] = []
             items = list(self.batch_items(paths, errors, opened, skipped))  # listings only: pixels read one by one
-            with zipfile.ZipFile(part, "w", compression=zipfile.ZIP_STORED) as out, self.device_lock:
+            with atomic_file(final) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as out, \
+                    self.device_lock:
                 restorer = self.restorer(s)
                 for i, (name, source) in enumerate(items):
                     if report:
@@ -732,11 +732,9 @@ class WebApp:
                     done += 1
                 if errors or skipped:
                     out.writestr("errors.txt", "\n".join(errors + skipped) + "\n")
-            os.replace(part, final)
         finally:
             for zf in opened:
                 zf.close()
-            part.unlink(missing_ok=True)
         return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec), skipped)
 
 
