@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import warnings
+from dataclasses import dataclass
 from typing import Callable, List, Optional, Tuple, Union
 
 import cv2
@@ -198,6 +199,16 @@ def blend_ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> Tenso
 _TRANSFORMS = [(k, flip) for flip in (False, True) for k in range(4)]  # the 8 dihedral transforms
 
 
+@dataclass(frozen=True)
+class Tiling:
+    """See :meth:`Restorer.tiling`."""
+
+    tile: Optional[int]  # None: the whole image at once
+    overlap: int
+    count: int  # model passes
+    work: float  # pixels computed / pixels of the image (1 without tiles)
+
+
 class Restorer:
     """Run a SwinIR model on images of any size, depth and channel layout.
 
@@ -281,14 +292,20 @@ class Restorer:
         tile = max(self.window, math.ceil(tile / self.window) * self.window)  # whole windows per tile
         return None if tile >= max(H, W) else tile
 
-    def tile_count(self, H: int, W: int) -> int:
-        """How many forward passes an H x W image takes with these settings (self-ensemble included)."""
+    def tiling(self, H: int, W: int) -> "Tiling":
+        """How an H x W image is cut with these settings: tile side and overlap in input pixels (the
+        overlap is at most half a tile), model passes (self-ensemble included), and the pixels the
+        passes compute over the pixels of the image."""
         tile = self._tile_size(H, W)
-        n = 1
-        if tile is not None:
+        if tile is None:
+            passes, work, overlap = 1, 1.0, 0
+        else:
             overlap = min(self.tile_overlap, tile // 2)
-            n = len(tile_starts(H, min(tile, H), overlap)) * len(tile_starts(W, min(tile, W), overlap))
-        return n * (len(_TRANSFORMS) if self.self_ensemble else 1)
+            th, tw = min(tile, H), min(tile, W)
+            passes = len(tile_starts(H, th, overlap)) * len(tile_starts(W, tw, overlap))
+            work = passes * th * tw / (H * W)
+        n = len(_TRANSFORMS) if self.self_ensemble else 1
+        return Tiling(tile, overlap, passes * n, work)
 
     def bytes_per_pixel(self) -> int:
         """Rough peak activation memory per input pixel, for choosing tile sizes."""
@@ -327,7 +344,7 @@ class Restorer:
         B, C, H, W = x.shape
         s = self.scale
         th, tw = min(tile, H), min(tile, W)
-        overlap = min(self.tile_overlap, tile // 2)
+        overlap = self.tiling(H, W).overlap
         ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
         out = torch.zeros(B, self.config.out_chans, H * s, W * s)
         # Weights are separable and the grid is a product, so the normaliser is too.

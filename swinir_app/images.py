@@ -6,12 +6,14 @@ the process: front ends that raise Pillow's decompression-bomb limit call :func:
 """
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
 import secrets
 import stat
 import time
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +82,8 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
     try:
         img = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
+        if data[:4] in (b"II*\0", b"MM\0*"):  # a TIFF layout Pillow lacks, such as 16-bit gray+alpha
+            return _read_tiff(data, name, max_pixels)
         raise ImageReadError(name, "not an image (unrecognised format)") from None
     except Image.DecompressionBombError as e:
         raise ImageReadError(name, f"too many pixels ({e})") from None
@@ -92,17 +96,74 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
     fmt = img.format
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-        array = _decode_16bit(data) if _is_deep_color(img, data) else None
+        array = _decode_16bit(data, img) if _is_deep_color(img, data) else None
         if array is not None:
             array = _apply_orientation(array, orientation)
         else:
             img = ImageOps.exif_transpose(img)
+            if img.mode == "CMYK" and icc and icc_color_space(icc) == "CMYK":
+                img, icc = _cmyk_to_srgb(img, icc), srgb_profile()
             array = _pil_to_array(img, name)
     except ImageReadError:
         raise
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(name, f"truncated or corrupt ({e})") from None
+    if icc and not _icc_fits(icc, array):
+        icc = None  # a profile of another color space (a CMYK profile on converted pixels) cannot describe them
     return LoadedImage(array=array, icc_profile=icc, format=fmt)
+
+
+def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage:
+    """The first page of a TIFF through tifffile: 8/16-bit gray, gray+alpha, RGB or RGBA."""
+    import tifffile
+    try:
+        with tifffile.TiffFile(io.BytesIO(data)) as tif:
+            page = tif.pages[0]
+            h, w = page.imagelength, page.imagewidth
+            if max_pixels is not None and w * h > max_pixels:
+                raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
+                                           f"(--max-pixels)")
+            channels = page.samplesperpixel
+            if page.dtype not in (np.uint8, np.uint16) or channels > 4 or page.planarconfig != 1:
+                raise ImageReadError(name, f"unsupported TIFF ({page.dtype}, {channels} samples per pixel)")
+            array = page.asarray().reshape(h, w, channels)
+            icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
+            orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
+    except ImageReadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on garbage
+        raise ImageReadError(name, f"truncated or corrupt TIFF ({e})") from None
+    array = _apply_orientation(array[:, :, 0] if channels == 1 else array, int(orientation))
+    icc = bytes(icc) if icc and _icc_fits(bytes(icc), array) else None
+    return LoadedImage(array=np.ascontiguousarray(array), icc_profile=icc, format="TIFF")
+
+
+def icc_color_space(icc: bytes) -> str:
+    """The data color space an ICC profile describes ('RGB', 'GRAY', 'CMYK', ...; '' if unreadable)."""
+    return icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else ""
+
+
+def _icc_fits(icc: bytes, array: np.ndarray) -> bool:
+    channels = 1 if array.ndim == 2 else array.shape[2]
+    return icc_color_space(icc) == ("GRAY" if channels in (1, 2) else "RGB")
+
+
+@functools.lru_cache(maxsize=1)
+def srgb_profile() -> bytes:
+    """The bytes of an sRGB ICC profile (LittleCMS's built-in one)."""
+    from PIL import ImageCms
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _cmyk_to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
+    """CMYK pixels through their own ICC profile to sRGB (LittleCMS), with the rendering intent the
+    profile declares, not Pillow's naive formula."""
+    from PIL import ImageCms
+    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+    declared = int.from_bytes(icc[64:68], "big") if len(icc) >= 68 else 0
+    intent = ImageCms.Intent(declared if declared in (0, 1, 2, 3) else 0)  # the profile's own, as viewers use
+    return ImageCms.profileToProfile(img, source, srgb, outputMode="RGB", renderingIntent=intent)
 
 
 def _read_regular_file(path: Path, name: str, max_bytes: Optional[int]) -> bytes:
@@ -130,7 +191,7 @@ def _read_regular_file(path: Path, name: str, max_bytes: Optional[int]) -> bytes
 
 
 def _is_deep_color(img: Image.Image, data: bytes) -> bool:
-    # Pillow has no 16-bit RGB mode and silently reduces such PNG/TIFF files to 8 bits.
+    # Pillow has no 16-bit RGB (or gray+alpha) mode and silently reduces such PNG/TIFF files to 8 bits.
     if img.mode not in ("RGB", "RGBA"):
         return False
     if img.format == "PNG":
@@ -141,12 +202,20 @@ def _is_deep_color(img: Image.Image, data: bytes) -> bool:
     return False
 
 
-def _decode_16bit(data: bytes) -> Optional[np.ndarray]:
+def _decode_16bit(data: bytes, img: Image.Image) -> Optional[np.ndarray]:
+    """16-bit pixels, exactly, in their own layout: gray+alpha stays gray+alpha, tRNS becomes alpha."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16:
         return None
+    png_type = data[25] if img.format == "PNG" and len(data) > 25 else None
+    if png_type == 4 and arr.ndim == 3 and arr.shape[2] == 4:  # gray + alpha, which OpenCV expands to BGRA
+        return np.ascontiguousarray(arr[:, :, [0, 3]])
     if arr.ndim == 3:
         arr = cv2.cvtColor(arr, cv2.COLOR_BGRA2RGBA if arr.shape[2] == 4 else cv2.COLOR_BGR2RGB)
+    key = img.info.get("transparency")
+    if png_type == 2 and isinstance(key, tuple) and arr.ndim == 3 and arr.shape[2] == 3:  # RGB + tRNS colour
+        alpha = np.where((arr == np.array(key, np.uint16)).all(axis=2), 0, 65535).astype(np.uint16)
+        arr = np.dstack([arr, alpha])
     return arr
 
 
@@ -160,8 +229,12 @@ def _apply_orientation(a: np.ndarray, orientation: int) -> np.ndarray:
 
 def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
     mode = img.mode
+    key = img.info.get("transparency")
     if mode in ("I;16", "I;16B", "I;16L", "I;16N"):
-        return np.asarray(img, dtype=np.uint16).copy()
+        gray = np.asarray(img, dtype=np.uint16).copy()
+        if isinstance(key, int):  # 16-bit gray + tRNS value: gray + alpha
+            return np.dstack([gray, np.where(gray == key, 0, 65535).astype(np.uint16)])
+        return gray
     if mode == "I":
         a = np.asarray(img)
         if a.min() < 0 or a.max() > 65535:
@@ -169,6 +242,8 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
         return a.astype(np.uint16)
     if mode == "1":
         img = img.convert("L")
+    elif mode in ("L", "RGB") and key is not None:  # a transparent gray value or colour (tRNS)
+        img = img.convert("LA" if mode == "L" else "RGBA")
     elif mode == "P":
         img = img.convert("RGBA" if "transparency" in img.info else "RGB")
     elif mode == "PA":
@@ -181,16 +256,19 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
 
 
 def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Optional[bytes] = None) -> bytes:
-    """Encode HxW / HxWxC uint8 or uint16 pixels. 16-bit is kept for PNG and TIFF."""
+    """Encode HxW / HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) uint8 or uint16 pixels for ``ext``.
+
+    16-bit is kept for PNG and TIFF, in the image's own layout, with its ICC profile; JPEG and WebP
+    get 8 bits. A profile whose color space is not the image's (a CMYK or RGB profile on gray pixels)
+    is never embedded. JPEG drops alpha (the CLI says so). Raises KeyError for an unknown extension.
+    """
     ext = ext.lower()
+    if array.ndim == 3 and array.shape[2] == 1:
+        array = array[:, :, 0]
+    if icc_profile and not _icc_fits(icc_profile, array):
+        icc_profile = None
     if array.dtype == np.uint16 and ext in (".png", ".tif", ".tiff"):
-        a = array
-        if a.ndim == 3:
-            a = cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if a.shape[2] == 4 else cv2.COLOR_RGB2BGR)
-        ok, buf = cv2.imencode(ext, a)
-        if not ok:
-            raise ValueError(f"cannot encode {ext}")
-        return buf.tobytes()
+        return _encode_16bit(array, ext, icc_profile)
     if array.dtype == np.uint16:  # JPEG/WebP are 8-bit formats
         array = np.round(array / 257.0).astype(np.uint8)
     img = Image.fromarray(array)
@@ -204,6 +282,36 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
         kwargs["compress_level"] = 3  # big outputs: speed over a few percent of size
     out = io.BytesIO()
     img.save(out, format=fmt, **kwargs)
+    return out.getvalue()
+
+
+def _encode_16bit(a: np.ndarray, ext: str, icc: Optional[bytes]) -> bytes:
+    """16-bit PNG (OpenCV; pypng for gray+alpha and for the iCCP chunk) or TIFF (tifffile, with ICC)."""
+    channels = 1 if a.ndim == 2 else a.shape[2]
+    if ext in (".tif", ".tiff"):
+        import tifffile
+        out = io.BytesIO()
+        tifffile.imwrite(out, a, photometric="minisblack" if channels <= 2 else "rgb", compression="zlib",
+                         extrasamples=("unassalpha",) if channels in (2, 4) else None, iccprofile=icc)
+        return out.getvalue()
+    import png  # pypng: PNG chunks, and 16-bit gray+alpha, which OpenCV cannot write
+    if channels == 2:
+        out = io.BytesIO()
+        png.Writer(a.shape[1], a.shape[0], greyscale=True, alpha=True, bitdepth=16).write(
+            out, a.reshape(a.shape[0], -1))
+        data = out.getvalue()
+    else:
+        bgr = a if channels == 1 else cv2.cvtColor(a, cv2.COLOR_RGBA2BGRA if channels == 4 else cv2.COLOR_RGB2BGR)
+        ok, buf = cv2.imencode(".png", bgr)
+        if not ok:
+            raise ValueError("cannot encode .png")
+        data = buf.tobytes()
+    if not icc:
+        return data
+    chunks = list(png.Reader(bytes=data).chunks())
+    iccp = b"ICC profile\0\0" + zlib.compress(icc)  # name, separator, compression method 0 (zlib)
+    out = io.BytesIO()
+    png.write_chunks(out, [chunks[0], (b"iCCP", iccp), *chunks[1:]])  # right after IHDR, before IDAT
     return out.getvalue()
 
 

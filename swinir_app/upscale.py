@@ -14,7 +14,7 @@ import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 
 from . import distributed
@@ -65,22 +65,58 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def collect_inputs(inputs: List[str], out_dir: Path, ext: str, suffix: str, recursive: bool
-                   ) -> Tuple[List[Job], List[str]]:
-    """Jobs in a stable order, and one-line errors for inputs that don't exist."""
+                   ) -> Tuple[List[Job], List[str], List[str]]:
+    """Jobs in a stable order; one-line errors (inputs that don't exist) and notes (what a folder scan
+    left out: links to nothing, and sub-folders without --recursive)."""
     jobs: List[Job] = []
     errors: List[str] = []
+    notes: List[str] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
             pattern = "**/*" if recursive else "*"
-            files = sorted(f for f in path.glob(pattern) if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS)
-            for f in files:
-                jobs.append(Job(f, _destination(f, out_dir / f.relative_to(path).parent, ext, suffix)))
+            entries = sorted(path.glob(pattern))
+            for f in entries:
+                if f.is_symlink() and not f.exists():
+                    notes.append(f"{f}: a link to nothing; skipped")
+                elif f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                    jobs.append(Job(f, _destination(f, out_dir / f.relative_to(path).parent, ext, suffix)))
+            folders = [f for f in entries if f.is_dir()] if not recursive else []
+            if folders:
+                notes.append(f"{path}: {len(folders)} sub-folder{'s' if len(folders) > 1 else ''} not searched "
+                             f"({', '.join(f.name for f in folders[:3])}{', ...' if len(folders) > 3 else ''}); "
+                             f"--recursive descends into them")
         elif path.exists() or path.is_symlink():
             jobs.append(Job(path, _destination(path, out_dir, ext, suffix)))
         else:
             errors.append(f"{item}: no such file or folder")
-    return jobs, errors
+    return jobs, errors, notes
+
+
+def collisions(jobs: List[Job], ext: str) -> List[str]:
+    """One line per output that two or more inputs would be written to, compared without case (as a
+    file system on macOS or Windows compares), naming the inputs and what keeps them apart."""
+    by_dst: Dict[str, List[Job]] = {}
+    for job in jobs:
+        by_dst.setdefault(str(job.dst).lower(), []).append(job)
+    lines = []
+    for group in by_dst.values():
+        if len(group) < 2:
+            continue
+        kinds = {j.src.suffix.lower() for j in group}
+        advice = ("--ext auto keeps their extensions" if ext != "auto" and len(kinds) == len(group)
+                  else "rename one, or write them to separate output folders")
+        lines.append(f"{' and '.join(str(j.src) for j in group)} would be written to the same file, {group[0].dst}; "
+                     f"{advice}")
+    return lines
+
+
+def _identity(path: Path) -> Optional[Tuple[int, int]]:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def _destination(src: Path, folder: Path, ext: str, suffix: str) -> Path:
@@ -90,6 +126,33 @@ def _destination(src: Path, folder: Path, ext: str, suffix: str) -> Path:
     else:
         out_ext = OUTPUT_FORMATS[ext]
     return folder / f"{src.stem}{suffix}{out_ext}"
+
+
+def tiling_notes(restorer, src: Path, args) -> List[str]:
+    """What the tile settings do to the first image: an overlap cut to half the tile, and tiles so
+    small that they compute far more pixels than the image has."""
+    import stat
+
+    from PIL import Image
+
+    if args.tile in (None, "auto"):
+        return []
+    try:
+        if not stat.S_ISREG(os.stat(src).st_mode):
+            return []
+        with Image.open(src) as img:
+            w, h = img.size
+    except Exception:  # noqa: BLE001 - the reader says what is wrong with it later
+        return []
+    plan = restorer.tiling(h, w)
+    lines = []
+    if plan.overlap < args.tile_overlap and plan.tile is not None:
+        lines.append(f"--tile-overlap {args.tile_overlap} is more than half of the {plan.tile}-pixel tiles: "
+                     f"{plan.overlap} is used")
+    if plan.work > 2:
+        lines.append(f"--tile {args.tile}: {plan.count:,} tiles compute {plan.work:.0f}x the pixels of {src.name} "
+                     f"({w}x{h}); a larger tile, or auto, is faster")
+    return lines
 
 
 def check_output_folders(jobs: List[Job], scale: float) -> Optional[str]:
@@ -161,6 +224,38 @@ def run(args) -> int:
     configure_pillow(args.max_pixels)
     d = distributed.join()
     rank, world = d.rank, d.world_size
+    main_rank = rank == 0
+
+    # Every destination is planned before any model work: collisions stop the run, inputs are never outputs.
+    out_dir = Path(args.output)
+    jobs, missing, notes = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)
+    clashes = collisions(jobs, args.ext)
+    if clashes:
+        for line in clashes[:-1] if main_rank else []:
+            print(f"error: {line}", file=sys.stderr)
+        return fail(clashes[-1], args.debug)
+    summary = Summary(failed=len(missing) if main_rank else 0)
+    for line in (missing if main_rank else []):
+        print(f"error: {line}", file=sys.stderr)
+    for line in (notes if main_rank else []):
+        print(f"note: {line}", file=sys.stderr)
+    inputs = {_identity(job.src) for job in jobs} - {None}
+    jobs = shard(jobs, rank, world)
+    todo: List[Job] = []
+    existing = 0
+    for job in jobs:
+        if job.dst.exists() and _identity(job.dst) in inputs:
+            summary.failed += 1
+            print(f"error: {job.src}: its output {job.dst} is an input (the same file); not written", file=sys.stderr)
+        elif job.dst.exists() and not args.overwrite:
+            summary.skipped += 1
+            existing += 1
+        else:
+            todo.append(job)
+    if existing and not args.skip_existing:
+        print(f"note: {existing} output{'s' if existing > 1 else ''} already exist{'s' if existing == 1 else ''} "
+              f"and {'were' if existing > 1 else 'was'} skipped; --overwrite replaces them", file=sys.stderr)
+
     spec = args.model
     try:
         restorer = Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
@@ -170,31 +265,16 @@ def run(args) -> int:
         return fail(err.flag(), args.debug)
     except Exception as err:  # noqa: BLE001 - one line for any model problem
         return fail(f"cannot load model {spec!r}: {err}", args.debug)
+    if todo and main_rank:
+        for line in tiling_notes(restorer, todo[0].src, args):
+            print(f"note: {line}", file=sys.stderr)
 
-    out_dir = Path(args.output)
-    jobs, missing = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)
-    jobs = shard(jobs, rank, world)
-    summary = Summary(failed=len(missing) if rank == 0 else 0)
-    for line in (missing if rank == 0 else []):
-        print(f"error: {line}", file=sys.stderr)
-
-    problem = check_output_folders(jobs, args.outscale or restorer.scale)
+    problem = check_output_folders(todo, args.outscale or restorer.scale)
     if problem:
         return fail(problem, args.debug)
-    for folder in sorted({job.dst.parent for job in jobs}):
+    for folder in sorted({job.dst.parent for job in todo}):
         for part in remove_stale_parts(folder):
             print(f"note: removed {part}, left by an interrupted run", file=sys.stderr)
-
-    todo: List[Job] = []
-    for job in jobs:
-        if job.dst.exists() and not args.overwrite:
-            if args.skip_existing:
-                summary.skipped += 1
-                continue
-            summary.failed += 1
-            print(f"error: {job.src}: output {job.dst} exists (use --overwrite or --skip-existing)", file=sys.stderr)
-            continue
-        todo.append(job)
 
     start = time.perf_counter()
     # Decode the next image and encode the previous one in the background while the model runs.
@@ -214,6 +294,9 @@ def run(args) -> int:
                 if args.outscale is not None:
                     h, w = loaded.array.shape[:2]
                     out = resize_lanczos(out, (max(1, round(h * args.outscale)), max(1, round(w * args.outscale))))
+                if out.ndim == 3 and out.shape[2] in (2, 4) and job.dst.suffix.lower() in (".jpg", ".jpeg"):
+                    tqdm.write(f"note: {job.src}: JPEG has no alpha, so its transparency is dropped in {job.dst.name}; "
+                               f"--ext png or webp keeps it", file=sys.stderr)
                 pending.append((job, writer.submit(write_image, job.dst, out, args.quality, loaded.icc_profile,
                                                    args.overwrite)))
                 summary.megapixels += loaded.pixels / 1e6

@@ -50,8 +50,15 @@ def test_readme_main_command_runs_offline(tmp_path):
     r = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    out = read_image(tmp_path / "results" / "chelsea.png").array
-    assert out.shape == (300 * 4, 451 * 4, 3)
+    result = tmp_path / "results" / "chelsea.png"
+    assert read_image(result).array.shape == (300 * 4, 451 * 4, 3)
+    # Run again, as users do: the existing output is skipped, not a failure, and left as it is.
+    written = result.stat().st_mtime_ns
+    r = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "note: 1 output already exists and was skipped; --overwrite replaces them" in r.stderr
+    assert "done 0, skipped 1, failed 0" in r.stderr and result.stat().st_mtime_ns == written
 
 
 DN_WEIGHTS = REPO / "swinir_app" / "weights" / "bundled-dn.safetensors"

@@ -192,6 +192,29 @@ def test_lq_made_from_gt_when_absent(gt_dir):
     assert result.images[2].metrics == pytest.approx(expected)
 
 
+
+def test_every_path_may_be_a_str_and_errors_name_api_arguments(gt_dir, tmp_path):
+    from swinir_app.protocol.inputs import find_lq
+    from swinir_app.protocol.metrics import to_uint8
+
+    result = evaluate("bicubic", str(gt_dir), scale=2, progress=False)
+    result.write_json(str(tmp_path / "r.json"))
+    result.write_csv(str(tmp_path / "r.csv"))
+    assert json.loads((tmp_path / "r.json").read_text())["summary"] == pytest.approx(result.summary)
+    assert len(list(csv.reader((tmp_path / "r.csv").open()))) == len(result.images) + 1
+    (tmp_path / "lq").mkdir()
+    (tmp_path / "lq" / "coffeex2.png").write_bytes(b"")
+    assert find_lq(str(tmp_path / "lq"), str(gt_dir / "coffee.png"), 2) == tmp_path / "lq" / "coffeex2.png"
+    # The Python API speaks of its own arguments, not of command-line flags.
+    with pytest.raises(EvalError) as e:
+        evaluate("bicubic", gt_dir)
+    assert str(e.value) == "the bicubic baseline needs a scale" and "--" not in str(e.value)
+    # to_uint8 rounds float arrays as it rounds tensors.
+    x = np.random.default_rng(0).random((5, 6, 3)).astype(np.float32)
+    np.testing.assert_array_equal(to_uint8(x), to_uint8(torch.from_numpy(x).permute(2, 0, 1)))
+    assert compute_metrics(to_uint8(x), to_uint8(x), crop_border=1)["psnr"] == float("inf")
+
+
 @needs_set("Set5")
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_set5_bicubic_baseline(scale):
@@ -291,7 +314,7 @@ def run(argv) -> int:
 
 @pytest.mark.parametrize("args, message", [
     (["--model", "bicubic", "--gt", "/nonexistent/dir", "--scale", "2"], "GT folder not found"),
-    (["--model", "bicubic", "--gt", "{gt}"], "needs --scale"),
+    (["--model", "bicubic", "--gt", "{gt}"], "the bicubic baseline needs a scale"),
     (["--model", "no-such-model", "--gt", "{gt}"], "cannot load model"),
     (["--model", "bicubic", "--gt", "{gt}", "--scale", "2", "--metrics", "niqe"], "invalid choice"),
     (["--gt", "{gt}"], "need --model"),

@@ -5,6 +5,7 @@ RNG, the schedule and the Adam state all continue where they were. The resumed r
 with a worker process where the others use none: the data does not depend on that either.
 """
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -93,3 +94,37 @@ def test_kill_9_then_auto_resume_gives_the_straight_run(tmp_path):
     straight_log = next(straight.glob("*.log")).read_text()
     resumed_log = sorted(killed.glob("*.log"))[-1].read_text()
     assert losses(straight_log) == losses(resumed_log)
+
+
+def test_progress_shows_from_the_start_and_ctrl_c_is_one_line(tmp_path):
+    hr, lr = write_pairs(tmp_path, scale=2, size=(48, 64))
+    opt = tiny_options(tmp_path, hr, lr, name="ctrlc", total_iter=100000, val={"val_freq": 10 ** 6},
+                       logger={"save_checkpoint_freq": 3, "print_freq": 1000, "use_tb_logger": False})
+    log = tmp_path / "out.txt"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command(opt), env=env(), stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 180
+            while "[iter 10/100000]" not in log.read_text():
+                assert proc.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "no progress line after 10 iterations"
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert proc.returncode == 130, text[-3000:]
+    # Lines after 1 and 10 iterations, long before print_freq, with speed and ETA.
+    assert re.search(r"\[iter 1/100000\] loss \S+ lr \S+ [\d.]+ it/s eta ", text)
+    assert re.search(r"\[iter 10/100000\] loss \S+ lr \S+ [\d.]+ it/s eta ", text)
+    assert "Traceback" not in text and "KeyboardInterrupt" not in text
+    last = text.strip().splitlines()[-1]
+    m = re.fullmatch(r"interrupted at iteration (\d+); the last checkpoint is (\d+) \((.*)\); "
+                     r"resume with --auto_resume", last)
+    assert m, last
+    it, saved, state = int(m.group(1)), int(m.group(2)), m.group(3)
+    assert saved % 3 == 0 and saved <= it and state.endswith(f"training_states/{saved}.state")
+    assert saved == max(int(p.stem) for p in (tmp_path / "experiments" / "ctrlc" / "training_states").glob("*.state"))

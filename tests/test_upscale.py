@@ -121,10 +121,14 @@ def test_existing_outputs_skip_overwrite_and_suffix(ckpt, small_rgb, tmp_path, c
     out.mkdir()
     (out / "a.png").write_bytes(b"precious")
     args = [str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]
-    assert main(args) == 1
-    assert "exists" in capsys.readouterr().err and (out / "a.png").read_bytes() == b"precious"
+    # An existing output is skipped, not a failure, with a note on how to replace it; never overwritten.
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert "1 output already exists and was skipped; --overwrite replaces them" in err and "skipped 1" in err
+    assert (out / "a.png").read_bytes() == b"precious"
     assert main(args + ["--skip-existing"]) == 0
-    assert "skipped 1" in capsys.readouterr().err and (out / "a.png").read_bytes() == b"precious"
+    err = capsys.readouterr().err
+    assert "skipped 1" in err and "note" not in err and (out / "a.png").read_bytes() == b"precious"
     assert main(args + ["--overwrite"]) == 0
     assert read_image(out / "a.png").array.shape == (96, 128, 3)
     assert main(args + ["--suffix", "_x2", "--ext", "jpg", "--quality", "80", "--outscale", "1.5"]) == 0
@@ -328,3 +332,89 @@ def test_unwritable_output_folders_fail_before_any_image_is_computed(ckpt, small
             subprocess.run(["umount", str(out)], capture_output=True)
         else:
             out.chmod(0o755)
+
+
+@pytest.mark.parametrize("ext", ["png", "auto"])
+def test_colliding_output_names_stop_the_run_before_any_model_work(ckpt, small_rgb, tmp_path, capsys, ext):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a.png", "a.jpg", "b.jpg", "b.JPG"):
+        Image.fromarray(small_rgb).save(src / name, format="PNG" if name.endswith("png") else "JPEG")
+    # A model path that does not exist: had the run reached the model, the error would name it.
+    code = main([str(src), "-o", str(out), "--model", str(tmp_path / "never-loaded.pth"), "--ext", ext, "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 2 and "never-loaded" not in err and not out.exists()
+    lines = err.strip().splitlines()
+    expected = {"png": [("a.jpg", "a.png", "a.png", "--ext auto keeps their extensions"),
+                        ("b.JPG", "b.jpg", "b.png", "rename one, or write them to separate output folders")],
+                "auto": [("b.JPG", "b.jpg", "b.jpg", "rename one, or write them to separate output folders")]}[ext]
+    assert len(lines) == len(expected), err
+    for line, (first, second, dst, advice) in zip(lines, expected):
+        assert line == (f"error: {src / first} and {src / second} would be written to the same file, {out / dst}; "
+                        f"{advice}")
+
+
+def test_counts_equal_the_files_written(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    for name in ("a.png", "a.jpg", "b.jpg"):
+        Image.fromarray(small_rgb).save(src / name, format="PNG" if name.endswith("png") else "JPEG")
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--ext", "auto"]) == 0
+    assert "done 3, skipped 0, failed 0" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["a.jpg", "a.png", "b.jpg"]
+
+
+def test_an_input_is_never_its_own_output(ckpt, small_rgb, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(small_rgb).save(src / "c.png")
+    Image.fromarray(small_rgb).save(src / "d.png")
+    os.symlink(src / "d.png", tmp_path / "link.png")
+    before = {p.name: p.read_bytes() for p in src.iterdir()}
+    code = main([str(src), "-o", str(src), "--model", str(ckpt), "--device", "cpu", "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 1 and {p.name: p.read_bytes() for p in src.iterdir()} == before
+    assert sum("is an input (the same file); not written" in ln for ln in err.splitlines()) == 2
+    assert "done 0, skipped 0, failed 2" in err
+    # The same file through a link: out/link.png is d.png.
+    out = tmp_path / "out"
+    out.mkdir()
+    os.symlink(src / "d.png", out / "d.png")
+    code = main([str(src / "d.png"), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--overwrite"])
+    err = capsys.readouterr().err
+    assert code == 1 and "is an input" in err and (src / "d.png").read_bytes() == before["d.png"]
+
+
+def test_what_a_folder_scan_leaves_out_is_said(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    (src / "sub").mkdir(parents=True)
+    Image.fromarray(small_rgb).save(src / "a.png")
+    Image.fromarray(small_rgb).save(src / "sub" / "b.png")
+    os.symlink(tmp_path / "gone.png", src / "dangling.png")
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {src / 'dangling.png'}: a link to nothing; skipped" in err
+    assert f"note: {src}: 1 sub-folder not searched (sub); --recursive descends into them" in err
+    assert "done 1, skipped 0, failed 0" in err
+    assert main([str(src), "-o", str(tmp_path / "all"), "--model", str(ckpt), "--device", "cpu", "--recursive"]) == 0
+    err = capsys.readouterr().err
+    assert "sub-folder" not in err and "done 2" in err and (tmp_path / "all" / "sub" / "b.png").exists()
+
+
+def test_alpha_into_jpeg_is_said(ckpt, small_rgb, tmp_path, capsys):
+    src = tmp_path / "rgba.png"
+    Image.fromarray(np.dstack([small_rgb, np.full(small_rgb.shape[:2], 128, np.uint8)])).save(src)
+    assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu", "--ext", "jpg"]) == 0
+    err = capsys.readouterr().err
+    assert "JPEG has no alpha, so its transparency is dropped in rgba.jpg; --ext png or webp keeps it" in err
+    assert read_image(tmp_path / "out" / "rgba.jpg").array.shape == (96, 128, 3)
+
+
+def test_tiles_too_small_to_pay_are_said(ckpt, small_rgb, tmp_path, capsys):
+    src = tmp_path / "a.png"
+    Image.fromarray(small_rgb).save(src)
+    assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu",
+                 "--tile", "8", "--tile-overlap", "8"]) == 0
+    err = capsys.readouterr().err
+    assert "--tile-overlap 8 is more than half of the 8-pixel tiles: 4 is used" in err
+    assert "--tile 8: 165 tiles compute 3x the pixels of a.png (64x48); a larger tile, or auto, is faster" in err

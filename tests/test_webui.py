@@ -167,6 +167,16 @@ def test_page_loads_offline_with_the_model(page):
     expect(page.get_by_text("Advanced")).to_be_visible()
     assert page.locator(".gallery img, [data-testid='gallery'] img, button img").count() >= 1  # examples
     assert page.outside == []
+    # The chosen model's name fits its box, unclipped.
+    assert page.eval_on_selector("#model input", "e => e.scrollWidth <= e.clientWidth"), \
+        page.eval_on_selector("#model input", "e => [e.value, e.scrollWidth, e.clientWidth]")
+
+
+def test_the_console_names_the_apps_own_url_and_flags(server):
+    log = server.log.read_text()
+    assert f"SwinIR upscaler at {server.url} (Ctrl-C stops it; --host and --port choose where, --share makes a " \
+           f"public link)" in log
+    assert "share=True" not in log and "launch()" not in log
 
 
 def test_upload_run_and_download_full_resolution(page, files, tmp_path):
@@ -177,6 +187,20 @@ def test_upload_run_and_download_full_resolution(page, files, tmp_path):
     expect(status).to_contain_text("64×48 → 128×96", timeout=TIMEOUT_MS)
     assert re.search(r"\d+\.\d\d s", status.inner_text())  # the time taken
     expect(page.locator("#comparison img")).not_to_have_count(0)  # the before/after slider has both
+    # Labelled halves, and zoom: the wheel over the image scales both halves.
+    labels = page.eval_on_selector("#comparison", "e => [getComputedStyle(e, '::before').content, "
+                                                  "getComputedStyle(e, '::after').content]")
+    assert labels == ['"Before (input, bicubic)"', '"After"']
+    expect(page.locator("#zoom-hint")).to_contain_text("Scroll over the image to zoom in")
+    img = page.locator("#comparison img").first
+    box = img.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+    for _ in range(6):  # each wheel step zooms by a few percent
+        page.mouse.wheel(0, -200)
+        page.wait_for_timeout(100)
+    transform = img.evaluate("e => getComputedStyle(e).transform")
+    assert transform.startswith("matrix(") and float(transform[7:].split(",")[0]) > 1.2, transform
+    page.locator("#comparison button[aria-label='Undo'], #comparison button[title='Undo']").first.click()
     link = page.locator("#result-file a[download]")
     expect(link).to_contain_text("KB")
     with page.expect_download() as info:
@@ -454,6 +478,49 @@ def webapp(ckpt, tmp_path, monkeypatch):
     from swinir_app.webui.service import AppConfig, WebApp
     monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "weights"))
     return WebApp(AppConfig(model=str(ckpt), device="cpu", max_pixels=MAX_PIXELS))
+
+
+class Recorder:
+    """Stands where gradio's Progress stands, and keeps what the page tells it."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, progress, desc=None, unit="steps", **_):
+        self.calls.append((progress, desc))
+
+
+@pytest.mark.parametrize("tile, fractions", [("none", False), ("16", True)])
+def test_progress_is_indeterminate_for_a_run_in_one_pass(webapp, files, tile, fractions):
+    """An untiled run reports only its end: the page shows no bar (no "0.0%") until a fraction exists."""
+    import asyncio
+
+    from swinir_app.webui.page import Page
+    from concurrent.futures import ThreadPoolExecutor
+    progress = Recorder()
+    call = Page(webapp).ui_restore(str(files / "small.png"), webapp.default_spec, "", 2, 0, tile, 8, "auto", False,
+                                   None, progress=progress)
+    with ThreadPoolExecutor(1) as pool:  # its own event loop: the browser tests' may be running in this thread
+        out = pool.submit(asyncio.run, call).result()
+    assert "64×48 → 128×96" in out[-1]["value"]
+    shown = [p for p, _ in progress.calls if p is not None]
+    if fractions:
+        assert len(shown) > 10 and all(isinstance(p, tuple) and p[1] > 1 for p in shown)
+    else:
+        assert shown == [] and progress.calls[0] in ((None, "Restoring"), (None, "Loading the model"))
+
+
+def test_kernel_errors_read_as_one_line_with_advice():
+    from swinir_app.webui.service import readable
+    onednn = RuntimeError("could not create a primitive descriptor for the inner product forward propagation "
+                          "primitive\n  at ...\n" + "x" * 500)
+    line = readable(onednn)
+    assert "\n" not in line and len(line) < 320
+    assert line.startswith("this device cannot run the model with these settings; choose fp32 under Advanced")
+    assert readable(RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: "
+                                 "you tried to allocate 68719476736 bytes")).startswith("out of memory: choose a")
+    assert readable(ValueError("odd")) == ("the model failed on this image (ValueError: odd); the server log has the "
+                                           "details")
 
 
 def test_models_are_loaded_once(webapp, files):

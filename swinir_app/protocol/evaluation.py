@@ -150,11 +150,11 @@ def _runner(model: ModelSpec, *, scale: Optional[int], task: Optional[str], labe
             weights_dir: Optional[Path]) -> _Runner:
     if isinstance(model, (str, Path)) and str(model).lower() == BICUBIC:
         if scale is None:
-            raise EvalError("--model bicubic needs --scale")
+            raise EvalError("the bicubic baseline needs a scale")
         if task not in (None, "sr"):
-            raise EvalError(f"--model bicubic is a super-resolution baseline, not {task}")
+            raise EvalError(f"bicubic is a super-resolution baseline, not a {task} model")
         if self_ensemble or tile:
-            raise EvalError("--self-ensemble and --tile apply to networks, not to --model bicubic")
+            raise EvalError("self-ensemble and tiles apply to networks, not to the bicubic baseline")
         return _Runner(label or BICUBIC, "sr", scale, 3, None)
     if isinstance(model, (str, Path)):
         try:
@@ -170,10 +170,10 @@ def _runner(model: ModelSpec, *, scale: Optional[int], task: Optional[str], labe
     if config is None:
         raise EvalError(f"{label}: the model has no .config (expected a swinir_app SwinIR)")
     if scale is not None and scale != config.upscale:
-        raise EvalError(f"--scale {scale} does not match the x{config.upscale} model {label}")
+        raise EvalError(f"scale {scale} does not match {label}, an x{config.upscale} model")
     restoration = ("denoise", "jpeg")
     if task is not None and task != config.task and not (task in restoration and config.task in restoration):
-        raise EvalError(f"--task {task} does not fit {label}, a {config.task} model")
+        raise EvalError(f"task {task} does not fit {label}, a {config.task} model")
     try:
         restorer = Restorer(module, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device,
                             self_ensemble=self_ensemble)
@@ -212,13 +212,13 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     if not gt.is_dir():
         raise EvalError(f"GT folder not found: {gt}")
     if task is not None and task not in TASKS:
-        raise EvalError(f"--task must be one of {', '.join(TASKS)}, got {task!r}")
+        raise EvalError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     if lq is not None and not Path(lq).is_dir():
         raise EvalError(f"LQ folder not found: {lq}")
     if (noise is not None and noise <= 0) or (jpeg is not None and not 1 <= jpeg <= 100):
-        raise EvalError(f"need --noise > 0 and --jpeg in 1..100, got {noise} and {jpeg}")
+        raise EvalError(f"the noise level must be > 0 and the JPEG quality in 1..100, got {noise} and {jpeg}")
     if lpips_net not in LPIPS_NETS:
-        raise EvalError(f"--lpips-net must be one of {', '.join(LPIPS_NETS)}, got {lpips_net!r}")
+        raise EvalError(f"the LPIPS net must be one of {', '.join(LPIPS_NETS)}, got {lpips_net!r}")
     files = list_images(gt)
     if not files:
         raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {gt}")

@@ -5,15 +5,18 @@ for color. The same reader feeds evaluation, training data and validation, and d
 """
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Union
 
 import cv2
 import numpy as np
 
 from ..images import IMAGE_EXTENSIONS
 from .metrics import bt601_y
+
+PathLike = Union[str, os.PathLike]
 
 MODES = ("color", "gray", "y")
 
@@ -41,7 +44,7 @@ def decode(data: bytes, mode: str, label: str) -> np.ndarray:
     return np.ascontiguousarray(img[:, :, ::-1]) if mode == "color" else img
 
 
-def read(path: Path, mode: str) -> np.ndarray:
+def read(path: PathLike, mode: str) -> np.ndarray:
     """The image file at ``path`` through :func:`decode` (any path encoding). Raises :class:`ImageError`."""
     try:
         data = Path(path).read_bytes()
@@ -50,15 +53,16 @@ def read(path: Path, mode: str) -> np.ndarray:
     return decode(data, mode, str(path))
 
 
-def list_images(folder: Path) -> List[Path]:
+def list_images(folder: PathLike) -> List[Path]:
     """The image files directly in ``folder``, sorted by name."""
     return sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
 
 
-def find_lq(lq_dir: Path, gt_path: Path, scale: int, template: Optional[str] = None) -> Path:
+def find_lq(lq_dir: PathLike, gt_path: PathLike, scale: int, template: Optional[str] = None) -> Path:
     """The LQ file for ``gt_path``: ``template.format(stem)`` if given, else ``<stem>x<scale>`` (the
     benchmark naming) or ``<stem>``, with the GT's extension first, then any image extension.
     Raises :class:`ImageError` when there is none."""
+    gt_path = Path(gt_path)
     stems = [template.format(gt_path.stem)] if template else [f"{gt_path.stem}x{scale}", gt_path.stem]
     for stem in stems:
         for ext in (gt_path.suffix, *IMAGE_EXTENSIONS):
@@ -68,7 +72,7 @@ def find_lq(lq_dir: Path, gt_path: Path, scale: int, template: Optional[str] = N
     raise ImageError(f"{gt_path}: no LQ file {' or '.join(s + '.*' for s in stems)} in {lq_dir}")
 
 
-def dataset_name(gt: Path) -> str:
+def dataset_name(gt: PathLike) -> str:
     """'Set5' for Set5/HR or Set14/HR_x4: benchmark GT folders are named after their role, not the set."""
     gt = Path(gt).resolve()
     return gt.parent.name if re.fullmatch(r"(?i)(hr|gt)(_?x\d+)?|original|ground_?truth", gt.name) else gt.name

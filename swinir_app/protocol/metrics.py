@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -25,11 +25,26 @@ _Y_WEIGHTS_BGR = (24.966, 128.553, 65.481)
 _BLOCK = 8  # JPEG block size, for PSNR-B
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """A (C,H,W) or (1,C,H,W) float tensor in [0, 1] as an HxWxC (HxW when C=1) uint8 array.
+def to_uint8(x: Union[torch.Tensor, np.ndarray]) -> np.ndarray:
+    """Round a float image in [0, 1] to uint8 pixels, as the official test script does.
 
-    Clamp, scale by 255 and round half to even in float32, exactly as the official test script.
+    Args:
+        x: a (C,H,W) or (1,C,H,W) torch tensor (a model's output), or an HxW / HxWxC float numpy array
+            (what :meth:`Restorer.restore` returns for float input). uint8 arrays pass through.
+
+    Returns:
+        HxWxC uint8 (HxW when C=1): clamped, scaled by 255 and rounded half to even in float32.
+
+    Raises:
+        ValueError: a batch of more than one, or another shape. TypeError: another array dtype.
     """
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint8:
+            return x
+        if not np.issubdtype(x.dtype, np.floating) or x.ndim not in (2, 3):
+            raise TypeError(f"to_uint8 takes a float HxW or HxWxC array in [0, 1], got {x.dtype} {x.shape}")
+        img = (np.clip(x.astype(np.float32), 0, 1) * np.float32(255.0)).round().astype(np.uint8)
+        return img[:, :, 0] if img.ndim == 3 and img.shape[2] == 1 else img
     if x.dim() == 4:
         if x.shape[0] != 1:
             raise ValueError(f"to_uint8 takes one image, got a batch of {x.shape[0]}")

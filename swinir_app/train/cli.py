@@ -13,7 +13,7 @@ from ..cli import Parser, one_line_errors
 from ..distributed import LAUNCHERS, DistributedError
 from ..options import OptionsError, load_options
 from .data import DataError
-from .trainer import TrainingError, train
+from .trainer import Interrupted, TrainingError, train
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -45,6 +45,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            argv=["python -m swinir_app.train", *argv])
     except SystemExit as e:
         return int(e.code)
+    except KeyboardInterrupt as e:  # Ctrl-C: where it stopped and how to go on, not a traceback
+        if args.debug:
+            raise
+        print(str(e) if isinstance(e, Interrupted) else "interrupted before training started", file=sys.stderr)
+        return 130
     return 0 if result is not None else 1
 
 

@@ -29,6 +29,18 @@ class TrainingError(Exception):
     """Training cannot go on (diverged, unusable resume state); one line."""
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (SIGINT) during training: where it stopped, and the state a resume continues from."""
+
+    def __init__(self, iteration: int, last_state: Optional[Path]):
+        self.iteration, self.last_state = iteration, last_state
+        if last_state is None:
+            resume = "there is no checkpoint yet, so a new run starts from the beginning"
+        else:
+            resume = f"the last checkpoint is {last_state.stem} ({last_state}); resume with --auto_resume"
+        super().__init__(f"interrupted at iteration {iteration}; {resume}")
+
+
 @dataclass
 class Resume:
     """A training state, the file it came from, and the weights of its iteration."""

@@ -34,8 +34,8 @@ from ..protocol.runner import run_official
 from ..network import SwinIR, state_shapes
 from .. import distributed
 from .data import RestorationDataset
-from .experiment import (Experiment, Resume, TrainingError, cpu_state, resume_from, rng_state, set_rng_state,
-                         to_bytes)
+from .experiment import (Experiment, Interrupted, Resume, TrainingError, cpu_state, resume_from, rng_state,
+                         set_rng_state, to_bytes)
 from .sampler import train_loader
 from .schedule import EMA, lr_schedule, make_loss
 from ..distributed import Dist
@@ -219,7 +219,8 @@ class Trainer:
         self.loader, self.sampler = train_loader(self.train_set, seed=self.seed, rank=d.rank,
                                                  world_size=d.world_size, start_iter=start,
                                                  pin_memory=self.device.type == "cuda")
-        self.start_iter = start
+        self.start_iter = self.iter = start
+        self.last_state = resume.path if resume is not None else None
 
     def _cache(self, ds) -> Path:
         return Path(ds.lq_cache) if ds.lq_cache else self.exp.cache
@@ -355,8 +356,12 @@ class Trainer:
         batches = iter(self.loader)
         loss_sum, loss_n, skipped = torch.zeros((), device=self.device), 0, 0
         window_start, window_it = time.perf_counter(), it
+        # Lines after 1, 10 and 50 iterations too, so a run shows its speed and ETA from the start; by
+        # iteration count, never by time, so that every process logs (and all-reduces) together.
+        early = {it + n for n in (1, 10, 50)}
         while it < total:
             it += 1
+            self.iter = it
             lq, gt = next(batches)
             lq = lq.to(self.device, non_blocking=True)
             gt = gt.to(self.device, non_blocking=True)
@@ -387,7 +392,7 @@ class Trainer:
                 loss_n += 1
             else:
                 skipped += 1
-            if it % o.logger.print_freq == 0 or it == total:
+            if it % o.logger.print_freq == 0 or it == total or (it in early and it < o.logger.print_freq):
                 mean = distributed.all_mean(d, loss_sum / max(loss_n, 1)).item()
                 now = time.perf_counter()
                 rate = (it - window_it) / max(now - window_start, 1e-9)
@@ -517,6 +522,7 @@ class Trainer:
                      "best": {k: {m: list(v) for m, v in d.items()} for k, d in self.best.items()},
                      "rng": rng}
             atomic_write(self.exp.state(it), to_bytes(state))
+            self.last_state = self.exp.state(it)
             log.info("saved models/net_g_%d.pth and training_states/%d.state", it, it)
         distributed.barrier(self.dist)
 
@@ -529,10 +535,14 @@ def train(opts: Options, *, launcher: str = "none", auto_resume: bool = False,
     try:
         trainer = Trainer(opts, d, auto_resume=auto_resume, argv=argv)
         return trainer.run()
+    except KeyboardInterrupt:
+        if trainer is None:
+            raise
+        raise Interrupted(trainer.iter, trainer.last_state) from None
     finally:
         if trainer is not None:
             trainer.close()
         distributed.cleanup(d)
 
 
-__all__ = ["Result", "Trainer", "TrainingError", "format_eta", "train"]
+__all__ = ["Interrupted", "Result", "Trainer", "TrainingError", "format_eta", "train"]

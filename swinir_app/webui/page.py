@@ -16,15 +16,21 @@ from typing import Callable, Optional, Sequence, Tuple
 import gradio as gr
 
 from ..network import SwinIRConfig
-from .service import (CACHE_TTL, CUSTOM, DEVICE_QUEUE, Cancelled, ModelInfo, WebApp, WebError, _md_escape, _one_line,
-                      _settings, comparison, human_size, make_examples)
+from .service import (CACHE_TTL, CUSTOM, DEVICE_QUEUE, Cancelled, ModelInfo, WebApp, WebError, _md_escape, _settings,
+                      comparison, human_size, make_examples, readable)
 
 log = logging.getLogger("swinir_app.webui")
 
 CSS = """
 #status p { margin: 0.2em 0; }
 #status.failed *, #batch-report.failed * { color: var(--error-text-color, #b91c1c); font-weight: 600; }
-.limits { font-size: var(--text-sm); opacity: 0.75; }
+.limits, .hint { font-size: var(--text-sm); opacity: 0.75; }
+#comparison { position: relative; }
+#comparison:has(img)::before, #comparison:has(img)::after {
+  position: absolute; bottom: 12px; z-index: 20; padding: 1px 8px; border-radius: 4px; pointer-events: none;
+  background: rgba(0, 0, 0, 0.6); color: #fff; font-size: var(--text-sm); font-weight: 600; }
+#comparison:has(img)::before { content: "Before (input, bicubic)"; left: 12px; }
+#comparison:has(img)::after { content: "After"; right: 12px; }
 """
 THEME_FONTS = dict(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sans-serif"],
                    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
@@ -138,15 +144,18 @@ class Page:
                 return (None,) * (outputs - 1) + (status(str(e), failed=True),)
             except Exception as e:
                 log.exception("page request failed")
-                return (None,) * (outputs - 1) + (status(f"{type(e).__name__}: {_one_line(e)}", failed=True),)
+                return (None,) * (outputs - 1) + (status(readable(e), failed=True),)
         return await self.app.run_cancellable(guarded, request)
 
     async def ui_restore(self, image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                          ensemble_v, request: gr.Request, progress=gr.Progress()):
         def work(cancel):
             s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
-            progress(0, desc="Restoring" if s.spec in self.app.models else "Loading the model")
-            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="tiles"))
+            # No bar until there is a fraction to show: a run in one pass reports only its end, so the
+            # page shows what it does and the time so far (an indeterminate progress) instead of "0%".
+            progress(None, desc="Restoring" if s.spec in self.app.models else "Loading the model")
+            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="tiles")
+                                      if t > 1 else progress(None, desc="Restoring"))
             path = self.app.result_file(r)
             log.info("done: %s", self.app.info(r))
             return comparison(r.model_input, r.output), str(path), status(self.app.info(r))
@@ -178,7 +187,8 @@ class Page:
         def work(cancel):
             s = _settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
                           self_ensemble)
-            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring"))
+            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring")
+                                      if t > 1 else progress(None, desc="Restoring"))
             return str(self.app.result_file(r)), self.app.info(r)
         return await self._api_call(request, work)
 
@@ -224,7 +234,7 @@ class Page:
             gr.Markdown("# SwinIR upscaler\nSuper-resolution, denoising and JPEG repair with "
                         "[SwinIR](https://arxiv.org/abs/2108.10257), on your own machine.")
             with gr.Row(equal_height=False):
-                with gr.Column(scale=1, min_width=300):
+                with gr.Column(scale=1, min_width=320):
                     model_dd = gr.Dropdown(app.catalogue.choices(), value=default_choice, label="Model",
                                            elem_id="model")
                     custom = gr.Textbox("", label="Checkpoint path or zoo name", visible=default_choice == CUSTOM,
@@ -255,7 +265,11 @@ class Page:
                                                        elem_id="input-image")
                                 image_in.max_bytes = cfg.max_file_size
                                 slider = gr.ImageSlider(label="Before / after", type="numpy", format="png",
-                                                        interactive=False, height=420, elem_id="comparison")
+                                                        interactive=False, height=420, elem_id="comparison",
+                                                        buttons=["fullscreen", "download"])
+                            gr.Markdown("Before / after: drag the handle to compare. Scroll over the image to zoom "
+                                        "in on a region, and drag to move around; the buttons above it reset the "
+                                        "zoom and show it full screen.", elem_classes="hint", elem_id="zoom-hint")
                             with gr.Row():
                                 run_btn = gr.Button("Run", variant="primary", elem_id="run")
                                 cancel_btn = gr.Button("Cancel", variant="stop", elem_id="cancel")
@@ -325,4 +339,9 @@ def serve(app: WebApp, *, host: str, port: int, share: bool = False, middleware:
     theme = gr.themes.Soft(primary_hue="indigo", **THEME_FONTS)  # system fonts: nothing fetched from the web
     demo.launch(server_name=host, server_port=port, share=share, max_file_size=app.config.max_file_size,
                 show_error=True, ssr_mode=False, theme=theme, css=CSS, footer_links=["api"], inbrowser=False,
-                app_kwargs={"middleware": list(middleware)})
+                app_kwargs={"middleware": list(middleware)}, quiet=True, prevent_thread_lock=True)
+    # Our own banner: gradio's tells users to "set share=True in launch()", where the app's flag is --share.
+    public = f"; public link: {demo.share_url}" if share and demo.share_url else ""
+    print(f"SwinIR upscaler at {demo.local_url}{public} (Ctrl-C stops it; --host and --port choose where, "
+          f"--share makes a public link)", flush=True)
+    demo.block_thread()

@@ -134,6 +134,13 @@ def task_label(config: SwinIRConfig) -> str:
     return gray + TASK_NAMES[config.task]
 
 
+def short_task(config: SwinIRConfig) -> str:
+    """'×4', 'gray ×2', 'denoise', 'JPEG': a task in a word or two, for the model list."""
+    gray = "gray " if config.in_chans == 1 else ""
+    return f"{gray}×{config.upscale}" if config.task == "sr" else gray + {"denoise": "denoise"}.get(
+        config.task, "JPEG")
+
+
 def _spec_key(spec: str, device) -> tuple:
     path = Path(spec).expanduser()
     if path.exists():
@@ -287,9 +294,10 @@ class Catalogue:
         items = []
         if self.explicit and not any(self.explicit in e.names for e in self.available()):
             items.append((f"{_label(self.explicit)} (--model)", self.explicit))
-        items += [(f"{e.name} — bundled, {task_label(e.config)}", e.name) for e in self.bundled]
-        items += [(f"{e.name} — {task_label(e.config)}", e.name) for e in self.cached]
-        items += [(f"{f} — models folder", f) for f in self.files]
+        # Short labels, so the chosen one fits the box; the full description is shown below it.
+        items += [(f"{e.name} ({short_task(e.config)}, bundled)", e.name) for e in self.bundled]
+        items += [(f"{e.name} ({short_task(e.config)})", e.name) for e in self.cached]
+        items += [(f"{f} (models folder)", f) for f in self.files]
         items.append(("Custom checkpoint or zoo name…", CUSTOM))
         return items
 
@@ -376,6 +384,20 @@ def comparison(before: np.ndarray, after: np.ndarray) -> Tuple[np.ndarray, np.nd
 
 def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def readable(err: BaseException, limit: int = 200) -> str:
+    """One line a user can act on, for an error that is not one of ours (a kernel's, the allocator's):
+    what happened and what to change, with the original text cut to ``limit`` characters."""
+    text = _one_line(err)
+    low = text.lower()
+    if isinstance(err, MemoryError) or "out of memory" in low or "can't allocate" in low or "cannot allocate" in low:
+        return "out of memory: choose a smaller tile size under Advanced (or auto), or a smaller image"
+    if any(k in low for k in ("primitive descriptor", "mkldnn", "onednn", "not implemented for", "no kernel")):
+        head = text if len(text) <= limit else text[:limit - 1] + "…"
+        return f"this device cannot run the model with these settings; choose fp32 under Advanced ({head})"
+    head = text if len(text) <= limit else text[:limit - 1] + "…"
+    return f"the model failed on this image ({type(err).__name__}: {head}); the server log has the details"
 
 
 def _fmt_scale(s: float) -> str:
@@ -545,9 +567,10 @@ class WebApp:
                            f"over the limit of {self.config.max_output_pixels:,}; choose a smaller output scale or "
                            f"image")
         note = self._tile_if_too_big(restorer, h, w)
-        if restorer.tile_count(h, w) > MAX_PASSES:
-            raise WebError(f"{name}: {restorer.tile_count(h, w):,} tiles is over the limit of {MAX_PASSES:,}; choose a "
-                           f"larger tile size under Advanced (or auto)")
+        passes = restorer.tiling(h, w).count
+        if passes > MAX_PASSES:
+            raise WebError(f"{name}: {passes:,} tiles is over the limit of {MAX_PASSES:,}; choose a larger tile size "
+                           f"under Advanced (or auto)")
         if s.degrade and task == "denoise":
             a = add_noise(a, float(s.degrade))
         elif s.degrade and task == "jpeg":
@@ -564,7 +587,7 @@ class WebApp:
             if is_oom(e):
                 raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
             log.exception("restoring %s failed", name)
-            raise WebError(f"{name}: {type(e).__name__}: {_one_line(e)}") from None
+            raise WebError(f"{name}: {readable(e)}") from None
         finally:
             for hook in hooks:
                 hook.remove()

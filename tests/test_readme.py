@@ -1,0 +1,96 @@
+"""Every code block in the README runs as written, in a sandbox folder that holds the files it names.
+
+A block that cannot run here is marked in the README, on the line before it, with
+``<!-- readme-test: skip (reason) -->``; it is reported as skipped with that reason. Zoo models get
+random weights in the official key layout in a private weights cache, so nothing is downloaded.
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from conftest import REPO, photo
+from swinir_app import SwinIR, zoo
+
+TESTSETS = REPO.parent / "shared" / "testsets"
+BLOCK = re.compile(r"(?:<!-- readme-test: skip \((?P<skip>.*?)\) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)\n```", re.S)
+
+
+def readme_blocks():
+    text = (REPO / "README.md").read_text()
+    for m in BLOCK.finditer(text):
+        line = text[:m.start("lang")].count("\n") + 1
+        yield pytest.param(m.group("lang"), m.group("body"), m.group("skip"), id=f"L{line}-{m.group('lang') or 'text'}")
+
+
+@pytest.fixture(scope="module")
+def sandbox(tmp_path_factory, trained_x2):
+    """A working folder with the photos, folders and models the README's examples name."""
+    root = tmp_path_factory.mktemp("readme")
+    work = root / "work"
+    small = np.ascontiguousarray(photo("chelsea")[60:84, 120:152])  # 24 x 32: official models run in a blink
+    for folder in ("photos", "photos/trip", "noisy", "scans"):
+        (work / folder).mkdir(parents=True)
+        Image.fromarray(small).save(work / folder / "a.png")
+    Image.fromarray(small).save(work / "photo.png")
+    Image.fromarray(small).save(work / "huge.tif")
+    Image.fromarray(small).save(work / "photo.jpg")
+    torch.save({"params": trained_x2.state_dict()}, work / "my.pth")
+    (work / "experiments" / "my_run" / "models").mkdir(parents=True)
+    torch.save({"params": trained_x2.state_dict(), "params_ema": trained_x2.state_dict()},
+               work / "experiments" / "my_run" / "models" / "net_g_100.pth")
+    if TESTSETS.is_dir():
+        (root / "shared").symlink_to(REPO.parent / "shared")  # ../shared/testsets, as from the repository
+    home = root / "weights"
+    home.mkdir()
+    return work, home
+
+
+def official_weights(home: Path, body: str) -> None:
+    """Random weights, in the official layout and file name, for every zoo model ``body`` names."""
+    for name in set(re.findall(r"[\"' ]([a-z]+(?:-[a-z0-9]+)+)[\"' \n]", body + "\n")):
+        entry = zoo.ZOO.get(name)
+        if entry is None or entry.url is None or (home / entry.filename).exists():
+            continue
+        torch.manual_seed(0)
+        torch.save({"params": SwinIR(entry.config).state_dict()}, home / entry.filename)
+
+
+@pytest.mark.parametrize("lang, body, skip", readme_blocks())
+def test_readme_code_block(lang, body, skip, sandbox, monkeypatch):
+    if skip:
+        pytest.skip(skip)
+    work, home = sandbox
+    if "../shared/testsets" in body and not TESTSETS.is_dir():
+        pytest.skip("the benchmark sets are not in ../shared/testsets")
+    official_weights(home, body)
+    monkeypatch.setenv("SWINIR_APP_HOME", str(home))
+    monkeypatch.chdir(work)
+    if lang == "python":
+        exec(compile(body, "README.md", "exec"), {"__name__": "readme"})
+    elif lang == "bash":
+        env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+                   no_proxy="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
+        r = subprocess.run(["bash", "-e", "-c", body.replace("python ", f"{sys.executable} ")], cwd=work, env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-3000:]
+        assert "Traceback" not in r.stderr
+    elif lang == "yaml":
+        # An options fragment: merged into the shipped x4 options, it must still be valid options.
+        from swinir_app.options.reading import parse_options, parse_yaml
+
+        raw = parse_yaml((REPO / "options" / "x4.yml").read_text(), "options/x4.yml")
+        for section, values in yaml.safe_load(body).items():
+            raw.setdefault(section, {}).update(values)
+        parse_options(raw, source="README fragment")
+    else:
+        pytest.fail(f"a {lang or 'plain'} block that is not run must be marked: <!-- readme-test: skip (why) -->")
+    shutil.rmtree(work / "out", ignore_errors=True)
