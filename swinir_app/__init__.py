@@ -1,8 +1,8 @@
-"""swinir_app: SwinIR image restoration — networks, checkpoints, engine, CLI, web UI, training."""
-from .network import PRESETS, SwinIR, SwinIRConfig
+"""swinir_app: SwinIR and Swin2SR image restoration — networks, checkpoints, engine, CLI, web UI, training."""
+from .network import PRESETS, Swin2SR, SwinIR, SwinIRConfig, build_network
 
 __version__ = "0.1.0"
-__all__ = ["PRESETS", "SwinIR", "SwinIRConfig", "load_model", "Restorer", "__version__"]
+__all__ = ["PRESETS", "Swin2SR", "SwinIR", "SwinIRConfig", "build_network", "load_model", "Restorer", "__version__"]
 
 
 def __getattr__(name):

@@ -19,7 +19,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from .engine import DTYPES, autocast
-from .network import PRESETS, SwinIR, SwinIRConfig, hardware
+from .network import ARCH_NAMES, PRESETS, SwinIRConfig, build_network, hardware
 
 @dataclass
 class Row:
@@ -122,30 +122,49 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
     return counter.get_total_flops()
 
 
-def spandrel_swinir(config: SwinIRConfig) -> Optional[torch.nn.Module]:
-    """spandrel's port of the official SwinIR (it pads and crops itself), or None if not installed."""
+def spandrel_network(config: SwinIRConfig) -> Optional[torch.nn.Module]:
+    """spandrel's port of the official SwinIR or Swin2SR (it pads and crops itself), or None if not installed."""
     try:
+        from spandrel.architectures.Swin2SR import Swin2SR as SpandrelSwin2SR
         from spandrel.architectures.SwinIR import SwinIR as SpandrelSwinIR
     except ImportError:
         return None
     c = config
-    return SpandrelSwinIR(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, window_size=c.window_size,
-                          img_range=c.img_range, depths=list(c.depths), embed_dim=c.embed_dim,
-                          num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio, upsampler=c.upsampler,
-                          resi_connection=c.resi_connection, qkv_bias=c.qkv_bias, qk_scale=c.qk_scale, ape=c.ape,
-                          patch_norm=c.patch_norm, drop_path_rate=0.0)
+    args = dict(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, window_size=c.window_size,
+                img_range=c.img_range, depths=list(c.depths), embed_dim=c.embed_dim, num_heads=list(c.num_heads),
+                mlp_ratio=c.mlp_ratio, upsampler=c.upsampler, resi_connection=c.resi_connection, qkv_bias=c.qkv_bias,
+                ape=c.ape, patch_norm=c.patch_norm, drop_path_rate=0.0)
+    if c.arch == "swin2sr":
+        return SpandrelSwin2SR(**args)
+    return SpandrelSwinIR(**args, qk_scale=c.qk_scale)
+
+
+def reference(config: SwinIRConfig, state: dict) -> Optional[torch.nn.Module]:
+    """The official network holding ``state``: basicsr's SwinIR with the official pad and crop, or for
+    Swin2SR (whose official code is not on PyPI) spandrel's port; None if that is not installed."""
+    if config.arch == "swin2sr":
+        ref = spandrel_network(config)
+        if ref is not None:
+            ref.load_state_dict(state, strict=True)
+        return ref
+    from ._basicsr import OfficialReference
+
+    ref = OfficialReference(config)
+    ref.net.load_state_dict(state, strict=True)
+    return ref
 
 
 def bench_inference(config: SwinIRConfig, size: int, precision: str, device: torch.device, repeats: int,
                     warmup: int, ceiling: float, peers: bool = True) -> Row:
-    """Our forward at ``precision`` against the official network and spandrel's SwinIR, both in fp32."""
-    from ._basicsr import OfficialReference
-
+    """Our forward at ``precision`` against the official network and spandrel's SwinIR, both in fp32. For
+    Swin2SR the official network is spandrel's port, so there is no separate spandrel column."""
     torch.manual_seed(0)
-    ours = SwinIR(config).to(device).eval()
-    ref = OfficialReference(config).to(device).eval()
-    ref.net.load_state_dict(ours.state_dict(), strict=True)  # the same random weights
-    spandrel = spandrel_swinir(config) if peers else None
+    ours = build_network(config).to(device).eval()
+    ref = reference(config, ours.state_dict())  # the same random weights
+    if ref is None:
+        return skipped(f"{precision} {size}x{size} x{config.upscale}", "spandrel (the official Swin2SR) not installed")
+    ref = ref.to(device).eval()
+    spandrel = spandrel_network(config) if peers and config.arch == "swinir" else None
     if spandrel is not None:
         spandrel.load_state_dict(ours.state_dict(), strict=True)
         spandrel = spandrel.to(device).eval()
@@ -167,7 +186,10 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
     gflop = forward_flops(ref, x) / 1e9  # counted on the reference: our fused oneDNN calls are opaque to the counter
     achieved = gflop / t_ours
     notes = (["peers in fp32"] if precision != "fp32" else []) + ([] if spandrel is not None or not peers
+                                                                 or config.arch != "swinir"
                                                                  else ["spandrel not installed"])
+    if config.arch == "swin2sr":
+        notes.append("official = spandrel's Swin2SR")
     return Row(f"{precision} {size}x{size} x{config.upscale}", t_ours * 1e3, t_ref * 1e3, t_ref / t_ours,
                peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling, diff, note="; ".join(notes),
                spandrel_ms=None if t_sp is None else t_sp * 1e3, vs_spandrel=None if t_sp is None else t_sp / t_ours)
@@ -175,12 +197,13 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
 
 def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: str, device: torch.device,
                      repeats: int, warmup: int) -> Row:
-    from ._basicsr import OfficialReference
-
     torch.manual_seed(0)
-    ours = SwinIR(config.replace(drop_path_rate=0.0)).to(device).train()
-    ref = OfficialReference(config.replace(drop_path_rate=0.0)).to(device).train()
-    ref.net.load_state_dict(ours.state_dict(), strict=True)
+    config = config.replace(drop_path_rate=0.0)
+    ours = build_network(config).to(device).train()
+    ref = reference(config, ours.state_dict())
+    if ref is None:
+        return skipped(f"train {precision} b{batch} p{patch}", "spandrel (the official Swin2SR) not installed")
+    ref = ref.to(device).train()
     x = torch.rand(batch, config.in_chans, patch, patch, device=device)
     y = torch.rand(batch, config.out_chans, patch * config.upscale, patch * config.upscale, device=device)
     opt_ours, opt_ref = torch.optim.Adam(ours.parameters(), 2e-4), torch.optim.Adam(ref.parameters(), 2e-4)
@@ -210,7 +233,7 @@ def bench_scaling(config: SwinIRConfig, sizes: List[int], precision: str, device
     from .engine import Restorer
 
     torch.manual_seed(0)
-    restorer = Restorer(SwinIR(config), tile=tile, tile_overlap=32, precision=precision, device=device)
+    restorer = Restorer(build_network(config), tile=tile, tile_overlap=32, precision=precision, device=device)
     rows = []
     for size in sizes:
         img = torch.rand(1, config.in_chans, size, size)
@@ -265,7 +288,10 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     p = Parser(prog="python -m swinir_app.benchmark", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", default="classical-x4", choices=list(PRESETS), help="the network (default classical-x4)")
+    p.add_argument("--arch", choices=list(ARCH_NAMES), default="swinir",
+                   help="the network family: swinir (default) or swin2sr; sets the default --config")
+    p.add_argument("--config", choices=list(PRESETS),
+                   help="the network (default classical-x4, or swin2sr-classical-x4 with --arch swin2sr)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"],
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
@@ -273,12 +299,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--no-peers", action="store_true", help="time the official network only, not spandrel's SwinIR")
     p.add_argument("--train-step", action="store_true", help="also time forward+backward+Adam (lightweight-x4 "
                                                              "by default, batch 16, LR patch 48)")
-    p.add_argument("--train-config", default="lightweight-x4", choices=list(PRESETS))
+    p.add_argument("--train-config", choices=list(PRESETS),
+                   help="default lightweight-x4, or swin2sr-lightweight-x2 with --arch swin2sr")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--scaling", type=int, nargs="*", metavar="SIZE",
                    help="also restore SIZE^2 images with tiles (e.g. 512 1024 2048) with --scaling-config")
-    p.add_argument("--scaling-config", default="lightweight-x4", choices=list(PRESETS))
+    p.add_argument("--scaling-config", choices=list(PRESETS),
+                   help="default lightweight-x4, or swin2sr-lightweight-x2 with --arch swin2sr")
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -286,7 +314,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    v2 = args.arch == "swin2sr"
+    args.config = args.config or ("swin2sr-classical-x4" if v2 else "classical-x4")
+    args.train_config = args.train_config or ("swin2sr-lightweight-x2" if v2 else "lightweight-x4")
+    args.scaling_config = args.scaling_config or ("swin2sr-lightweight-x2" if v2 else "lightweight-x4")
     config = SwinIRConfig.preset(args.config)
+    if config.arch != args.arch:
+        p.error(f"--config {args.config} is a {config.name} network, and --arch is {args.arch}")
     auto = auto_precision(device, config)
     precisions = args.precision or list(dict.fromkeys(["fp32", auto]))
 

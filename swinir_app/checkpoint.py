@@ -20,6 +20,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import Tensor
 
+from . import hf
 from .network import DERIVED_SUFFIXES, SwinIRConfig, derived_buffers, state_shapes
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -136,6 +137,11 @@ def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[di
             while key.startswith(STRIPPED_PREFIXES):
                 key = key.split(".", 1)[1]
             state[key] = value
+    if hf.is_hf_layout(state):  # transformers' Swin2SR names: back to the official ones
+        try:
+            state = hf.from_hf(state)
+        except hf.LayoutError as e:
+            raise ModelLoadError(f"{source}: {e}") from None
     return _network_subtree(state, source), config
 
 
@@ -159,12 +165,21 @@ def default_img_size(window_size: int, upsampler: str) -> int:
     return 126 if window_size == 7 else 128
 
 
+def detect_arch(state: StateDict) -> str:
+    """'swin2sr' when the tensors are Swin2SR's (a ``patch_embed.proj`` conv, or cosine attention's
+    ``logit_scale``), else 'swinir'."""
+    if "patch_embed.proj.weight" in state or any(k.endswith(".attn.logit_scale") for k in state):
+        return "swin2sr"
+    return "swinir"
+
+
 def infer_config(state: StateDict, *, img_range: Optional[float] = None, source: str = "state dict") -> SwinIRConfig:
-    """Every hyperparameter of the official SwinIR that made ``state`` (bare official key names).
+    """Every hyperparameter of the official SwinIR or Swin2SR that made ``state`` (bare official key names).
 
     ``img_range`` is not stored in the weights: 255 for window-7 restoration networks (the official
-    JPEG models), else 1, unless given. Raises :class:`ModelLoadError` (one line) when the tensors
-    do not describe a SwinIR.
+    JPEG models), else 1, unless given. ``img_size`` comes from a stored ``attn_mask`` (48 for
+    Swin2SR's CompressedSR), else the official training size. Raises :class:`ModelLoadError` (one
+    line) when the tensors do not describe a network of the family.
     """
     try:
         return _infer_config(state, img_range, source)
@@ -189,10 +204,22 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
         raise ModelLoadError(f"{source} is not a SwinIR state dict: no consecutive layers.N.residual_group")
     depths = tuple(depth_of[i] for i in range(len(depth_of)))
     first = "layers.0.residual_group.blocks.0."
-    table = shape(first + "attn.relative_position_bias_table")
-    window_size = (math.isqrt(table[0]) + 1) // 2
-    num_heads = tuple(shape(f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table")[1]
-                      for i in range(len(depths)))
+    arch = detect_arch(state)
+    if arch == "swin2sr":  # heads from logit_scale (heads, 1, 1), window from the position index (N, N)
+        # The window is in the derived buffers only: the position index (N, N), else a shift mask
+        # (windows, N, N), else the official choice (7 for the JPEG model, the only one without a tail).
+        found = [v.shape[-1] for k, v in state.items() if k.endswith(("attn.relative_position_index", ".attn_mask"))]
+        window_size = math.isqrt(found[0]) if found else 7 if "conv_last.weight" in state and not any(
+            k.startswith(("upsample.", "conv_up1.", "conv_bicubic.")) for k in state) else 8
+        num_heads = tuple(shape(f"layers.{i}.residual_group.blocks.0.attn.logit_scale")[0]
+                          for i in range(len(depths)))
+        qkv_bias = first + "attn.q_bias" in state
+    else:
+        table = shape(first + "attn.relative_position_bias_table")
+        window_size = (math.isqrt(table[0]) + 1) // 2
+        num_heads = tuple(shape(f"layers.{i}.residual_group.blocks.0.attn.relative_position_bias_table")[1]
+                          for i in range(len(depths)))
+        qkv_bias = first + "attn.qkv.bias" in state
     mlp_ratio = shape(first + "mlp.fc1.weight")[0] / embed_dim
 
     upsampler, upscale, num_feat, out_chans = _infer_reconstruction(state, in_chans, source)
@@ -211,8 +238,8 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
             img_range=float(img_range), depths=depths, embed_dim=embed_dim, num_heads=num_heads,
             mlp_ratio=mlp_ratio, upsampler=upsampler,
             resi_connection="3conv" if "layers.0.conv.0.weight" in state else "1conv",
-            qkv_bias=first + "attn.qkv.bias" in state, ape=ape, patch_norm="patch_embed.norm.weight" in state,
-            num_feat=num_feat, out_chans=out_chans)
+            qkv_bias=qkv_bias, ape=ape, patch_norm="patch_embed.norm.weight" in state,
+            num_feat=num_feat, out_chans=out_chans, arch=arch)
     except ValueError as e:
         raise ModelLoadError(f"{source} is not a SwinIR state dict: {e}") from None
 
@@ -220,6 +247,11 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
 def _infer_reconstruction(state: StateDict, in_chans: int, source: str) -> tuple[str, int, int, int]:
     """(upsampler, upscale, num_feat, out_chans) from the reconstruction tail's keys and shapes."""
     default_feat = SwinIRConfig.num_feat
+    if "conv_bicubic.weight" in state:  # Swin2SR's pixelshuffle_aux
+        num_feat = state["conv_before_upsample.0.weight"].shape[0]
+        convs = [v for k, v in state.items() if re.fullmatch(r"upsample\.\d+\.weight", k)]
+        scale = 3 if len(convs) == 1 and convs[0].shape[0] == 9 * num_feat else 2 ** len(convs)
+        return "pixelshuffle_aux", scale, num_feat, state["conv_last.weight"].shape[0]
     if "conv_up1.weight" in state:
         scale = 8 if "conv_up3.weight" in state else 4 if "conv_up2.weight" in state else 2
         return ("nearest+conv", scale, state["conv_before_upsample.0.weight"].shape[0],
@@ -241,9 +273,12 @@ def _infer_reconstruction(state: StateDict, in_chans: int, source: str) -> tuple
     return "", 1, default_feat, state["conv_last.weight"].shape[0]
 
 
-def config_from_dict(d: Mapping, source: str) -> SwinIRConfig:
+def config_from_dict(d_in: Mapping, source: str) -> SwinIRConfig:
     """A config stored with the weights (training outputs, safetensors metadata)."""
+    d = d_in
     d = {k: v for k, v in d.items() if k != "type"}  # BasicSR network options also carry type: SwinIR
+    if str(dict(d_in).get("type", "")).lower() == "swin2sr":
+        d.setdefault("arch", "swin2sr")
     try:
         return SwinIRConfig.from_dict(d)
     except (TypeError, ValueError) as e:
@@ -284,6 +319,23 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
     if how == "metadata":  # our safetensors leave the derived buffers out: restore the official key set
         state = {**state, **{k: v for k, v in derived_buffers(config).items() if k not in state}}
     return Checkpoint(state, config, source, how, metadata)
+
+
+def load_hf_folder(path: PathLike, *, label: Optional[str] = None) -> Checkpoint:
+    """A transformers Swin2SR folder (``config.json`` and ``model.safetensors`` or ``pytorch_model.bin``),
+    with the official key names and the config that ``config.json`` gives. Raises :class:`ModelLoadError`."""
+    path = Path(path)
+    source = label or str(path)
+    try:
+        text = (path / hf.CONFIG_FILE).read_text()[:1 << 20]
+        config = hf.config_from_hf(json.loads(text), f"{source}/{hf.CONFIG_FILE}")
+    except (OSError, ValueError) as e:
+        raise ModelLoadError(f"{source}: cannot read {hf.CONFIG_FILE} ({e})") from None
+    weights = hf.weights_file(path)
+    raw, metadata = read_file(weights, label=f"{source}/{weights.name}")
+    state, _ = unwrap(raw, source)
+    check_state(state, config, source, f"its {hf.CONFIG_FILE}")
+    return Checkpoint(state, config, source, hf.CONFIG_FILE, metadata)
 
 
 def check_state(state: StateDict, config: SwinIRConfig, source: str, target: str = "its config") -> None:

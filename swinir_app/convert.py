@@ -1,32 +1,55 @@
-"""Convert any SwinIR checkpoint to .safetensors with its config in the metadata.
+"""Convert any SwinIR or Swin2SR checkpoint to .safetensors with its config, or a Swin2SR to a
+transformers folder.
 
     python -m swinir_app.convert IN OUT.safetensors [--name NAME] [--img-range R]
+    python -m swinir_app.convert IN OUT_DIR --to transformers
 
-IN is anything ``load_model`` takes: a zoo name, a .pth/.pt/.ckpt/.safetensors file or a training
-folder. The output loads without config inference, and keeps the official key names.
+IN is anything ``load_model`` takes: a zoo name, a .pth/.pt/.ckpt/.safetensors file, a training
+folder or a transformers Swin2SR folder. A .safetensors output loads without config inference, and
+keeps the official key names; a transformers folder loads with
+``Swin2SRForImageSuperResolution.from_pretrained(OUT_DIR)``.
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
+from . import hf
 from .checkpoint import ModelLoadError, save_safetensors
-from .network import SwinIRConfig
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
+from .network import SwinIRConfig
 from .zoo import build_model, resolve
 
+FORMATS = ("safetensors", "transformers")
 
-def convert(spec: str, out: Path, *, name: Optional[str] = None, img_range: Optional[float] = None,
-            weights_dir: Optional[Path] = None) -> SwinIRConfig:
-    """Write the checkpoint that ``spec`` names to ``out`` (.safetensors); returns the config stored."""
+
+def convert(spec: str, out: Union[str, Path], *, name: Optional[str] = None, img_range: Optional[float] = None,
+            weights_dir: Optional[Path] = None, to: str = "safetensors") -> SwinIRConfig:
+    """Write the checkpoint that ``spec`` names to ``out``: a .safetensors file, or with
+    ``to="transformers"`` a transformers folder (Swin2SR only). Returns the config written.
+
+    Raises:
+        ModelLoadError: one line: the input cannot be loaded, the output name is wrong, or the model has
+            no transformers equivalent.
+    """
     out = Path(out)
-    if out.suffix != ".safetensors":
+    if to not in FORMATS:
+        raise ModelLoadError(f"--to must be one of {', '.join(FORMATS)}, got {to!r}")
+    if to == "safetensors" and out.suffix != ".safetensors":
         raise ModelLoadError(f"the output must be a .safetensors file, got {out}")
+    if to == "transformers" and out.exists() and not out.is_dir():
+        raise ModelLoadError(f"the output must be a folder for --to transformers, and {out} is a file")
     ckpt = resolve(spec, weights_dir=weights_dir, img_range=img_range)
     # Building the model proves that the config fits the weights before anything is written,
     # and its state dict carries every official key (derived buffers included).
     model = build_model(ckpt)
+    if to == "transformers":
+        try:
+            hf.write_folder(out, model.state_dict(), ckpt.config)
+        except hf.LayoutError as e:
+            raise ModelLoadError(f"{ckpt.source}: {e}") from None
+        return ckpt.config
     metadata = {"name": name or Path(str(spec)).stem, "source": Path(ckpt.source).name}
     save_safetensors(out, model.state_dict(), ckpt.config, metadata)
     return ckpt.config
@@ -34,9 +57,13 @@ def convert(spec: str, out: Path, *, name: Optional[str] = None, img_range: Opti
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = Parser(prog="python -m swinir_app.convert",
-                    description="Convert a SwinIR checkpoint to .safetensors with its config.")
-    parser.add_argument("input", help="zoo name, checkpoint file or training folder")
-    parser.add_argument("output", type=Path, help="the .safetensors file to write")
+                    description="Convert a SwinIR or Swin2SR checkpoint to .safetensors with its config, or a "
+                                "Swin2SR to a transformers folder.")
+    parser.add_argument("input", help="zoo name, checkpoint file, training folder or transformers folder")
+    parser.add_argument("output", type=Path, help="the .safetensors file (or, with --to transformers, the folder) "
+                                                  "to write")
+    parser.add_argument("--to", choices=FORMATS, default="safetensors",
+                        help="safetensors (default), or transformers: a Swin2SRForImageSuperResolution folder")
     parser.add_argument("--name", help="model name stored in the metadata (default: the input's stem)")
     parser.add_argument("--img-range", type=float, default=None, help="override the stored or inferred img_range")
     add_weights_dir(parser)
@@ -44,8 +71,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     with one_line_errors(args.debug, (ModelLoadError, OSError)):
         c = convert(args.input, args.output, name=args.name, img_range=args.img_range,
-                    weights_dir=args.weights_dir)
-    print(f"wrote {args.output}: {c.task} x{c.scale}, {c.upsampler or 'no upsampler'}, embed {c.embed_dim}, "
+                    weights_dir=args.weights_dir, to=args.to)
+    print(f"wrote {args.output}: {c.name} {c.task} x{c.scale}, {c.upsampler or 'no upsampler'}, embed {c.embed_dim}, "
           f"depths {list(c.depths)}, window {c.window_size}, img_range {c.img_range:g}")
     return 0
 

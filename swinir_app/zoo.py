@@ -24,16 +24,18 @@ from typing import Callable, Dict, List, Optional, TypeVar
 
 import torch
 
-from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint,
+from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint, load_hf_folder,
                          read_safetensors_metadata)
+from .hf import is_hf_folder
 from .images import atomic_file, remove_stale_parts
-from .network import SwinIR, SwinIRConfig
+from .network import SwinIR, SwinIRConfig, build_network
 
 __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
            "bundled_entries", "download", "find_entry", "is_cached", "latest_weights", "load_model",
            "local_path", "param_count", "resolve", "weights_home"]
 
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
+SWIN2SR_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
 HOME_ENV = "SWINIR_APP_HOME"
 DEFAULT_HOME = "~/.cache/swinir_app"
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
@@ -66,9 +68,9 @@ class ZooEntry:
         return self.name, self.filename, Path(self.filename).stem
 
 
-def _official(name: str, filename: str, preset: str, img_size: int) -> ZooEntry:
+def _official(name: str, filename: str, preset: str, img_size: int, base: str = OFFICIAL_URL) -> ZooEntry:
     config = SwinIRConfig.preset(preset, img_size=img_size)
-    return ZooEntry(name, filename, config, config.task, url=OFFICIAL_URL + filename)
+    return ZooEntry(name, filename, config, config.task, url=base + filename)
 
 
 # The official SwinIR release v0.0 (file names and settings of the official main_test_swinir.py).
@@ -90,6 +92,13 @@ _OFFICIAL = [
       for q in (10, 20, 30, 40)],
     *[_official(f"color-jpeg-{q}", f"006_colorCAR_DFWB_s126w7_SwinIR-M_jpeg{q}.pth", "color-jpeg", 126)
       for q in (10, 20, 30, 40)],
+    # The official Swin2SR release v0.0.1 (settings of its main_test_swin2sr.py).
+    _official("swin2sr-classical-x2", "Swin2SR_ClassicalSR_X2_64.pth", "swin2sr-classical-x2", 64, SWIN2SR_URL),
+    _official("swin2sr-classical-x4", "Swin2SR_ClassicalSR_X4_64.pth", "swin2sr-classical-x4", 64, SWIN2SR_URL),
+    _official("swin2sr-lightweight-x2", "Swin2SR_Lightweight_X2_64.pth", "swin2sr-lightweight-x2", 64, SWIN2SR_URL),
+    _official("swin2sr-compressed-x4", "Swin2SR_CompressedSR_X4_48.pth", "swin2sr-compressed-x4", 48, SWIN2SR_URL),
+    _official("swin2sr-real-x4-psnr", "Swin2SR_RealworldSR_X4_64_BSRGAN_PSNR.pth", "swin2sr-real-x4", 64, SWIN2SR_URL),
+    _official("swin2sr-gray-jpeg", "Swin2SR_Jpeg_dynamic.pth", "swin2sr-gray-jpeg", 126, SWIN2SR_URL),
 ]
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in _OFFICIAL}
 
@@ -257,12 +266,15 @@ def latest_weights(folder: PathLike) -> Path:
 
 def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None,
             img_range: Optional[float] = None) -> Checkpoint:
-    """The checkpoint that ``spec`` names: an existing file or training folder, else a zoo name.
+    """The checkpoint that ``spec`` names: an existing file, training folder or transformers Swin2SR folder,
+    else a zoo name.
 
     Zoo files are downloaded on first use. ``img_range`` overrides the stored or inferred value.
     """
     path = Path(spec).expanduser()
-    if path.is_dir():
+    if path.is_dir() and is_hf_folder(path):
+        ckpt = load_hf_folder(path)
+    elif path.is_dir():
         ckpt = load_checkpoint(latest_weights(path))
     elif path.is_file():
         ckpt = load_checkpoint(path)
@@ -289,8 +301,8 @@ def _unknown(spec: str) -> str:
 
 
 def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:
-    """A SwinIR in eval mode built from ``ckpt.config``, holding exactly ``ckpt.state_dict``."""
-    model = SwinIR(ckpt.config)
+    """A SwinIR or Swin2SR in eval mode built from ``ckpt.config``, holding exactly ``ckpt.state_dict``."""
+    model = build_network(ckpt.config)
     try:
         missing, unexpected = model.load_state_dict(ckpt.state_dict, strict=False)
     except RuntimeError as e:  # shape mismatches
@@ -324,4 +336,4 @@ def param_count(config: SwinIRConfig) -> int:
 @functools.lru_cache(maxsize=None)
 def _param_count(config: SwinIRConfig) -> int:
     with torch.device("meta"):
-        return sum(p.numel() for p in SwinIR(config).parameters())
+        return sum(p.numel() for p in build_network(config).parameters())

@@ -50,3 +50,14 @@ def test_benchmark_train_step_and_scaling_smoke(tmp_path):
     tiled = [r for r in rows if r["case"].startswith("tiled")]
     assert [r["case"].split()[2] for r in tiled] == ["32x32", "64x64"]
     assert all(r["ours_ms"] > 0 and r["ours_peak_mib"] > 0 for r in tiled)  # the process's peak RSS
+
+
+def test_benchmark_swin2sr_against_the_official_port(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["--arch", "swin2sr", "--config", "swin2sr-lightweight-x2", "--size", "16", "--precision", "fp32",
+                 "--train-step", "--batch", "1", "--patch", "16", "--repeats", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    inference, train = json.loads(out.read_text())["rows"]
+    assert inference["max_abs_diff"] <= 1e-4 and inference["ref_ms"] > 0 and inference["speedup"] > 0
+    assert "official = spandrel's Swin2SR" in inference["note"] and inference["spandrel_ms"] is None
+    assert train["case"].startswith("train") and train["ref_ms"] > 0

@@ -12,7 +12,8 @@ PACKAGE = REPO / "swinir_app"
 # Lower layers never import higher ones. A module's layer is that of its longest matching prefix.
 LAYERS = {
     "swinir_app.network": 0,
-    "swinir_app.checkpoint": 1, "swinir_app.images": 1, "swinir_app.distributed": 1, "swinir_app._basicsr": 1,
+    "swinir_app.checkpoint": 1, "swinir_app.hf": 1, "swinir_app.images": 1, "swinir_app.distributed": 1,
+    "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
     "swinir_app.zoo": 2,
     "swinir_app.engine": 3,

@@ -23,7 +23,7 @@ def pair(config: SwinIRConfig, seed: int = 0):
     return ours, oracle
 
 
-@pytest.mark.parametrize("preset", sorted(PRESETS))
+@pytest.mark.parametrize("preset", sorted(p for p in PRESETS if not p.startswith("swin2sr")))  # Swin2SR: test_swin2sr
 def test_state_dict_keys_and_shapes_match_official(preset):
     config = SwinIRConfig.preset(preset)
     ours = {k: tuple(v.shape) for k, v in SwinIR(config).state_dict().items()}

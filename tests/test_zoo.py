@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from oracle import PaddedOracle, random_state, small
-from swinir_app import PRESETS, SwinIR, SwinIRConfig, load_model, zoo
+from swinir_app import PRESETS, SwinIRConfig, build_network, load_model, zoo
 from swinir_app.checkpoint import ModelLoadError, save_safetensors
 from swinir_app.models import main as models_main
 
@@ -35,7 +35,9 @@ def test_every_official_release_has_a_name_a_url_and_its_config():
     spellings = [n.lower() for e in zoo.ZOO.values() for n in e.names]
     assert len(spellings) == len(set(spellings))
     for e in zoo.ZOO.values():
-        assert e.url == "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/" + e.filename
+        base = ("https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/" if e.config.arch == "swin2sr" else
+                "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/")
+        assert e.url == base + e.filename
         assert e.sha256 is None and e.task == e.config.task
     assert zoo.ZOO["real-x4-large"].config == SwinIRConfig.preset("real-x4-large")
     assert zoo.ZOO["classical-div2k-x3"].config == SwinIRConfig.preset("classical-x3", img_size=48)
@@ -68,7 +70,7 @@ def test_cache_dir_is_weights_dir_then_env_then_home(tmp_path, monkeypatch):
     small("lightweight-x2", img_size=4), SwinIRConfig.preset("lightweight-x4"),
 ], ids=lambda c: f"{c.upsampler or 'none'}-x{c.upscale}-{c.resi_connection}-{c.embed_dim}")
 def test_param_count_matches_the_built_network(config):
-    assert zoo.param_count(config) == sum(p.numel() for p in SwinIR(config).parameters())
+    assert zoo.param_count(config) == sum(p.numel() for p in build_network(config).parameters())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_an_existing_path_wins_over_a_zoo_name(entry, tmp_path, monkeypatch):
 
 def make_bundled(tmp_path, name="bundled-x2"):
     config = small("lightweight-x2")
-    model = SwinIR(config)
+    model = build_network(config)
     zoo.BUNDLED_DIR.mkdir(exist_ok=True)
     save_safetensors(zoo.BUNDLED_DIR / f"{name}.safetensors", model.state_dict(), config, {"name": name})
     return model

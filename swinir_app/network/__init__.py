@@ -1,8 +1,17 @@
-"""The SwinIR network family: pure torch, no files, CLIs or YAML."""
-from .config import PRESETS, SwinIRConfig
+"""The SwinIR network family (SwinIR, Swin2SR): pure torch, no files, CLIs or YAML."""
+from .config import ARCH_NAMES, PRESETS, SwinIRConfig
 from .swinir import DERIVED_SUFFIXES, RSTB, SwinIR, SwinTransformerBlock, derived_buffers, state_shapes
+from .swin2sr import Swin2SR
 from .attention import WindowAttention
 from . import hardware
 
-__all__ = ["DERIVED_SUFFIXES", "PRESETS", "RSTB", "SwinIR", "SwinIRConfig", "SwinTransformerBlock", "WindowAttention",
-           "derived_buffers", "hardware", "state_shapes"]
+NETWORKS = {"swinir": SwinIR, "swin2sr": Swin2SR}
+
+
+def build_network(config: SwinIRConfig) -> SwinIR:
+    """The network that ``config`` describes: a :class:`SwinIR` or a :class:`Swin2SR` (by ``config.arch``)."""
+    return NETWORKS[config.arch](config)
+
+
+__all__ = ["ARCH_NAMES", "DERIVED_SUFFIXES", "NETWORKS", "PRESETS", "RSTB", "Swin2SR", "SwinIR", "SwinIRConfig",
+           "SwinTransformerBlock", "WindowAttention", "build_network", "derived_buffers", "hardware", "state_shapes"]

@@ -35,6 +35,10 @@ class WindowAttention(nn.Module):
         state_dict[prefix + "relative_position_index"] = self.relative_position_index
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
+    def bias_parameters(self) -> list:
+        """The parameters the relative position bias is computed from (blocks cache it until they change)."""
+        return [self.relative_position_bias_table]
+
     def relative_position_bias(self) -> Tensor:
         """(1, num_heads, N, N) bias gathered from the table."""
         N = self.window_size ** 2

@@ -1,4 +1,4 @@
-"""Typed SwinIR hyperparameters and the presets of the official model family."""
+"""Typed hyperparameters of the SwinIR family (SwinIR and Swin2SR), and the presets of their official models."""
 from __future__ import annotations
 
 import dataclasses
@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "")
+ARCHS = ("swinir", "swin2sr")
+UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "", "pixelshuffle_aux")  # the last: Swin2SR only
 RESI_CONNECTIONS = ("1conv", "3conv")
 
 # Bounds: about 4x over the largest published model in every dimension (see SwinIRConfig.__post_init__).
@@ -39,12 +40,15 @@ def _real(name: str, value: Any, lo: float, hi: float) -> float:
 
 @dataclass(frozen=True)
 class SwinIRConfig:
-    """Every hyperparameter of a SwinIR network.
+    """Every hyperparameter of a network of the SwinIR family.
 
     Field names and defaults are those of the official ``SwinIR.__init__`` so
-    that ``SwinIRConfig(**official_kwargs)`` just works. ``num_feat`` and
-    ``out_chans`` are hard-coded (64, in_chans) in the official code; they are
-    fields here so that checkpoints that changed them still load.
+    that ``SwinIRConfig(**official_kwargs)`` just works; Swin2SR's official
+    arguments are the same, less ``qk_scale``. ``num_feat`` and ``out_chans``
+    are hard-coded (64, in_chans) in the official code; they are fields here so
+    that checkpoints that changed them still load. ``arch`` names the network:
+    ``"swinir"`` (Liang et al. 2021) or ``"swin2sr"`` (Conde et al. 2022, SwinV2
+    blocks; build it with :func:`swinir_app.network.build_network`).
     """
 
     upscale: int = 2
@@ -69,6 +73,7 @@ class SwinIRConfig:
     use_checkpoint: bool = False
     num_feat: int = 64
     out_chans: Optional[int] = None
+    arch: str = "swinir"
 
     def __post_init__(self):
         """Normalise and check every field; a bad value is a one-line ValueError naming it.
@@ -101,8 +106,15 @@ class SwinIRConfig:
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         if len(self.depths) != len(self.num_heads):
             raise ValueError(f"depths {list(self.depths)} and num_heads {list(self.num_heads)} differ in length")
-        if self.upsampler not in UPSAMPLERS:
-            raise ValueError(f"upsampler must be one of {UPSAMPLERS}, got {self.upsampler!r}")
+        if self.arch not in ARCHS:
+            raise ValueError(f"arch must be one of {ARCHS}, got {self.arch!r}")
+        if self.upsampler not in UPSAMPLERS or (self.upsampler == "pixelshuffle_aux" and self.arch != "swin2sr"):
+            allowed = UPSAMPLERS if self.arch == "swin2sr" else UPSAMPLERS[:-1]
+            raise ValueError(f"upsampler must be one of {allowed} for {self.arch}, got {self.upsampler!r}")
+        if self.arch == "swin2sr" and self.qk_scale is not None:
+            raise ValueError("qk_scale must be None for swin2sr: its cosine attention learns its own scale")
+        if self.upsampler == "pixelshuffle_aux" and self.out_chans != 3:
+            raise ValueError("pixelshuffle_aux needs 3 output channels, as in the official code (conv_after_aux)")
         if self.resi_connection not in RESI_CONNECTIONS:
             raise ValueError(f"resi_connection must be one of {RESI_CONNECTIONS}, got {self.resi_connection!r}")
         if any(self.embed_dim % h for h in self.num_heads):
@@ -122,8 +134,8 @@ class SwinIRConfig:
                              f"{_MAX_BODY_PARAMS / 1e6:.0f}M")
         if self.upsampler == "":
             set_("upscale", 1)
-        elif self.upsampler == "pixelshuffle" and self.upscale not in (2, 3, 4, 8):
-            raise ValueError(f"pixelshuffle supports x2/x3/x4/x8, got x{self.upscale}")
+        elif self.upsampler in ("pixelshuffle", "pixelshuffle_aux") and self.upscale not in (2, 3, 4, 8):
+            raise ValueError(f"{self.upsampler} supports x2/x3/x4/x8, got x{self.upscale}")
         elif self.upsampler == "nearest+conv" and self.upscale not in (2, 4, 8):
             raise ValueError(f"nearest+conv supports x2/x4/x8, got x{self.upscale}")
         elif self.upsampler == "pixelshuffledirect" and self.upscale not in (2, 3, 4, 8):
@@ -132,6 +144,11 @@ class SwinIRConfig:
     @property
     def scale(self) -> int:
         return self.upscale
+
+    @property
+    def name(self) -> str:
+        """The network's name: 'SwinIR' or 'Swin2SR' (BasicSR's ``network_g: type``)."""
+        return ARCH_NAMES[self.arch]
 
     @property
     def task(self) -> str:
@@ -144,8 +161,12 @@ class SwinIRConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
+        """The fields as plain values; ``arch`` is left out for SwinIR, so files and options written
+        before Swin2SR existed read the same."""
         d = dataclasses.asdict(self)
         d["depths"], d["num_heads"] = list(self.depths), list(self.num_heads)
+        if self.arch == "swinir":
+            del d["arch"]
         return d
 
     @classmethod
@@ -171,6 +192,9 @@ class SwinIRConfig:
         return cls.from_dict({**PRESETS[name], **overrides})
 
 
+ARCH_NAMES = {"swinir": "SwinIR", "swin2sr": "Swin2SR"}
+
+
 _M = dict(depths=[6] * 6, embed_dim=180, num_heads=[6] * 6, mlp_ratio=2.0, window_size=8, img_range=1.0)
 _S = dict(depths=[6] * 4, embed_dim=60, num_heads=[6] * 4, mlp_ratio=2.0, window_size=8, img_range=1.0)
 _L = dict(depths=[6] * 9, embed_dim=240, num_heads=[8] * 9, mlp_ratio=2.0, window_size=8, img_range=1.0)
@@ -189,3 +213,13 @@ PRESETS["gray-dn"] = dict(_M, upscale=1, in_chans=1, img_size=128, upsampler="")
 PRESETS["color-dn"] = dict(_M, upscale=1, in_chans=3, img_size=128, upsampler="")
 PRESETS["gray-jpeg"] = dict(_M, upscale=1, in_chans=1, img_size=126, upsampler="", window_size=7, img_range=255.0)
 PRESETS["color-jpeg"] = dict(_M, upscale=1, in_chans=3, img_size=126, upsampler="", window_size=7, img_range=255.0)
+
+# Swin2SR's official models (main_test_swin2sr.py): SwinIR's sizes on SwinV2 blocks.
+_V2 = dict(arch="swin2sr")
+PRESETS["swin2sr-classical-x2"] = dict(_M, **_V2, upscale=2, in_chans=3, img_size=64, upsampler="pixelshuffle")
+PRESETS["swin2sr-classical-x4"] = dict(_M, **_V2, upscale=4, in_chans=3, img_size=64, upsampler="pixelshuffle")
+PRESETS["swin2sr-lightweight-x2"] = dict(_S, **_V2, upscale=2, in_chans=3, img_size=64, upsampler="pixelshuffledirect")
+PRESETS["swin2sr-compressed-x4"] = dict(_M, **_V2, upscale=4, in_chans=3, img_size=48, upsampler="pixelshuffle_aux")
+PRESETS["swin2sr-real-x4"] = dict(_M, **_V2, upscale=4, in_chans=3, img_size=64, upsampler="nearest+conv")
+PRESETS["swin2sr-gray-jpeg"] = dict(_M, **_V2, upscale=1, in_chans=1, img_size=126, upsampler="", window_size=7,
+                                    img_range=255.0)

@@ -124,15 +124,20 @@ def _weights(layer: nn.Linear, dtype: torch.dtype) -> Tuple[Tensor, Optional[Ten
 
 
 def linear(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], gelu: bool = False,
-           residual: Optional[Tensor] = None) -> Tensor:
-    """``layer(x)``, then GELU or ``+ residual``, as one oneDNN call when ``fused`` is a dtype."""
+           residual: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
+    """``layer(x)``, then GELU or ``+ residual``, as one oneDNN call when ``fused`` is a dtype.
+
+    ``bias`` replaces the layer's own (Swin2SR's qkv, whose bias is assembled from q_bias and v_bias).
+    """
     if fused is None:
-        y = layer(x)
+        y = layer(x) if bias is None else F.linear(x, layer.weight, bias)
         y = F.gelu(y) if gelu else y
         return y if residual is None else residual + y
     shape = x.shape[:-1] + (layer.out_features,)
     x2 = x.reshape(-1, x.shape[-1]).to(fused)
     w, b = _weights(layer, fused)
+    if bias is not None:
+        b = bias.detach().to(fused)
     if residual is not None and residual.dtype == fused:
         y = torch.ops.mkldnn._linear_pointwise.binary(x2, residual.reshape(x2.shape[0], -1), w, b, "add")
         return y.view(shape)

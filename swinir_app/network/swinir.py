@@ -20,36 +20,45 @@ from .layers import (DropPath, Mlp, masked_windows, pad_to_multiple, relative_po
 
 
 def derived_buffers(config: SwinIRConfig) -> dict:
-    """The state-dict entries computed from the config alone (shift masks, position indices), by key.
+    """The state-dict entries computed from the config alone (shift masks, position indices and, for
+    Swin2SR, the log-spaced coordinate tables), by key.
 
     Files may leave them out; adding them back gives a dict the official code loads strictly.
     """
+    from .swin2sr import relative_coords_table
+
     res = config.img_size // config.patch_size
     ws = min(res, config.window_size)
     index = relative_position_index(ws)
     mask = shift_mask(res, res, ws, ws // 2, torch.device("cpu")) if res > config.window_size else None
+    coords = relative_coords_table(ws) if config.arch == "swin2sr" else None
     out = {}
     for i, depth in enumerate(config.depths):
         for j in range(depth):
             prefix = f"layers.{i}.residual_group.blocks.{j}."
             out[prefix + "attn.relative_position_index"] = index
+            if coords is not None:
+                out[prefix + "attn.relative_coords_table"] = coords
             if j % 2 and mask is not None:
                 out[prefix + "attn_mask"] = mask
     return out
 
 
 def state_shapes(config: SwinIRConfig) -> dict:
-    """The shape of every state-dict entry of ``SwinIR(config)``, by key, built on the meta device.
+    """The shape of every state-dict entry of the network of ``config``, by key, built on the meta
+    device.
 
     Nothing is allocated, so a checkpoint can be checked against its config before any memory is
     spent on it.
     """
+    from . import build_network
+
     with torch.device("meta"):
-        model = SwinIR(config)
+        model = build_network(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-DERIVED_SUFFIXES = ("attn_mask", "relative_position_index")  # buffers computed from the config
+DERIVED_SUFFIXES = ("attn_mask", "relative_position_index", "relative_coords_table")  # computed from the config
 
 
 class SwinTransformerBlock(nn.Module):
@@ -66,7 +75,7 @@ class SwinTransformerBlock(nn.Module):
             # As the official code: a feature map no larger than a window is one unshifted window.
             self.shift_size, self.window_size = 0, min(input_resolution)
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = WindowAttention(dim, self.window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
+        self.attn = self.attention(dim, self.window_size, num_heads, qkv_bias, qk_scale, attn_drop, drop)
         self.drop_path = DropPath(drop_path)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), drop)
@@ -76,6 +85,8 @@ class SwinTransformerBlock(nn.Module):
             if self.shift_size else None
         self.register_buffer("attn_mask", attn_mask)
         self._mask_cache: Optional[tuple] = None
+
+    attention = WindowAttention  # the attention of this family member (Swin2SR's is cosine attention)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # attn_mask is derived from img_size: take ours, so dicts without it (or with another
@@ -91,10 +102,10 @@ class SwinTransformerBlock(nn.Module):
         Without: the bias and (for shifted blocks) the masked windows, cached for the last size
         while the bias table cannot change, so that no mask or bias-index work runs per forward.
         """
-        table = self.attn.relative_position_bias_table
+        params = self.attn.bias_parameters()
         explicit = torch.is_grad_enabled()
-        key = (H, W, batch, like.device, table.data_ptr(), table._version, explicit)
-        frozen = not (explicit and table.requires_grad)
+        key = (H, W, batch, like.device, explicit, *((p.data_ptr(), p._version) for p in params))
+        frozen = not (explicit and any(p.requires_grad for p in params))
         if frozen and self._mask_cache is not None and self._mask_cache[0] == key:
             return self._mask_cache[1]
         # Normal tensors even under inference_mode: such a cache could not join a graph later.
@@ -136,13 +147,13 @@ class BasicLayer(nn.Module):
     def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, num_heads: int,
                  window_size: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: Sequence[float] = (), use_checkpoint: bool = False):
+                 drop_path: Sequence[float] = (), use_checkpoint: bool = False,
+                 block: type = SwinTransformerBlock):
         super().__init__()
         self.use_checkpoint = use_checkpoint
         self.blocks = nn.ModuleList([
-            SwinTransformerBlock(dim, input_resolution, num_heads, window_size,
-                                 0 if i % 2 == 0 else window_size // 2, mlp_ratio, qkv_bias, qk_scale,
-                                 drop, attn_drop, drop_path[i] if drop_path else 0.0)
+            block(dim, input_resolution, num_heads, window_size, 0 if i % 2 == 0 else window_size // 2, mlp_ratio,
+                  qkv_bias, qk_scale, drop, attn_drop, drop_path[i] if drop_path else 0.0)
             for i in range(depth)])
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
@@ -174,30 +185,39 @@ def conv_block(dim: int, resi_connection: str) -> nn.Module:
 
 
 class RSTB(nn.Module):
-    """Residual Swin Transformer Block: blocks -> conv -> long skip."""
+    """Residual Swin Transformer Block: blocks -> conv (-> Swin2SR's 1x1 ``patch_embed.proj``) -> long skip."""
 
     def __init__(self, dim: int, input_resolution: Tuple[int, int], depth: int, num_heads: int,
                  window_size: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,
                  qk_scale: Optional[float] = None, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: Sequence[float] = (), use_checkpoint: bool = False, resi_connection: str = "1conv"):
+                 drop_path: Sequence[float] = (), use_checkpoint: bool = False, resi_connection: str = "1conv",
+                 block: type = SwinTransformerBlock, embed: bool = False):
         super().__init__()
         self.residual_group = BasicLayer(dim, input_resolution, depth, num_heads, window_size, mlp_ratio,
-                                         qkv_bias, qk_scale, drop, attn_drop, drop_path, use_checkpoint)
+                                         qkv_bias, qk_scale, drop, attn_drop, drop_path, use_checkpoint, block)
         self.conv = conv_block(dim, resi_connection)
+        if embed:
+            self.patch_embed = PatchEmbed(dim, False, proj=True)
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
-        return to_tokens(self.conv(to_image(self.residual_group(x, x_size), x_size))) + x
+        y = self.conv(to_image(self.residual_group(x, x_size), x_size))
+        if hasattr(self, "patch_embed"):
+            y = self.patch_embed.proj(y)
+        return to_tokens(y) + x
 
 
 class PatchEmbed(nn.Module):
-    """Image -> tokens, with the optional LayerNorm of the official model (``patch_embed.norm``)."""
+    """Image -> tokens: Swin2SR's 1x1 ``proj`` conv if ``proj``, then the optional LayerNorm of the
+    official models (``patch_embed.norm``)."""
 
-    def __init__(self, embed_dim: int, patch_norm: bool):
+    def __init__(self, embed_dim: int, patch_norm: bool, proj: bool = False):
         super().__init__()
+        if proj:
+            self.proj = nn.Conv2d(embed_dim, embed_dim, 1)
         self.norm = nn.LayerNorm(embed_dim) if patch_norm else None
 
     def forward(self, x: Tensor) -> Tensor:
-        x = to_tokens(x)
+        x = to_tokens(self.proj(x) if hasattr(self, "proj") else x)
         return self.norm(x) if self.norm is not None else x
 
 
@@ -234,15 +254,21 @@ class SwinIR(nn.Module):
     Input: (B, in_chans, H, W) in [0, 1], any H, W >= 1. Output: (B, out_chans, H*upscale, W*upscale).
     """
 
+    arch = "swinir"
+    block = SwinTransformerBlock
+
     def __init__(self, config: Optional[SwinIRConfig] = None, **kwargs):
         super().__init__()
         if kwargs.get("norm_layer", nn.LayerNorm) is not nn.LayerNorm:
             raise ValueError("only nn.LayerNorm is supported as norm_layer")
         kwargs.pop("norm_layer", None)
         if config is None:
-            config = SwinIRConfig.from_dict(kwargs)
+            config = SwinIRConfig.from_dict({"arch": self.arch, **kwargs})
         elif kwargs:
             config = config.replace(**kwargs)
+        if config.arch != self.arch:
+            raise ValueError(f"a {config.name} config builds a {config.name}, not a {type(self).__name__}; "
+                             f"use swinir_app.network.build_network(config)")
         self.config = c = config
         self.upscale, self.upsampler = c.upscale, c.upsampler
         self.window_size, self.img_range = c.window_size, c.img_range
@@ -254,7 +280,8 @@ class SwinIR(nn.Module):
 
         # 2. deep feature extraction
         resolution = (c.img_size // c.patch_size,) * 2
-        self.patch_embed = PatchEmbed(c.embed_dim, c.patch_norm)
+        v2 = c.arch == "swin2sr"  # Swin2SR: a 1x1 projection at the top and at the end of every group
+        self.patch_embed = PatchEmbed(c.embed_dim, c.patch_norm, proj=v2)
         if c.ape:
             self.absolute_pos_embed = nn.Parameter(torch.zeros(1, resolution[0] * resolution[1], c.embed_dim))
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
@@ -263,7 +290,7 @@ class SwinIR(nn.Module):
         self.layers = nn.ModuleList([
             RSTB(c.embed_dim, resolution, depth, heads, c.window_size, c.mlp_ratio, c.qkv_bias, c.qk_scale,
                  c.drop_rate, c.attn_drop_rate, dpr[sum(c.depths[:i]):sum(c.depths[:i + 1])],
-                 c.use_checkpoint, c.resi_connection)
+                 c.use_checkpoint, c.resi_connection, self.block, embed=v2)
             for i, (depth, heads) in enumerate(zip(c.depths, c.num_heads))])
         self.norm = nn.LayerNorm(c.embed_dim)
         self.conv_after_body = conv_block(c.embed_dim, c.resi_connection)
@@ -272,6 +299,14 @@ class SwinIR(nn.Module):
         if c.upsampler == "pixelshuffle":
             self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1),
                                                       nn.LeakyReLU(inplace=True))
+            self.upsample = Upsample(c.upscale, c.num_feat)
+            self.conv_last = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
+        elif c.upsampler == "pixelshuffle_aux":  # Swin2SR's compressed SR: an LR auxiliary image, plus bicubic
+            self.conv_bicubic = nn.Conv2d(c.in_chans, c.num_feat, 3, 1, 1)
+            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1),
+                                                      nn.LeakyReLU(inplace=True))
+            self.conv_aux = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
+            self.conv_after_aux = nn.Sequential(nn.Conv2d(c.out_chans, c.num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
             self.upsample = Upsample(c.upscale, c.num_feat)
             self.conv_last = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
         elif c.upsampler == "pixelshuffledirect":
@@ -315,18 +350,25 @@ class SwinIR(nn.Module):
             x = layer(x, x_size)
         return to_image(self.norm(x), x_size)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, aux: bool = False):
         """Restore a batch of images.
 
         Args:
             x: (B, in_chans, H, W) float, values in [0, 1] (the model's mean and ``img_range`` are applied
                 here); any H, W >= 1: reflect-padded to a window multiple and cropped back.
+            aux: ``pixelshuffle_aux`` (Swin2SR) only: also return its auxiliary LR image, for training.
 
         Returns:
             (B, out_chans, H * upscale, W * upscale) float32, nominally in [0, 1] but not clamped, in the
-            default (contiguous) layout. Under ``torch.autocast`` only the transformer body runs in half
-            precision; the output is float32 either way.
+            default (contiguous) layout; with ``aux``, a tuple of it and the (B, out_chans, H, W)
+            auxiliary image. Under ``torch.autocast`` only the transformer body runs in half precision;
+            the output is float32 either way.
+
+        Raises:
+            ValueError: ``aux`` for a network without the auxiliary head.
         """
+        if aux and self.upsampler != "pixelshuffle_aux":
+            raise ValueError(f"aux=True needs the pixelshuffle_aux head; this network has {self.upsampler!r}")
         H, W = x.shape[2:]
         x = pad_to_multiple(x.float(), self.window_size)
         # channels_last throughout: tokens and feature maps share one memory layout (see to_image),
@@ -339,9 +381,22 @@ class SwinIR(nn.Module):
         body = self.forward_features(feat)
         with torch.autocast(x.device.type, enabled=False):
             feat = self.conv_after_body(body.float()) + feat
-            x = self._reconstruct(x, feat)
+            if self.upsampler == "pixelshuffle_aux":
+                x, lr = self._reconstruct_aux(x, feat, H, W)
+            else:
+                x = self._reconstruct(x, feat)
         x = x / self.img_range + self.mean
-        return x[:, :, :H * self.upscale, :W * self.upscale].contiguous()
+        out = x[:, :, :H * self.upscale, :W * self.upscale].contiguous()
+        return (out, (lr / self.img_range + self.mean)[:, :, :H, :W].contiguous()) if aux else out
+
+    def _reconstruct_aux(self, x: Tensor, feat: Tensor, H: int, W: int) -> Tuple[Tensor, Tensor]:
+        """Swin2SR's ``pixelshuffle_aux``: (output, auxiliary LR image), both in model range. As the official
+        code, the bicubic branch resizes the *padded* input to the unpadded output size."""
+        s = self.upscale
+        bicubic = self.conv_bicubic(F.interpolate(x, size=(H * s, W * s), mode="bicubic", align_corners=False))
+        lr = self.conv_aux(self.conv_before_upsample(feat))
+        y = self.upsample(self.conv_after_aux(lr))[:, :, :H * s, :W * s] + bicubic
+        return self.conv_last(y), lr
 
     def _reconstruct(self, x: Tensor, feat: Tensor) -> Tensor:
         """Deep features (+ the input, for the global residual) -> output in model range."""

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, model_validator
 from pydantic_core import PydanticCustomError
 
-from ..network import SwinIRConfig
+from ..network import ARCH_NAMES, SwinIRConfig
 
 SKIMAGE_SCHEME = "skimage://"  # a dataroot naming scikit-image's bundled photos: skimage://astronaut,coffee
 DATASET_TYPES = {
@@ -289,17 +289,18 @@ class NetworkOptions:
 
 
 def _network(value: Any) -> Any:
-    """network_g: {type: SwinIR, <SwinIR arguments>} -> NetworkOptions with a checked SwinIRConfig."""
+    """network_g: {type: SwinIR or Swin2SR, <official arguments>} -> NetworkOptions with a checked SwinIRConfig."""
     if isinstance(value, NetworkOptions) or value is None:
         return value
     if not isinstance(value, Mapping):
         raise PydanticCustomError("option", "{where}: {message}",
                                   {"where": "", "message": "is required: type: SwinIR and the SwinIR arguments"})
     kind = value.get("type", "SwinIR")
-    if kind != "SwinIR":
+    archs = {name: arch for arch, name in ARCH_NAMES.items()}
+    if kind not in archs:
         raise PydanticCustomError("option", "{where}: {message}",
-                                  {"where": "type", "message": f"{kind!r}: only SwinIR is supported"})
-    known = list(SwinIRConfig.__dataclass_fields__)
+                                  {"where": "type", "message": f"{kind!r}: one of {', '.join(archs)}"})
+    known = [f for f in SwinIRConfig.__dataclass_fields__ if f != "arch"]
     args = {}
     for key, v in value.items():
         if key == "type":
@@ -308,7 +309,7 @@ def _network(value: Any) -> Any:
             raise PydanticCustomError("unknown", "unknown", {"where": str(key), "known": known + ["type"]})
         args[key] = "" if key == "upsampler" and v is None else v  # KAIR and some BasicSR files write null
     try:
-        return NetworkOptions("SwinIR", SwinIRConfig.from_dict(args), tuple(args))
+        return NetworkOptions(kind, SwinIRConfig.from_dict({**args, "arch": archs[kind]}), tuple(args))
     except (TypeError, ValueError) as e:
         raise PydanticCustomError("option", "{where}: {message}", {"where": "", "message": str(e)}) from None
 

@@ -227,8 +227,11 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
                   tile_overlap=tile_overlap, precision=precision, self_ensemble=self_ensemble,
                   weights_dir=Path(weights_dir) if weights_dir else None)
     task, scale = run.task, run.scale
+    # Swin2SR's compressed SR (its pixelshuffle_aux head): the LQ is the bicubic LQ, JPEG-compressed at
+    # quality 10, as in the Swin2SR paper (AIM 2022 compressed-input SR).
+    compressed = task == "sr" and run.restorer is not None and run.restorer.config.upsampler == "pixelshuffle_aux"
     noise = noise if noise is not None else _level_in_name(run.label, r"(?:dn|noise)[-_]?(\d+)", 15)
-    jpeg = jpeg if jpeg is not None else int(_level_in_name(run.label, r"jpeg[-_]?(\d+)", 40))
+    jpeg = jpeg if jpeg is not None else int(_level_in_name(run.label, r"jpeg[-_]?(\d+)", 10 if compressed else 40))
     wanted = tuple(metrics) if metrics else (("psnr", "ssim", "psnrb") if task == "jpeg" else ("psnr", "ssim"))
     unknown = [m for m in wanted if m not in METRICS]
     if unknown:
@@ -240,6 +243,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     lq_dir = Path(lq) if lq is not None else None
     if lq_dir is not None:
         lq_source = f"files in {lq_dir}"
+    elif compressed:
+        lq_source = f"MATLAB bicubic 1/{scale} of the GT, then OpenCV JPEG quality {jpeg} (Swin2SR compressed SR)"
     elif task == "sr":
         lq_source = f"MATLAB bicubic 1/{scale} of the GT (basicsr imresize), rounded to uint8"
     elif task == "denoise":
@@ -255,7 +260,7 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
         window_size=run.window_size,
         noise_sigma=float(noise) if task == "denoise" and lq_dir is None else None,
         noise_seed=seed if task == "denoise" and lq_dir is None else None,
-        jpeg_quality=int(jpeg) if task == "jpeg" and lq_dir is None else None,
+        jpeg_quality=int(jpeg) if (task == "jpeg" or compressed) and lq_dir is None else None,
         lpips_net=lpips_net if lpips_model else None, self_ensemble=self_ensemble,
         tile=tile if restorer else None, tile_overlap=tile_overlap if restorer and tile else None,
         precision=precision if restorer else "fp32")
@@ -272,6 +277,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
                 img_lq = read(find_lq(lq_dir, path, scale, lq_template), mode)
             elif task == "sr":
                 img_gt, img_lq = bicubic_downscale(img_gt, scale)
+                if compressed:
+                    img_lq = jpeg_input(img_lq, jpeg)
             elif task == "denoise":
                 img_lq = noisy_input(img_gt, noise, seed)
             else:

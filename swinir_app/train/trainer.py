@@ -31,7 +31,7 @@ from ..engine import SettingError, autocast, resolve_precision
 from ..images import atomic_write, remove_stale_parts, write_image
 from ..protocol.metrics import compute_metrics
 from ..protocol.runner import run_official
-from ..network import SwinIR, state_shapes
+from ..network import SwinIR, build_network, state_shapes
 from .. import distributed
 from .data import RestorationDataset
 from .experiment import (Experiment, Interrupted, Resume, TrainingError, cpu_state, resume_from, rng_state,
@@ -228,7 +228,7 @@ class Trainer:
     def _build_model(self, resume: Optional[Resume]) -> None:
         t = self.opts.train
         torch.manual_seed(self.seed)  # the same initial weights on every rank (DDP also broadcasts them)
-        model = SwinIR(self.cfg)
+        model = build_network(self.cfg)
         if self._pretrained is not None:
             self._apply_pretrained(model, *self._pretrained)
             self._pretrained = None
@@ -273,7 +273,7 @@ class Trainer:
                 set_rng_state(states[self.dist.rank])
             log.info("resumed from %s at iteration %d", resume.path, self.start_iter)
         n = sum(p.numel() for p in self.params)
-        log.info("network SwinIR %s: %.3fM parameters, %s", self.cfg.upsampler or "restoration", n / 1e6,
+        log.info("network %s %s: %.3fM parameters, %s", self.cfg.name, self.cfg.upsampler or "restoration", n / 1e6,
                  ", ".join(f"{k}={v}" for k, v in self.cfg.to_dict().items()))
 
     def _read_pretrained(self) -> Tuple[Dict[str, Tensor], List[str]]:
