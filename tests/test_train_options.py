@@ -147,13 +147,15 @@ def test_every_shipped_options_file_parses(path):
         return
     assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4
     assert opts.train.ema_decay == 0.999 and opts.val.metrics
-    if path.stem.startswith("x") or path.stem.startswith("lightweight"):
-        k = int(path.stem[-1])
+    stem = path.stem.removeprefix("swin2sr_")  # Swin2SR's files: SwinIR's settings, as its paper trains it
+    assert (cfg.arch, opts.network_g.type) == (("swin2sr", "Swin2SR") if stem != path.stem else ("swinir", "SwinIR"))
+    if stem.startswith("x") or stem.startswith("lightweight"):
+        k = int(stem[-1])
         assert (cfg.upscale, opts.scale, opts.train_set.gt_size, cfg.window_size) == (k, k, 64 * k, 8)
         assert opts.train.total_iter == 500000
         assert opts.train.scheduler.args["milestones"] == (250000, 400000, 450000, 475000)
         assert opts.train.scheduler.args["gamma"] == 0.5
-        embed, blocks, upsampler, batch = ((180, 6, "pixelshuffle", 32) if path.stem.startswith("x")
+        embed, blocks, upsampler, batch = ((180, 6, "pixelshuffle", 32) if stem.startswith("x")
                                            else (60, 4, "pixelshuffledirect", 64))
         assert (cfg.embed_dim, len(cfg.depths), cfg.upsampler) == (embed, blocks, upsampler)
         assert opts.train_set.batch_size_per_gpu * 8 == batch  # per process, with 8 processes

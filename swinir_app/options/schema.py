@@ -305,6 +305,11 @@ def _network(value: Any) -> Any:
     for key, v in value.items():
         if key == "type":
             continue
+        if key == "arch":  # written by to_dict for Swin2SR; the type already says it
+            if v != archs[kind]:
+                raise PydanticCustomError("option", "{where}: {message}",
+                                          {"where": "arch", "message": f"{v!r} contradicts type {kind}"})
+            continue
         if key not in known:
             raise PydanticCustomError("unknown", "unknown", {"where": str(key), "known": known + ["type"]})
         args[key] = "" if key == "upsampler" and v is None else v  # KAIR and some BasicSR files write null
