@@ -123,13 +123,21 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def spandrel_network(config: SwinIRConfig) -> Optional[torch.nn.Module]:
-    """spandrel's port of the official SwinIR or Swin2SR (it pads and crops itself), or None if not installed."""
+    """spandrel's port of the official SwinIR, Swin2SR or HAT (it pads and crops itself), or None if not installed."""
     try:
+        from spandrel.architectures.HAT import HAT as SpandrelHAT
         from spandrel.architectures.Swin2SR import Swin2SR as SpandrelSwin2SR
         from spandrel.architectures.SwinIR import SwinIR as SpandrelSwinIR
     except ImportError:
         return None
     c = config
+    if c.arch == "hat":
+        return SpandrelHAT(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, window_size=c.window_size,
+                           img_range=c.img_range, depths=list(c.depths), embed_dim=c.embed_dim,
+                           num_heads=list(c.num_heads), mlp_ratio=c.mlp_ratio, upsampler=c.upsampler,
+                           resi_connection=c.resi_connection, qkv_bias=c.qkv_bias, qk_scale=c.qk_scale,
+                           compress_ratio=c.compress_ratio, squeeze_factor=c.squeeze_factor,
+                           conv_scale=c.conv_scale, overlap_ratio=c.overlap_ratio, drop_path_rate=0.0)
     args = dict(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, window_size=c.window_size,
                 img_range=c.img_range, depths=list(c.depths), embed_dim=c.embed_dim, num_heads=list(c.num_heads),
                 mlp_ratio=c.mlp_ratio, upsampler=c.upsampler, resi_connection=c.resi_connection, qkv_bias=c.qkv_bias,
@@ -141,8 +149,8 @@ def spandrel_network(config: SwinIRConfig) -> Optional[torch.nn.Module]:
 
 def reference(config: SwinIRConfig, state: dict) -> Optional[torch.nn.Module]:
     """The official network holding ``state``: basicsr's SwinIR with the official pad and crop, or for
-    Swin2SR (whose official code is not on PyPI) spandrel's port; None if that is not installed."""
-    if config.arch == "swin2sr":
+    Swin2SR and HAT (whose official code is not on PyPI) spandrel's port; None if that is not installed."""
+    if config.arch != "swinir":
         ref = spandrel_network(config)
         if ref is not None:
             ref.load_state_dict(state, strict=True)
@@ -162,7 +170,8 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
     ours = build_network(config).to(device).eval()
     ref = reference(config, ours.state_dict())  # the same random weights
     if ref is None:
-        return skipped(f"{precision} {size}x{size} x{config.upscale}", "spandrel (the official Swin2SR) not installed")
+        return skipped(f"{precision} {size}x{size} x{config.upscale}",
+                       f"spandrel (the official {config.name}) not installed")
     ref = ref.to(device).eval()
     spandrel = spandrel_network(config) if peers and config.arch == "swinir" else None
     if spandrel is not None:
@@ -188,8 +197,8 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
     notes = (["peers in fp32"] if precision != "fp32" else []) + ([] if spandrel is not None or not peers
                                                                  or config.arch != "swinir"
                                                                  else ["spandrel not installed"])
-    if config.arch == "swin2sr":
-        notes.append("official = spandrel's Swin2SR")
+    if config.arch != "swinir":
+        notes.append(f"official = spandrel's {config.name}")
     return Row(f"{precision} {size}x{size} x{config.upscale}", t_ours * 1e3, t_ref * 1e3, t_ref / t_ours,
                peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling, diff, note="; ".join(notes),
                spandrel_ms=None if t_sp is None else t_sp * 1e3, vs_spandrel=None if t_sp is None else t_sp / t_ours)
@@ -202,7 +211,7 @@ def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: st
     ours = build_network(config).to(device).train()
     ref = reference(config, ours.state_dict())
     if ref is None:
-        return skipped(f"train {precision} b{batch} p{patch}", "spandrel (the official Swin2SR) not installed")
+        return skipped(f"train {precision} b{batch} p{patch}", f"spandrel (the official {config.name}) not installed")
     ref = ref.to(device).train()
     x = torch.rand(batch, config.in_chans, patch, patch, device=device)
     y = torch.rand(batch, config.out_chans, patch * config.upscale, patch * config.upscale, device=device)
@@ -289,9 +298,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p = Parser(prog="python -m swinir_app.benchmark", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", choices=list(ARCH_NAMES), default="swinir",
-                   help="the network family: swinir (default) or swin2sr; sets the default --config")
+                   help="the network family: swinir (default), swin2sr or hat; sets the default --config")
     p.add_argument("--config", choices=list(PRESETS),
-                   help="the network (default classical-x4, or swin2sr-classical-x4 with --arch swin2sr)")
+                   help="the network (default classical-x4; swin2sr-classical-x4 or hat-x4 with --arch)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"],
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
@@ -300,13 +309,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--train-step", action="store_true", help="also time forward+backward+Adam (lightweight-x4 "
                                                              "by default, batch 16, LR patch 48)")
     p.add_argument("--train-config", choices=list(PRESETS),
-                   help="default lightweight-x4, or swin2sr-lightweight-x2 with --arch swin2sr")
+                   help="default lightweight-x4; swin2sr-lightweight-x2 or hat-s-x4 with --arch")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--scaling", type=int, nargs="*", metavar="SIZE",
                    help="also restore SIZE^2 images with tiles (e.g. 512 1024 2048) with --scaling-config")
     p.add_argument("--scaling-config", choices=list(PRESETS),
-                   help="default lightweight-x4, or swin2sr-lightweight-x2 with --arch swin2sr")
+                   help="default lightweight-x4; swin2sr-lightweight-x2 or hat-s-x4 with --arch")
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -314,10 +323,11 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    v2 = args.arch == "swin2sr"
-    args.config = args.config or ("swin2sr-classical-x4" if v2 else "classical-x4")
-    args.train_config = args.train_config or ("swin2sr-lightweight-x2" if v2 else "lightweight-x4")
-    args.scaling_config = args.scaling_config or ("swin2sr-lightweight-x2" if v2 else "lightweight-x4")
+    defaults = {"swinir": ("classical-x4", "lightweight-x4"), "hat": ("hat-x4", "hat-s-x4"),
+                "swin2sr": ("swin2sr-classical-x4", "swin2sr-lightweight-x2")}[args.arch]
+    args.config = args.config or defaults[0]
+    args.train_config = args.train_config or defaults[1]
+    args.scaling_config = args.scaling_config or defaults[1]
     config = SwinIRConfig.preset(args.config)
     if config.arch != args.arch:
         p.error(f"--config {args.config} is a {config.name} network, and --arch is {args.arch}")

@@ -167,9 +167,12 @@ def default_img_size(window_size: int, upsampler: str) -> int:
 
 def detect_arch(state: StateDict) -> str:
     """'swin2sr' when the tensors are Swin2SR's (a ``patch_embed.proj`` conv, or cosine attention's
-    ``logit_scale``), else 'swinir'."""
+    ``logit_scale``), 'hat' for HAT's (``relative_position_index_SA``, or channel-attention blocks), else
+    'swinir'."""
     if "patch_embed.proj.weight" in state or any(k.endswith(".attn.logit_scale") for k in state):
         return "swin2sr"
+    if "relative_position_index_SA" in state or any(".conv_block.cab." in k for k in state):
+        return "hat"
     return "swinir"
 
 
@@ -221,6 +224,7 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
                           for i in range(len(depths)))
         qkv_bias = first + "attn.qkv.bias" in state
     mlp_ratio = shape(first + "mlp.fc1.weight")[0] / embed_dim
+    hat = _infer_hat(state, embed_dim, window_size, shape) if arch == "hat" else {}
 
     upsampler, upscale, num_feat, out_chans = _infer_reconstruction(state, in_chans, source)
     img_size = default_img_size(window_size, upsampler)
@@ -239,9 +243,27 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
             mlp_ratio=mlp_ratio, upsampler=upsampler,
             resi_connection="3conv" if "layers.0.conv.0.weight" in state else "1conv",
             qkv_bias=qkv_bias, ape=ape, patch_norm="patch_embed.norm.weight" in state,
-            num_feat=num_feat, out_chans=out_chans, arch=arch)
+            num_feat=num_feat, out_chans=out_chans, arch=arch, **hat)
     except ValueError as e:
         raise ModelLoadError(f"{source} is not a SwinIR state dict: {e}") from None
+
+
+def _infer_hat(state: StateDict, embed_dim: int, window_size: int, shape) -> Dict[str, Any]:
+    """HAT's own hyperparameters: compress_ratio and squeeze_factor from the CAB convs, overlap_ratio from
+    OCAB (its position index, else its bias table). conv_scale is not in the weights: the official 0.01."""
+    def ratio(out_channels: int) -> int:
+        # dim // ratio gave the conv width: the official values first, as several ratios give one width.
+        return next((r for r in (3, 24, 30, 16) if embed_dim // r == out_channels), embed_dim // out_channels)
+
+    cab = "layers.0.residual_group.blocks.0.conv_block.cab."
+    if "relative_position_index_OCA" in state:
+        ows = math.isqrt(state["relative_position_index_OCA"].shape[1])
+    else:
+        table = shape("layers.0.residual_group.overlap_attn.relative_position_bias_table")
+        ows = math.isqrt(table[0]) - window_size + 1
+    return {"compress_ratio": ratio(shape(cab + "0.weight")[0]),
+            "squeeze_factor": ratio(shape(cab + "3.attention.1.weight")[0]),
+            "overlap_ratio": (ows - window_size) / window_size}
 
 
 def _infer_reconstruction(state: StateDict, in_chans: int, source: str) -> tuple[str, int, int, int]:

@@ -100,8 +100,13 @@ def all_sum(d: Dist, values: List[float]) -> List[float]:
     return t.cpu().tolist()
 
 
-def cleanup(d: Dist) -> None:
+def cleanup(d: Dist, wait: bool = False) -> None:
+    """Leave the process group. ``wait``: after a normal finish, first wait for every rank, so that no
+    gloo rank tears its connections down while a peer still talks to it (that can abort the peer with
+    "terminate called without an active exception"). Not on errors: a dead peer would never arrive."""
     if d.enabled and dist.is_initialized():
+        if wait:
+            dist.barrier()
         dist.destroy_process_group()
 
 

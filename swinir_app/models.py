@@ -18,7 +18,8 @@ def format_params(n: int) -> str:
 
 def rows(entries: Sequence[ZooEntry], weights_dir: Optional[Path] = None) -> List[tuple]:
     return [(e.name, e.task, f"x{e.scale}", format_params(param_count(e.config)),
-             "bundled" if e.path else "yes" if is_cached(e, weights_dir) else "no", e.filename)
+             "bundled" if e.path else "yes" if is_cached(e, weights_dir) else "by hand" if e.manual else "no",
+             e.filename)
             for e in entries]
 
 
@@ -30,7 +31,8 @@ def table(data: Sequence[tuple], columns: Sequence[str] = COLUMNS) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = Parser(prog="python -m swinir_app.models", description="List the SwinIR model zoo.")
+    parser = Parser(prog="python -m swinir_app.models",
+                    description="List the model zoo (SwinIR, Swin2SR, HAT and the bundled models).")
     add_weights_dir(parser)
     add_debug(parser)
     args = parser.parse_args(argv)
@@ -38,6 +40,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         data = rows(all_entries(), args.weights_dir)
     print(table(data))
     print(f"\ncache: {weights_home(args.weights_dir)}")
+    pages = sorted({e.by_hand for e in all_entries() if e.manual})
+    for page in pages:
+        print(f"by hand: place the file in the cache folder under its name above; get it from {page}")
     return 0
 
 

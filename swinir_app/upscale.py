@@ -323,7 +323,7 @@ def run(args) -> int:
         rate = mp / secs if secs > 0 else 0.0
         print(f"done {int(done)}, skipped {int(skipped)}, failed {int(failed)} in {secs:.1f} s "
               f"({rate:.3f} input megapixels/s)" + (f" on {world} processes" if world > 1 else ""), file=sys.stderr)
-    distributed.cleanup(d)
+    distributed.cleanup(d, wait=True)
     return 1 if totals[2] else 0
 
 

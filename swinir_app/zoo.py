@@ -36,6 +36,7 @@ __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
 
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWIN2SR_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
+HAT_PAGE = "the Google Drive links of https://github.com/XPixelGroup/HAT"
 HOME_ENV = "SWINIR_APP_HOME"
 DEFAULT_HOME = "~/.cache/swinir_app"
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
@@ -57,6 +58,12 @@ class ZooEntry:
     url: Optional[str] = None
     sha256: Optional[str] = None  # pinned where known; checked on download
     path: Optional[Path] = None  # bundled models: the file itself, never downloaded
+    by_hand: Optional[str] = None  # no stable URL (HAT's Google Drive files): where users get the file
+
+    @property
+    def manual(self) -> bool:
+        """Known by name, but placed in the weights folder by hand: never downloaded."""
+        return self.by_hand is not None
 
     @property
     def scale(self) -> int:
@@ -66,6 +73,11 @@ class ZooEntry:
     def names(self) -> tuple:
         """Every spelling that selects this entry: the short name, the file name and its stem."""
         return self.name, self.filename, Path(self.filename).stem
+
+
+def _by_hand(name: str, filename: str, preset: str) -> ZooEntry:
+    config = SwinIRConfig.preset(preset)
+    return ZooEntry(name, filename, config, config.task, by_hand=HAT_PAGE)
 
 
 def _official(name: str, filename: str, preset: str, img_size: int, base: str = OFFICIAL_URL) -> ZooEntry:
@@ -99,6 +111,13 @@ _OFFICIAL = [
     _official("swin2sr-compressed-x4", "Swin2SR_CompressedSR_X4_48.pth", "swin2sr-compressed-x4", 48, SWIN2SR_URL),
     _official("swin2sr-real-x4-psnr", "Swin2SR_RealworldSR_X4_64_BSRGAN_PSNR.pth", "swin2sr-real-x4", 64, SWIN2SR_URL),
     _official("swin2sr-gray-jpeg", "Swin2SR_Jpeg_dynamic.pth", "swin2sr-gray-jpeg", 126, SWIN2SR_URL),
+    # HAT's released files (params_ema dicts on Google Drive: no stable URL): known by name, placed by hand.
+    *[_by_hand(f"hat-x{k}", f"HAT_SRx{k}.pth", f"hat-x{k}") for k in (2, 3, 4)],
+    *[_by_hand(f"hat-x{k}-imagenet", f"HAT_SRx{k}_ImageNet-pretrain.pth", f"hat-x{k}") for k in (2, 3, 4)],
+    *[_by_hand(f"hat-s-x{k}", f"HAT-S_SRx{k}.pth", f"hat-s-x{k}") for k in (2, 3, 4)],
+    *[_by_hand(f"hat-l-x{k}", f"HAT-L_SRx{k}_ImageNet-pretrain.pth", f"hat-l-x{k}") for k in (2, 3, 4)],
+    _by_hand("real-hat-gan-x4", "Real_HAT_GAN_SRx4.pth", "real-hat-gan-x4"),
+    _by_hand("real-hat-gan-x4-sharper", "Real_HAT_GAN_sharper.pth", "real-hat-gan-x4"),
 ]
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in _OFFICIAL}
 
@@ -229,6 +248,9 @@ def _entry_checkpoint(entry: ZooEntry, weights_dir: Optional[PathLike]) -> Check
     dest = local_path(entry, weights_dir)
     if dest.is_file():
         return _check_entry(entry, load_checkpoint(dest), str(dest), "delete it to download it again")
+    if entry.manual:
+        raise ModelLoadError(f"{entry.name}: {entry.filename} cannot be downloaded automatically (its authors share it "
+                             f"through {entry.by_hand}); place it at {dest}")
     if entry.url is None:
         raise ModelLoadError(f"bundled model {entry.name} is missing: {dest}")
 

@@ -61,3 +61,11 @@ def test_benchmark_swin2sr_against_the_official_port(tmp_path):
     assert inference["max_abs_diff"] <= 1e-4 and inference["ref_ms"] > 0 and inference["speedup"] > 0
     assert "official = spandrel's Swin2SR" in inference["note"] and inference["spandrel_ms"] is None
     assert train["case"].startswith("train") and train["ref_ms"] > 0
+
+
+def test_benchmark_hat_against_the_official_port(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["--arch", "hat", "--config", "hat-s-x2", "--size", "16", "--precision", "fp32", "--repeats", "1",
+                 "--warmup", "0", "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["max_abs_diff"] <= 1e-4 and row["ref_ms"] > 0 and "official = spandrel's HAT" in row["note"]

@@ -259,49 +259,21 @@ def test_what_transformers_cannot_hold_is_refused_in_one_line(tmp_path):
 
 
 def test_every_front_end_runs_swin2sr(tmp_path, capsys, monkeypatch):
-    import threading
-
     import numpy as np
     from PIL import Image
 
     from conftest import photo
-    from swinir_app import load_model
-    from swinir_app.convert import convert
+    from frontends import check_front_ends, official_uint8
     from swinir_app.evaluate import evaluate
-    from swinir_app.images import read_image
     from swinir_app.protocol import compute_metrics
     from swinir_app.protocol.degrade import bicubic_downscale, jpeg_input
-    from swinir_app.upscale import main as upscale
-    from swinir_app.webui.service import AppConfig, RunSettings, WebApp
 
     monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "home"))
-    config = small_v2("swin2sr-compressed-x4")
-    _, ref = pair(config, seed=8)
+    _, ref = pair(small_v2("swin2sr-compressed-x4"), seed=8)
     ckpt = tmp_path / "models" / "Swin2SR_CompressedSR_X4_48.pth"
     ckpt.parent.mkdir()
     torch.save(ref.state_dict(), ckpt)
-
-    def official_uint8(lq: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            y = ref(torch.from_numpy(lq).permute(2, 0, 1)[None].float() / 255)[0]
-        return np.round(y.clamp(0, 1).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
-
-    # The batch CLI.
-    lq = np.ascontiguousarray(photo("chelsea")[50:80, 100:140])
-    (tmp_path / "in").mkdir()
-    Image.fromarray(lq).save(tmp_path / "in" / "a.png")
-    assert upscale([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu",
-                    "--precision", "fp32"]) == 0
-    out = read_image(tmp_path / "out" / "a.png").array
-    assert out.shape == (120, 160, 3) and np.abs(out.astype(int) - official_uint8(lq)).max() <= 1
-
-    # The web app, with the controls of its task.
-    app = WebApp(AppConfig(model=str(ckpt), device="cpu", models_dir=str(ckpt.parent)))
-    assert app.describe(str(ckpt)).config.arch == "swin2sr"
-    r = app.restore_file(str(tmp_path / "in" / "a.png"), RunSettings(str(ckpt), precision="fp32", tile=None),
-                         threading.Event())
-    assert r.output.shape == (120, 160, 3) and np.abs(r.output.astype(int) - official_uint8(lq)).max() <= 1
-
+    check_front_ends(tmp_path, ckpt, ref, scale=4)
     # evaluate, with the Swin2SR paper's compressed-SR protocol: bicubic, then JPEG quality 10.
     gt_dir = tmp_path / "gt"
     gt_dir.mkdir()
@@ -310,12 +282,8 @@ def test_every_front_end_runs_swin2sr(tmp_path, capsys, monkeypatch):
     result = evaluate(str(ckpt), gt_dir, device="cpu", progress=False)
     assert result.protocol.jpeg_quality == 10 and "JPEG quality 10" in result.protocol.lq_source
     cropped, bicubic = bicubic_downscale(gt, 4)
-    expected = compute_metrics(official_uint8(jpeg_input(bicubic, 10)), cropped, crop_border=4)
+    expected = compute_metrics(official_uint8(ref, jpeg_input(bicubic, 10)), cropped, crop_border=4)
     assert result.images[0].metrics == pytest.approx(expected, abs=0.05)
-
-    # convert: the config travels in the safetensors header, arch included.
-    convert(str(ckpt), tmp_path / "c.safetensors")
-    assert load_model(str(tmp_path / "c.safetensors")).config == load_model(str(ckpt)).config
     capsys.readouterr()
 
 

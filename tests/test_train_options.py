@@ -147,9 +147,14 @@ def test_every_shipped_options_file_parses(path):
         return
     assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4
     assert opts.train.ema_decay == 0.999 and opts.val.metrics
-    stem = path.stem.removeprefix("swin2sr_")  # Swin2SR's files: SwinIR's settings, as its paper trains it
-    assert (cfg.arch, opts.network_g.type) == (("swin2sr", "Swin2SR") if stem != path.stem else ("swinir", "SwinIR"))
-    if stem.startswith("x") or stem.startswith("lightweight"):
+    # Swin2SR's and HAT's files: SwinIR's settings, as their papers train them.
+    arch = next((a for a in ("swin2sr", "hat") if path.stem.startswith(a + "_")), "swinir")
+    stem = path.stem.removeprefix(arch + "_")
+    assert (cfg.arch, opts.network_g.type) == (arch, {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT"}[arch])
+    if arch == "hat":
+        assert (cfg.window_size, cfg.compress_ratio, cfg.squeeze_factor, cfg.overlap_ratio) == (16, 3, 30, 0.5)
+        assert opts.train_set.gt_size == 256 and opts.train.total_iter == 500000
+    elif stem.startswith("x") or stem.startswith("lightweight"):
         k = int(stem[-1])
         assert (cfg.upscale, opts.scale, opts.train_set.gt_size, cfg.window_size) == (k, k, 64 * k, 8)
         assert opts.train.total_iter == 500000

@@ -6,7 +6,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-ARCHS = ("swinir", "swin2sr")
+ARCHS = ("swinir", "swin2sr", "hat")
+HAT_FIELDS = {"compress_ratio": 3, "squeeze_factor": 30, "conv_scale": 0.01, "overlap_ratio": 0.5}  # official defaults
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "", "pixelshuffle_aux")  # the last: Swin2SR only
 RESI_CONNECTIONS = ("1conv", "3conv")
 
@@ -74,6 +75,11 @@ class SwinIRConfig:
     num_feat: int = 64
     out_chans: Optional[int] = None
     arch: str = "swinir"
+    # HAT only (Chen et al. 2023): the channel-attention block and the overlapping cross-attention.
+    compress_ratio: int = 3
+    squeeze_factor: int = 30
+    conv_scale: float = 0.01
+    overlap_ratio: float = 0.5
 
     def __post_init__(self):
         """Normalise and check every field; a bad value is a one-line ValueError naming it.
@@ -111,6 +117,19 @@ class SwinIRConfig:
         if self.upsampler not in UPSAMPLERS or (self.upsampler == "pixelshuffle_aux" and self.arch != "swin2sr"):
             allowed = UPSAMPLERS if self.arch == "swin2sr" else UPSAMPLERS[:-1]
             raise ValueError(f"upsampler must be one of {allowed} for {self.arch}, got {self.upsampler!r}")
+        if self.arch != "hat":
+            given = [k for k, v in HAT_FIELDS.items() if getattr(self, k) != v]
+            if given:
+                raise ValueError(f"{', '.join(given)}: HAT arguments, and this is {self.arch}")
+        else:
+            set_("compress_ratio", _integer("compress_ratio", self.compress_ratio, 1, self.embed_dim))
+            set_("squeeze_factor", _integer("squeeze_factor", self.squeeze_factor, 1, self.embed_dim))
+            set_("conv_scale", _real("conv_scale", self.conv_scale, 0.0, 10.0))
+            set_("overlap_ratio", _real("overlap_ratio", self.overlap_ratio, 0.0, 1.0))
+            if self.upsampler != "pixelshuffle":
+                raise ValueError(f"HAT's released models use the pixelshuffle head, got {self.upsampler!r}")
+            if self.resi_connection != "1conv":
+                raise ValueError(f"HAT's released models use resi_connection 1conv, got {self.resi_connection!r}")
         if self.arch == "swin2sr" and self.qk_scale is not None:
             raise ValueError("qk_scale must be None for swin2sr: its cosine attention learns its own scale")
         if self.upsampler == "pixelshuffle_aux" and self.out_chans != 3:
@@ -167,6 +186,9 @@ class SwinIRConfig:
         d["depths"], d["num_heads"] = list(self.depths), list(self.num_heads)
         if self.arch == "swinir":
             del d["arch"]
+        if self.arch != "hat":
+            for k in HAT_FIELDS:
+                del d[k]
         return d
 
     @classmethod
@@ -192,7 +214,7 @@ class SwinIRConfig:
         return cls.from_dict({**PRESETS[name], **overrides})
 
 
-ARCH_NAMES = {"swinir": "SwinIR", "swin2sr": "Swin2SR"}
+ARCH_NAMES = {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT"}
 
 
 _M = dict(depths=[6] * 6, embed_dim=180, num_heads=[6] * 6, mlp_ratio=2.0, window_size=8, img_range=1.0)
@@ -223,3 +245,12 @@ PRESETS["swin2sr-compressed-x4"] = dict(_M, **_V2, upscale=4, in_chans=3, img_si
 PRESETS["swin2sr-real-x4"] = dict(_M, **_V2, upscale=4, in_chans=3, img_size=64, upsampler="nearest+conv")
 PRESETS["swin2sr-gray-jpeg"] = dict(_M, **_V2, upscale=1, in_chans=1, img_size=126, upsampler="", window_size=7,
                                     img_range=255.0)
+
+# HAT's released models (XPixelGroup/HAT options/test): window 16, SwinIR's head, channel attention in every block.
+_HAT = dict(arch="hat", window_size=16, img_size=64, mlp_ratio=2.0, img_range=1.0, upsampler="pixelshuffle", in_chans=3)
+for _k in (2, 3, 4):
+    PRESETS[f"hat-s-x{_k}"] = dict(_HAT, upscale=_k, embed_dim=144, depths=[6] * 6, num_heads=[6] * 6,
+                                   compress_ratio=24, squeeze_factor=24)
+    PRESETS[f"hat-x{_k}"] = dict(_HAT, upscale=_k, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6)
+    PRESETS[f"hat-l-x{_k}"] = dict(_HAT, upscale=_k, embed_dim=180, depths=[6] * 12, num_heads=[6] * 12)
+PRESETS["real-hat-gan-x4"] = dict(_HAT, upscale=4, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6)

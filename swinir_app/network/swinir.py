@@ -25,8 +25,12 @@ def derived_buffers(config: SwinIRConfig) -> dict:
 
     Files may leave them out; adding them back gives a dict the official code loads strictly.
     """
+    from .hat import relative_position_index_oca
     from .swin2sr import relative_coords_table
 
+    if config.arch == "hat":
+        return {"relative_position_index_SA": relative_position_index(config.window_size),
+                "relative_position_index_OCA": relative_position_index_oca(config.window_size, config.overlap_ratio)}
     res = config.img_size // config.patch_size
     ws = min(res, config.window_size)
     index = relative_position_index(ws)
@@ -58,7 +62,9 @@ def state_shapes(config: SwinIRConfig) -> dict:
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
 
 
-DERIVED_SUFFIXES = ("attn_mask", "relative_position_index", "relative_coords_table")  # computed from the config
+# Computed from the config (HAT keeps its two indices at the top of the network).
+DERIVED_SUFFIXES = ("attn_mask", "relative_position_index", "relative_coords_table", "relative_position_index_SA",
+                    "relative_position_index_OCA")
 
 
 class SwinTransformerBlock(nn.Module):
@@ -287,11 +293,8 @@ class SwinIR(nn.Module):
             nn.init.trunc_normal_(self.absolute_pos_embed, std=0.02)
         self.pos_drop = nn.Dropout(c.drop_rate)
         dpr = torch.linspace(0, c.drop_path_rate, sum(c.depths), device="cpu").tolist()  # stochastic depth decay rule
-        self.layers = nn.ModuleList([
-            RSTB(c.embed_dim, resolution, depth, heads, c.window_size, c.mlp_ratio, c.qkv_bias, c.qk_scale,
-                 c.drop_rate, c.attn_drop_rate, dpr[sum(c.depths[:i]):sum(c.depths[:i + 1])],
-                 c.use_checkpoint, c.resi_connection, self.block, embed=v2)
-            for i, (depth, heads) in enumerate(zip(c.depths, c.num_heads))])
+        self.layers = nn.ModuleList([self.group(c, i, resolution, dpr[sum(c.depths[:i]):sum(c.depths[:i + 1])])
+                                     for i in range(len(c.depths))])
         self.norm = nn.LayerNorm(c.embed_dim)
         self.conv_after_body = conv_block(c.embed_dim, c.resi_connection)
 
@@ -325,6 +328,12 @@ class SwinIR(nn.Module):
         else:
             self.conv_last = nn.Conv2d(c.embed_dim, c.out_chans, 3, 1, 1)
         self.apply(self._init_weights)
+
+    def group(self, c: SwinIRConfig, i: int, resolution: Tuple[int, int], drop_path: List[float]) -> nn.Module:
+        """Residual group ``i`` of the body (an RSTB; HAT builds its RHAG)."""
+        return RSTB(c.embed_dim, resolution, c.depths[i], c.num_heads[i], c.window_size, c.mlp_ratio, c.qkv_bias,
+                    c.qk_scale, c.drop_rate, c.attn_drop_rate, drop_path, c.use_checkpoint, c.resi_connection,
+                    self.block, embed=c.arch == "swin2sr")
 
     @staticmethod
     def _init_weights(m: nn.Module) -> None:
