@@ -35,6 +35,9 @@ def test_every_official_release_has_a_name_a_url_and_its_config():
     spellings = [n.lower() for e in zoo.ZOO.values() for n in e.names]
     assert len(spellings) == len(set(spellings))
     for e in zoo.ZOO.values():
+        if e.manual:  # HAT: no stable URL
+            assert e.url is None and e.config.arch == "hat" and "XPixelGroup/HAT" in e.by_hand
+            continue
         base = ("https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/" if e.config.arch == "swin2sr" else
                 "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/")
         assert e.url == base + e.filename
@@ -255,7 +258,8 @@ def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path,
     lines = out.splitlines()
     header = lines[0]
     assert header.split() == ["name", "task", "scale", "params", "cached", "file"]
-    rows = {line.split()[0]: line for line in lines[1:] if line.strip() and not line.startswith("cache:")}
+    rows = {line.split()[0]: line for line in lines[1:]
+            if line.strip() and not line.startswith(("cache:", "by hand:"))}
     assert set(rows) == {*zoo.ZOO, "bundled-x2"}
     for line in rows.values():
         assert line[header.index("cached") - 2: header.index("cached")] == "  "
@@ -264,4 +268,6 @@ def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path,
     assert rows["real-x4-large"].split()[3] == "28.0M"
     assert rows["gray-jpeg-10"].split()[1:3] == ["jpeg", "x1"]
     assert rows["bundled-x2"].split()[4] == "bundled"
-    assert lines[-1] == f"cache: {weights}"
+    assert rows["hat-x4"].split()[4:6] == ["by", "hand"]  # HAT's Google Drive files: placed by hand
+    assert lines[-2] == f"cache: {weights}"
+    assert lines[-1].startswith("by hand: place the file in the cache folder") and "XPixelGroup/HAT" in lines[-1]
