@@ -150,7 +150,9 @@ class OCAB(nn.Module):
         # Keys and values: the overlapping windows, zero-padded at the borders (as nn.Unfold in the official code).
         kv = F.unfold(kv, kernel_size=ows, stride=ws, padding=(ows - ws) // 2)  # B, 2C*ows*ows, nW
         nW = kv.shape[-1]
-        kv = kv.view(B, 2, C, ows * ows, nW).permute(1, 0, 4, 3, 2).reshape(2, B * nW, ows * ows, C)
+        # Contiguous channels: SDPA's flash kernel needs them, and falls back to a math path that builds the
+        # whole (windows, heads, ws², ows²) attention matrix otherwise.
+        kv = kv.view(B, 2, C, ows * ows, nW).permute(1, 0, 4, 3, 2).reshape(2, B * nW, ows * ows, C).contiguous()
         q = q.view(B * nW, ws * ws, heads, d).transpose(1, 2)
         k, v = (t.view(B * nW, ows * ows, heads, d).transpose(1, 2) for t in kv.unbind(0))
         bias = self.relative_position_bias()
