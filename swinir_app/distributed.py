@@ -11,6 +11,11 @@ from typing import Any, List, Union
 
 import torch
 import torch.distributed as dist
+# Imported before any init_process_group: its functions take `group=group.WORLD` as a default, bound at import.
+# Imported later (torch imports it lazily, e.g. when a network is built on the meta device), they would hold
+# the default group past destroy_process_group, and its gloo threads would outlive the interpreter: an abort
+# ("terminate called without an active exception") at exit.
+import torch.distributed.nn
 
 LAUNCHERS = ("none", "pytorch")
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
