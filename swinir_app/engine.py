@@ -244,7 +244,18 @@ class Restorer:
             model = load_model(model_or_spec, device="cpu", weights_dir=weights_dir)
         self.model: SwinIR = model.to(self.device).eval()
         self.config = model.config
-        self.precision = resolve_precision(precision, self.device, self.config)
+        if getattr(model, "graph_precision", False):  # an exported graph (deploy.OnnxModel): its own precision
+            if precision not in ("auto", model.precision):
+                raise SettingError("precision", precision, f"{model.path.name} is a {model.precision} graph",
+                                   f"export it again with --precision {precision}, or use auto"
+                                   if precision in ("fp32", "fp16") else "use auto")
+            self.precision = model.precision
+            if model.fixed_size is not None:  # tiles no larger than the graph's input
+                self.tile_overlap = min(tile_overlap, min(model.fixed_size) // 4)
+                tile = max(model.window_size, min(model.fixed_size) // model.window_size * model.window_size)
+                self.tile = tile if self.tile in (None, "auto") else min(self.tile, tile)
+        else:
+            self.precision = resolve_precision(precision, self.device, self.config)
         self.scale: int = model.config.upscale
         self.window: int = model.config.window_size
         self.self_ensemble, self.progress = self_ensemble, progress
@@ -378,7 +389,7 @@ class Restorer:
     def _run(self, x: Tensor) -> Tensor:
         """One forward at the chosen precision; non-finite output is redone in fp32."""
         xd = x.to(self.device, non_blocking=True)
-        if self.precision == "fp32":
+        if self.precision == "fp32" or getattr(self.model, "graph_precision", False):
             return self.model(xd).float().cpu()
         with autocast(self.device, self.precision):
             y = self.model(xd)

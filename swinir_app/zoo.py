@@ -343,8 +343,14 @@ def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range:
     """A SwinIR in eval mode with its weights, from a zoo name, a checkpoint file or a training folder.
 
     ``model.config`` holds every hyperparameter, read from the file or inferred from its state dict.
+    An exported ``.onnx`` graph loads as a :class:`~swinir_app.deploy.OnnxModel` run by ONNX Runtime.
     Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded.
     """
+    if str(spec).lower().endswith(".onnx"):
+        if img_range is not None:
+            raise ModelLoadError(f"{spec}: img_range is fixed inside an exported graph")
+        from .deploy import load_onnx  # onnxruntime only when a graph is asked for
+        return load_onnx(spec).to(device)
     return build_model(resolve(spec, weights_dir=weights_dir, img_range=img_range), device)
 
 

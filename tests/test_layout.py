@@ -15,17 +15,18 @@ LAYERS = {
     "swinir_app.checkpoint": 1, "swinir_app.hf": 1, "swinir_app.images": 1, "swinir_app.distributed": 1,
     "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
-    "swinir_app.zoo": 2,
+    "swinir_app.zoo": 2, "swinir_app.deploy": 2,
     "swinir_app.engine": 3,
     "swinir_app.protocol": 4,
     "swinir_app.train": 5, "swinir_app.cli": 5,
     "swinir_app.upscale": 6, "swinir_app.evaluate": 6, "swinir_app.convert": 6, "swinir_app.models": 6,
+    "swinir_app.export": 6,
     "swinir_app.benchmark": 6, "swinir_app.train.cli": 6, "swinir_app.train.__main__": 6, "swinir_app.cli.main": 6,
     "swinir_app.webui": 6,
 }
 FRONT_ENDS = ("swinir_app.upscale", "swinir_app.evaluate", "swinir_app.convert", "swinir_app.models",
-              "swinir_app.benchmark", "swinir_app.train.cli", "swinir_app.train.__main__", "swinir_app.cli.main",
-              "swinir_app.webui")
+              "swinir_app.export", "swinir_app.benchmark", "swinir_app.train.cli", "swinir_app.train.__main__",
+              "swinir_app.cli.main", "swinir_app.webui")
 
 
 def module_name(path: Path) -> str:
@@ -115,5 +116,5 @@ def test_the_swinir_app_command_lists_every_front_end(capsys):
     assert main(["--help"]) == 0
     out = capsys.readouterr().out
     assert all(f"  {name}" in out for name in COMMANDS)
-    assert set(COMMANDS) == {"upscale", "evaluate", "train", "convert", "models", "benchmark", "web"}
+    assert set(COMMANDS) == {"upscale", "evaluate", "train", "convert", "models", "benchmark", "web", "export"}
     assert main(["modles"]) == 2 and "did you mean models" in capsys.readouterr().err

@@ -106,14 +106,14 @@ def test_masks_are_cached_per_size_not_rebuilt():
     model = SwinIR(small("classical-x2")).eval()
     block = model.layers[0].residual_group.blocks[1]
     assert block.shift_size == 4
-    layers.shift_mask.cache_clear()
+    layers._shift_mask.cache_clear()
     layers.masked_windows.cache_clear()
     with torch.no_grad():
         model(torch.rand(1, 3, 24, 24))
         first = block._mask_cache[1]
         model(torch.rand(1, 3, 24, 24))
         assert block._mask_cache[1] is first  # reused across forwards
-        assert layers.shift_mask.cache_info().misses == 1  # one region mask for all shifted blocks
+        assert layers._shift_mask.cache_info().misses == 1  # one region mask for all shifted blocks
         bias, (idx, masks) = first
         # 3x3 windows: only the last row and column (5 windows) carry a shift mask.
         assert bias.shape == (1, 6, 64, 64) and idx.tolist() == [2, 5, 6, 7, 8] and masks.shape == (5, 6, 64, 64)
@@ -245,3 +245,25 @@ def test_derived_buffers_equal_the_models(preset):
     derived = network.derived_buffers(config)
     assert derived and all(torch.equal(state[k], v) for k, v in derived.items())
     assert set(derived) == {k for k in state if k.endswith(("attn_mask", "relative_position_index"))}
+
+
+def test_traced_index_and_mask_helpers_equal_the_cached_ones():
+    """While tracing (ONNX export) padding, shift masks and token orders are computed in the graph from the
+    size; they must be the very values of the cached helpers, down to 1-pixel sides."""
+    cpu = torch.device("cpu")
+    x = torch.rand(1, 2, 37, 41)
+    for h, w in [(1, 1), (1, 5), (2, 3), (3, 9), (7, 8), (9, 17), (37, 41)]:
+        for m in (7, 8):
+            assert torch.equal(layers._mirror_pad_traced(x[..., :h, :w], m), layers.pad_to_multiple(x[..., :h, :w], m))
+    for (h, w), ws in [((16, 24), 8), ((14, 21), 7), ((8, 8), 8)]:
+        assert torch.equal(layers._shift_mask_traced(h, w, ws, ws // 2, cpu),
+                           layers._shift_mask(h, w, ws, ws // 2, cpu))
+
+        def official_order(shift):  # raster ids in the official roll + window_partition order
+            if shift is None:
+                return torch.arange(h * w)
+            ids = torch.roll(torch.arange(h * w).view(1, h, w, 1), (-shift, -shift), (1, 2))
+            return layers.window_partition(ids, ws).flatten()
+        for src, dst in [(None, 0), (None, ws // 2), (0, ws // 2), (ws // 2, 0), (ws // 2, None)]:
+            index = layers._reorder_index(h, w, ws, src, dst, cpu)
+            assert torch.equal(official_order(src)[index], official_order(dst))

@@ -3,6 +3,7 @@
     swinir-app upscale photos/ -o out/       swinir-app evaluate --model M --gt DIR
     swinir-app train -opt options/x4.yml     swinir-app convert IN OUT.safetensors
     swinir-app models                        swinir-app benchmark
+    swinir-app export MODEL OUT.onnx
     swinir-app web                           (python -m swinir_app.<command> works as well)
 """
 from __future__ import annotations
@@ -17,6 +18,7 @@ COMMANDS = {
     "evaluate": ("swinir_app.evaluate", "score a model with the SwinIR paper's protocol"),
     "train": ("swinir_app.train.cli", "train from a BasicSR-style options file"),
     "convert": ("swinir_app.convert", "write any checkpoint as .safetensors with its config"),
+    "export": ("swinir_app.export", "write a model as a verified ONNX graph"),
     "models": ("swinir_app.models", "list the model zoo and what is cached"),
     "benchmark": ("swinir_app.benchmark", "speed and memory against the official network, in one run"),
     "web": ("swinir_app.webui.cli", "the web upscaler (Gradio) on 127.0.0.1"),

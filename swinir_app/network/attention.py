@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import fusable, linear, relative_position_index
+from .layers import fusable, linear, relative_position_index, tracing
 
 
 class WindowAttention(nn.Module):
@@ -63,7 +63,7 @@ class WindowAttention(nn.Module):
         qkv = linear(x, self.qkv, fused).view(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
         q, k, v = qkv.unbind(0)  # each (B_, heads, N, d)
         p = self.attn_drop if self.training else 0.0
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or tracing():
             out = explicit_attention(q, k, v, bias, self.scale, p)
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), dropout_p=p, scale=self.scale)

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import Mlp, relative_position_index, reorder_index, to_image, to_tokens, window_partition
+from .layers import Mlp, relative_position_index, reorder_index, to_image, to_tokens, tracing, window_partition
 from .swinir import SwinIR, SwinTransformerBlock, conv_block
 
 
@@ -156,7 +156,7 @@ class OCAB(nn.Module):
         q = q.view(B * nW, ws * ws, heads, d).transpose(1, 2)
         k, v = (t.view(B * nW, ows * ows, heads, d).transpose(1, 2) for t in kv.unbind(0))
         bias = self.relative_position_bias()
-        if torch.is_grad_enabled():  # spelled out: CPU SDPA has no gradient for its mask (see WindowAttention)
+        if torch.is_grad_enabled() or tracing():  # spelled out: CPU SDPA has no mask gradient (see WindowAttention)
             out = (((q * self.scale) @ k.transpose(-2, -1)) + bias.to(q.dtype)).softmax(-1) @ v
         else:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)

@@ -11,6 +11,16 @@ from torch import Tensor, nn
 from . import hardware
 
 
+def tracing() -> bool:
+    """True while the network is traced into a graph (ONNX export, ``torch.export``, ``jit.trace``).
+
+    Sizes are then symbolic: per-size indices and masks are computed inside the graph from the input's
+    shape instead of cached as constants (a cached one would bake the example's size into the graph), and
+    only portable operators run (no oneDNN fusions, no data-dependent window selection).
+    """
+    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+
+
 def cached(fn):
     """lru_cache for per-size index and mask tensors, always built as normal CPU-built tensors: one
     built under inference_mode could not be used later in a graph (training after validation), and
@@ -39,12 +49,32 @@ def relative_position_index(window_size: int) -> Tensor:
     return rel[:, :, 0] * (2 * window_size - 1) + rel[:, :, 1]
 
 
-@cached
 def shift_mask(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tensor:
     """(num_windows, N, N) additive mask, -100 between pixels that the cyclic shift made neighbours.
 
-    Cached per size and device: computed once, never per block or per forward.
+    Cached per size and device: computed once, never per block or per forward. While tracing, computed
+    in the graph from the (symbolic) size.
     """
+    if tracing():
+        return _shift_mask_traced(H, W, window_size, shift_size, device)
+    return _shift_mask(H, W, window_size, shift_size, device)
+
+
+def _regions(size, window_size: int, shift_size: int, device: torch.device) -> Tensor:
+    """Per row (or column): 0, 1 or 2, the three bands that the cyclic shift brings together."""
+    i = torch.arange(size, device=device)
+    return (i >= size - window_size).long() + (i >= size - shift_size).long()
+
+
+def _shift_mask_traced(H, W, window_size: int, shift_size: int, device: torch.device) -> Tensor:
+    label = (_regions(H, window_size, shift_size, device)[:, None] * 3
+             + _regions(W, window_size, shift_size, device)[None, :])
+    windows = window_partition(label.view(1, H, W, 1).float(), window_size).squeeze(-1)  # nW, N
+    return (windows.unsqueeze(1) != windows.unsqueeze(2)).float() * -100.0
+
+
+@cached
+def _shift_mask(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tensor:
     img_mask = torch.zeros(1, H, W, 1)
     spans = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
     region = 0
@@ -61,30 +91,43 @@ def shift_mask(H: int, W: int, window_size: int, shift_size: int, device: torch.
 @cached
 def masked_windows(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tuple[Tensor, Tensor]:
     """The windows whose shift mask is not all zero (last row and column), and their (n, N, N) masks."""
-    mask = shift_mask(H, W, window_size, shift_size, device)
+    mask = _shift_mask(H, W, window_size, shift_size, device)
     idx = mask.ne(0).flatten(1).any(1).nonzero().flatten()
     return idx, mask[idx]
 
 
-@cached
 def token_order(H: int, W: int, window_size: int, shift_size: int, device: torch.device) -> Tensor:
     """Raster indices of the tokens in (shifted) window order: roll by -shift, then partition."""
-    idx = torch.arange(H * W).view(1, H, W, 1)
+    idx = torch.arange(H * W, device=device).view(1, H, W, 1)
     if shift_size:
         idx = torch.roll(idx, shifts=(-shift_size, -shift_size), dims=(1, 2))
-    return window_partition(idx, window_size).flatten().to(device)
+    return window_partition(idx, window_size).flatten()
 
 
-@cached
 def reorder_index(H: int, W: int, window_size: int, src: Optional[int], dst: Optional[int],
                   device: torch.device) -> Tensor:
     """Index with ``x_dst = x_src[:, index]`` between token orders: None is raster order, an int is the
-    window order for that shift. One gather replaces partition + reverse + two rolls per block."""
+    window order for that shift. One gather replaces partition + reverse + two rolls per block.
+
+    Cached per size; computed in the graph while tracing.
+    """
+    if tracing():
+        return _reorder_index(H, W, window_size, src, dst, device)
+    return _reorder_index_cached(H, W, window_size, src, dst, device)
+
+
+def _reorder_index(H: int, W: int, window_size: int, src: Optional[int], dst: Optional[int],
+                   device: torch.device) -> Tensor:
     dst_raster = token_order(H, W, window_size, dst, device) if dst is not None else torch.arange(H * W, device=device)
     if src is None:
         return dst_raster
-    position_in_src = torch.argsort(token_order(H, W, window_size, src, device))
+    src_raster = token_order(H, W, window_size, src, device)
+    # The inverse permutation by a scatter, not an argsort: the same result, and a plain graph operator.
+    position_in_src = torch.empty_like(src_raster).scatter_(0, src_raster, torch.arange(H * W, device=device))
     return position_in_src[dst_raster]
+
+
+_reorder_index_cached = cached(_reorder_index)
 
 
 def fusable(module: nn.Module, x: Tensor) -> Optional[torch.dtype]:
@@ -95,7 +138,7 @@ def fusable(module: nn.Module, x: Tensor) -> Optional[torch.dtype]:
     passes over memory. Elsewhere the plain path runs, with the same numerics. Residual sums stay
     in fp32.
     """
-    if x.device.type != "cpu" or module.training or torch.is_grad_enabled():
+    if x.device.type != "cpu" or module.training or torch.is_grad_enabled() or tracing():
         return None
     caps = hardware.cpu()
     if not caps.fused_linear:
@@ -150,8 +193,10 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     """Pad the bottom/right of (B, C, H, W) to a multiple, with reflection as the official forward does.
 
     Reflection cannot add more than size-1 pixels, so tiny inputs are reflected repeatedly and a
-    1-pixel side is replicated.
+    1-pixel side is replicated. While tracing, the same pixels are gathered by an index computed in the graph.
     """
+    if tracing():
+        return _mirror_pad_traced(x, multiple)
     H, W = x.shape[-2:]
     ph, pw = (-H) % multiple, (-W) % multiple
     while ph or pw:
@@ -165,6 +210,21 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
         x = F.pad(x, (0, sw, 0, sh), mode="reflect")
         ph, pw = ph - sh, pw - sw
     return x
+
+
+def _mirror_index(size, multiple: int, device: torch.device) -> Tensor:
+    """Indices of ``size`` rounded up to a multiple, reflected as often as needed (period 2*(size-1));
+    all 0 for a size of 1. Repeated reflection about the last pixel gives exactly this sequence."""
+    i = torch.arange((size + multiple - 1) // multiple * multiple, device=device)
+    period = torch.clamp(2 * (i[:1] * 0 + size - 1), min=1)  # a tensor, from the (traced) size
+    j = torch.remainder(i, period)
+    return torch.minimum(j, period - j).clamp(max=size - 1)
+
+
+def _mirror_pad_traced(x: Tensor, multiple: int) -> Tensor:
+    H, W = x.shape[-2:]
+    x = x.index_select(-2, _mirror_index(H, multiple, x.device))
+    return x.index_select(-1, _mirror_index(W, multiple, x.device))
 
 
 class DropPath(nn.Module):

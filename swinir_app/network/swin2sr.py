@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import explicit_attention
-from .layers import fusable, linear, relative_position_index
+from .layers import fusable, linear, relative_position_index, tracing
 from .swinir import SwinIR, SwinTransformerBlock
 
 LOGIT_SCALE_MAX = math.log(100.0)  # the official clamp: log(1 / 0.01)
@@ -108,7 +108,7 @@ class CosineWindowAttention(nn.Module):
         q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)  # each (B_, heads, N, d)
         v = qkv[:, :, 2].transpose(1, 2)
         p = self.attn_drop if self.training else 0.0
-        if torch.is_grad_enabled():
+        if torch.is_grad_enabled() or tracing():
             return explicit_attention(q, k, v, bias, 1.0, p)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p, scale=1.0)
         if masked is not None:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from .attention import WindowAttention
 from .config import SwinIRConfig
 from .layers import (DropPath, Mlp, masked_windows, pad_to_multiple, relative_position_index, reorder_index, shift_mask,
-                     to_image, to_tokens)
+                     to_image, to_tokens, tracing)
 
 
 def derived_buffers(config: SwinIRConfig) -> dict:
@@ -108,6 +108,8 @@ class SwinTransformerBlock(nn.Module):
         Without: the bias and (for shifted blocks) the masked windows, cached for the last size
         while the bias table cannot change, so that no mask or bias-index work runs per forward.
         """
+        if tracing():  # in the graph, for the traced size: bias and shift mask merged, every window
+            return self._build_masks(H, W, batch, like, explicit=True)
         params = self.attn.bias_parameters()
         explicit = torch.is_grad_enabled()
         key = (H, W, batch, like.device, explicit, *((p.data_ptr(), p._version) for p in params))

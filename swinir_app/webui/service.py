@@ -217,7 +217,7 @@ def _label(spec: str) -> str:
     return path.name if (os.sep in spec or "/" in spec or path.suffix) else spec
 
 
-MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors")
+MODEL_SUFFIXES = (".pth", ".pt", ".ckpt", ".safetensors", ".onnx")
 
 
 @dataclass

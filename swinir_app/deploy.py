@@ -1,0 +1,422 @@
+"""ONNX export with built-in verification, and ONNX Runtime as an inference backend.
+
+The exported graph is the whole restoration: an image in [0, 1] as (B, C, H, W) float32, any H, W >= 1,
+is mirror-padded to a window multiple, normalised, restored, de-normalised, cropped and clamped to
+[0, 1]. The traps of the public conversion scripts are avoided by construction, and checked:
+
+- **Sizes.** Shift masks, window orders and padding are computed inside the graph from the input's
+  shape (``network.layers.tracing``), so no mask of the example's size is baked in: the graph is right
+  at any size, including window counts that are multiples of the training one.
+- **Batch.** Window partitions reshape with -1, never with a batch size taken from the example.
+- **fp16.** The shallow conv, the long residual and the reconstruction stay in fp32 (as under autocast in
+  PyTorch); the body's matmuls run in fp16, and the activation peak is reported against fp16's range.
+- **Size.** ONNX Runtime's basic (portable) optimiser folds constants and removes redundant nodes.
+
+The graph is traced by PyTorch's TorchScript-based exporter (``dynamo=False``): the torch.export-based
+one specialises dynamic sizes at the window count 1 and at reshapes, so its graphs are not right at every
+size. After export, ONNX Runtime runs the graph at three sizes (and a second batch) against PyTorch; a
+graph outside the tolerance is deleted, never left behind.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import ModelLoadError, config_from_dict
+from .network import SwinIR, SwinIRConfig
+
+OPSET = 17
+EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference on the [0, 1] output, against PyTorch fp32
+FP16_MAX = 65504.0
+META_CONFIG = "swinir_app.config"  # the full network config as JSON: what loading needs
+INPUT, OUTPUT = "lq", "output"
+
+
+class ExportError(Exception):
+    """An export that cannot be made or failed its verification; one line."""
+
+
+@dataclass
+class Check:
+    """One verification run: ONNX Runtime against PyTorch on the same input."""
+    shape: Tuple[int, int, int, int]
+    max_diff: float
+    psnr: float
+
+
+@dataclass
+class ExportReport:
+    """What :func:`export_onnx` wrote, and how the graph checked out."""
+    path: Path
+    config: SwinIRConfig
+    precision: str
+    opset: int
+    batch: Optional[int]  # None: dynamic
+    fixed_size: Optional[Tuple[int, int]]
+    nodes_traced: int
+    nodes: int
+    bytes: int
+    checks: List[Check] = field(default_factory=list)
+    activation_peak: float = 0.0  # max |activation| over the residual groups, fp32, on the check inputs
+    seconds: float = 0.0
+
+    @property
+    def max_diff(self) -> float:
+        return max((c.max_diff for c in self.checks), default=0.0)
+
+
+class Graph(nn.Module):
+    """What is exported: ``clamp(net(x), 0, 1)``, the body at ``precision`` (autocast, as in PyTorch)."""
+
+    def __init__(self, net: SwinIR, precision: str = "fp32"):
+        super().__init__()
+        self.net, self.precision = net, precision
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.precision == "fp32":
+            y = self.net(x)
+        else:
+            with torch.autocast("cpu", dtype=torch.float16 if self.precision == "fp16" else torch.bfloat16):
+                y = self.net(x)
+        return y.float().clamp(0, 1)
+
+
+def check_sizes(config: SwinIRConfig) -> List[Tuple[int, int]]:
+    """Three verification sizes: a tiny one padded to one window, an odd one, and one whose window count
+    is a multiple of the training patch's (the size where a baked-in mask would silently be wrong)."""
+    ws, train = config.window_size, max(config.img_size, config.window_size)
+    train = math.ceil(train / ws) * ws
+    return [(ws // 2 + 3, ws + 5), (3 * ws + 5, 5 * ws + 3), (2 * train, train)]
+
+
+def check_input(batch: int, channels: int, h: int, w: int, seed: int = 0) -> Tensor:
+    """A deterministic test image in [0, 1]: smooth gradients, edges and noise (what restoration meets)."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = 0.5 + 0.3 * torch.sin(6 * xx + 3 * yy) * torch.cos(4 * yy)
+    base = base + 0.2 * ((xx * 7).floor() % 2 - 0.5)
+    x = base.expand(batch, channels, h, w) + 0.08 * torch.randn(batch, channels, h, w, generator=g)
+    return x.clamp(0, 1).contiguous()
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _count_nodes(path: Path) -> int:
+    import onnx
+    return len(onnx.load(str(path), load_external_data=False).graph.node)
+
+
+def _session(path: Union[str, Path], device: str = "cpu", options=None):
+    import onnxruntime as ort
+    providers = ["CPUExecutionProvider"]
+    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
+        providers.insert(0, "CUDAExecutionProvider")
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
+
+
+def _activation_peak(net: SwinIR, x: Tensor) -> float:
+    """max |x| at the output of every residual group, in fp32: what fp16 (max 65504) must hold."""
+    peak = [0.0]
+
+    def hook(_m, _i, out):
+        peak[0] = max(peak[0], float(out.detach().abs().max()))
+    handles = [layer.register_forward_hook(hook) for layer in net.layers]
+    try:
+        with torch.inference_mode():
+            net(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return peak[0]
+
+
+def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathLike], *, opset: int = OPSET,
+                precision: str = "fp32", batch: Optional[int] = None,
+                fixed_size: Optional[Tuple[int, int]] = None, name: Optional[str] = None, source: str = "",
+                weights_dir: Optional[os.PathLike] = None, overwrite: bool = False,
+                tolerance: Optional[float] = None, example_size: Optional[Tuple[int, int]] = None,
+                progress=None) -> ExportReport:
+    """Export ``model`` (a network, or any spec ``load_model`` takes) to ``out`` as a verified ONNX graph.
+
+    Args:
+        model: a SwinIR / Swin2SR / HAT network, or a zoo name, checkpoint file or training folder.
+        out: the .onnx file; written atomically, only after the graph passed its checks.
+        opset: ONNX opset (17 by default; 14 is the lowest that holds every operator used).
+        precision: "fp32" (default) or "fp16" (the body's matmuls in fp16; I/O stays float32). "bf16" is
+            refused: ONNX Runtime has no bf16 kernels for these operators, so such a graph cannot be verified.
+        batch: a fixed batch size, or None for a dynamic batch (verified at batch 2).
+        fixed_size: (H, W) for a fixed-shape graph (what TensorRT builds best); None: any H, W >= 1.
+        name, source: stored in the metadata (default: the spec's stem and file name).
+        tolerance: max abs difference allowed against PyTorch fp32 (default 1e-4 fp32, 2e-2 fp16).
+        example_size: the traced example's (H, W); any size gives the same graph, which the checks prove.
+        progress: called with a short text before each step.
+
+    Returns:
+        An :class:`ExportReport`: node counts, file size, and every check's max abs difference and PSNR.
+
+    Raises:
+        ExportError: one line: bad settings, an existing output without ``overwrite``, or a graph that failed
+            a check (no file is left).
+        ModelLoadError: the model spec cannot be loaded.
+    """
+    import onnx
+
+    t0 = time.perf_counter()
+    say = progress or (lambda _text: None)
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise ExportError(f"the output must be a .onnx file, got {out}")
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists; --overwrite replaces it")
+    if precision not in EXPORT_PRECISIONS:
+        raise ExportError(f"--precision must be one of {', '.join(EXPORT_PRECISIONS)}, got {precision!r}")
+    if precision == "bf16":
+        raise ExportError("--precision bf16: ONNX Runtime has no bf16 kernels for these operators, so the graph "
+                          "could not be verified; export fp32 and let the engine builder cast (trtexec --bf16)")
+    if not 14 <= opset <= 21:
+        raise ExportError(f"--opset must be between 14 and 21, got {opset}")
+    if batch is not None and batch < 1:
+        raise ExportError(f"--batch must be at least 1, got {batch}")
+    if isinstance(model, nn.Module):
+        net = model
+        spec_name = name or "model"
+    else:
+        from .zoo import build_model, resolve
+        say("loading the model")
+        ckpt = resolve(model, weights_dir=weights_dir)
+        net = build_model(ckpt)
+        spec_name = name or Path(str(model)).stem
+        source = source or Path(ckpt.source).name
+    net = net.float().eval()
+    config: SwinIRConfig = net.config
+    if fixed_size is not None and min(fixed_size) < config.window_size:
+        raise ExportError(f"--fixed-size {fixed_size[0]} {fixed_size[1]}: each side must be at least the window "
+                          f"size, {config.window_size}")
+    tolerance = TOLERANCE[precision] if tolerance is None else tolerance
+
+    graph = Graph(net, precision).eval()
+    ex_h, ex_w = fixed_size or example_size or (config.window_size * 3 + 1, config.window_size * 2 + 3)
+    example = check_input(batch or 1, config.in_chans, ex_h, ex_w)
+    # Always traced and optimised with dynamic axes, then pinned: traced at a fixed shape, every shift mask
+    # and bias would be folded into a constant of (windows, heads, N, N) per block (hundreds of MB).
+    dynamic = {0: "batch", 2: "height", 3: "width"}
+    out_axes = {0: "batch", 2: "out_height", 3: "out_width"}
+
+    folder = out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        traced, final = tmp / "traced.onnx", tmp / "graph.onnx"
+        say(f"tracing the graph (opset {opset}, {precision})")
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes (see above)
+            torch.onnx.export(graph, (example,), str(traced), dynamo=False, opset_version=opset,
+                              input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+                              dynamic_axes={INPUT: dynamic, OUTPUT: out_axes})
+        nodes_traced = _count_nodes(traced)
+
+        say("optimising the graph (ONNX Runtime, basic level: standard operators only)")
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = str(final)
+        _session(traced, options=opts)
+
+        proto = onnx.load(str(final))
+        meta = {
+            META_CONFIG: json.dumps(config.to_dict() | {"arch": config.arch}),
+            "task": config.task, "scale": str(config.scale), "window_size": str(config.window_size),
+            "in_chans": str(config.in_chans), "out_chans": str(config.out_chans), "arch": config.name,
+            "name": spec_name, "source": source, "precision": precision,
+            "input": "float32 (batch, in_chans, height, width) in [0, 1]; padding is done inside",
+            "output": "float32 (batch, out_chans, height*scale, width*scale) in [0, 1]",
+            "producer": "swinir_app",
+        }
+        _pin(proto, batch, fixed_size, config)
+        del proto.metadata_props[:]
+        for k, v in meta.items():
+            proto.metadata_props.add(key=k, value=v)
+        proto.producer_name = "swinir_app"
+        onnx.checker.check_model(proto)
+        onnx.save(proto, str(final))
+
+        report = ExportReport(out, config, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
+                              nodes_traced, len(proto.graph.node), final.stat().st_size)
+        session = _session(final)
+        if fixed_size is not None:
+            shapes = [(batch or 1, *fixed_size)] + ([(2, *fixed_size)] if batch is None else [])
+        else:
+            sizes = check_sizes(config)
+            shapes = [(batch or 1, h, w) for h, w in sizes] + ([(2, *sizes[0])] if batch is None else [])
+        for i, (b, h, w) in enumerate(shapes):
+            say(f"checking against PyTorch at {b}x{h}x{w}")
+            x = check_input(b, config.in_chans, h, w, seed=i)
+            with torch.inference_mode():
+                ref = net(x).clamp(0, 1).numpy()
+            report.activation_peak = max(report.activation_peak, _activation_peak(net, x))
+            got = session.run(None, {INPUT: x.numpy()})[0]
+            diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
+            report.checks.append(Check((b, config.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
+            if not diff <= tolerance:
+                what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
+                raise ExportError(f"the exported graph differs from PyTorch at {b}x{config.in_chans}x{h}x{w}: {what} "
+                                  f"(tolerance {tolerance:g}); nothing was written")
+        os.replace(final, out)
+        report.bytes = out.stat().st_size
+        report.seconds = time.perf_counter() - t0
+        return report
+    finally:
+        for p in tmp.glob("*"):
+            p.unlink()
+        tmp.rmdir()
+
+
+def _pin(proto, batch: Optional[int], fixed_size: Optional[Tuple[int, int]], config: SwinIRConfig) -> None:
+    """Fix the batch and/or the input size in the graph's declared input and output shapes."""
+    s = config.scale
+    for value, sizes in ((proto.graph.input[0], (batch, None, *(fixed_size or (None, None)))),
+                         (proto.graph.output[0], (batch, None, *((fixed_size[0] * s, fixed_size[1] * s)
+                                                                if fixed_size else (None, None))))):
+        for dim, size in zip(value.type.tensor_type.shape.dim, sizes):
+            if size is not None:
+                dim.dim_value = size  # replaces the dim_param (a oneof)
+
+
+# ---- ONNX Runtime as a backend ---------------------------------------------------------------------
+
+class OnnxModel(nn.Module):
+    """An exported graph run by ONNX Runtime, usable wherever a SwinIR network is (the engine, every
+    front end): ``model(x)`` maps (B, in_chans, H, W) float in [0, 1] to (B, out_chans, H*scale, W*scale)
+    float32 in [0, 1] on the input's device.
+
+    ``config``, ``scale``, ``window_size`` come from the graph's metadata. A fixed batch is met by running
+    in chunks (the last one padded); a fixed-shape graph takes inputs up to its size, mirror-padded to it
+    (the engine tiles larger images). The CPU execution provider runs it, CUDA's when the input is on a GPU
+    and ONNX Runtime has it.
+    """
+
+    graph_precision = True  # the precision is the graph's; the engine runs no autocast around it
+
+    def __init__(self, path: Union[str, os.PathLike]):
+        super().__init__()
+        self.path = Path(path)
+        self._sessions: Dict[str, object] = {}
+        session = self._session("cpu")
+        meta = session.get_modelmeta().custom_metadata_map
+        label = self.path.name
+        if META_CONFIG not in meta:
+            raise ModelLoadError(f"{label}: an ONNX graph without swinir_app metadata; export one with "
+                                 f"swinir-app export MODEL {label}")
+        try:
+            self.config: SwinIRConfig = config_from_dict(json.loads(meta[META_CONFIG]), label)
+        except json.JSONDecodeError:
+            raise ModelLoadError(f"{label}: its {META_CONFIG} metadata is not valid JSON") from None
+        inputs, outputs = session.get_inputs(), session.get_outputs()
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ModelLoadError(f"{label}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
+        shape = inputs[0].shape
+        if len(shape) != 4:
+            raise ModelLoadError(f"{label}: its input has rank {len(shape)}; expected (batch, channels, height, width)")
+        if isinstance(shape[1], int) and shape[1] != self.config.in_chans:
+            raise ModelLoadError(f"{label}: its input has {shape[1]} channels, its metadata says "
+                                 f"{self.config.in_chans}")
+        if inputs[0].type != "tensor(float)":
+            raise ModelLoadError(f"{label}: its input is {inputs[0].type}; expected tensor(float)")
+        self.input_name = inputs[0].name
+        self.batch: Optional[int] = shape[0] if isinstance(shape[0], int) else None
+        self.fixed_size: Optional[Tuple[int, int]] = (shape[2], shape[3]) if all(
+            isinstance(s, int) for s in shape[2:]) else None
+        self.precision = meta.get("precision", "fp32")
+        self.name = meta.get("name", self.path.stem)
+        self.upscale = self.config.upscale
+        self.window_size = self.config.window_size
+
+    @property
+    def scale(self) -> int:
+        return self.upscale
+
+    def _session(self, device: str):
+        if device not in self._sessions:
+            try:
+                self._sessions[device] = _session(self.path, device)
+            except Exception as e:  # noqa: BLE001 - ORT raises its own types; one line names the file
+                text = str(e).splitlines()[0] if str(e) else type(e).__name__
+                raise ModelLoadError(f"{self.path.name}: ONNX Runtime cannot load it: {text}") from None
+        return self._sessions[device]
+
+    def forward(self, x: Tensor) -> Tensor:
+        B, C, H, W = x.shape
+        if C != self.config.in_chans:
+            raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
+        s = self.upscale
+        if self.fixed_size is not None:
+            fh, fw = self.fixed_size
+            if H > fh or W > fw:
+                raise ValueError(f"{self.path.name} is a fixed {fh}x{fw} graph; got {H}x{W} (tile the image)")
+            x = _pad_to(x, fh, fw)
+        session = self._session("cuda" if x.device.type == "cuda" else "cpu")
+        xs = x.detach().float().cpu().numpy()
+        n = self.batch or B
+        outs = []
+        for i in range(0, B, n):
+            chunk = xs[i:i + n]
+            if chunk.shape[0] < n:  # a fixed batch: pad with copies of the last image
+                chunk = np.concatenate([chunk] + [chunk[-1:]] * (n - chunk.shape[0]))
+            outs.append(session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0][:B - i])
+        y = torch.from_numpy(np.concatenate(outs))[:, :, :H * s, :W * s]
+        return y.to(x.device)
+
+    def extra_repr(self) -> str:
+        return f"{self.path.name}, {self.precision}, batch {self.batch or 'dynamic'}, " \
+               f"size {'x'.join(map(str, self.fixed_size)) if self.fixed_size else 'dynamic'}"
+
+
+def _mirror(size: int, target: int) -> Tensor:
+    """Indices 0..size-1 extended to ``target`` by repeated reflection, as the network pads (1 pixel: repeated)."""
+    period = max(2 * (size - 1), 1)
+    j = torch.arange(target) % period
+    return torch.minimum(j, period - j).clamp(max=size - 1)
+
+
+def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
+    """Mirror-pad (B, C, H, W) at the bottom and right to exactly h x w."""
+    H, W = x.shape[-2:]
+    return x.index_select(-2, _mirror(H, h).to(x.device)).index_select(-1, _mirror(W, w).to(x.device))
+
+
+def load_onnx(path: Union[str, os.PathLike]) -> OnnxModel:
+    """An exported graph as an :class:`OnnxModel`. Raises :class:`ModelLoadError` (one line) for a file that is
+    not ONNX, a graph without swinir_app metadata, or a wrong input."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: no such file")
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        raise ModelLoadError(f"{path.name}: running ONNX graphs needs onnxruntime (pip install onnxruntime, "
+                             f"or onnxruntime-gpu)") from None
+    return OnnxModel(path)
+
+
+def graph_info(path: Union[str, os.PathLike]) -> Dict[str, str]:
+    """The metadata of an exported graph (its config, task, scale, window, channels, name, source)."""
+    return dict(_session(path).get_modelmeta().custom_metadata_map)
+
+
+__all__: Sequence[str] = ("EXPORT_PRECISIONS", "ExportError", "ExportReport", "Graph", "OnnxModel", "OPSET",
+                          "check_sizes", "export_onnx", "graph_info", "load_onnx")

@@ -1,0 +1,236 @@
+"""ONNX export and ONNX Runtime as a backend: ORT against PyTorch at sizes where the public scripts fail."""
+import json
+import math
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from PIL import Image
+
+from conftest import photo
+from swinir_app import Restorer, SwinIRConfig, build_network
+from swinir_app.deploy import ExportError, OnnxModel, export_onnx, graph_info
+from swinir_app.engine import SettingError
+from swinir_app.export import main as export_main
+from swinir_app.upscale import main as upscale_main
+from swinir_app.zoo import ModelLoadError, load_model
+
+SIZES = [(16, 16), (29, 43), (72, 72), (128, 96)]
+TINY = dict(embed_dim=12, depths=(2, 2), num_heads=(2, 2), mlp_ratio=2.0, drop_path_rate=0.0)
+FAMILIES = {  # every head and input kind of the SwinIR family, small
+    "classical": SwinIRConfig(upscale=2, img_size=64, window_size=8, upsampler="pixelshuffle", **TINY),
+    "lightweight": SwinIRConfig(upscale=3, img_size=64, window_size=8, upsampler="pixelshuffledirect", **TINY),
+    "real-world": SwinIRConfig(upscale=4, img_size=64, window_size=8, upsampler="nearest+conv", **TINY),
+    "denoise": SwinIRConfig(upscale=1, img_size=128, window_size=8, upsampler="", **TINY),
+    "jpeg-gray-window-7": SwinIRConfig(upscale=1, in_chans=1, img_size=126, window_size=7, img_range=255.0,
+                                       upsampler="", **TINY),
+    "swin2sr-aux": SwinIRConfig(arch="swin2sr", upscale=2, img_size=64, window_size=8, upsampler="pixelshuffle_aux",
+                                **TINY),
+    "hat": SwinIRConfig(arch="hat", upscale=2, img_size=64, window_size=8, upsampler="pixelshuffle", compress_ratio=3,
+                        squeeze_factor=3, **TINY),
+}
+
+
+def random_net(config: SwinIRConfig, seed: int = 0):
+    torch.manual_seed(seed)
+    net = build_network(config).eval()
+    with torch.no_grad():  # biases and tables off zero, so that a misplaced one shows
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return net
+
+
+def ort_run(path, x: torch.Tensor) -> np.ndarray:
+    s = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return s.run(None, {s.get_inputs()[0].name: x.numpy()})[0]
+
+
+def torch_run(net, x: torch.Tensor) -> np.ndarray:
+    with torch.inference_mode():
+        return net(x).clamp(0, 1).numpy()
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_every_family_is_exact_at_every_size(family, tmp_path):
+    config = FAMILIES[family]
+    net = random_net(config)
+    report = export_onnx(net, tmp_path / "m.onnx")
+    assert report.max_diff <= 1e-4 and len(report.checks) == 4  # three sizes and a second batch
+    for h, w in SIZES:
+        x = torch.rand(1, config.in_chans, h, w)
+        got, ref = ort_run(tmp_path / "m.onnx", x), torch_run(net, x)
+        assert got.shape == (1, config.out_chans, h * config.scale, w * config.scale)
+        assert np.abs(got - ref).max() <= 1e-4, (family, h, w)
+
+
+@pytest.mark.parametrize("example", [None, (64, 64)])
+def test_the_training_size_trap(example, tmp_path):
+    """img_size 64 and an example at 64x64 (the public scripts' trap): still right at 128x96, where the window
+    count is a multiple of the training one, and at 72x72, where a baked-in mask cannot even run."""
+    config = FAMILIES["classical"]
+    net = random_net(config, seed=1)
+    export_onnx(net, tmp_path / "m.onnx", example_size=example)
+    for h, w in ((128, 96), (72, 72)):
+        x = torch.rand(1, 3, h, w)
+        assert np.abs(ort_run(tmp_path / "m.onnx", x) - torch_run(net, x)).max() <= 1e-4
+
+
+def test_dynamic_batch_is_exact_and_a_fixed_batch_is_refused_by_the_graph(tmp_path):
+    net = random_net(FAMILIES["classical"])
+    export_onnx(net, tmp_path / "dyn.onnx")
+    x = torch.rand(3, 3, 24, 40)
+    assert np.abs(ort_run(tmp_path / "dyn.onnx", x) - torch_run(net, x)).max() <= 1e-4
+    report = export_onnx(net, tmp_path / "b1.onnx", batch=1)
+    assert [c.shape[0] for c in report.checks] == [1, 1, 1]
+    with pytest.raises(Exception, match="index: 0 Got: 3 Expected: 1"):
+        ort_run(tmp_path / "b1.onnx", x)
+    # Through the backend a fixed batch still takes any batch (in chunks).
+    assert np.abs(OnnxModel(tmp_path / "b1.onnx")(x).numpy() - torch_run(net, x)).max() <= 1e-4
+
+
+def test_fixed_size_graph_declares_its_shape_and_folds_no_masks(tmp_path):
+    config = FAMILIES["classical"]
+    net = random_net(config)
+    report = export_onnx(net, tmp_path / "f.onnx", fixed_size=(48, 64), batch=2)
+    s = ort.InferenceSession(str(tmp_path / "f.onnx"), providers=["CPUExecutionProvider"])
+    assert s.get_inputs()[0].shape == [2, 3, 48, 64] and s.get_outputs()[0].shape == [2, 3, 96, 128]
+    weights = sum(p.numel() * 4 for p in net.parameters())
+    assert report.bytes < weights + 300_000  # no (windows, heads, N, N) constants per block
+    x = torch.rand(2, 3, 48, 64)
+    assert np.abs(ort_run(tmp_path / "f.onnx", x) - torch_run(net, x)).max() <= 1e-4
+    with pytest.raises(ExportError, match="at least the window size"):
+        export_onnx(net, tmp_path / "g.onnx", fixed_size=(4, 64))
+
+
+def test_metadata_and_the_cli(tmp_path, capsys):
+    config = FAMILIES["lightweight"]
+    path = tmp_path / "light.pth"
+    torch.save({"params": random_net(config).state_dict()}, path)
+    assert export_main([str(path), str(tmp_path / "light.onnx")]) == 0
+    out, err = capsys.readouterr()
+    assert "checked 1x3x" in err and "PSNR" in err and out.startswith("wrote ") and "nodes" in out
+    meta = graph_info(tmp_path / "light.onnx")
+    assert (meta["task"], meta["scale"], meta["window_size"], meta["in_chans"], meta["out_chans"]) == \
+        ("sr", "3", "8", "3", "3")
+    assert meta["name"] == "light" and meta["source"] == "light.pth" and meta["arch"] == "SwinIR"
+    assert json.loads(meta["swinir_app.config"])["upsampler"] == "pixelshuffledirect"
+    proto = onnx.load(str(tmp_path / "light.onnx"))
+    assert proto.opset_import[0].version == 17
+    # Nothing is overwritten by surprise; bf16 is refused in one line; both before any work.
+    with pytest.raises(SystemExit) as e:
+        export_main([str(path), str(tmp_path / "light.onnx")])
+    assert e.value.code == 2 and "exists; --overwrite replaces it" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        export_main([str(path), str(tmp_path / "x.onnx"), "--precision", "bf16"])
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "no bf16 kernels" in err and not (tmp_path / "x.onnx").exists()
+
+
+def test_a_graph_that_fails_its_check_leaves_no_file(tmp_path):
+    net = random_net(FAMILIES["classical"])
+    with pytest.raises(ExportError, match="differs from PyTorch at .*nothing was written"):
+        export_onnx(net, tmp_path / "m.onnx", tolerance=1e-12)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_fp16_graph_is_verified_and_keeps_float32_io(tmp_path):
+    net = random_net(FAMILIES["classical"])
+    report = export_onnx(net, tmp_path / "h.onnx", precision="fp16")
+    assert 0 < report.max_diff <= 2e-2 and 0 < report.activation_peak < 65504
+    s = ort.InferenceSession(str(tmp_path / "h.onnx"), providers=["CPUExecutionProvider"])
+    assert s.get_inputs()[0].type == s.get_outputs()[0].type == "tensor(float)"
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer)
+    r = Restorer(str(tmp_path / "h.onnx"), device="cpu")
+    assert r.precision == "fp16"
+    with pytest.raises(SettingError, match="h.onnx is a fp16 graph; export it again with --precision fp32"):
+        Restorer(str(tmp_path / "h.onnx"), device="cpu", precision="fp32")
+
+
+def test_restorer_runs_a_graph_with_tiles_alpha_and_16_bit(tmp_path):
+    """The engine's tiles, blending, alpha and 16-bit handling are the same for a graph as for the network."""
+    net = random_net(FAMILIES["classical"])
+    export_onnx(net, tmp_path / "m.onnx")
+    rgb = photo("astronaut")[100:160:, 180:250].astype(np.uint16) * 257
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 40000, np.uint16)])
+    for tile in (None, 24):
+        a = Restorer(str(tmp_path / "m.onnx"), device="cpu", tile=tile, tile_overlap=8).restore(rgba)
+        b = Restorer(net, device="cpu", tile=tile, tile_overlap=8, precision="fp32").restore(rgba)
+        assert a.dtype == np.uint16 and a.shape == (120, 140, 4)
+        # The graph clamps to [0, 1] before the engine blends tiles and channels: a random network's few
+        # out-of-range values differ by a little (at most 67 of 65535 here); everything else is exact.
+        assert psnr(a / 257, b / 257) >= 70 and np.mean(a != b) < 0.01
+
+
+def test_fixed_size_graph_in_the_engine_tiles_at_its_size(tmp_path):
+    net = random_net(FAMILIES["classical"])
+    export_onnx(net, tmp_path / "f.onnx", fixed_size=(32, 32))
+    r = Restorer(str(tmp_path / "f.onnx"), device="cpu")
+    assert r.tile == 32
+    image = photo("coffee")[:70, :90]
+    out = r.restore(image)
+    ref = Restorer(net, device="cpu", tile=32, tile_overlap=r.tile_overlap, precision="fp32").restore(image)
+    assert out.shape == (140, 180, 3) and np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else 10 * math.log10(255 ** 2 / mse)
+
+
+def test_upscale_with_a_graph_gives_the_checkpoints_images(ckpt, tmp_path, capsys):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("astronaut", "coffee", "chelsea"):
+        Image.fromarray(photo(name)[:48, :64]).save(src / f"{name}.png")
+    assert export_main([str(ckpt), str(tmp_path / "m.onnx")]) == 0
+    assert upscale_main([str(src), "-o", str(tmp_path / "onnx"), "--model", str(tmp_path / "m.onnx")]) == 0
+    assert upscale_main([str(src), "-o", str(tmp_path / "pth"), "--model", str(ckpt), "--precision", "fp32",
+                         "--device", "cpu"]) == 0
+    for name in ("astronaut", "coffee", "chelsea"):
+        a, b = (np.asarray(Image.open(tmp_path / d / f"{name}.png")) for d in ("onnx", "pth"))
+        assert a.shape == b.shape == (96, 128, 3) and psnr(a, b) >= 50
+    capsys.readouterr()
+
+
+def test_evaluate_scores_a_graph_as_its_checkpoint(ckpt, tmp_path):
+    from swinir_app.protocol.evaluation import evaluate
+    gt = tmp_path / "gt"
+    gt.mkdir()
+    for name in ("astronaut", "chelsea"):
+        Image.fromarray(photo(name)[:96, :128]).save(gt / f"{name}.png")
+    export_onnx(str(ckpt), tmp_path / "m.onnx")
+    a = evaluate(str(tmp_path / "m.onnx"), gt, progress=False, precision="auto")
+    b = evaluate(str(ckpt), gt, progress=False, device="cpu")
+    assert abs(a.summary["psnr"] - b.summary["psnr"]) < 0.01 and a.protocol.task == "sr"
+
+
+def foreign_graph(path, rank: int = 4, metadata: bool = False):
+    """A valid ONNX graph that is not ours: an Identity, optionally with our metadata key."""
+    from onnx import TensorProto, helper
+    shape = ["b", 3, "h", "w"][:rank]
+    g = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "foreign",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, shape)],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, shape)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    if metadata:
+        m.metadata_props.add(key="swinir_app.config", value=json.dumps(FAMILIES["denoise"].to_dict()))
+    onnx.save(m, str(path))
+
+
+def test_corrupt_and_foreign_graphs_get_one_line(tmp_path, capsys):
+    (tmp_path / "corrupt.onnx").write_bytes(b"\x08\x07not a protobuf at all")
+    foreign_graph(tmp_path / "foreign.onnx")
+    foreign_graph(tmp_path / "rank3.onnx", rank=3, metadata=True)
+    expected = {"corrupt.onnx": "ONNX Runtime cannot load it", "foreign.onnx": "without swinir_app metadata",
+                "rank3.onnx": "its input has rank 3"}
+    for name, reason in expected.items():
+        with pytest.raises(ModelLoadError, match=reason):
+            load_model(tmp_path / name)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    for name, reason in expected.items():
+        code = upscale_main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / name)])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("\n") == 1 and name in err and reason in err, err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
