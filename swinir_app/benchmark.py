@@ -1,7 +1,7 @@
 """Speed and memory against the official implementation, measured in the same run.
 
 ``python -m swinir_app.benchmark [--config classical-x4] [--size 128] [--precision fp32 bf16]
-[--train-step] [--scaling 512 1024 2048] [--json OUT]``
+[--backend pytorch onnxruntime] [--train-step] [--scaling 512 1024 2048] [--json OUT]``
 
 Pairs are alternated (A B A B ...) and medians compared, because this kind of machine drifts by up to
 2x within minutes: only the ratios mean anything across runs.
@@ -204,6 +204,37 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
                spandrel_ms=None if t_sp is None else t_sp * 1e3, vs_spandrel=None if t_sp is None else t_sp / t_ours)
 
 
+def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, repeats: int, warmup: int) -> Row:
+    """The same weights exported (fp32, verified) and run by ONNX Runtime, interleaved with our PyTorch path and the
+    official network; "ours" is ONNX Runtime in this row, and the note gives it against our PyTorch path."""
+    import tempfile
+    from pathlib import Path
+
+    import onnxruntime as ort
+
+    from .deploy import OnnxModel, export_onnx
+    torch.manual_seed(0)
+    ours = build_network(config).to(device).eval()
+    ref = reference(config, ours.state_dict())
+    case = f"onnxruntime fp32 {size}x{size} x{config.upscale}"
+    if ref is None:
+        return skipped(case, f"spandrel (the official {config.name}) not installed")
+    ref = ref.to(device).eval()
+    x = torch.rand(1, config.in_chans, size, size, device=device)
+    with tempfile.TemporaryDirectory() as tmp:
+        export_onnx(ours, Path(tmp) / "model.onnx")
+        graph = OnnxModel(Path(tmp) / "model.onnx")
+        with torch.inference_mode():
+            diff = (graph(x) - ref(x).clamp(0, 1)).abs().max().item()
+            t_ort, t_ours, t_ref = interleaved([lambda: graph(x), lambda: ours(x), lambda: ref(x)], device, repeats,
+                                               warmup)
+            peak_ort = peak_mib(lambda: graph(x), device)
+    provider = graph._session(device.type).get_providers()[0].replace("ExecutionProvider", "")
+    return Row(case, t_ort * 1e3, t_ref * 1e3, t_ref / t_ort, peak_ort, None, None, None, None, diff,
+               note=f"ours = ONNX Runtime {ort.__version__} ({provider}); our PyTorch path {t_ours * 1e3:.0f} ms, "
+                    f"{t_ort / t_ours:.2f}x its time")
+
+
 def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: str, device: torch.device,
                      repeats: int, warmup: int) -> Row:
     torch.manual_seed(0)
@@ -305,6 +336,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"],
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
                         "natively is listed, not timed")
+    p.add_argument("--backend", nargs="+", choices=["pytorch", "onnxruntime"], default=["pytorch"],
+                   help="pytorch (default): our network; onnxruntime: the same weights exported to ONNX (fp32, "
+                        "verified) and run by ONNX Runtime, timed against both")
     p.add_argument("--no-peers", action="store_true", help="time the official network only, not spandrel's SwinIR")
     p.add_argument("--train-step", action="store_true", help="also time forward+backward+Adam (lightweight-x4 "
                                                              "by default, batch 16, LR patch 48)")
@@ -345,7 +379,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if pr in precisions and why_not[pr] is None:
             report.matmul_gflops[pr] = matmul_gflops(device, DTYPES[pr])
     for size in args.size:
-        for precision in precisions:
+        if "onnxruntime" in args.backend:
+            row = bench_onnxruntime(config, size, device, args.repeats, args.warmup)
+            report.rows.append(row)
+            print(f"  {row.case}: {row.note}", file=sys.stderr)
+        for precision in precisions if "pytorch" in args.backend else []:
             case = f"{precision} {size}x{size} x{config.upscale}"
             if why_not[precision]:
                 report.rows.append(skipped(case, why_not[precision]))

@@ -174,7 +174,6 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
             a check (no file is left).
         ModelLoadError: the model spec cannot be loaded.
     """
-    import onnx
 
     t0 = time.perf_counter()
     say = progress or (lambda _text: None)
@@ -202,7 +201,19 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
         net = build_model(ckpt)
         spec_name = name or Path(str(model)).stem
         source = source or Path(ckpt.source).name
-    net = net.float().eval()
+    was_training = net.training
+    try:
+        return _export(net.eval(), out, spec_name, source, opset, precision, batch, fixed_size, tolerance,
+                       example_size, say, t0)
+    finally:
+        net.train(was_training)
+
+
+def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, precision: str, batch: Optional[int],
+            fixed_size: Optional[Tuple[int, int]], tolerance: Optional[float],
+            example_size: Optional[Tuple[int, int]], say, t0: float) -> ExportReport:
+    import onnx
+
     config: SwinIRConfig = net.config
     if fixed_size is not None and min(fixed_size) < config.window_size:
         raise ExportError(f"--fixed-size {fixed_size[0]} {fixed_size[1]}: each side must be at least the window "

@@ -234,3 +234,19 @@ def test_corrupt_and_foreign_graphs_get_one_line(tmp_path, capsys):
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and name in err and reason in err, err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+def test_the_web_app_runs_a_graph_from_its_models_folder(ckpt, tmp_path, monkeypatch):
+    import threading
+
+    from swinir_app.webui.service import AppConfig, RunSettings, WebApp
+    monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "weights"))
+    models = tmp_path / "weights"
+    models.mkdir()
+    export_onnx(str(ckpt), models / "tiny.onnx")
+    Image.fromarray(photo("coffee")[:40, :56]).save(tmp_path / "small.png")
+    app = WebApp(AppConfig(model=str(ckpt), device="cpu"))
+    assert "tiny.onnx" in app.catalogue.files  # offered on the page, and allowed by the models-folder policy
+    r = app.restore_file(str(tmp_path / "small.png"), RunSettings("tiny.onnx"), threading.Event())
+    ref = Restorer(str(ckpt), device="cpu", precision="fp32").restore(photo("coffee")[:40, :56])
+    assert r.output.shape == (80, 112, 3) and psnr(r.output, ref) >= 50

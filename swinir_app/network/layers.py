@@ -18,7 +18,8 @@ def tracing() -> bool:
     shape instead of cached as constants (a cached one would bake the example's size into the graph), and
     only portable operators run (no oneDNN fusions, no data-dependent window selection).
     """
-    return torch.jit.is_tracing() or torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export()
+    exporting = getattr(torch.compiler, "is_exporting", None)  # torch >= 2.6
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or bool(exporting and exporting())
 
 
 def cached(fn):

@@ -577,8 +577,10 @@ class WebApp:
             a = jpeg_compress(a, int(s.degrade))
         progress.check()
         start = time.perf_counter()
-        # Cancel is checked between tiles and between residual groups, so it stops an untiled run too.
-        hooks = [layer.register_forward_pre_hook(lambda *_: progress.check()) for layer in restorer.model.layers]
+        # Cancel is checked between tiles and between residual groups, so it stops an untiled run too
+        # (an ONNX graph runs in one call: between tiles only).
+        hooks = [layer.register_forward_pre_hook(lambda *_: progress.check())
+                 for layer in getattr(restorer.model, "layers", [])]
         try:
             out = restorer.restore(a, callback=progress)
         except (Cancelled, WebError):
