@@ -69,3 +69,13 @@ def test_benchmark_hat_against_the_official_port(tmp_path):
                  "--warmup", "0", "--json", str(out)]) == 0
     (row,) = json.loads(out.read_text())["rows"]
     assert row["max_abs_diff"] <= 1e-4 and row["ref_ms"] > 0 and "official = spandrel's HAT" in row["note"]
+
+
+def test_benchmark_onnxruntime_backend_beside_pytorch_and_the_official_network(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "--backend", "pytorch",
+                 "onnxruntime", "--repeats", "1", "--warmup", "0", "--no-peers", "--json", str(out)]) == 0
+    ort_row, fp32 = json.loads(out.read_text())["rows"]
+    assert ort_row["case"].startswith("onnxruntime fp32") and ort_row["max_abs_diff"] <= 1e-4
+    assert ort_row["ours_ms"] > 0 and ort_row["ref_ms"] > 0 and "our PyTorch path" in ort_row["note"]
+    assert fp32["case"].startswith("fp32")
