@@ -25,6 +25,7 @@ def _alias_functional_tensor() -> None:
 _alias_functional_tensor()
 
 from basicsr.archs.swinir_arch import SwinIR as OfficialSwinIR  # noqa: E402  (a copy of the official network)
+from basicsr.metrics.niqe import calculate_niqe  # noqa: E402  (ships the pristine-image parameters)
 from basicsr.metrics.psnr_ssim import calculate_psnr, calculate_ssim  # noqa: E402
 from basicsr.utils.matlab_functions import imresize  # noqa: E402  (MATLAB bicubic)
 
@@ -63,4 +64,4 @@ class OfficialReference(torch.nn.Module):
         return self.net(x)[..., :h * self.scale, :w * self.scale]
 
 
-__all__ = ["OfficialReference", "OfficialSwinIR", "calculate_psnr", "calculate_ssim", "imresize"]
+__all__ = ["OfficialReference", "OfficialSwinIR", "calculate_niqe", "calculate_psnr", "calculate_ssim", "imresize"]

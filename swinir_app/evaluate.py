@@ -1,8 +1,9 @@
-"""Evaluation with the SwinIR paper's protocol: PSNR/SSIM (Y and RGB), PSNR-B and LPIPS.
+"""Evaluation with the SwinIR paper's protocol: PSNR/SSIM (Y and RGB), PSNR-B and LPIPS; NIQE without GT.
 
     python -m swinir_app.evaluate --model SPEC --gt DIR [--lq DIR] [--scale K] [--task sr|denoise|jpeg]
-           [--noise 15|25|50] [--jpeg Q] [--metrics psnr ssim psnrb lpips] [--self-ensemble]
+           [--noise 15|25|50] [--jpeg Q] [--metrics psnr ssim psnrb lpips niqe] [--self-ensemble]
            [--tile N] [--save-images DIR] [--out results.json] [--csv per_image.csv]
+    python -m swinir_app.evaluate --model SPEC --lq DIR [--metrics niqe]     (real photos: no GT)
     python -m swinir_app.evaluate -opt options/test_x4.yml
 
 The protocol is that of the official ``main_test_swinir.py``: images read with OpenCV; the input
@@ -101,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p, default=None, help="zoo name, checkpoint file, training folder, or 'bicubic' (no weights)")
     p.add_argument("--gt", type=Path, metavar="DIR", help="ground-truth images")
     p.add_argument("--lq", type=Path, metavar="DIR",
-                   help="input images (SR: <name>x<K>.<ext> or <name>.<ext>); default: made from the GT")
+                   help="input images (SR: <name>x<K>.<ext> or <name>.<ext>); default: made from the GT. Alone "
+                        "(no --gt): real photos, scored with NIQE")
     p.add_argument("--scale", type=int, metavar="K", help="SR factor (default: the model's; required for bicubic)")
     p.add_argument("--task", choices=TASKS, help="default: the model's")
     p.add_argument("--noise", type=float, metavar="SIGMA",
@@ -110,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JPEG: quality of the input (default: the model's name, e.g. gray-jpeg-10, else 40)")
     p.add_argument("--seed", type=int, default=0, help="denoising: noise seed, reset for every image (0)")
     p.add_argument("--metrics", nargs="+", choices=METRICS, metavar="M",
-                   help=f"of {', '.join(METRICS)} (default: psnr ssim, plus psnrb for JPEG)")
+                   help=f"of {', '.join(METRICS)} (default: psnr ssim, plus psnrb for JPEG; niqe without --gt)")
     p.add_argument("--lpips-net", choices=LPIPS_NETS, default="alex", help="LPIPS backbone (alex)")
     p.add_argument("--crop-border", type=int, metavar="N", help="default: scale for SR, 0 otherwise")
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
@@ -142,8 +144,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results = run_options(load_options(args.opt), model=args.model, save_images=args.save_images,
                                   progress=False if args.no_progress else None, **common)
         else:
-            if not args.model or not args.gt:
-                raise EvalError("need --model and --gt (or -opt FILE)")
+            if not args.model or not (args.gt or args.lq):
+                raise EvalError("need --model and --gt, or --model and --lq alone for NIQE (or -opt FILE)")
             results = [evaluate(args.model, args.gt, lq=args.lq, scale=args.scale,
                                 task=args.task, noise=args.noise, jpeg=args.jpeg, seed=args.seed,
                                 metrics=args.metrics, lpips_net=args.lpips_net, crop_border=args.crop_border,

@@ -418,3 +418,32 @@ def test_shipped_options_with_the_bicubic_baseline(tmp_path, capsys):
     assert set5["summary"]["psnr_y"] == pytest.approx(SET5_BICUBIC[4], abs=0.005)
     assert len(json.loads((tmp_path / "r_Set14.json").read_text())["images"]) == 14
     assert "Set14" in capsys.readouterr().out
+
+
+def test_real_photos_without_gt_are_scored_with_niqe(ckpt, tmp_path, capsys):
+    """--lq alone: NIQE of every output (and of inputs large enough), equal to NIQE of the Restorer's own output;
+    full-reference metrics are refused in one line; an image too small for NIQE fails alone, in one line."""
+    from swinir_app import Restorer
+    from swinir_app.protocol.metrics import niqe
+    lq = tmp_path / "real"
+    lq.mkdir()
+    photos = {"astronaut": skimage.data.astronaut()[:200, :220], "coffee": skimage.data.coffee()[:110, :130],
+              "tiny": skimage.data.chelsea()[:40, :40]}
+    for name, img in photos.items():
+        cv2.imwrite(str(lq / f"{name}.png"), img[:, :, ::-1])
+    code = main(["--model", str(ckpt), "--lq", str(lq), "--out", str(tmp_path / "r.json"), "--no-progress",
+                 "--device", "cpu", "--save-images", str(tmp_path / "out")])
+    out, err = capsys.readouterr()
+    assert code == 1 and "tiny.png: NIQE needs at least 192x192 pixels, got 80x80" in err  # its x2 output
+    images = {im["name"]: im for im in json.loads((tmp_path / "r.json").read_text())["images"]}
+    assert set(images) == {"astronaut", "coffee"} and "niqe_lq" not in images["coffee"]  # a 130x110 input
+    for name in ("astronaut", "coffee"):  # NIQE of the very outputs, which are the model's (PSNR vs Restorer)
+        saved = cv2.imread(str(tmp_path / "out" / f"{name}.png"))[:, :, ::-1]
+        assert images[name]["niqe"] == pytest.approx(niqe(saved), abs=1e-9)
+        direct = Restorer(str(ckpt), device="cpu", precision="fp32").restore(photos[name])
+        assert calculate_psnr(saved, direct, 0) > 40
+    assert images["astronaut"]["niqe_lq"] == pytest.approx(niqe(photos["astronaut"]), abs=1e-9)
+    assert "NIQE" in out and "no ground truth" in out
+    assert main(["--model", str(ckpt), "--lq", str(lq), "--metrics", "psnr", "niqe"]) == 2
+    assert capsys.readouterr().err.strip() == "error: psnr needs ground truth (a GT folder); without it: niqe"
+    assert main(["--model", str(ckpt)]) == 2 and "--lq alone for NIQE" in capsys.readouterr().err

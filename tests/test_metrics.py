@@ -262,3 +262,22 @@ def test_lpips_missing_backbone_names_the_file_and_place(tmp_path, monkeypatch):
     expected = tmp_path / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
     assert str(expected) in message and "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth" in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize("name", ["astronaut", "coffee", "camera"])
+def test_niqe_is_basicsrs_on_cv2_read_images_and_ranks_degradations(name, tmp_path):
+    """NIQE of an RGB (or gray) array equals basicsr's calculate_niqe on the same file read by OpenCV (BGR), Y
+    channel; and blur or noise make it worse (higher), as the metric is meant to."""
+    from basicsr.metrics.niqe import calculate_niqe
+
+    from swinir_app.protocol.metrics import MetricError, niqe
+    img = getattr(skimage.data, name)()
+    cv2.imwrite(str(tmp_path / "x.png"), img if img.ndim == 2 else img[:, :, ::-1])
+    bgr = cv2.imread(str(tmp_path / "x.png"), cv2.IMREAD_UNCHANGED)
+    assert niqe(img) == pytest.approx(float(calculate_niqe(bgr, 0, input_order="HWC" if bgr.ndim == 3 else "HW",
+                                                           convert_to="y")), abs=1e-9)
+    blurred = cv2.GaussianBlur(img, (0, 0), 3)
+    noisy = np.clip(img + np.random.default_rng(0).normal(0, 25, img.shape), 0, 255).astype(np.uint8)
+    assert niqe(blurred) > niqe(img) + 1 and niqe(noisy) > niqe(img) + 1
+    with pytest.raises(MetricError, match=r"NIQE needs at least 192x192 pixels, got 300x191 \(width x height\)"):
+        niqe(img[:191, :300])

@@ -145,6 +145,20 @@ def test_every_shipped_options_file_parses(path):
             assert opts.train_set.sigma == (0.0, 50.0) and opts.val_sets[0].sigma == 25.0
             assert (cfg.in_chans, cfg.upsampler, cfg.task) == (3, "", "denoise")
         return
+    if path.stem.startswith("realworld_x4"):  # the two-stage real-world recipe: SwinIR-M, nearest+conv
+        gan = path.stem.endswith("gan")
+        assert (cfg.embed_dim, len(cfg.depths), cfg.upsampler, cfg.upscale) == (180, 6, "nearest+conv", 4)
+        assert opts.train_set.type == "RealESRGANDataset" and opts.train_set.gt_size == 256
+        assert opts.train.ema_decay == 0.999 and opts.train.gan == gan
+        assert opts.train.optim_g.args["lr"] == (1e-4 if gan else 2e-4)
+        if gan:
+            t = opts.train
+            assert opts.network_d.type == "UNetDiscriminatorSN" and t.optim_d.args["lr"] == 1e-4
+            assert t.pixel_opt.args["loss_weight"] == 1.0 and t.gan_opt.args["loss_weight"] == 0.1
+            assert t.perceptual_opt.args["layer_weights"] == {"conv1_2": 0.1, "conv2_2": 0.1, "conv3_4": 1.0,
+                                                              "conv4_4": 1.0, "conv5_4": 1.0}
+            assert opts.path.pretrain_network_g.endswith("SwinIR_realworldSR_x4_psnr_DF2K_OST/models/net_g_latest.pth")
+        return
     assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4
     assert opts.train.ema_decay == 0.999 and opts.val.metrics
     # Swin2SR's and HAT's files: SwinIR's settings, as their papers train them.
@@ -179,7 +193,8 @@ def test_every_shipped_options_file_parses(path):
 
 def test_the_shipped_set_is_complete():
     names = {p.stem for p in SHIPPED}
-    expected = {"x2", "x3", "x4", "x8", "lightweight_x2", "lightweight_x3", "lightweight_x4", "smoke"}
+    expected = {"x2", "x3", "x4", "x8", "lightweight_x2", "lightweight_x3", "lightweight_x4", "smoke",
+                "realworld_x4_psnr", "realworld_x4_gan"}
     expected |= {f"denoise_{c}_s{s}" for c in ("color", "gray") for s in (15, 25, 50)}
     expected |= {f"jpeg_{c}_q{q}" for c in ("color", "gray") for q in (10, 20, 30, 40)}
     assert expected <= names

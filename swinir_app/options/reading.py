@@ -17,7 +17,7 @@ from typing import Any, Dict, Mapping, Sequence, Union
 import torch
 from pydantic import BaseModel, ValidationError
 
-from .schema import SCHEDULERS, Options
+from .schema import GAN_TYPES, SCHEDULERS, Options
 
 PURPOSES = ("train", "test")
 
@@ -219,7 +219,7 @@ def _check_training(opts: Options) -> str:
         if m.metric == "lpips":
             return f"val.metrics.{key}.type: calculate_lpips is for evaluation; training validates with psnr/ssim/psnrb"
     t = opts.train
-    problem = _check_optimizer(t)
+    problem = _check_optimizer(t) or _check_gan(opts)
     if problem:
         return problem
     if t.scheduler is not None:
@@ -280,7 +280,13 @@ def _check_dataset(opts: Options, key: str, ds, cfg) -> str:
         return f"{where}.dataroot_lq: is required with io_backend lmdb"
     if ds.kind != "paired" and ds.dataroot_lq is not None:
         return f"{where}.dataroot_lq: {ds.type} makes the LR itself; use PairedImageDataset"
-    if ds.kind in ("paired", "bicubic") and not cfg.upsampler:
+    if ds.kind != "realesrgan" and ds.realesrgan:
+        return f"{where}.{next(iter(ds.realesrgan))}: Real-ESRGAN degradation keys are for RealESRGANDataset"
+    if ds.kind == "realesrgan":
+        problem = _check_realesrgan(ds)
+        if problem:
+            return f"{where}.{problem}"
+    if ds.kind in ("paired", "bicubic", "realesrgan") and not cfg.upsampler:
         return (f"{where}.type: {ds.type} is for super-resolution; network_g has no upsampler "
                 f"(use DenoisingDataset or JPEGDataset)")
     if ds.kind in ("noise", "jpeg") and cfg.upsampler:
@@ -308,6 +314,68 @@ def _check_dataset(opts: Options, key: str, ds, cfg) -> str:
             return f"{where}.gt_size: is required: the HR patch size"
         if ds.gt_size % opts.scale:
             return f"{where}.gt_size: {ds.gt_size} is not a multiple of scale {opts.scale}"
+    return ""
+
+
+def _check_gan(opts: Options) -> str:
+    """A discriminator comes with its optimizer and a GAN loss; the losses' arguments are basicsr's."""
+    t, d = opts.train, opts.network_d
+    if d is None:
+        for key in ("optim_d", "gan_opt"):
+            if getattr(t, key) is not None:
+                return f"train.{key}: GAN training needs a discriminator: add network_d (UNetDiscriminatorSN)"
+        if opts.path.pretrain_network_d:
+            return "path.pretrain_network_d: there is no network_d to load it into"
+        return ""
+    if t.optim_d is None:
+        return "train.optim_d: is required with network_d (Adam, lr 1e-4 in the published recipe)"
+    if t.gan_opt is None:
+        return "train.gan_opt: is required with network_d ({type: GANLoss, gan_type: vanilla, loss_weight: 0.1})"
+    if "lr" not in t.optim_d.args:
+        return "train.optim_d.lr: is required"
+    gan_type = t.gan_opt.args.get("gan_type", "vanilla")
+    if gan_type not in GAN_TYPES:
+        return f"train.gan_opt.gan_type: {gan_type!r} is not one of {', '.join(GAN_TYPES)}"
+    p = t.perceptual_opt
+    if p is not None:
+        if p.args.get("vgg_type", "vgg19") not in ("vgg11", "vgg13", "vgg16", "vgg19", "vgg11_bn", "vgg13_bn",
+                                                  "vgg16_bn", "vgg19_bn"):
+            return f"train.perceptual_opt.vgg_type: {p.args['vgg_type']!r} is not a torchvision VGG"
+        if p.args.get("criterion", "l1") not in ("l1", "l2", "fro"):
+            return f"train.perceptual_opt.criterion: {p.args['criterion']!r} is not one of l1, l2, fro"
+        if not p.args.get("layer_weights"):
+            return "train.perceptual_opt.layer_weights: is required (conv1_2: 0.1, ..., conv5_4: 1)"
+    if t.net_d_iters < 1 or t.net_d_init_iters < 0:
+        return "train.net_d_iters must be at least 1 and net_d_init_iters at least 0"
+    if d.type == "VGGStyleDiscriminator" and d.args.get("input_size", 128) != opts.train_set.gt_size:
+        return (f"network_d.input_size: {d.args.get('input_size', 128)} must equal datasets.train.gt_size "
+                f"({opts.train_set.gt_size}) for VGGStyleDiscriminator")
+    return ""
+
+
+def _check_realesrgan(ds) -> str:
+    """Real-ESRGAN's keys: probabilities in [0, 1], ranges ordered, kernels known, odd kernel sizes."""
+    kernels = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+    for name, value in ds.realesrgan.items():
+        if name.endswith("_prob") or name[:-1].endswith("_prob"):
+            values = value if isinstance(value, tuple) else (value,)
+            if not all(0 <= v <= 1 for v in values):
+                return f"{name}: {value!r}: probabilities are in [0, 1]"
+        if name.startswith("kernel_list") and not set(value) <= set(kernels):
+            return f"{name}: {value!r}: kernels are {', '.join(kernels)}"
+        if name.startswith("blur_kernel_size") and (value < 7 or value % 2 == 0):
+            return f"{name}: {value}: an odd size of at least 7 (Real-ESRGAN draws 7 to 21)"
+        if isinstance(value, tuple) and len(value) == 2 and name.endswith(("_range", "_range2", "_sigma", "_sigma2")) \
+                and not 0 <= value[0] <= value[1]:
+            return f"{name}: {value!r} is not a [min, max] range"
+        if name.startswith(("blur_sigma", "betag_range", "betap_range")) and not value[0] < value[1]:
+            return f"{name}: {value!r}: basicsr draws from [min, max) and needs min < max"
+        if name.startswith("jpeg_range") and not 1 <= value[0] <= value[1] <= 99:
+            return f"{name}: {value!r}: JPEG qualities are in 1..99 (basicsr's DiffJPEG divides by zero at 100)"
+    for a, b in (("kernel_list", "kernel_prob"), ("kernel_list2", "kernel_prob2")):
+        la, lb = ds.realesrgan.get(a), ds.realesrgan.get(b)
+        if (la is None) != (lb is None) or (la is not None and len(la) != len(lb)):
+            return f"{b}: give one probability per kernel of {a} (both, or neither)"
     return ""
 
 

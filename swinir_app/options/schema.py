@@ -30,7 +30,16 @@ DATASET_TYPES = {
     "SingleHRDataset": "bicubic",  # HR only, LR made with MATLAB bicubic (and cached)
     "DenoisingDataset": "noise",  # HR only, Gaussian noise of sigma (fixed or a [min, max] range)
     "JPEGDataset": "jpeg",  # HR only, OpenCV JPEG at quality (fixed or a [min, max] range)
+    "RealESRGANDataset": "realesrgan",  # HR only, Real-ESRGAN's second-order degradation per patch
 }
+# Real-ESRGAN's degradation keys (train_realesrgan_x4plus.yml), all in the dataset's section here; unset
+# ones take Real-ESRGAN's values (swinir_app.train.realworld.RealESRGANSettings).
+REALESRGAN_KEYS = ("blur_kernel_size", "kernel_list", "kernel_prob", "sinc_prob", "blur_sigma", "betag_range",
+                   "betap_range", "resize_prob", "resize_range", "gaussian_noise_prob", "noise_range",
+                   "poisson_scale_range", "gray_noise_prob", "jpeg_range", "second_blur_prob", "blur_kernel_size2",
+                   "kernel_list2", "kernel_prob2", "sinc_prob2", "blur_sigma2", "betag_range2", "betap_range2",
+                   "resize_prob2", "resize_range2", "gaussian_noise_prob2", "noise_range2", "poisson_scale_range2",
+                   "gray_noise_prob2", "jpeg_range2", "final_sinc_prob", "gt_usm")
 MODEL_TYPES = ("SwinIRModel", "SRModel")
 OPTIMIZERS = ("Adam", "AdamW", "Adamax", "SGD", "RMSprop")
 _MULTISTEP = {"milestones": Tuple[int, ...], "gamma": float, "restarts": Tuple[int, ...],
@@ -44,6 +53,13 @@ LOSSES = {"L1Loss": "l1", "MSELoss": "mse", "CharbonnierLoss": "charbonnier",
           "L1": "l1", "MSE": "mse", "Charbonnier": "charbonnier"}
 METRIC_TYPES = {"calculate_psnr": "psnr", "calculate_ssim": "ssim", "calculate_psnrb": "psnrb",
                 "calculate_lpips": "lpips"}
+# GAN training: basicsr's discriminators and losses, with the arguments their constructors take.
+DISCRIMINATORS = {"UNetDiscriminatorSN": {"num_in_ch": int, "num_feat": int, "skip_connection": bool},
+                  "VGGStyleDiscriminator": {"num_in_ch": int, "num_feat": int, "input_size": int}}
+PERCEPTUAL_ARGS = {"layer_weights": Dict[str, float], "vgg_type": str, "use_input_norm": bool, "range_norm": bool,
+                   "perceptual_weight": float, "style_weight": float, "criterion": str}
+GAN_ARGS = {"gan_type": str, "real_label_val": float, "fake_label_val": float, "loss_weight": float}
+GAN_TYPES = ("vanilla", "lsgan", "hinge", "wgan", "wgan_softplus")
 TASKS = ("sr", "denoise", "jpeg")
 AMP_DTYPES = ("bf16", "fp16")
 
@@ -98,6 +114,7 @@ Float = Annotated[float, BeforeValidator(lambda v: float(_number(v)))]
 Bool = Annotated[bool, BeforeValidator(_bool)]
 Str = Annotated[str, BeforeValidator(_text)]
 Level = Union[Float, Tuple[Float, Float]]  # a fixed level, or a [min, max] range drawn per patch
+Pair = Tuple[Float, Float]
 
 
 class Section(BaseModel):
@@ -134,6 +151,38 @@ class DatasetOptions(Section):
     quality: Optional[Union[Int, Tuple[Int, Int]]] = None  # JPEGDataset: 40, or [10, 40] drawn per patch
     noise_seed: Int = 0  # validation noise: reseeded per image, as the official test script
     lq_cache: Optional[Str] = None  # where MATLAB-bicubic LR images are cached (default: <experiment>/cache)
+    # RealESRGANDataset: Real-ESRGAN's degradation (see REALESRGAN_KEYS; unset = Real-ESRGAN's value)
+    blur_kernel_size: Optional[Int] = None
+    kernel_list: Optional[Tuple[Str, ...]] = None
+    kernel_prob: Optional[Tuple[Float, ...]] = None
+    sinc_prob: Optional[Float] = None
+    blur_sigma: Optional[Pair] = None
+    betag_range: Optional[Pair] = None
+    betap_range: Optional[Pair] = None
+    resize_prob: Optional[Tuple[Float, Float, Float]] = None
+    resize_range: Optional[Pair] = None
+    gaussian_noise_prob: Optional[Float] = None
+    noise_range: Optional[Pair] = None
+    poisson_scale_range: Optional[Pair] = None
+    gray_noise_prob: Optional[Float] = None
+    jpeg_range: Optional[Pair] = None
+    second_blur_prob: Optional[Float] = None
+    blur_kernel_size2: Optional[Int] = None
+    kernel_list2: Optional[Tuple[Str, ...]] = None
+    kernel_prob2: Optional[Tuple[Float, ...]] = None
+    sinc_prob2: Optional[Float] = None
+    blur_sigma2: Optional[Pair] = None
+    betag_range2: Optional[Pair] = None
+    betap_range2: Optional[Pair] = None
+    resize_prob2: Optional[Tuple[Float, Float, Float]] = None
+    resize_range2: Optional[Pair] = None
+    gaussian_noise_prob2: Optional[Float] = None
+    noise_range2: Optional[Pair] = None
+    poisson_scale_range2: Optional[Pair] = None
+    gray_noise_prob2: Optional[Float] = None
+    jpeg_range2: Optional[Pair] = None
+    final_sinc_prob: Optional[Float] = None
+    gt_usm: Optional[Bool] = None
     # loader
     use_shuffle: Bool = True
     batch_size_per_gpu: Int = 1
@@ -151,6 +200,11 @@ class DatasetOptions(Section):
         return DATASET_TYPES[self.type]
 
     @property
+    def realesrgan(self) -> dict:
+        """The Real-ESRGAN degradation keys that are set."""
+        return {k: getattr(self, k) for k in REALESRGAN_KEYS if getattr(self, k) is not None}
+
+    @property
     def hflip(self) -> bool:
         return self.use_hflip if self.use_flip is None else self.use_flip
 
@@ -159,6 +213,9 @@ class PathOptions(Section):
     pretrain_network_g: Optional[Str] = None  # anything load_model takes: a zoo name, a file, a training folder
     strict_load_g: Bool = True
     param_key_g: Str = "params"
+    pretrain_network_d: Optional[Str] = None  # a net_d_<iter>.pth of an earlier GAN run
+    strict_load_d: Bool = True
+    param_key_d: Str = "params"
     resume_state: Optional[Str] = None
     experiments_root: Optional[Str] = None  # default experiments/<name>
     visualization: Optional[Str] = None  # default <experiments_root>/visualization
@@ -186,13 +243,26 @@ class TrainOptions(Section):
     amp: Optional[Annotated[str, _one_of(*AMP_DTYPES)]] = None  # mixed precision for the transformer body
     grad_clip: Optional[Float] = None  # max total gradient norm
     nan_tolerance: Int = 10  # consecutive non-finite steps (skipped) before training stops
+    # GAN training (with network_d): BasicSR's SRGANModel / RealESRGANModel keys
+    optim_d: Optional[TypedOptions] = None
+    perceptual_opt: Optional[TypedOptions] = None
+    gan_opt: Optional[TypedOptions] = None
+    net_d_iters: Int = 1  # G is updated every net_d_iters iterations ...
+    net_d_init_iters: Int = 0  # ... and not during the first net_d_init_iters (D alone warms up)
+
+    @property
+    def gan(self) -> bool:
+        return self.gan_opt is not None
 
     @model_validator(mode="after")
     def _arguments(self) -> "TrainOptions":
         """Each typed section's arguments, by what its type takes, coerced to their types."""
         checks = [("optim_g", self.optim_g, OPTIMIZERS, lambda t: _optimizer_args(t)),
+                  ("optim_d", self.optim_d, OPTIMIZERS, lambda t: _optimizer_args(t)),
                   ("scheduler", self.scheduler, tuple(SCHEDULERS), lambda t: SCHEDULERS[t]),
-                  ("pixel_opt", self.pixel_opt, tuple(LOSSES), _loss_args)]
+                  ("pixel_opt", self.pixel_opt, tuple(LOSSES), _loss_args),
+                  ("perceptual_opt", self.perceptual_opt, ("PerceptualLoss",), lambda t: PERCEPTUAL_ARGS),
+                  ("gan_opt", self.gan_opt, ("GANLoss",), lambda t: GAN_ARGS)]
         updates = {}
         for key, typed, types, spec_of in checks:
             if typed is None:
@@ -237,6 +307,10 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
             return _bool(value)
         if tp is str:
             return _text(value)
+        if tp == Dict[str, float]:
+            if not isinstance(value, dict):
+                raise ValueError(f"expected a mapping of names to numbers, got {value!r}")
+            return {_text(k): float(_number(v)) for k, v in value.items()}
         if tp in (Tuple[int, ...], Tuple[float, ...]):
             if not isinstance(value, (list, tuple)):
                 raise ValueError(f"expected a list of numbers, got {value!r}")
@@ -328,6 +402,7 @@ class Options(Section):
     name: Str
     datasets: Dict[str, DatasetOptions]
     network_g: Optional[Network] = None
+    network_d: Optional[TypedOptions] = None  # GAN training: UNetDiscriminatorSN or VGGStyleDiscriminator
     train: Optional[TrainOptions] = None
     model_type: Annotated[str, _one_of(*MODEL_TYPES)] = "SwinIRModel"
     scale: Optional[Int] = None
@@ -342,6 +417,25 @@ class Options(Section):
     noise: Optional[Float] = None
     jpeg: Optional[Int] = None
     source: str = Field(default="", exclude=True)  # the file it was read from
+
+    @model_validator(mode="after")
+    def _discriminator(self) -> "Options":
+        """network_d's arguments, by what its basicsr class takes."""
+        d = self.network_d
+        if d is None:
+            return self
+        if d.type not in DISCRIMINATORS:
+            raise PydanticCustomError("option", "{where}: {message}", {
+                "where": "network_d.type", "message": f"{d.type!r} is not one of {', '.join(DISCRIMINATORS)}"})
+        spec = DISCRIMINATORS[d.type]
+        args = {}
+        for name, value in d.args.items():
+            if name not in spec:
+                raise PydanticCustomError("unknown", "unknown",
+                                          {"where": f"network_d.{name}", "known": [*spec, "type"]})
+            args[name] = _coerce(value, spec[name], f"network_d.{name}")
+        object.__setattr__(self, "network_d", TypedOptions(type=d.type, **args))
+        return self
 
     @model_validator(mode="after")
     def _names(self) -> "Options":

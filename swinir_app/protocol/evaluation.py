@@ -26,7 +26,8 @@ from ..images import IMAGE_EXTENSIONS, atomic_write, write_image
 from ..zoo import ModelLoadError, load_model
 from .degrade import bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input
 from .inputs import ImageError, dataset_name, find_lq, list_images, read
-from .metrics import LPIPS, LPIPS_NETS, METRICS, compute_metrics
+from .metrics import (LPIPS, LPIPS_NETS, METRICS, NIQE_MIN_SIDE, NO_REFERENCE, MetricError, compute_metrics,
+                      niqe)
 from .runner import PADDING, run_official
 
 TASKS = ("sr", "denoise", "jpeg")
@@ -188,7 +189,7 @@ def _level_in_name(label: str, pattern: str, default: float) -> float:
     return float(m.group(1)) if m else default
 
 
-def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, None] = None,
+def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Path, None] = None,
              lq_template: Optional[str] = None, scale: Optional[int] = None,
              task: Optional[str] = None, noise: Optional[float] = None, jpeg: Optional[int] = None, seed: int = 0,
              metrics: Optional[Sequence[str]] = None, lpips_net: str = "alex", crop_border: Optional[int] = None,
@@ -199,6 +200,9 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
              progress: bool = True) -> EvalResult:
     """Score ``model`` (a ``load_model`` spec, ``"bicubic"`` or a SwinIR module) on the images in ``gt``.
 
+    Without ``gt`` (real photos have none), the images in ``lq`` are restored and scored with the no-reference
+    NIQE only: ``niqe`` of the output and ``niqe_lq`` of the input (lower is more natural).
+
     The LQ input comes from ``lq`` files, else it is made from the GT: MATLAB bicubic 1/scale
     for SR, Gaussian noise (``noise``, ``seed``) for denoising, OpenCV JPEG at ``jpeg`` for JPEG.
     ``noise``/``jpeg`` default to the level in the model's name (``color-dn-25``, ``..._jpeg10.pth``),
@@ -208,8 +212,11 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     """
     from tqdm import tqdm
 
-    gt = Path(gt)
-    if not gt.is_dir():
+    reference = gt is not None
+    if not reference and lq is None:
+        raise EvalError("need a GT folder, or an LQ folder alone for the no-reference metric (niqe)")
+    gt = Path(gt) if reference else None
+    if reference and not gt.is_dir():
         raise EvalError(f"GT folder not found: {gt}")
     if task is not None and task not in TASKS:
         raise EvalError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
@@ -219,9 +226,9 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
         raise EvalError(f"the noise level must be > 0 and the JPEG quality in 1..100, got {noise} and {jpeg}")
     if lpips_net not in LPIPS_NETS:
         raise EvalError(f"the LPIPS net must be one of {', '.join(LPIPS_NETS)}, got {lpips_net!r}")
-    files = list_images(gt)
+    files = list_images(gt if reference else Path(lq))
     if not files:
-        raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {gt}")
+        raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {gt if reference else lq}")
 
     run = _runner(model, scale=scale, task=task, label=model_label, device=device, tile=tile,
                   tile_overlap=tile_overlap, precision=precision, self_ensemble=self_ensemble,
@@ -233,15 +240,24 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     noise = noise if noise is not None else _level_in_name(run.label, r"(?:dn|noise)[-_]?(\d+)", 15)
     jpeg = jpeg if jpeg is not None else int(_level_in_name(run.label, r"jpeg[-_]?(\d+)", 10 if compressed else 40))
     wanted = tuple(metrics) if metrics else (("psnr", "ssim", "psnrb") if task == "jpeg" else ("psnr", "ssim"))
+    if not reference:
+        wanted = tuple(metrics) if metrics else NO_REFERENCE
     unknown = [m for m in wanted if m not in METRICS]
     if unknown:
         raise EvalError(f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(METRICS)}")
-    border = (scale if task == "sr" else 0) if crop_border is None else int(crop_border)
+    full_reference = [m for m in wanted if m not in NO_REFERENCE]
+    if not reference and full_reference:
+        raise EvalError(f"{', '.join(full_reference)} need{'s' if len(full_reference) == 1 else ''} ground truth "
+                        f"(a GT folder); without it: {', '.join(NO_REFERENCE)}")
+    border = (scale if task == "sr" and reference else 0) if crop_border is None else int(crop_border)
     gray = run.in_chans == 1
     mode = "color" if not gray else ("y" if task == "jpeg" else "gray")
 
     lq_dir = Path(lq) if lq is not None else None
-    if lq_dir is not None:
+    if not reference:
+        lq_source = (f"files in {lq_dir} (no ground truth: NIQE of the outputs, and of the inputs of at least "
+                     f"{NIQE_MIN_SIDE}x{NIQE_MIN_SIDE} as niqe_lq)")
+    elif lq_dir is not None:
         lq_source = f"files in {lq_dir}"
     elif compressed:
         lq_source = f"MATLAB bicubic 1/{scale} of the GT, then OpenCV JPEG quality {jpeg} (Swin2SR compressed SR)"
@@ -254,7 +270,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     lpips_model = LPIPS(lpips_net) if "lpips" in wanted else None  # once per run: it loads a backbone
     restorer = run.restorer
     protocol = Protocol(
-        dataset=name or dataset_name(gt), model=run.label, task=task, scale=scale, crop_border=border,
+        dataset=name or dataset_name(gt if reference else lq_dir), model=run.label, task=task, scale=scale,
+        crop_border=border,
         y_channel=y_channel and not gray, channels="gray" if gray else "rgb", metrics=wanted,
         lq_source=lq_source, padding=PADDING if run.window_size else "none (bicubic needs none)",
         window_size=run.window_size,
@@ -268,32 +285,46 @@ def evaluate(model: ModelSpec, gt: Union[str, Path], *, lq: Union[str, Path, Non
     if out_dir:
         out_dir.mkdir(parents=True, exist_ok=True)
 
+    def score_pair(path: Path):
+        """The output of one GT image's LQ (read or made), and its scores against the GT."""
+        img_gt = read(path, mode)
+        if lq_dir is not None:
+            img_lq = read(find_lq(lq_dir, path, scale, lq_template), mode)
+        elif task == "sr":
+            img_gt, img_lq = bicubic_downscale(img_gt, scale)
+            if compressed:
+                img_lq = jpeg_input(img_lq, jpeg)
+        elif task == "denoise":
+            img_lq = noisy_input(img_gt, noise, seed)
+        else:
+            img_lq = jpeg_input(img_gt, jpeg)
+        h, w = img_lq.shape[0] * scale, img_lq.shape[1] * scale
+        if img_gt.shape[0] < h or img_gt.shape[1] < w:
+            raise ImageError(f"{path}: GT {img_gt.shape[1]}x{img_gt.shape[0]} is smaller than LQ x{scale} ({w}x{h})")
+        output = run(img_lq)
+        img_gt = img_gt[:h, :w]  # the GT cropped to LQ x scale, when the sizes don't divide
+        return output, compute_metrics(output, img_gt, crop_border=border, metrics=wanted, y_channel=y_channel,
+                                       lpips=lpips_model)
+
+    def score_alone(path: Path):
+        """The output of one LQ image with no ground truth, and the NIQE of both (of the input only where it
+        is large enough: an SR input often is not)."""
+        img_lq = read(path, mode)
+        output = run(img_lq)
+        scores = {"niqe": niqe(output, border)}
+        if min(img_lq.shape[:2]) >= NIQE_MIN_SIDE:
+            scores["niqe_lq"] = niqe(img_lq, 0)
+        return output, scores
+
     result = EvalResult(protocol)
     for path in tqdm(files, desc=protocol.dataset, unit="img", file=sys.stderr, disable=not progress,
                      dynamic_ncols=True):
         try:
-            img_gt = read(path, mode)
-            if lq_dir is not None:
-                img_lq = read(find_lq(lq_dir, path, scale, lq_template), mode)
-            elif task == "sr":
-                img_gt, img_lq = bicubic_downscale(img_gt, scale)
-                if compressed:
-                    img_lq = jpeg_input(img_lq, jpeg)
-            elif task == "denoise":
-                img_lq = noisy_input(img_gt, noise, seed)
-            else:
-                img_lq = jpeg_input(img_gt, jpeg)
-            h, w = img_lq.shape[0] * scale, img_lq.shape[1] * scale
-            if img_gt.shape[0] < h or img_gt.shape[1] < w:
-                raise ImageError(f"{path}: GT {img_gt.shape[1]}x{img_gt.shape[0]} is smaller than "
-                                 f"LQ x{scale} ({w}x{h})")
-            output = run(img_lq)
-            img_gt = img_gt[:h, :w]  # the GT cropped to LQ x scale, when the sizes don't divide
-            scores = compute_metrics(output, img_gt, crop_border=border, metrics=wanted, y_channel=y_channel,
-                                     lpips=lpips_model)
-        except ImageError as e:
-            result.failures.append(str(e))
-            tqdm.write(f"error: {e}", file=sys.stderr)
+            output, scores = (score_pair if reference else score_alone)(path)
+        except (ImageError, MetricError) as e:  # MetricError: an image too small for a metric (NIQE)
+            line = str(e) if isinstance(e, ImageError) else f"{path}: {e}"
+            result.failures.append(line)
+            tqdm.write(f"error: {line}", file=sys.stderr)
             continue
         if out_dir:  # atomically, like every output; a failed write is a failure of this image
             try:

@@ -1,4 +1,5 @@
-"""Image-quality metrics with the SwinIR paper's protocol: PSNR, SSIM, PSNR-B and LPIPS.
+"""Image-quality metrics with the SwinIR paper's protocol: PSNR, SSIM, PSNR-B and LPIPS; and NIQE, which
+needs no ground truth (real photos have none).
 
 Images are RGB (HxWx3) or gray (HxW or HxWx1) uint8 arrays: the paper scores outputs rounded to
 uint8, so the metrics take nothing else (``to_uint8`` does the rounding the official script does).
@@ -16,9 +17,11 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .._basicsr import calculate_psnr, calculate_ssim
+from .._basicsr import calculate_niqe, calculate_psnr, calculate_ssim
 
-METRICS = ("psnr", "ssim", "psnrb", "lpips")
+METRICS = ("psnr", "ssim", "psnrb", "lpips", "niqe")
+NO_REFERENCE = ("niqe",)  # scored on the output alone
+NIQE_MIN_SIDE = 192  # NIQE fits its model to 96x96 blocks at two scales: at least 2 blocks per side
 LPIPS_NETS = ("alex", "vgg")
 # BT.601 luma weights for B, G, R, in the order (and so the float rounding) of basicsr's bgr2ycbcr.
 _Y_WEIGHTS_BGR = (24.966, 128.553, 65.481)
@@ -207,6 +210,29 @@ class LPIPS:
         return float(self.model(a.to(self.device), b.to(self.device)).item())
 
 
+class MetricError(ValueError):
+    """An image a metric cannot score (too small for NIQE's blocks); one line."""
+
+
+def niqe(img: np.ndarray, crop_border: int = 0) -> float:
+    """NIQE (Mittal, Soundararajan and Bovik, "Making a 'completely blind' image quality analyzer", 2013) of an
+    RGB or gray uint8 image, on BT.601 Y: basicsr's ``calculate_niqe``, with the official pristine-image
+    parameters and 96x96 blocks (it matches the MATLAB release to 1e-5). Lower is more natural.
+
+    Raises:
+        TypeError: not a uint8 array. MetricError: a side under 192 pixels after ``crop_border`` (NIQE needs
+        at least two 96-pixel blocks per side).
+    """
+    img = _as_hwc(img, "image")
+    h, w = img.shape[0] - 2 * crop_border, img.shape[1] - 2 * crop_border
+    if min(h, w) < NIQE_MIN_SIDE:
+        raise MetricError(f"NIQE needs at least {NIQE_MIN_SIDE}x{NIQE_MIN_SIDE} pixels, got {w}x{h} (width x height)")
+    bgr = img[:, :, ::-1] if img.shape[2] == 3 else img  # basicsr derives Y from BGR
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # its nan-guarded means and covariances
+        return float(calculate_niqe(np.ascontiguousarray(bgr), crop_border, input_order="HWC", convert_to="y"))
+
+
 def compute_metrics(output: np.ndarray, gt: np.ndarray, *, crop_border: int,
                     metrics: Sequence[str] = ("psnr", "ssim"), y_channel: bool = True,
                     lpips: Optional[LPIPS] = None) -> Dict[str, float]:
@@ -216,13 +242,14 @@ def compute_metrics(output: np.ndarray, gt: np.ndarray, *, crop_border: int,
         output, gt: uint8 numpy arrays of one shape, HxWx3 RGB or HxW / HxWx1 gray (round float results
             with :func:`to_uint8` first, as the paper does).
         crop_border: pixels dropped at every border for every metric (the scale for SR, 0 otherwise).
-        metrics: any of ``METRICS`` (psnr, ssim, psnrb, lpips).
+        metrics: any of ``METRICS`` (psnr, ssim, psnrb, lpips, niqe; niqe scores the output alone).
         y_channel: also score BT.601 Y (16-235) of color images, as the ``_y`` keys.
         lpips: a loaded :class:`LPIPS`, when "lpips" is asked for (load it once per run).
 
     Returns:
-        ``{"psnr_y", "ssim_y", "psnr", "ssim", "psnrb_y", "psnrb", "lpips"}`` restricted to ``metrics``;
-        PSNR in dB (inf for identical images), SSIM in [0, 1], LPIPS >= 0 (lower is closer).
+        ``{"psnr_y", "ssim_y", "psnr", "ssim", "psnrb_y", "psnrb", "lpips", "niqe"}`` restricted to ``metrics``;
+        PSNR in dB (inf for identical images), SSIM in [0, 1], LPIPS >= 0 (lower is closer), NIQE (lower is
+        more natural).
 
     Raises:
         TypeError: not uint8 numpy arrays. ValueError: shapes differ, an unknown metric, or a border that
@@ -254,6 +281,8 @@ def compute_metrics(output: np.ndarray, gt: np.ndarray, *, crop_border: int,
         c = crop_border
         crop = (slice(c, -c), slice(c, -c)) if c else (slice(None), slice(None))
         result["lpips"] = lpips(out[crop], ref[crop])
+    if "niqe" in metrics:
+        result["niqe"] = niqe(out, crop_border)
     # A stable key order for tables and files: the Y numbers first, as papers report them.
-    order = ("psnr_y", "ssim_y", "psnr", "ssim", "psnrb_y", "psnrb", "lpips")
+    order = ("psnr_y", "ssim_y", "psnr", "ssim", "psnrb_y", "psnrb", "lpips", "niqe")
     return {k: result[k] for k in order if k in result}

@@ -192,6 +192,10 @@ class RestorationDataset(Dataset):
         self.cache_dir = Path(cache_dir) / f"x{scale}_{self.mode}" if cache_dir and self.bicubic else None
         self._memory: Dict[str, Tuple[np.ndarray, np.ndarray]] = {}
         self._memory_bytes = 0
+        self.degradation = None
+        if self.kind == "realesrgan":
+            from .realworld import RealESRGANDegradation, settings_from
+            self.degradation = RealESRGANDegradation(scale, settings_from(opts.realesrgan))
 
     def __len__(self) -> int:
         return len(self.gt.keys)
@@ -298,6 +302,10 @@ class RestorationDataset(Dataset):
         gt = self._read_gt(i)
         if self.kind == "noise":
             return gt, noisy_input(gt, _fixed(o.sigma), o.noise_seed)
+        if self.kind == "realesrgan":  # one fixed draw per image, for validation
+            gt = gt[:gt.shape[0] // self.scale * self.scale, :gt.shape[1] // self.scale * self.scale]
+            lq, target = self.degradation(to_tensor(gt), seed=o.noise_seed * 1_000_003 + i)
+            return _to_uint8(target), _to_uint8(lq)
         return gt, jpeg_input(gt, int(_fixed(o.quality)))
 
     def __getitem__(self, item: Union[int, Tuple[int, int]]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -320,6 +328,8 @@ class RestorationDataset(Dataset):
             top = int(rng.integers(0, gt.shape[0] - size + 1))
             left = int(rng.integers(0, gt.shape[1] - size + 1))
             (gt,) = augment((gt[top:top + size, left:left + size],), rng, o.hflip, o.use_rot)
+            if self.kind == "realesrgan":  # the patch's own seed: the same patch on a resumed run
+                return self.degradation(to_tensor(gt), seed=int(rng.integers(2 ** 63)))
             if self.kind == "noise":
                 lo, hi = _range(o.sigma)
                 lq = noisy_input(gt, lo if lo == hi else float(rng.uniform(lo, hi)), rng=rng)
@@ -352,6 +362,12 @@ def augment(images: Tuple[np.ndarray, ...], rng: np.random.Generator, hflip: boo
             img = img.swapaxes(0, 1)
         out.append(img)
     return tuple(out)
+
+
+def _to_uint8(t: torch.Tensor) -> np.ndarray:
+    """(C, H, W) float in [0, 1] -> HxWxC (HxW for one channel) uint8, rounded."""
+    a = (t.clamp(0, 1) * 255).round().byte().numpy().transpose(1, 2, 0)
+    return a[:, :, 0] if a.shape[2] == 1 else np.ascontiguousarray(a)
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:

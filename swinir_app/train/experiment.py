@@ -48,6 +48,7 @@ class Resume:
     path: Path
     state: Dict[str, Any]
     weights: Dict[str, Any]
+    weights_d: Optional[Dict[str, Any]] = None  # GAN training: the discriminator of that iteration
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class Experiment:
     def weights(self, it: int) -> Path:
         return self.models / f"net_g_{it}.pth"
 
+    def weights_d(self, it: int) -> Path:
+        return self.models / f"net_d_{it}.pth"
+
     def state(self, it: int) -> Path:
         return self.states / f"{it}{STATE_SUFFIX}"
 
@@ -93,7 +97,15 @@ class Experiment:
             raise TrainingError(f"the weights of {path} cannot be read: {e}") from None
         if not isinstance(weights, dict) or "params" not in weights:
             raise TrainingError(f"{weights_path} has no 'params'")
-        return Resume(Path(path), state, weights)
+        weights_d = None
+        if len(state.get("optimizers", ())) > 1:  # a GAN run: its discriminator was saved beside G
+            try:
+                weights_d, _ = read_file(self.weights_d(state["iter"]))
+            except ModelLoadError as e:
+                raise TrainingError(f"the discriminator of {path} cannot be read: {e}") from None
+            if not isinstance(weights_d, dict) or "params" not in weights_d:
+                raise TrainingError(f"{self.weights_d(state['iter'])} has no 'params'")
+        return Resume(Path(path), state, weights, weights_d)
 
     def latest_resume(self) -> Optional[Resume]:
         """The highest-numbered state that loads, with its weights; None if there is none."""

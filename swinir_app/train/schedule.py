@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 import math
 from bisect import bisect_left, bisect_right
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -17,16 +17,17 @@ from ..options import LOSSES, TrainOptions, TypedOptions
 __all__ = ["EMA", "lr_schedule", "make_loss"]
 
 
-def lr_schedule(opts: TrainOptions) -> Callable[[int], float]:
+def lr_schedule(opts: TrainOptions, base: Optional[float] = None) -> Callable[[int], float]:
     """The learning rate of iteration ``it`` (1-based), as BasicSR's schedulers and warmup give it.
 
     BasicSR steps its schedulers at the start of every iteration but the first, so iteration ``it``
     runs at scheduler epoch ``it - 1``; during warmup (it < warmup_iter) it sets base * it /
     warmup_iter instead. Its MultiStepRestartLR is chained (each milestone multiplies the rate in
     place), so after a warmup the rate goes on from the last warmup value, base * (w - 1) / w, until a
-    restart resets it: reproduced here in closed form, and tested against basicsr's own classes.
+    restart resets it: reproduced here in closed form, and tested against basicsr's own classes. ``base``
+    is optim_g's lr unless given (the discriminator's optimizer follows the same schedule from its own lr).
     """
-    base = float(opts.optim_g.args["lr"])
+    base = float(opts.optim_g.args["lr"]) if base is None else base
     warmup = opts.warmup_iter if opts.warmup_iter > 1 else 0
     s = opts.scheduler
     if s is None:

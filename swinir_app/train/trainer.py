@@ -36,6 +36,7 @@ from .. import distributed
 from .data import RestorationDataset
 from .experiment import (Experiment, Interrupted, Resume, TrainingError, cpu_state, resume_from, rng_state,
                          set_rng_state, to_bytes)
+from .gan import build_discriminator, build_gan_loss, build_perceptual, perceptual_value
 from .sampler import train_loader
 from .schedule import EMA, lr_schedule, make_loss
 from ..distributed import Dist
@@ -98,6 +99,8 @@ class Trainer:
         resume = self._find_resume(auto_resume)
         checked = self._check_data()  # before anything is written or archived
         self._pretrained = self._read_pretrained() if resume is None and opts.path.pretrain_network_g else None
+        # GAN losses load VGG weights and pretrain_network_d is read: both fail, in one line, before any write.
+        self._gan_parts = self._read_gan_parts(resume) if opts.network_d is not None else None
         self._prepare_folder(resume is not None, argv)
         if dist.main:
             import yaml
@@ -260,6 +263,9 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=True) if t.amp == "fp16" else None
         self.nan_streak = 0
         self.best: Dict[str, Dict[str, Tuple[float, int]]] = {}
+        self.net_d = None
+        if self._gan_parts is not None:
+            self._build_discriminator(resume)
         torch.manual_seed(self.seed + self.dist.rank)  # training randomness (drop path) differs by rank
         if resume is not None:
             s = resume.state
@@ -275,6 +281,59 @@ class Trainer:
         n = sum(p.numel() for p in self.params)
         log.info("network %s %s: %.3fM parameters, %s", self.cfg.name, self.cfg.upsampler or "restoration", n / 1e6,
                  ", ".join(f"{k}={v}" for k, v in self.cfg.to_dict().items()))
+
+    def _read_gan_parts(self, resume: Optional[Resume]):
+        """(discriminator weights to start from or None, GAN loss, perceptual loss or None), checked now."""
+        o = self.opts
+        t = o.train
+        if resume is not None and resume.weights_d is None:
+            raise TrainingError(f"{resume.path} was saved without a discriminator (not a GAN run); start the GAN "
+                                f"stage with path.pretrain_network_g instead of resuming")
+        start = None
+        if resume is None and o.path.pretrain_network_d:
+            try:
+                raw, _ = read_file(o.path.pretrain_network_d)
+            except ModelLoadError as e:
+                raise TrainingError(f"path.pretrain_network_d: {e}") from None
+            start = raw.get(o.path.param_key_d, raw) if isinstance(raw, dict) else raw
+            if not isinstance(start, dict):
+                raise TrainingError(f"path.pretrain_network_d: {o.path.pretrain_network_d} holds no state dict")
+        gan = build_gan_loss(t.gan_opt)
+        perceptual = build_perceptual(t.perceptual_opt) if t.perceptual_opt is not None else None
+        return start, gan, perceptual
+
+    def _build_discriminator(self, resume: Optional[Resume]) -> None:
+        o, t = self.opts, self.opts.train
+        start, gan, perceptual = self._gan_parts
+        torch.manual_seed(self.seed + 1)  # D's initial weights: the same on every rank
+        d = build_discriminator(o.network_d, self.cfg.out_chans)
+        state = resume.weights_d["params"] if resume is not None else start
+        if state is not None:
+            try:
+                d.load_state_dict(state, strict=o.path.strict_load_d or resume is not None)
+            except RuntimeError as e:
+                first = str(e).splitlines()[0]
+                raise TrainingError(f"the discriminator weights do not fit network_d ({o.network_d.type}): "
+                                    f"{first}") from None
+        d.to(self.device).train()
+        self.model_d = d
+        if self.dist.enabled:
+            self.net_d = nn.parallel.DistributedDataParallel(
+                d, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        else:
+            self.net_d = d
+        self.params_d = [p for p in d.parameters() if p.requires_grad]
+        self.optimizer_d = getattr(torch.optim, t.optim_d.type)(self.params_d, **t.optim_d.args)
+        self.lr_d_at = lr_schedule(t, base=float(t.optim_d.args["lr"]))
+        self.gan_loss = gan.to(self.device)
+        self.perceptual_loss = perceptual.to(self.device) if perceptual is not None else None
+        if resume is not None:
+            self.optimizer_d.load_state_dict(resume.state["optimizers"][1])
+        self._gan_parts = None
+        log.info("discriminator %s: %.3fM parameters; losses: %s", o.network_d.type,
+                 sum(p.numel() for p in self.params_d) / 1e6,
+                 ", ".join(["pixel", *(["perceptual"] if perceptual is not None else []),
+                            f"gan ({t.gan_opt.args.get('gan_type', 'vanilla')})"]))
 
     def _read_pretrained(self) -> Tuple[Dict[str, Tensor], List[str]]:
         """path.pretrain_network_g read and checked against network_g before anything is written:
@@ -355,6 +414,7 @@ class Trainer:
         amp = autocast(self.device, t.amp) if t.amp else None
         batches = iter(self.loader)
         loss_sum, loss_n, skipped = torch.zeros((), device=self.device), 0, 0
+        d_sum, d_n = torch.zeros((), device=self.device), 0
         window_start, window_it = time.perf_counter(), it
         # Lines after 1, 10 and 50 iterations too, so a run shows its speed and ETA from the start; by
         # iteration count, never by time, so that every process logs (and all-reduces) together.
@@ -368,37 +428,50 @@ class Trainer:
             lr = self.lr_at(it)
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
+            if self.net_d is not None:
+                for p in self.params_d:  # G's step sees D frozen, as BasicSR's
+                    p.requires_grad_(False)
             if amp is not None:
                 with amp:
                     out = self.net(lq)
             else:
                 out = self.net(lq)
-            loss = self.loss_fn(out.float(), gt)
-            self.optimizer.zero_grad(set_to_none=True)
-            if self.scaler is not None:
-                self.scaler.scale(loss).backward()
-                self.scaler.unscale_(self.optimizer)
-            else:
-                loss.backward()
-            if self._step_ok(it):
+            out = out.float()
+            g_step = self.net_d is None or (it % t.net_d_iters == 0 and it > t.net_d_init_iters)
+            if g_step:
+                loss = self.loss_fn(out, gt)
+                if self.net_d is not None:
+                    loss = loss + self._adversarial_terms(out, gt)
+                self.optimizer.zero_grad(set_to_none=True)
                 if self.scaler is not None:
-                    self.scaler.step(self.optimizer)
-                    self.scaler.update()
+                    self.scaler.scale(loss).backward()
+                    self.scaler.unscale_(self.optimizer)
                 else:
-                    self.optimizer.step()
-                if self.ema is not None:
-                    self.ema.update()
-                loss_sum += loss.detach()
-                loss_n += 1
-            else:
-                skipped += 1
+                    loss.backward()
+                if self._step_ok(it):
+                    if self.scaler is not None:
+                        self.scaler.step(self.optimizer)
+                        self.scaler.update()
+                    else:
+                        self.optimizer.step()
+                    if self.ema is not None:
+                        self.ema.update()
+                    loss_sum += loss.detach()
+                    loss_n += 1
+                else:
+                    skipped += 1
+            if self.net_d is not None:
+                d_sum += self._discriminator_step(it, out.detach(), gt)
+                d_n += 1
             if it % o.logger.print_freq == 0 or it == total or (it in early and it < o.logger.print_freq):
                 mean = distributed.all_mean(d, loss_sum / max(loss_n, 1)).item()
+                d_mean = distributed.all_mean(d, d_sum / max(d_n, 1)).item() if self.net_d is not None else None
                 now = time.perf_counter()
                 rate = (it - window_it) / max(now - window_start, 1e-9)
-                self._log_line(it, total, mean, lr, rate, skipped)
+                self._log_line(it, total, mean, lr, rate, skipped, d_mean)
                 loss_sum.zero_()
-                loss_n, skipped = 0, 0
+                d_sum.zero_()
+                loss_n, skipped, d_n = 0, 0, 0
                 window_start, window_it = now, it
             if o.val is not None and self.val_sets and it % o.val.val_freq == 0:
                 self.validate(it)
@@ -407,6 +480,36 @@ class Trainer:
         self.result.iter = it
         log.info("end of training at iteration %d; models in %s", it, self.exp.models)
         return self.result
+
+    def _adversarial_terms(self, out: Tensor, gt: Tensor) -> Tensor:
+        """G's perceptual and GAN terms. D runs unwrapped here: its weights are frozen for this step, and
+        DDP would wait for D gradients that never come."""
+        terms = self.gan_loss(self.model_d(out), True, is_disc=False)
+        if self.perceptual_loss is not None:
+            value = perceptual_value(self.perceptual_loss, out, gt)
+            if value is not None:
+                terms = terms + value
+        return terms
+
+    def _discriminator_step(self, it: int, fake: Tensor, gt: Tensor) -> Tensor:
+        """D on the real then the fake batch, one backward each (as BasicSR's), then its optimizer step;
+        returns the detached real + fake loss. A non-finite D loss skips D's step."""
+        for p in self.params_d:
+            p.requires_grad_(True)
+        for group in self.optimizer_d.param_groups:
+            group["lr"] = self.lr_d_at(it)
+        self.optimizer_d.zero_grad(set_to_none=True)
+        real = self.gan_loss(self.net_d(gt), True, is_disc=True)
+        real.backward()
+        fake_loss = self.gan_loss(self.net_d(fake), False, is_disc=True)
+        fake_loss.backward()
+        total = (real + fake_loss).detach()
+        if bool(torch.isfinite(total)):
+            self.optimizer_d.step()
+        else:
+            log.warning("iteration %d: non-finite discriminator loss; its step skipped", it)
+            self.optimizer_d.zero_grad(set_to_none=True)
+        return total
 
     def _step_ok(self, it: int) -> bool:
         """Clip; False (and the step skipped) when the gradients are not finite — NaN/Inf loss included.
@@ -433,16 +536,20 @@ class Trainer:
                                 f"learning rate, set train.grad_clip, or resume from an earlier state")
         return False
 
-    def _log_line(self, it: int, total: int, loss: float, lr: float, rate: float, skipped: int) -> None:
+    def _log_line(self, it: int, total: int, loss: float, lr: float, rate: float, skipped: int,
+                  d_loss: Optional[float] = None) -> None:
         self.result.losses.append((it, loss))
         if not self.dist.main:
             return
         epoch = self.sampler.epoch_of(it * self.opts.train_set.batch_size_per_gpu - 1)
         extra = f", {skipped} skipped" if skipped else ""
-        log.info("[iter %d/%d] loss %.4g lr %.1e %.2f it/s eta %s (epoch %d%s)", it, total, loss, lr, rate,
-                 format_eta((total - it) / max(rate, 1e-9)), epoch, extra)
+        d_text = f" l_d {d_loss:.4g}" if d_loss is not None else ""
+        log.info("[iter %d/%d] loss %.4g%s lr %.1e %.2f it/s eta %s (epoch %d%s)", it, total, loss, d_text, lr,
+                 rate, format_eta((total - it) / max(rate, 1e-9)), epoch, extra)
         if self.tb is not None:
-            self.tb.add_scalar("losses/l_pix", loss, it)
+            self.tb.add_scalar("losses/l_g" if d_loss is not None else "losses/l_pix", loss, it)
+            if d_loss is not None:
+                self.tb.add_scalar("losses/l_d", d_loss, it)
             self.tb.add_scalar("lr", lr, it)
             self.tb.flush()
 
@@ -511,10 +618,13 @@ class Trainer:
             data = to_bytes(weights)
             atomic_write(self.exp.weights(it), data)
             atomic_write(self.exp.models / "net_g_latest.pth", data)
+            if self.net_d is not None:  # before the state, which names it: a resume finds both or neither
+                atomic_write(self.exp.weights_d(it), to_bytes({"params": cpu_state(self.model_d)}))
             bs = self.opts.train_set.batch_size_per_gpu
             state = {"iter": it, "epoch": self.sampler.epoch_of(it * bs), "seed": self.seed,
                      "world_size": self.dist.world_size, "batch_size": bs, "samples": it * bs,
-                     "optimizers": [self.optimizer.state_dict()],
+                     "optimizers": [self.optimizer.state_dict()] + (
+                         [self.optimizer_d.state_dict()] if self.net_d is not None else []),
                      "schedulers": [{"type": self.opts.train.scheduler.type if self.opts.train.scheduler else None,
                                      "last_epoch": it}],
                      "scaler": self.scaler.state_dict() if self.scaler is not None else None,

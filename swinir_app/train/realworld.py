@@ -1,0 +1,196 @@
+"""Real-ESRGAN's second-order degradation, made per training patch from its own seed.
+
+Follows Wang et al., "Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic Data"
+(ICCVW 2021), as ``xinntao/Real-ESRGAN`` does it (``realesrgan_dataset.py`` draws the kernels,
+``realesrgan_model.py`` applies them): blur -> random resize -> Gaussian or Poisson noise (color or gray)
+-> JPEG, twice, then the final sinc filter and JPEG in either order, and the resize back to the LQ size.
+The pieces are basicsr's own: ``data.degradations`` (kernels, noise), ``utils.DiffJPEG``, and from
+``utils.img_process_util`` ``filter2D`` and ``usm_sharp`` (the OpenCV twin of its ``USMSharp`` module: within
+3e-4 of it, and 30x faster on a CPU, where its 101x101 convolution takes 0.4 s per 256² patch).
+
+One difference, for exact resume: every random draw of a patch comes from that patch's seed (NumPy's and
+torch's generators are forked around basicsr's calls, which use the global ones), so a patch is the same
+whatever ran before it, and a resumed run sees the very patches of an uninterrupted one. The steps run on
+the CPU, in the data-loading workers, per patch.
+"""
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import Optional, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .. import _basicsr  # noqa: F401 - registers the torchvision alias basicsr needs
+from basicsr.data.degradations import (circular_lowpass_kernel, random_add_gaussian_noise_pt,
+                                       random_add_poisson_noise_pt, random_mixed_kernels)
+from basicsr.utils import DiffJPEG
+from basicsr.utils.img_process_util import filter2D, usm_sharp
+
+KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
+_KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
+
+
+@dataclass(frozen=True)
+class RealESRGANSettings:
+    """The options of Real-ESRGAN's ``train_realesrgan_x4plus.yml``, with its values as defaults.
+
+    Sigmas and noise levels are in pixels of 0-255 (as Real-ESRGAN's), probabilities in [0, 1], resize ranges
+    as scale factors, JPEG ranges as qualities.
+    """
+
+    blur_kernel_size: int = 21
+    kernel_list: Tuple[str, ...] = KERNELS
+    kernel_prob: Tuple[float, ...] = _KERNEL_PROB
+    sinc_prob: float = 0.1
+    blur_sigma: Tuple[float, float] = (0.2, 3.0)
+    betag_range: Tuple[float, float] = (0.5, 4.0)
+    betap_range: Tuple[float, float] = (1.0, 2.0)
+    resize_prob: Tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    resize_range: Tuple[float, float] = (0.15, 1.5)
+    gaussian_noise_prob: float = 0.5
+    noise_range: Tuple[float, float] = (1.0, 30.0)
+    poisson_scale_range: Tuple[float, float] = (0.05, 3.0)
+    gray_noise_prob: float = 0.4
+    jpeg_range: Tuple[float, float] = (30.0, 95.0)
+    second_blur_prob: float = 0.8
+    blur_kernel_size2: int = 21
+    kernel_list2: Tuple[str, ...] = KERNELS
+    kernel_prob2: Tuple[float, ...] = _KERNEL_PROB
+    sinc_prob2: float = 0.1
+    blur_sigma2: Tuple[float, float] = (0.2, 1.5)
+    betag_range2: Tuple[float, float] = (0.5, 4.0)
+    betap_range2: Tuple[float, float] = (1.0, 2.0)
+    resize_prob2: Tuple[float, float, float] = (0.3, 0.4, 0.3)
+    resize_range2: Tuple[float, float] = (0.3, 1.2)
+    gaussian_noise_prob2: float = 0.5
+    noise_range2: Tuple[float, float] = (1.0, 25.0)
+    poisson_scale_range2: Tuple[float, float] = (0.05, 2.5)
+    gray_noise_prob2: float = 0.4
+    jpeg_range2: Tuple[float, float] = (30.0, 95.0)
+    final_sinc_prob: float = 0.8
+    gt_usm: bool = True  # the target (and the degradation's start) is the USM-sharpened GT, as Real-ESRGAN's
+
+
+class RealESRGANDegradation:
+    """``(lq, target) = degradation(gt, seed)`` for one GT patch.
+
+    Args of the call:
+        gt: (C, H, W) float32 in [0, 1], C = 3 (or 1: gray models; noise is then gray by nature), H and W
+            multiples of ``scale``.
+        seed: any int; the same seed gives the same LQ.
+
+    Returns:
+        lq: (C, H/scale, W/scale) float32 in [0, 1], rounded to 1/255 as Real-ESRGAN's.
+        target: the GT, USM-sharpened if ``settings.gt_usm`` (the degradation starts from that one too).
+    """
+
+    def __init__(self, scale: int, settings: RealESRGANSettings = RealESRGANSettings()):
+        self.scale, self.s = scale, settings
+        self.jpeger = DiffJPEG(differentiable=False)
+        sizes = [2 * v + 1 for v in range(3, 11)]  # 7 ... 21, as Real-ESRGAN's kernel_range
+        self.kernel_sizes = sizes
+
+    # ---- kernels (the dataset's half in Real-ESRGAN), from NumPy's global generator as basicsr draws them
+
+    def _kernel(self, kernel_list, kernel_prob, sinc_prob, sigma, betag, betap, pad_to: int) -> np.ndarray:
+        size = random.choice(self.kernel_sizes)
+        if np.random.uniform() < sinc_prob:
+            omega_c = np.random.uniform(np.pi / 3, np.pi) if size < 13 else np.random.uniform(np.pi / 5, np.pi)
+            kernel = circular_lowpass_kernel(omega_c, size, pad_to=False)
+        else:
+            kernel = random_mixed_kernels(list(kernel_list), list(kernel_prob), size, sigma, sigma,
+                                          [-math.pi, math.pi], betag, betap, noise_range=None)
+        pad = (pad_to - size) // 2
+        return np.pad(kernel, ((pad, pad), (pad, pad)))
+
+    def kernels(self) -> Tuple[Tensor, Tensor, Tensor]:
+        s, k = self.s, self.s.blur_kernel_size
+        kernel1 = self._kernel(s.kernel_list, s.kernel_prob, s.sinc_prob, s.blur_sigma, s.betag_range,
+                               s.betap_range, k)
+        kernel2 = self._kernel(s.kernel_list2, s.kernel_prob2, s.sinc_prob2, s.blur_sigma2, s.betag_range2,
+                               s.betap_range2, s.blur_kernel_size2)
+        if np.random.uniform() < s.final_sinc_prob:
+            size = random.choice(self.kernel_sizes)
+            sinc = circular_lowpass_kernel(np.random.uniform(np.pi / 3, np.pi), size, pad_to=k)
+        else:
+            sinc = np.zeros((k, k), np.float32)
+            sinc[k // 2, k // 2] = 1  # a pulse: no final filter
+        return tuple(torch.from_numpy(np.asarray(x, np.float32))[None] for x in (kernel1, kernel2, sinc))
+
+    # ---- the process (the model's half in Real-ESRGAN) -------------------------------------------------
+
+    def _resize(self, x: Tensor, probs: Sequence[float], span: Tuple[float, float]) -> Tensor:
+        kind = random.choices(["up", "down", "keep"], probs)[0]
+        factor = (np.random.uniform(1, span[1]) if kind == "up" else np.random.uniform(span[0], 1)
+                  if kind == "down" else 1.0)
+        return F.interpolate(x, scale_factor=factor, mode=random.choice(["area", "bilinear", "bicubic"]))
+
+    def _noise(self, x: Tensor, prob: float, sigma, poisson, gray: float) -> Tensor:
+        if np.random.uniform() < prob:
+            return random_add_gaussian_noise_pt(x, sigma_range=sigma, clip=True, rounds=False, gray_prob=gray)
+        return random_add_poisson_noise_pt(x, scale_range=poisson, gray_prob=gray, clip=True, rounds=False)
+
+    def _jpeg(self, x: Tensor, span: Tuple[float, float]) -> Tensor:
+        quality = x.new_zeros(x.size(0)).uniform_(*span)
+        if x.shape[1] == 1:  # DiffJPEG is for color images: a gray patch goes through as 3 equal channels
+            return self.jpeger(x.clamp(0, 1).expand(-1, 3, -1, -1).contiguous(), quality=quality).mean(1, keepdim=True)
+        return self.jpeger(x.clamp(0, 1), quality=quality)
+
+    def __call__(self, gt: Tensor, seed: int) -> Tuple[Tensor, Tensor]:
+        s, scale = self.s, self.scale
+        C, H, W = gt.shape
+        np_state, py_state = np.random.get_state(), random.getstate()
+        np.random.seed(seed % 2 ** 32)
+        random.seed(seed)
+        try:
+            with torch.random.fork_rng(devices=[]), torch.no_grad():
+                torch.manual_seed(seed)
+                kernel1, kernel2, sinc = self.kernels()
+                x = gt[None]
+                if s.gt_usm:
+                    hwc = gt.permute(1, 2, 0).numpy() if C == 3 else gt[0].numpy()
+                    sharp = usm_sharp(np.ascontiguousarray(hwc))
+                    x = torch.from_numpy(np.ascontiguousarray(sharp.reshape(H, W, C).transpose(2, 0, 1)))[None]
+                target = x[0].clone()
+                out = filter2D(x, kernel1)
+                out = self._resize(out, s.resize_prob, s.resize_range)
+                out = self._noise(out, s.gaussian_noise_prob, s.noise_range, s.poisson_scale_range, s.gray_noise_prob)
+                out = self._jpeg(out, s.jpeg_range)
+                if np.random.uniform() < s.second_blur_prob:
+                    out = filter2D(out, kernel2)
+                kind = random.choices(["up", "down", "keep"], s.resize_prob2)[0]
+                span = s.resize_range2
+                factor = (np.random.uniform(1, span[1]) if kind == "up" else np.random.uniform(span[0], 1)
+                          if kind == "down" else 1.0)
+                size = (max(1, int(H / scale * factor)), max(1, int(W / scale * factor)))
+                out = F.interpolate(out, size=size, mode=random.choice(["area", "bilinear", "bicubic"]))
+                out = self._noise(out, s.gaussian_noise_prob2, s.noise_range2, s.poisson_scale_range2,
+                                  s.gray_noise_prob2)
+                lq_size = (H // scale, W // scale)
+                if np.random.uniform() < 0.5:  # resize back + sinc, then JPEG
+                    out = F.interpolate(out, size=lq_size, mode=random.choice(["area", "bilinear", "bicubic"]))
+                    out = filter2D(out, sinc)
+                    out = self._jpeg(out, s.jpeg_range2)
+                else:  # JPEG, then resize back + sinc
+                    out = self._jpeg(out, s.jpeg_range2)
+                    out = F.interpolate(out, size=lq_size, mode=random.choice(["area", "bilinear", "bicubic"]))
+                    out = filter2D(out, sinc)
+                lq = torch.clamp((out * 255.0).round(), 0, 255) / 255.0
+        finally:
+            np.random.set_state(np_state)
+            random.setstate(py_state)
+        return lq[0].float().contiguous(), target.clamp(0, 1).float().contiguous()
+
+
+def settings_from(options: Optional[dict]) -> RealESRGANSettings:
+    """Settings from the Real-ESRGAN keys of an options section (the rest take Real-ESRGAN's defaults)."""
+    if not options:
+        return RealESRGANSettings()
+    fields = RealESRGANSettings.__dataclass_fields__
+    values = {k: (tuple(v) if isinstance(v, (list, tuple)) else v) for k, v in options.items() if k in fields}
+    return RealESRGANSettings(**values)
