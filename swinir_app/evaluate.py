@@ -110,7 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="denoising: sigma on 0-255 (default: the model's name, e.g. color-dn-25, else 15)")
     p.add_argument("--jpeg", type=int, metavar="Q",
                    help="JPEG: quality of the input (default: the model's name, e.g. gray-jpeg-10, else 40)")
-    p.add_argument("--seed", type=int, default=0, help="denoising: noise seed, reset for every image (0)")
+    p.add_argument("--degradation", metavar="SPEC",
+                   help="SR: make a real-world-like LQ from the GT instead of the clean bicubic one, e.g. "
+                        "blur:1.5,noise:10,jpeg:50 (blur sigma in HR pixels, noise sigma on 0-255, JPEG quality)")
+    p.add_argument("--seed", type=int, default=0, help="denoising and --degradation: noise seed, reset for every "
+                                                       "image (0)")
     p.add_argument("--metrics", nargs="+", choices=METRICS, metavar="M",
                    help=f"of {', '.join(METRICS)} (default: psnr ssim, plus psnrb for JPEG; niqe without --gt)")
     p.add_argument("--lpips-net", choices=LPIPS_NETS, default="alex", help="LPIPS backbone (alex)")
@@ -149,7 +153,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             results = [evaluate(args.model, args.gt, lq=args.lq, scale=args.scale,
                                 task=args.task, noise=args.noise, jpeg=args.jpeg, seed=args.seed,
                                 metrics=args.metrics, lpips_net=args.lpips_net, crop_border=args.crop_border,
-                                save_images=args.save_images, progress=not args.no_progress, **common)]
+                                save_images=args.save_images, progress=not args.no_progress,
+                                degradation=args.degradation, **common)]
     except (EvalError, OptionsError, LPIPSWeightsMissing) as e:
         if args.debug:
             raise

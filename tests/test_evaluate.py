@@ -447,3 +447,27 @@ def test_real_photos_without_gt_are_scored_with_niqe(ckpt, tmp_path, capsys):
     assert main(["--model", str(ckpt), "--lq", str(lq), "--metrics", "psnr", "niqe"]) == 2
     assert capsys.readouterr().err.strip() == "error: psnr needs ground truth (a GT folder); without it: niqe"
     assert main(["--model", str(ckpt)]) == 2 and "--lq alone for NIQE" in capsys.readouterr().err
+
+
+def test_realistic_degradation_is_blur_bicubic_noise_jpeg_step_by_step(tmp_path, capsys):
+    """--degradation blur:1.5,noise:10,jpeg:50: the LQ built by hand from OpenCV and basicsr, and the scores of
+    bicubic on it are those of that LQ; a bad spec or a non-SR model is one line."""
+    from swinir_app.protocol.degrade import realistic_downscale
+    gt = skimage.data.astronaut()[:130, :150]
+    cropped, lq = realistic_downscale(gt, 4, "blur:1.5,noise:10,jpeg:50", seed=3)
+    x = cv2.GaussianBlur(gt[:128, :148].astype(np.float32) / 255, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT_101)
+    x = imresize(x, 0.25) + np.random.default_rng(3).normal(0, 10 / 255, (32, 37, 3)).astype(np.float32)
+    x = (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+    ok, buf = cv2.imencode(".jpg", np.ascontiguousarray(x[:, :, ::-1]), [int(cv2.IMWRITE_JPEG_QUALITY), 50])
+    assert cropped.shape == (128, 148, 3) and np.array_equal(lq, cv2.imdecode(buf, cv2.IMREAD_COLOR)[:, :, ::-1])
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    cv2.imwrite(str(gt_dir / "a.png"), gt[:, :, ::-1])
+    r = evaluate("bicubic", gt_dir, scale=4, degradation="blur:1.5,noise:10,jpeg:50", progress=False, seed=3)
+    ref = compute_metrics(bicubic_upscale(lq, 4), cropped, crop_border=4)
+    assert r.summary["psnr_y"] == pytest.approx(ref["psnr_y"], abs=1e-9)
+    assert "Gaussian blur sigma 1.5" in r.protocol.lq_source
+    assert main(["--model", "bicubic", "--scale", "4", "--gt", str(gt_dir), "--degradation", "blur:x"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(EvalError, match="takes --gt and no --lq"):
+        evaluate("bicubic", gt_dir, lq=gt_dir, scale=4, degradation="blur:1", progress=False)

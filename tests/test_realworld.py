@@ -116,3 +116,44 @@ def test_a_short_training_run_on_real_esrgan_degradations(tmp_path, capsys):
     assert train_main(["-opt", str(opt)]) == 0
     assert (tmp_path / "experiments" / "real" / "models" / "net_g_2.pth").is_file()
     capsys.readouterr()
+
+
+# ---- BSRGAN's random-order degradation ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_bsrgan_patches_are_seeded_sized_and_degraded(scale):
+    """Deterministic per seed; LR of exactly 1/scale; near the clean bicubic LR but clearly not it (blur, noise
+    and JPEG on top); gray images stay gray."""
+    from swinir_app.train.realworld import BSRGANDegradation
+    from swinir_app.protocol.degrade import bicubic_downscale
+    d = BSRGANDegradation(scale)
+    gt = GT[:, :120, :120]
+    hr = (gt.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    _, clean = bicubic_downscale(hr, scale)
+    psnrs = []
+    for seed in range(12):
+        lq, target = d(gt, seed)
+        assert lq.shape == (3, 120 // scale, 120 // scale) and torch.equal(target, gt)
+        assert torch.equal(lq, d(gt, seed)[0]) and 0 <= lq.min() and lq.max() <= 1
+        psnrs.append(calculate_psnr((lq.permute(1, 2, 0).numpy() * 255).round(), clean.astype(np.float64), 0))
+    assert 15 < np.median(psnrs) < 40 and max(psnrs) - min(psnrs) > 2  # degraded, and differently per seed
+    gray, _ = d(gt[:1], 0)
+    assert gray.shape == (1, 120 // scale, 120 // scale)
+
+
+def test_bsrgan_dataset_and_a_short_training_run(tmp_path, capsys):
+    hr, _ = write_pairs(tmp_path, scale=4, size=(96, 112))
+    opts = DatasetOptions(name="t", type="BSRGANDataset", dataroot_gt=str(hr), gt_size=64)
+    a = RestorationDataset(opts, scale=4, in_chans=3, seed=1)
+    assert all(torch.equal(x, y) for x, y in zip(a[(0, 1)], RestorationDataset(opts, scale=4, in_chans=3,
+                                                                               seed=1)[(0, 1)]))
+    opt = tiny_options(tmp_path, hr, scale=4, total_iter=2, name="bsrgan",
+                       datasets={"train": {"name": "photos", "type": "BSRGANDataset", "dataroot_gt": str(hr),
+                                           "gt_size": 64, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
+                                 "val": {"name": "val", "type": "BSRGANDataset", "dataroot_gt": str(hr)}},
+                       network_g={"type": "SwinIR", "upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8,
+                                  "img_range": 1.0, "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2,
+                                  "upsampler": "nearest+conv", "resi_connection": "1conv"})
+    assert train_main(["-opt", str(opt)]) == 0
+    capsys.readouterr()

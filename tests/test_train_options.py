@@ -148,7 +148,7 @@ def test_every_shipped_options_file_parses(path):
     if path.stem.startswith("realworld_x4"):  # the two-stage real-world recipe: SwinIR-M, nearest+conv
         gan = path.stem.endswith("gan")
         assert (cfg.embed_dim, len(cfg.depths), cfg.upsampler, cfg.upscale) == (180, 6, "nearest+conv", 4)
-        assert opts.train_set.type == "RealESRGANDataset" and opts.train_set.gt_size == 256
+        assert opts.train_set.type == "BSRGANDataset" and opts.train_set.gt_size == 256
         assert opts.train.ema_decay == 0.999 and opts.train.gan == gan
         assert opts.train.optim_g.args["lr"] == (1e-4 if gan else 2e-4)
         if gan:

@@ -286,7 +286,7 @@ def _check_dataset(opts: Options, key: str, ds, cfg) -> str:
         problem = _check_realesrgan(ds)
         if problem:
             return f"{where}.{problem}"
-    if ds.kind in ("paired", "bicubic", "realesrgan") and not cfg.upsampler:
+    if ds.kind in ("paired", "bicubic", "realesrgan", "bsrgan") and not cfg.upsampler:
         return (f"{where}.type: {ds.type} is for super-resolution; network_g has no upsampler "
                 f"(use DenoisingDataset or JPEGDataset)")
     if ds.kind in ("noise", "jpeg") and cfg.upsampler:

@@ -31,6 +31,7 @@ DATASET_TYPES = {
     "DenoisingDataset": "noise",  # HR only, Gaussian noise of sigma (fixed or a [min, max] range)
     "JPEGDataset": "jpeg",  # HR only, OpenCV JPEG at quality (fixed or a [min, max] range)
     "RealESRGANDataset": "realesrgan",  # HR only, Real-ESRGAN's second-order degradation per patch
+    "BSRGANDataset": "bsrgan",  # HR only, BSRGAN's random-order degradation per patch (KAIR's blindsr)
 }
 # Real-ESRGAN's degradation keys (train_realesrgan_x4plus.yml), all in the dataset's section here; unset
 # ones take Real-ESRGAN's values (swinir_app.train.realworld.RealESRGANSettings).

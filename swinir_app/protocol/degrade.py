@@ -61,3 +61,40 @@ def quantize(x: np.ndarray, dtype: np.dtype) -> np.ndarray:
     """Float pixels in [0, 1] to ``dtype`` (uint8 or uint16): clipped and rounded, as an image file holds them."""
     peak = float(np.iinfo(dtype).max)
     return np.clip(np.round(x.astype(np.float64) * peak), 0, peak).astype(dtype)
+
+
+REALISTIC = "blur:1.5,noise:10,jpeg:50"  # a fixed real-world-like LQ for x4 models: blur, downscale, noise, JPEG
+
+
+def parse_realistic(spec: str) -> Tuple[float, float, int]:
+    """``"blur:1.5,noise:10,jpeg:50"`` -> (blur sigma in HR pixels, noise sigma on 0-255, JPEG quality).
+    Raises ValueError naming the part that is wrong."""
+    parts = {}
+    for item in spec.split(","):
+        key, _, value = item.strip().partition(":")
+        if key not in ("blur", "noise", "jpeg") or not value:
+            raise ValueError(f"{item.strip()!r}: expected blur:SIGMA, noise:SIGMA and jpeg:QUALITY")
+        parts[key] = float(value)
+    blur, noise, jpeg = parts.get("blur", 0.0), parts.get("noise", 0.0), parts.get("jpeg", 100.0)
+    if blur < 0 or noise < 0 or not 1 <= jpeg <= 100 or jpeg != int(jpeg):
+        raise ValueError(f"{spec!r}: blur and noise must be >= 0, jpeg a quality in 1..100")
+    return blur, noise, int(jpeg)
+
+
+def realistic_downscale(gt: np.ndarray, scale: int, spec: str = REALISTIC,
+                        seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """(GT cropped to a multiple of ``scale``, its LQ): a Gaussian blur of the uint8 GT (OpenCV, sigma in HR
+    pixels, mirrored borders), MATLAB bicubic 1/scale, Gaussian noise (a generator reseeded with ``seed`` for
+    every image), rounding to uint8, then OpenCV JPEG. A fixed stand-in for real photos, for comparing models
+    trained on synthetic degradations."""
+    blur, noise, quality = parse_realistic(spec)
+    h, w = gt.shape[0] // scale * scale, gt.shape[1] // scale * scale
+    gt = gt[:h, :w]
+    x = gt.astype(np.float32) / 255.0
+    if blur > 0:
+        x = cv2.GaussianBlur(x, (0, 0), blur, borderType=cv2.BORDER_REFLECT_101)
+    lq = imresize(x, 1.0 / scale)
+    if noise > 0:
+        lq = lq + np.random.default_rng(seed).normal(0, noise / 255.0, lq.shape).astype(np.float32)
+    lq = (np.clip(lq, 0, 1) * 255.0).round().astype(np.uint8)
+    return gt, (jpeg_input(lq, quality) if quality < 100 else lq)

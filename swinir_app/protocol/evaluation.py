@@ -24,7 +24,8 @@ from torch import nn
 from ..engine import Restorer
 from ..images import IMAGE_EXTENSIONS, atomic_write, write_image
 from ..zoo import ModelLoadError, load_model
-from .degrade import bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input
+from .degrade import (bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input, parse_realistic,
+                      realistic_downscale)
 from .inputs import ImageError, dataset_name, find_lq, list_images, read
 from .metrics import (LPIPS, LPIPS_NETS, METRICS, NIQE_MIN_SIDE, NO_REFERENCE, MetricError, compute_metrics,
                       niqe)
@@ -197,8 +198,11 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
              tile_overlap: int = 32, precision: str = "fp32", device: str = "auto",
              save_images: Union[str, Path, None] = None, name: Optional[str] = None,
              model_label: Optional[str] = None, weights_dir: Union[str, Path, None] = None,
-             progress: bool = True) -> EvalResult:
+             progress: bool = True, degradation: Optional[str] = None) -> EvalResult:
     """Score ``model`` (a ``load_model`` spec, ``"bicubic"`` or a SwinIR module) on the images in ``gt``.
+
+    ``degradation`` (SR, LQ made from the GT): ``"blur:1.5,noise:10,jpeg:50"`` makes a real-world-like LQ
+    instead of the clean bicubic one: blur, MATLAB bicubic, Gaussian noise (seeded per image), JPEG.
 
     Without ``gt`` (real photos have none), the images in ``lq`` are restored and scored with the no-reference
     NIQE only: ``niqe`` of the output and ``niqe_lq`` of the input (lower is more natural).
@@ -226,6 +230,13 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
         raise EvalError(f"the noise level must be > 0 and the JPEG quality in 1..100, got {noise} and {jpeg}")
     if lpips_net not in LPIPS_NETS:
         raise EvalError(f"the LPIPS net must be one of {', '.join(LPIPS_NETS)}, got {lpips_net!r}")
+    if degradation is not None:
+        if lq is not None or not reference:
+            raise EvalError("--degradation makes the LQ from the GT: it takes --gt and no --lq")
+        try:
+            parse_realistic(degradation)
+        except ValueError as e:
+            raise EvalError(f"--degradation {e}") from None
     files = list_images(gt if reference else Path(lq))
     if not files:
         raise EvalError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {gt if reference else lq}")
@@ -234,6 +245,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
                   tile_overlap=tile_overlap, precision=precision, self_ensemble=self_ensemble,
                   weights_dir=Path(weights_dir) if weights_dir else None)
     task, scale = run.task, run.scale
+    if degradation is not None and task != "sr":
+        raise EvalError(f"--degradation is for super-resolution models; this is a {task} model")
     # Swin2SR's compressed SR (its pixelshuffle_aux head): the LQ is the bicubic LQ, JPEG-compressed at
     # quality 10, as in the Swin2SR paper (AIM 2022 compressed-input SR).
     compressed = task == "sr" and run.restorer is not None and run.restorer.config.upsampler == "pixelshuffle_aux"
@@ -259,6 +272,10 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
                      f"{NIQE_MIN_SIDE}x{NIQE_MIN_SIDE} as niqe_lq)")
     elif lq_dir is not None:
         lq_source = f"files in {lq_dir}"
+    elif degradation is not None:
+        blur, sigma, quality = parse_realistic(degradation)
+        lq_source = (f"Gaussian blur sigma {blur:g}, MATLAB bicubic 1/{scale}, Gaussian noise sigma {sigma:g}/255 "
+                     f"(seed {seed} per image), uint8, OpenCV JPEG quality {quality} ({degradation})")
     elif compressed:
         lq_source = f"MATLAB bicubic 1/{scale} of the GT, then OpenCV JPEG quality {jpeg} (Swin2SR compressed SR)"
     elif task == "sr":
@@ -290,6 +307,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
         img_gt = read(path, mode)
         if lq_dir is not None:
             img_lq = read(find_lq(lq_dir, path, scale, lq_template), mode)
+        elif task == "sr" and degradation is not None:
+            img_gt, img_lq = realistic_downscale(img_gt, scale, degradation, seed)
         elif task == "sr":
             img_gt, img_lq = bicubic_downscale(img_gt, scale)
             if compressed:

@@ -196,6 +196,9 @@ class RestorationDataset(Dataset):
         if self.kind == "realesrgan":
             from .realworld import RealESRGANDegradation, settings_from
             self.degradation = RealESRGANDegradation(scale, settings_from(opts.realesrgan))
+        elif self.kind == "bsrgan":
+            from .realworld import BSRGANDegradation
+            self.degradation = BSRGANDegradation(scale)
 
     def __len__(self) -> int:
         return len(self.gt.keys)
@@ -302,7 +305,7 @@ class RestorationDataset(Dataset):
         gt = self._read_gt(i)
         if self.kind == "noise":
             return gt, noisy_input(gt, _fixed(o.sigma), o.noise_seed)
-        if self.kind == "realesrgan":  # one fixed draw per image, for validation
+        if self.degradation is not None:  # one fixed draw per image, for validation
             gt = gt[:gt.shape[0] // self.scale * self.scale, :gt.shape[1] // self.scale * self.scale]
             lq, target = self.degradation(to_tensor(gt), seed=o.noise_seed * 1_000_003 + i)
             return _to_uint8(target), _to_uint8(lq)
@@ -328,7 +331,7 @@ class RestorationDataset(Dataset):
             top = int(rng.integers(0, gt.shape[0] - size + 1))
             left = int(rng.integers(0, gt.shape[1] - size + 1))
             (gt,) = augment((gt[top:top + size, left:left + size],), rng, o.hflip, o.use_rot)
-            if self.kind == "realesrgan":  # the patch's own seed: the same patch on a resumed run
+            if self.degradation is not None:  # the patch's own seed: the same patch on a resumed run
                 return self.degradation(to_tensor(gt), seed=int(rng.integers(2 ** 63)))
             if self.kind == "noise":
                 lo, hi = _range(o.sigma)

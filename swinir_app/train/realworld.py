@@ -1,4 +1,5 @@
-"""Real-ESRGAN's second-order degradation, made per training patch from its own seed.
+"""Synthetic real-world degradations, made per training patch from its own seed: Real-ESRGAN's
+second-order pipeline and BSRGAN's random-order one.
 
 Follows Wang et al., "Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic Data"
 (ICCVW 2021), as ``xinntao/Real-ESRGAN`` does it (``realesrgan_dataset.py`` draws the kernels,
@@ -26,8 +27,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .. import _basicsr  # noqa: F401 - registers the torchvision alias basicsr needs
-from basicsr.data.degradations import (circular_lowpass_kernel, random_add_gaussian_noise_pt,
+import cv2
+from basicsr.data.degradations import (bivariate_Gaussian, circular_lowpass_kernel, random_add_gaussian_noise_pt,
                                        random_add_poisson_noise_pt, random_mixed_kernels)
+from scipy import ndimage
 from basicsr.utils import DiffJPEG
 from basicsr.utils.img_process_util import filter2D, usm_sharp
 
@@ -185,6 +188,124 @@ class RealESRGANDegradation:
             np.random.set_state(np_state)
             random.setstate(py_state)
         return lq[0].float().contiguous(), target.clamp(0, 1).float().contiguous()
+
+
+class BSRGANDegradation:
+    """BSRGAN's random-order degradation (Zhang et al., "Designing a Practical Degradation Model for Deep Blind
+    Image Super-Resolution", ICCV 2021), as KAIR's ``degradation_bsrgan`` makes the training pairs of the official
+    real-world SwinIR: for x4, a first x1/2 resize with probability 0.25; then, shuffled (the final resize
+    always after the random one), two blurs (an anisotropic Gaussian or an isotropic one, 7 to 25 pixels), a
+    random downscale (by 1 to 2*sf with a random interpolation, or a shifted Gaussian blur and a nearest
+    subsampling), the resize to 1/sf, Gaussian noise of 2 to 8 (color, gray or channel-correlated) and a JPEG
+    of quality 30 to 95 (probability 0.9); then a final JPEG. The camera-ISP step is left out, as in KAIR's
+    training (its ISP model is not published).
+
+    ``(lq, gt) = degradation(gt, seed)`` as :class:`RealESRGANDegradation` (no USM sharpening: BSRGAN's
+    target is the GT itself). All draws come from ``seed``.
+    """
+
+    def __init__(self, scale: int):
+        self.scale = scale
+
+    @staticmethod
+    def _blur(img: np.ndarray, sf: int, rng: np.random.Generator) -> np.ndarray:
+        size = 2 * int(rng.integers(2, 12)) + 3
+        if rng.random() < 0.5:  # anisotropic: variances up to 4 + sf along a random direction
+            var1, var2 = (max((4.0 + sf) * rng.random(), 1e-4) for _ in range(2))
+            kernel = bivariate_Gaussian(size, math.sqrt(var1), math.sqrt(var2), rng.random() * math.pi,
+                                        isotropic=False)
+        else:  # isotropic, sigma up to 2 + 0.2 sf (MATLAB fspecial's truncation of tiny values)
+            sigma = max((2.0 + 0.2 * sf) * rng.random(), 1e-3)
+            kernel = bivariate_Gaussian(size, sigma, sigma, 0, isotropic=True)
+            kernel[kernel < np.finfo(float).eps * kernel.max()] = 0
+            kernel /= kernel.sum()
+        return _convolve(img, kernel)
+
+    @staticmethod
+    def _interpolation(rng: np.random.Generator) -> int:
+        return (cv2.INTER_LINEAR, cv2.INTER_CUBIC, cv2.INTER_AREA)[int(rng.integers(3))]
+
+    def _noise(self, img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        level = int(rng.integers(2, 9)) / 255.0
+        kind = rng.random()
+        if kind > 0.6 or img.shape[2] == 1:  # color noise
+            img = img + rng.normal(0, level, img.shape).astype(np.float32)
+        elif kind < 0.4:  # gray noise: the same in every channel
+            img = img + rng.normal(0, level, (*img.shape[:2], 1)).astype(np.float32)
+        else:  # noise correlated across channels: a random covariance of scale 8/255
+            q, _ = np.linalg.qr(rng.random((3, 3)))
+            cov = np.abs((8 / 255.0) ** 2 * (q.T @ np.diag(rng.random(3)) @ q))
+            img = img + rng.multivariate_normal(np.zeros(3), cov, img.shape[:2]).astype(np.float32)
+        return np.clip(img, 0.0, 1.0)
+
+    @staticmethod
+    def _jpeg(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        quality = int(rng.integers(30, 96))
+        u8 = np.clip((img * 255.0).round(), 0, 255).astype(np.uint8)
+        bgr = u8[:, :, ::-1] if u8.shape[2] == 3 else u8[:, :, 0]
+        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [int(cv2.IMWRITE_JPEG_QUALITY), quality])
+        out = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        out = out[:, :, ::-1] if out.ndim == 3 else out[:, :, None]
+        return out.astype(np.float32) / 255.0
+
+    def __call__(self, gt: Tensor, seed: int) -> Tuple[Tensor, Tensor]:
+        rng = np.random.default_rng(seed)
+        C, H, W = gt.shape
+        sf = self.scale
+        img = np.ascontiguousarray(gt.permute(1, 2, 0).numpy().astype(np.float32))
+        if sf == 4 and rng.random() < 0.25:  # downsample1: x1/2 first, then the x2 pipeline
+            if rng.random() < 0.5:
+                img = _resize(img, W // 2, H // 2, self._interpolation(rng))
+            else:
+                from .._basicsr import imresize  # MATLAB bicubic, as KAIR's imresize_np
+                img = imresize(img, 0.5)
+                img = img[:, :, None] if img.ndim == 2 else img
+            img = np.clip(img, 0.0, 1.0)
+            sf = 2
+        order = list(rng.permutation(7))
+        i2, i3 = order.index(2), order.index(3)
+        if i2 > i3:  # the final resize (3) comes after the random one (2)
+            order[i2], order[i3] = 3, 2
+        size_before_down2 = img.shape[1], img.shape[0]
+        for step in order:
+            if step in (0, 1):
+                img = self._blur(img, sf, rng)
+            elif step == 2:
+                size_before_down2 = img.shape[1], img.shape[0]
+                if rng.random() < 0.75:
+                    f = rng.uniform(1, 2 * sf)
+                    img = _resize(img, int(img.shape[1] / f), int(img.shape[0] / f), self._interpolation(rng))
+                else:  # blur with a Gaussian shifted by (sf - 1) / 2 pixels, then nearest subsampling
+                    kernel = bivariate_Gaussian(25, rng.uniform(0.1, 0.6 * sf), 0, 0, isotropic=True)
+                    shift = (sf - 1) * 0.5
+                    kernel = np.clip(ndimage.shift(kernel, (-shift, -shift), order=1, mode="nearest"), 0, None)
+                    img = _convolve(img, kernel / kernel.sum())[0::sf, 0::sf]
+                img = np.clip(img, 0.0, 1.0)
+            elif step == 3:
+                w0, h0 = size_before_down2
+                img = np.clip(_resize(img, int(w0 / sf), int(h0 / sf), self._interpolation(rng)), 0.0, 1.0)
+            elif step == 4:
+                img = self._noise(img, rng)
+            elif step == 5:
+                if rng.random() < 0.9:
+                    img = self._jpeg(img, rng)
+            # step 6: the camera ISP model, not used for training (KAIR passes none)
+        img = self._jpeg(img, rng)
+        lq = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))
+        if lq.shape[1:] != (H // self.scale, W // self.scale):  # int() rounding on odd sizes: crop or pad by one
+            lq = F.interpolate(lq[None], size=(H // self.scale, W // self.scale), mode="nearest")[0]
+        return lq.float().contiguous(), gt.float().contiguous()
+
+
+def _convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Filter every channel with ``kernel``, mirrored at the borders (as scipy's ``mode='mirror'``)."""
+    out = cv2.filter2D(img, -1, kernel.astype(np.float32), borderType=cv2.BORDER_REFLECT_101)
+    return out[:, :, None] if out.ndim == 2 else out
+
+
+def _resize(img: np.ndarray, w: int, h: int, interpolation: int) -> np.ndarray:
+    out = cv2.resize(img, (max(1, w), max(1, h)), interpolation=interpolation)
+    return out[:, :, None] if out.ndim == 2 else out
 
 
 def settings_from(options: Optional[dict]) -> RealESRGANSettings:
