@@ -25,7 +25,8 @@ FORMATS = ("safetensors", "transformers")
 
 
 def convert(spec: str, out: Union[str, Path], *, name: Optional[str] = None, img_range: Optional[float] = None,
-            weights_dir: Optional[Path] = None, to: str = "safetensors") -> SwinIRConfig:
+            weights_dir: Optional[Path] = None, to: str = "safetensors",
+            description: Optional[str] = None) -> SwinIRConfig:
     """Write the checkpoint that ``spec`` names to ``out``: a .safetensors file, or with
     ``to="transformers"`` a transformers folder (Swin2SR only). Returns the config written.
 
@@ -50,7 +51,8 @@ def convert(spec: str, out: Union[str, Path], *, name: Optional[str] = None, img
         except hf.LayoutError as e:
             raise ModelLoadError(f"{ckpt.source}: {e}") from None
         return ckpt.config
-    metadata = {"name": name or Path(str(spec)).stem, "source": Path(ckpt.source).name}
+    metadata = {"name": name or Path(str(spec)).stem, "source": Path(ckpt.source).name,
+                **({"description": description} if description else {})}
     save_safetensors(out, model.state_dict(), ckpt.config, metadata)
     return ckpt.config
 
@@ -66,12 +68,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                         help="safetensors (default), or transformers: a Swin2SRForImageSuperResolution folder")
     parser.add_argument("--name", help="model name stored in the metadata (default: the input's stem)")
     parser.add_argument("--img-range", type=float, default=None, help="override the stored or inferred img_range")
+    parser.add_argument("--description", help="what the model is for, in a few words (stored in the metadata; "
+                                              "the web app shows it beside the name)")
     add_weights_dir(parser)
     add_debug(parser)
     args = parser.parse_args(argv)
     with one_line_errors(args.debug, (ModelLoadError, OSError)):
         c = convert(args.input, args.output, name=args.name, img_range=args.img_range,
-                    weights_dir=args.weights_dir, to=args.to)
+                    weights_dir=args.weights_dir, to=args.to, description=args.description)
     print(f"wrote {args.output}: {c.name} {c.task} x{c.scale}, {c.upsampler or 'no upsampler'}, embed {c.embed_dim}, "
           f"depths {list(c.depths)}, window {c.window_size}, img_range {c.img_range:g}")
     return 0

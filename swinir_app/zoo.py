@@ -59,6 +59,7 @@ class ZooEntry:
     sha256: Optional[str] = None  # pinned where known; checked on download
     path: Optional[Path] = None  # bundled models: the file itself, never downloaded
     by_hand: Optional[str] = None  # no stable URL (HAT's Google Drive files): where users get the file
+    description: str = ""  # bundled models: what the model is for, in a few words (from its metadata)
 
     @property
     def manual(self) -> bool:
@@ -132,7 +133,7 @@ def bundled_entries() -> List[ZooEntry]:
         # Only a file not written by save_safetensors needs its tensors read to infer the config.
         config = config_from_metadata(meta, str(path)) or load_checkpoint(path).config
         found.append(ZooEntry(meta.get("name", path.stem), path.name, config, meta.get("task", config.task),
-                              path=path))
+                              path=path, description=meta.get("description", "")))
     return found
 
 

@@ -226,6 +226,10 @@ def test_convert_writes_safetensors_that_load_without_inference(tmp_path, capsys
     assert ckpt.metadata["name"] == "006_CAR_custom" and ckpt.metadata["task"] == "jpeg"
     assert set(ckpt.state_dict) == set(state)  # derived buffers restored: the official code loads it
     assert_same_output(load_model(out), oracle, 1)
+    described = tmp_path / "described.safetensors"
+    assert convert_main([str(out), str(described), "--description", "scanned documents"]) == 0
+    assert load_checkpoint(described).metadata["description"] == "scanned documents"
+    capsys.readouterr()
 
     with pytest.raises(SystemExit) as e:
         convert_main([str(tmp_path / "006_CAR_custom.pth"), str(tmp_path / "car.pth")])

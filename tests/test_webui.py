@@ -566,16 +566,21 @@ def test_controls_follow_the_task(tmp_path, files):
 
 
 def test_model_choices(tmp_path):
-    """The bundled models, the zoo models already downloaded, and a custom path; bundled-x4 first."""
+    """The bundled models (the real-photo one first when there, then bundled-x4), the zoo models already
+    downloaded, and a custom path; labels carry each bundled model's description."""
     from swinir_app.webui.service import CUSTOM, Catalogue
     from swinir_app.zoo import ZOO, bundled_entries
     (tmp_path / ZOO["lightweight-x2"].filename).write_bytes(b"")  # "cached": the file is there
     cat = Catalogue(None, weights_dir=tmp_path)
     values = [v for _, v in cat.choices()]
-    bundled = [e.name for e in bundled_entries()]
+    names = [e.name for e in bundled_entries()]
+    bundled = [n for n in ("bundled-real-x4", "bundled-x4") if n in names] + sorted(
+        n for n in names if n not in ("bundled-real-x4", "bundled-x4"))
     assert values == [*bundled, "lightweight-x2", CUSTOM]
-    expected = "bundled-x4" if "bundled-x4" in bundled else (bundled or ["lightweight-x2"])[0]
-    assert cat.default() == expected
+    assert cat.default() == (bundled or ["lightweight-x2"])[0]
+    for entry in bundled_entries():
+        label = next(text for text, value in cat.choices() if value == entry.name)
+        assert (entry.description or "bundled") in label
     assert Catalogue("some/file.pth", weights_dir=tmp_path).default() == "some/file.pth"
     for name in ("color-dn-15", "color-dn-50"):  # a denoiser's control: the trained noise levels that are here
         (tmp_path / ZOO[name].filename).write_bytes(b"")

@@ -209,6 +209,8 @@ class ModelInfo:
             parts.append(f"trained for noise σ = {self.level}" if self.level else "noise level not recorded")
         elif self.task == "jpeg":
             parts.append(f"trained for JPEG quality {self.level}" if self.level else "JPEG quality not recorded")
+        if self.entry is not None and self.entry.description:
+            parts.append(_md_escape(self.entry.description))
         return " · ".join(parts)
 
 
@@ -281,7 +283,10 @@ class Catalogue:
 
     def __init__(self, explicit: Optional[str], weights_dir=None, models_dir: Optional[Path] = None):
         self.explicit, self.weights_dir = explicit, weights_dir
-        self.bundled = bundled_entries()
+        # The real-photo model first (most uploads are noisy, blurred, compressed phone pictures), then the CLI's.
+        preferred = ("bundled-real-x4", DEFAULT_MODEL)
+        self.bundled = sorted(bundled_entries(), key=lambda e: (preferred.index(e.name) if e.name in preferred
+                                                                else len(preferred), e.name))
         self.cached = [e for e in ZOO.values() if is_cached(e, weights_dir)]
         zoo_files = {e.filename for e in self.cached}
         policy = ModelPolicy(Path(models_dir) if models_dir else weights_home(weights_dir))
@@ -295,7 +300,7 @@ class Catalogue:
         if self.explicit and not any(self.explicit in e.names for e in self.available()):
             items.append((f"{_label(self.explicit)} (--model)", self.explicit))
         # Short labels, so the chosen one fits the box; the full description is shown below it.
-        items += [(f"{e.name} ({short_task(e.config)}, bundled)", e.name) for e in self.bundled]
+        items += [(f"{e.name} ({short_task(e.config)}, {e.description or 'bundled'})", e.name) for e in self.bundled]
         items += [(f"{e.name} ({short_task(e.config)})", e.name) for e in self.cached]
         items += [(f"{f} (models folder)", f) for f in self.files]
         items.append(("Custom checkpoint or zoo name…", CUSTOM))
@@ -304,9 +309,7 @@ class Catalogue:
     def default(self) -> Optional[str]:
         if self.explicit:
             return next((e.name for e in self.available() if self.explicit in e.names), self.explicit)
-        names = [e.name for e in self.bundled]
-        if DEFAULT_MODEL in names:
-            return DEFAULT_MODEL
+        # The first bundled model: the real-photo one when it is there, else the CLI's default.
         return next((e.name for e in self.available()), None)
 
     def siblings(self, entry: Optional[ZooEntry]) -> List[Tuple[str, str]]:
