@@ -316,7 +316,7 @@ def run(argv) -> int:
     (["--model", "bicubic", "--gt", "/nonexistent/dir", "--scale", "2"], "GT folder not found"),
     (["--model", "bicubic", "--gt", "{gt}"], "the bicubic baseline needs a scale"),
     (["--model", "no-such-model", "--gt", "{gt}"], "cannot load model"),
-    (["--model", "bicubic", "--gt", "{gt}", "--scale", "2", "--metrics", "niqe"], "invalid choice"),
+    (["--model", "bicubic", "--gt", "{gt}", "--scale", "2", "--metrics", "brisque"], "invalid choice"),
     (["--gt", "{gt}"], "need --model"),
 ])
 def test_cli_usage_errors_are_one_line(gt_dir, capsys, args, message):

@@ -99,7 +99,7 @@ def test_inputs_must_be_uint8_of_one_shape():
     with pytest.raises(ValueError, match="differ"):
         compute_metrics(gt[:31], gt, crop_border=0)
     with pytest.raises(ValueError, match="unknown metric"):
-        compute_metrics(gt, gt, crop_border=0, metrics=("psnr", "niqe"))
+        compute_metrics(gt, gt, crop_border=0, metrics=("psnr", "brisque"))
 
 
 def test_to_uint8_clamps_and_rounds_like_the_official_script():
