@@ -142,3 +142,51 @@ def test_gan_training_with_two_processes(tmp_path, torch_home):
     assert r.returncode == 0, r.stderr[-3000:]
     assert (tmp_path / "experiments" / "ddp" / "models" / "net_d_2.pth").is_file()
     assert "l_d" in r.stdout + r.stderr
+
+
+def test_one_gan_iteration_is_basicsrs_step_by_hand(tmp_path, torch_home, monkeypatch):
+    """The trainer's first GAN iteration equals BasicSR's SRGANModel.optimize_parameters written out here with
+    basicsr's own loss modules, on the same batch from the same weights: G on L1 + perceptual + GAN with D frozen,
+    then D on real and fake, one backward each."""
+    import copy
+
+    from basicsr.losses.basic_loss import L1Loss, PerceptualLoss
+    from basicsr.losses.gan_loss import GANLoss
+
+    from swinir_app.distributed import Dist
+    from swinir_app.train.trainer import Trainer
+    monkeypatch.setenv("TORCH_HOME", str(torch_home))
+    hr, _ = write_pairs(tmp_path, scale=2)
+    opts = load_options(gan_options(tmp_path, hr, "byhand", total_iter=1,
+                                    val={"val_freq": 100, "save_img": False, "metrics": {}}))
+    trainer = Trainer(opts, Dist())
+    try:
+        g, d = copy.deepcopy(trainer.model), copy.deepcopy(trainer.model_d)
+        opt_g = torch.optim.Adam(g.parameters(), lr=1e-4, weight_decay=0, betas=(0.9, 0.99))
+        opt_d = torch.optim.Adam(d.parameters(), lr=1e-4, weight_decay=0, betas=(0.9, 0.99))
+        lq, gt = next(iter(trainer.loader))
+        rng = torch.get_rng_state()
+        trainer.run()
+    finally:
+        trainer.close()
+    torch.set_rng_state(rng)  # the drop-path draws of G's forward, as in the run
+    t = opts.train
+    pix = L1Loss(loss_weight=1.0)
+    percep = PerceptualLoss(**t.perceptual_opt.args)
+    gan = GANLoss(**t.gan_opt.args)
+    for p in d.parameters():
+        p.requires_grad = False
+    opt_g.zero_grad()
+    out = g(lq)
+    l_percep, _ = percep(out, gt)
+    (pix(out, gt) + l_percep + gan(d(out), True, is_disc=False)).backward()
+    opt_g.step()
+    for p in d.parameters():
+        p.requires_grad = True
+    opt_d.zero_grad()
+    gan(d(gt), True, is_disc=True).backward()
+    gan(d(out.detach().clone()), False, is_disc=True).backward()
+    opt_d.step()
+    for mine, ref in ((trainer.model, g), (trainer.model_d, d)):
+        a, b = mine.state_dict(), ref.state_dict()
+        assert max(float((a[k].float() - b[k].float()).abs().max()) for k in a) < 1e-6
