@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from .checkpoint import ModelLoadError, config_from_dict
 from .network import SwinIR, SwinIRConfig
+from .network.layers import mirror_index
 
 OPSET = 17
 EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
@@ -129,8 +130,9 @@ def _session(path: Union[str, Path], device: str = "cpu", options=None):
     return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
-def _activation_peak(net: SwinIR, x: Tensor) -> float:
-    """max |x| at the output of every residual group, in fp32: what fp16 (max 65504) must hold."""
+def _reference(net: SwinIR, x: Tensor) -> Tuple[np.ndarray, float]:
+    """PyTorch's clamped output for ``x``, and max |x| at the output of every residual group in that same
+    forward (fp32): what fp16 (max 65504) must hold."""
     peak = [0.0]
 
     def hook(_m, _i, out):
@@ -138,11 +140,11 @@ def _activation_peak(net: SwinIR, x: Tensor) -> float:
     handles = [layer.register_forward_hook(hook) for layer in net.layers]
     try:
         with torch.inference_mode():
-            net(x)
+            ref = net(x).clamp(0, 1).numpy()
     finally:
         for h in handles:
             h.remove()
-    return peak[0]
+    return ref, peak[0]
 
 
 def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathLike], *, opset: int = OPSET,
@@ -277,9 +279,8 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
         for i, (b, h, w) in enumerate(shapes):
             say(f"checking against PyTorch at {b}x{h}x{w}")
             x = check_input(b, config.in_chans, h, w, seed=i)
-            with torch.inference_mode():
-                ref = net(x).clamp(0, 1).numpy()
-            report.activation_peak = max(report.activation_peak, _activation_peak(net, x))
+            ref, peak = _reference(net, x)
+            report.activation_peak = max(report.activation_peak, peak)
             got = session.run(None, {INPUT: x.numpy()})[0]
             diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
             report.checks.append(Check((b, config.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
@@ -288,7 +289,6 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
                 raise ExportError(f"the exported graph differs from PyTorch at {b}x{config.in_chans}x{h}x{w}: {what} "
                                   f"(tolerance {tolerance:g}); nothing was written")
         os.replace(final, out)
-        report.bytes = out.stat().st_size
         report.seconds = time.perf_counter() - t0
         return report
     finally:
@@ -397,17 +397,10 @@ class OnnxModel(nn.Module):
                f"size {'x'.join(map(str, self.fixed_size)) if self.fixed_size else 'dynamic'}"
 
 
-def _mirror(size: int, target: int) -> Tensor:
-    """Indices 0..size-1 extended to ``target`` by repeated reflection, as the network pads (1 pixel: repeated)."""
-    period = max(2 * (size - 1), 1)
-    j = torch.arange(target) % period
-    return torch.minimum(j, period - j).clamp(max=size - 1)
-
-
 def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
-    """Mirror-pad (B, C, H, W) at the bottom and right to exactly h x w."""
+    """Mirror-pad (B, C, H, W) at the bottom and right to exactly h x w, as the network pads."""
     H, W = x.shape[-2:]
-    return x.index_select(-2, _mirror(H, h).to(x.device)).index_select(-1, _mirror(W, w).to(x.device))
+    return x.index_select(-2, mirror_index(H, h, x.device)).index_select(-1, mirror_index(W, w, x.device))
 
 
 def load_onnx(path: Union[str, os.PathLike]) -> OnnxModel:

@@ -13,6 +13,9 @@ from swinir_app.train.data import RestorationDataset
 from swinir_app.train.realworld import RealESRGANDegradation, RealESRGANSettings
 from test_train_data import tiny_options, write_pairs
 
+TINY_REAL_WORLD_G = {"type": "SwinIR", "upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8, "img_range": 1.0,
+                     "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2, "upsampler": "nearest+conv",
+                     "resi_connection": "1conv"}
 GT = torch.from_numpy(photo("astronaut")[100:228, 120:248].copy()).permute(2, 0, 1).float() / 255
 
 
@@ -110,9 +113,7 @@ def test_a_short_training_run_on_real_esrgan_degradations(tmp_path, capsys):
                        datasets={"train": {"name": "photos", "type": "RealESRGANDataset", "dataroot_gt": str(hr),
                                            "gt_size": 64, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
                                  "val": {"name": "val", "type": "RealESRGANDataset", "dataroot_gt": str(hr)}},
-                       network_g={"type": "SwinIR", "upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8,
-                                  "img_range": 1.0, "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2,
-                                  "upsampler": "nearest+conv", "resi_connection": "1conv"})
+                       network_g=TINY_REAL_WORLD_G)
     assert train_main(["-opt", str(opt)]) == 0
     assert (tmp_path / "experiments" / "real" / "models" / "net_g_2.pth").is_file()
     capsys.readouterr()
@@ -152,8 +153,6 @@ def test_bsrgan_dataset_and_a_short_training_run(tmp_path, capsys):
                        datasets={"train": {"name": "photos", "type": "BSRGANDataset", "dataroot_gt": str(hr),
                                            "gt_size": 64, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
                                  "val": {"name": "val", "type": "BSRGANDataset", "dataroot_gt": str(hr)}},
-                       network_g={"type": "SwinIR", "upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8,
-                                  "img_range": 1.0, "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2,
-                                  "upsampler": "nearest+conv", "resi_connection": "1conv"})
+                       network_g=TINY_REAL_WORLD_G)
     assert train_main(["-opt", str(opt)]) == 0
     capsys.readouterr()

@@ -213,13 +213,19 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return x
 
 
-def _mirror_index(size, multiple: int, device: torch.device) -> Tensor:
-    """Indices of ``size`` rounded up to a multiple, reflected as often as needed (period 2*(size-1));
-    all 0 for a size of 1. Repeated reflection about the last pixel gives exactly this sequence."""
-    i = torch.arange((size + multiple - 1) // multiple * multiple, device=device)
+def mirror_index(size, length, device: torch.device) -> Tensor:
+    """Indices 0..size-1 extended to ``length`` by reflecting as often as needed (period 2*(size-1)); all 0 for
+    a size of 1. Repeated reflection about the last pixel (:func:`pad_to_multiple`) gives exactly this
+    sequence. ``size`` and ``length`` may be traced sizes (ONNX export) or ints."""
+    i = torch.arange(length, device=device)
     period = torch.clamp(2 * (i[:1] * 0 + size - 1), min=1)  # a tensor, from the (traced) size
     j = torch.remainder(i, period)
     return torch.minimum(j, period - j).clamp(max=size - 1)
+
+
+def _mirror_index(size, multiple: int, device: torch.device) -> Tensor:
+    """:func:`mirror_index` up to ``size`` rounded up to a multiple."""
+    return mirror_index(size, (size + multiple - 1) // multiple * multiple, device)
 
 
 def _mirror_pad_traced(x: Tensor, multiple: int) -> Tensor:

@@ -127,11 +127,16 @@ class RealESRGANDegradation:
 
     # ---- the process (the model's half in Real-ESRGAN) -------------------------------------------------
 
-    def _resize(self, x: Tensor, probs: Sequence[float], span: Tuple[float, float]) -> Tensor:
+    @staticmethod
+    def _factor(probs: Sequence[float], span: Tuple[float, float]) -> float:
+        """Up, down or keep (with ``probs``), then a factor in ``span`` on that side of 1."""
         kind = random.choices(["up", "down", "keep"], probs)[0]
-        factor = (np.random.uniform(1, span[1]) if kind == "up" else np.random.uniform(span[0], 1)
-                  if kind == "down" else 1.0)
-        return F.interpolate(x, scale_factor=factor, mode=random.choice(["area", "bilinear", "bicubic"]))
+        return (np.random.uniform(1, span[1]) if kind == "up" else np.random.uniform(span[0], 1)
+                if kind == "down" else 1.0)
+
+    @staticmethod
+    def _interpolate(x: Tensor, **size) -> Tensor:
+        return F.interpolate(x, mode=random.choice(["area", "bilinear", "bicubic"]), **size)
 
     def _noise(self, x: Tensor, prob: float, sigma, poisson, gray: float) -> Tensor:
         if np.random.uniform() < prob:
@@ -161,28 +166,22 @@ class RealESRGANDegradation:
                     x = torch.from_numpy(np.ascontiguousarray(sharp.reshape(H, W, C).transpose(2, 0, 1)))[None]
                 target = x[0].clone()
                 out = filter2D(x, kernel1)
-                out = self._resize(out, s.resize_prob, s.resize_range)
+                out = self._interpolate(out, scale_factor=self._factor(s.resize_prob, s.resize_range))
                 out = self._noise(out, s.gaussian_noise_prob, s.noise_range, s.poisson_scale_range, s.gray_noise_prob)
                 out = self._jpeg(out, s.jpeg_range)
                 if np.random.uniform() < s.second_blur_prob:
                     out = filter2D(out, kernel2)
-                kind = random.choices(["up", "down", "keep"], s.resize_prob2)[0]
-                span = s.resize_range2
-                factor = (np.random.uniform(1, span[1]) if kind == "up" else np.random.uniform(span[0], 1)
-                          if kind == "down" else 1.0)
-                size = (max(1, int(H / scale * factor)), max(1, int(W / scale * factor)))
-                out = F.interpolate(out, size=size, mode=random.choice(["area", "bilinear", "bicubic"]))
+                factor = self._factor(s.resize_prob2, s.resize_range2)
+                out = self._interpolate(out, size=(max(1, int(H / scale * factor)), max(1, int(W / scale * factor))))
                 out = self._noise(out, s.gaussian_noise_prob2, s.noise_range2, s.poisson_scale_range2,
                                   s.gray_noise_prob2)
                 lq_size = (H // scale, W // scale)
                 if np.random.uniform() < 0.5:  # resize back + sinc, then JPEG
-                    out = F.interpolate(out, size=lq_size, mode=random.choice(["area", "bilinear", "bicubic"]))
-                    out = filter2D(out, sinc)
+                    out = filter2D(self._interpolate(out, size=lq_size), sinc)
                     out = self._jpeg(out, s.jpeg_range2)
                 else:  # JPEG, then resize back + sinc
                     out = self._jpeg(out, s.jpeg_range2)
-                    out = F.interpolate(out, size=lq_size, mode=random.choice(["area", "bilinear", "bicubic"]))
-                    out = filter2D(out, sinc)
+                    out = filter2D(self._interpolate(out, size=lq_size), sinc)
                 lq = torch.clamp((out * 255.0).round(), 0, 255) / 255.0
         finally:
             np.random.set_state(np_state)
