@@ -28,23 +28,28 @@ from typing import Iterable, List, Optional, Sequence
 import cv2
 import numpy as np
 
+from swinir_app.cli import Parser, fail
 from swinir_app.protocol.degrade import bicubic_downscale
 from swinir_app.protocol.inputs import ImageError, find_lq, list_images
 from swinir_app.images import atomic_write
+
+
+class PrepareError(Exception):
+    """A folder or image this script cannot use; one line, exit 2."""
 
 
 def read(path: Path) -> np.ndarray:
     """Pixels as stored (BGR/gray, 8 or 16 bit), like BasicSR's IMREAD_UNCHANGED."""
     img = cv2.imdecode(np.fromfile(str(path), np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None:
-        raise SystemExit(f"error: {path}: not a readable image")
+        raise PrepareError(f"{path}: not a readable image")
     return img
 
 
 def write_png(path: Path, img: np.ndarray, compress: int = 3) -> None:
     ok, buf = cv2.imencode(".png", img, [cv2.IMWRITE_PNG_COMPRESSION, compress])
     if not ok:
-        raise SystemExit(f"error: cannot encode {path}")
+        raise PrepareError(f"cannot encode {path}")
     atomic_write(path, buf.tobytes())
 
 
@@ -95,7 +100,7 @@ def bicubic_one(path: Path, out: Path, scale: int) -> None:
         return
     img = read(path)
     if img.dtype != np.uint8:
-        raise SystemExit(f"error: {path}: only 8-bit images are downscaled here")
+        raise PrepareError(f"{path}: only 8-bit images are downscaled here")
     _, lr = bicubic_downscale(img, scale)  # channel order does not matter to a per-channel resize
     write_png(target, lr)
 
@@ -125,10 +130,10 @@ def sr_one(path: Path, lr_dirs: dict, out: Path, crop: int, step: int, compress:
     for k, folder in lr_dirs.items():
         lr_path = find_lr(folder, path, k)
         if lr_path is None:
-            raise SystemExit(f"error: {path}: no LR {path.stem}x{k} in {folder}")
+            raise PrepareError(f"{path}: no LR {path.stem}x{k} in {folder}")
         lr = read(lr_path)
         if lr.shape[0] < h // k or lr.shape[1] < w // k:
-            raise SystemExit(f"error: {lr_path} is {lr.shape[1]}x{lr.shape[0]}, smaller than 1/{k} of {path}")
+            raise PrepareError(f"{lr_path} is {lr.shape[1]}x{lr.shape[0]}, smaller than 1/{k} of {path}")
         lrs[k] = lr
     index = 0
     for y in positions(h, crop, step):
@@ -150,7 +155,7 @@ def sr(hr: Path, out: Path, scales: Sequence[int], lr: Optional[Path] = None, cr
     """HR_sub/, LR_bicubic_sub/X<k>/ (aligned tiles), meta_info_HR_sub.txt, and lmdb copies if asked."""
     unit = reduce(lambda a, b: a * b // math.gcd(a, b), scales, 1)
     if crop % unit or step % unit:
-        raise SystemExit(f"error: --crop-size {crop} and --step {step} must be multiples of {unit} "
+        raise PrepareError(f"--crop-size {crop} and --step {step} must be multiples of {unit} "
                          f"(the scales' least common multiple) so that every tile has an exact LR")
     lr_dirs = {}
     for k in scales:
@@ -192,9 +197,9 @@ def make_lmdb(src: Path, out: Path, compress: int = 1, batch: int = 5000) -> int
 
     files = list_images(src)
     if not files:
-        raise SystemExit(f"error: no images in {src}")
+        raise PrepareError(f"no images in {src}")
     if (out / "data.mdb").exists():
-        raise SystemExit(f"error: {out} exists; remove it to build it again")
+        raise PrepareError(f"{out} exists; remove it to build it again")
     sample = cv2.imencode(".png", read(files[0]), [cv2.IMWRITE_PNG_COMPRESSION, compress])[1]
     env = lmdb.open(str(out), map_size=max(sample.nbytes * len(files) * 10, 1 << 24))
     lines = []
@@ -227,7 +232,7 @@ def _map(fn, items: Iterable, workers: int):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python datasets/prepare.py", description=__doc__.split("\n\n")[0])
+    p = Parser(prog="python datasets/prepare.py", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("sr", help="aligned HR/LR sub-images, meta-info and (--lmdb) lmdb for SR training")
     s.add_argument("--hr", type=Path, required=True, help="HR images (DIV2K_train_HR, or a DF2K folder)")
@@ -265,8 +270,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     a = build_parser().parse_args(argv)
     for folder in [getattr(a, "input", None), getattr(a, "hr", None)]:
         if folder is not None and not folder.is_dir():
-            print(f"error: no such folder: {folder}", file=sys.stderr)
-            return 2
+            return fail(f"no such folder: {folder}")
+    try:
+        return _run(a)
+    except PrepareError as e:
+        return fail(str(e))
+
+
+def _run(a: argparse.Namespace) -> int:
     if a.command == "sr":
         sr(a.hr, a.out, a.scales, a.lr, a.crop_size, a.step, a.compress, a.workers, a.lmdb)
     elif a.command == "extract":

@@ -18,7 +18,7 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from .engine import DTYPES, autocast
+from .network.hardware import DTYPES, autocast
 from .network import ARCH_NAMES, PRESETS, SwinIRConfig, build_network, hardware
 
 @dataclass
@@ -333,7 +333,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--config", choices=list(PRESETS),
                    help="the network (default classical-x4; swin2sr-classical-x4 or hat-x4 with --arch)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
-    p.add_argument("--precision", nargs="+", choices=["fp32", "bf16", "fp16"],
+    p.add_argument("--precision", nargs="+", choices=list(DTYPES),
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
                         "natively is listed, not timed")
     p.add_argument("--backend", nargs="+", choices=["pytorch", "onnxruntime"], default=["pytorch"],
@@ -350,7 +350,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="also restore SIZE^2 images with tiles (e.g. 512 1024 2048) with --scaling-config")
     p.add_argument("--scaling-config", choices=list(PRESETS),
                    help="default lightweight-x4; swin2sr-lightweight-x2 or hat-s-x4 with --arch")
-    p.add_argument("--tile", type=int, default=256)
+    p.add_argument("--tile", type=int, default=256, help="the tile size of the --scaling rows (default 256)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")

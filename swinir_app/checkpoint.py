@@ -367,7 +367,11 @@ def check_state(state: StateDict, config: SwinIRConfig, source: str, target: str
     derived buffers (shift masks, position indices) are rebuilt from the config and not compared.
     Raises :class:`ModelLoadError` naming the first difference.
     """
-    expected = {k: v for k, v in state_shapes(config).items() if not k.endswith(DERIVED_SUFFIXES)}
+    try:
+        shapes = state_shapes(config)
+    except (RuntimeError, ValueError) as e:  # a config within the bounds that still cannot be built
+        raise ModelLoadError(f"{source}: its config cannot be built: {str(e).splitlines()[0]}") from None
+    expected = {k: v for k, v in shapes.items() if not k.endswith(DERIVED_SUFFIXES)}
     given = {k: v for k, v in state.items() if not k.endswith(DERIVED_SUFFIXES)}
     missing = [k for k in expected if k not in given]
     unexpected = [k for k in given if k not in expected]

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from .checkpoint import ModelLoadError, config_from_dict
-from .network import SwinIR, SwinIRConfig
+from .network import SwinIR, SwinIRConfig, hardware
 from .network.layers import mirror_index
 
 OPSET = 17
@@ -89,7 +89,7 @@ class Graph(nn.Module):
         if self.precision == "fp32":
             y = self.net(x)
         else:
-            with torch.autocast("cpu", dtype=torch.float16 if self.precision == "fp16" else torch.bfloat16):
+            with hardware.autocast("cpu", self.precision):
                 y = self.net(x)
         return y.float().clamp(0, 1)
 

@@ -16,11 +16,11 @@ import torch
 from torch import Tensor, nn
 
 from .network import SwinIR, SwinIRConfig, hardware
+from .network.hardware import autocast
 
 DEFAULT_MODEL = "bundled-x4"  # what the CLI and the web app run unless told otherwise: bundled, offline
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
-DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision name -> dtype
 TileCallback = Callable[[int, int], None]
 
 
@@ -55,13 +55,9 @@ def parse_tile(value: Union[None, int, str]) -> Union[None, int, str]:
         return "auto"
     if text in ("none", "off", "whole", "whole image", "0", ""):
         return None
-    try:
-        tile = int(float(text))
-    except (ValueError, OverflowError):
-        tile = -1
-    if tile <= 0 or str(tile) != text.split(".")[0]:
+    if not text.isdecimal() or int(text) <= 0:  # whole pixels: "12.5" is not a tile size
         raise SettingError("tile", value, "must be 'auto', 'none' or a number of pixels")
-    return tile
+    return int(text)
 
 
 def resolve_device(device: Union[str, torch.device] = "auto") -> torch.device:
@@ -464,14 +460,6 @@ class Restorer:
             return a
         r = cv2.resize(a, (size_hw[1], size_hw[0]), interpolation=cv2.INTER_CUBIC)
         return np.clip(r, 0.0, 1.0).reshape(size_hw + a.shape[2:])
-
-
-def autocast(device: Union[str, torch.device], precision: str):
-    """The autocast context of a precision name on ``device``: off for fp32, else that dtype."""
-    device_type = torch.device(device).type
-    if precision == "fp32":
-        return torch.autocast(device_type, enabled=False)
-    return torch.autocast(device_type, dtype=DTYPES[precision])
 
 
 def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:

@@ -21,7 +21,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch import nn
 
-from .cli import Parser, add_debug, add_device, add_model, add_tiles
+from .cli import Parser, add_debug, add_device, add_model, add_tiles, fail
 from .options import Options, OptionsError
 from .options import load_options as _load_options
 from .protocol.evaluation import BICUBIC, TASKS, EvalError, EvalResult, ModelSpec, evaluate
@@ -156,10 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 save_images=args.save_images, progress=not args.no_progress,
                                 degradation=args.degradation, **common)]
     except (EvalError, OptionsError, LPIPSWeightsMissing) as e:
-        if args.debug:
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e), args.debug)
     many = len(results) > 1
     for r in results:
         print(r.table(per_image=args.per_image))
@@ -169,7 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             r.write_csv(_suffixed(args.csv, r.protocol.dataset, many))
     failed = sum(len(r.failures) for r in results)
     if failed:
-        print(f"{failed} image(s) could not be scored (listed above)", file=sys.stderr)
+        print(f"{failed} image(s) failed (listed above)", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -24,7 +24,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif")
-OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif"}
+WRITABLE = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
+            ".gif": "GIF"}  # the extensions written, and their Pillow formats
+OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "gif": ".gif"}  # --ext choices
 _EXIF_ORIENTATION = 0x0112
 
 
@@ -102,7 +104,10 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         else:
             img = ImageOps.exif_transpose(img)
             if img.mode == "CMYK" and icc and icc_color_space(icc) == "CMYK":
-                img, icc = _cmyk_to_srgb(img, icc), srgb_profile()
+                try:
+                    img, icc = _cmyk_to_srgb(img, icc), srgb_profile()
+                except ValueError:  # a broken profile: the plain conversion below, untagged, rather than
+                    icc = None  # no image at all
             array = _pil_to_array(img, name)
     except ImageReadError:
         raise
@@ -159,11 +164,14 @@ def _cmyk_to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
     """CMYK pixels through their own ICC profile to sRGB (LittleCMS), with the rendering intent the
     profile declares, not Pillow's naive formula."""
     from PIL import ImageCms
-    source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
-    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
     declared = int.from_bytes(icc[64:68], "big") if len(icc) >= 68 else 0
     intent = ImageCms.Intent(declared if declared in (0, 1, 2, 3) else 0)  # the profile's own, as viewers use
-    return ImageCms.profileToProfile(img, source, srgb, outputMode="RGB", renderingIntent=intent)
+    try:
+        source = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB"))
+        return ImageCms.profileToProfile(img, source, srgb, outputMode="RGB", renderingIntent=intent)
+    except (ImageCms.PyCMSError, OSError) as e:
+        raise ValueError(f"unusable CMYK profile: {e}") from None
 
 
 def _read_regular_file(path: Path, name: str, max_bytes: Optional[int]) -> bytes:
@@ -258,9 +266,10 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
 def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Optional[bytes] = None) -> bytes:
     """Encode HxW / HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) uint8 or uint16 pixels for ``ext``.
 
-    16-bit is kept for PNG and TIFF, in the image's own layout, with its ICC profile; JPEG and WebP
-    get 8 bits. A profile whose color space is not the image's (a CMYK or RGB profile on gray pixels)
-    is never embedded. JPEG drops alpha (the CLI says so). Raises KeyError for an unknown extension.
+    16-bit is kept for PNG and TIFF, in the image's own layout, with its ICC profile; JPEG, WebP and
+    GIF get 8 bits (GIF a 256-colour palette). A profile whose color space is not the image's (a CMYK
+    or RGB profile on gray pixels) is never embedded. JPEG drops alpha (the CLI says so). Raises
+    KeyError for an unknown extension.
     """
     ext = ext.lower()
     if array.ndim == 3 and array.shape[2] == 1:
@@ -274,8 +283,10 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     img = Image.fromarray(array)
     if ext in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")  # JPEG has no alpha
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF"}[ext]
-    kwargs = {"icc_profile": icc_profile} if icc_profile else {}
+    elif ext == ".gif" and img.mode == "LA":
+        img = img.convert("RGBA")
+    fmt = WRITABLE[ext]
+    kwargs = {"icc_profile": icc_profile} if icc_profile and fmt != "GIF" else {}
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
     if fmt == "PNG":
@@ -393,7 +404,7 @@ def write_image(path: Union[str, os.PathLike], array: np.ndarray, quality: int =
         overwrite: False raises FileExistsError if ``path`` exists, without replacing it.
 
     Raises:
-        KeyError: an extension other than .png, .jpg/.jpeg, .webp, .tif/.tiff.
+        KeyError: an extension other than .png, .jpg/.jpeg, .webp, .tif/.tiff, .gif.
         OSError: the folder cannot be written.
     """
     path = Path(path)

@@ -1,6 +1,8 @@
 """Batch restoration CLI: ``python -m swinir_app.upscale INPUT... -o OUTDIR``.
 
-Files and folders in, mirrored folders out. Bad inputs get one line each and the rest go on.
+Files and folders in, mirrored folders out: still images, animated images (GIF, APNG, WebP) and
+multi-page TIFFs with every frame, and videos (.mp4 .mkv .mov .webm .avi) streamed with their sound.
+Bad inputs get one line each and the rest go on.
 Exit codes: 0 all done, 1 some inputs failed, 2 usage or model error, 130 interrupted.
 Under ``torchrun`` each rank takes a disjoint shard of the inputs.
 """
@@ -12,15 +14,19 @@ import sys
 import time
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
+
+import numpy as np
 
 
 from . import distributed
 from .cli import Parser, add_debug, add_device, add_model, add_tiles, fail
+from . import frames as animations
+from . import video
 from .engine import resize_lanczos
-from .images import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, ImageReadError, LoadedImage, configure_pillow, read_image,
+from .images import (IMAGE_EXTENSIONS, OUTPUT_FORMATS, WRITABLE, ImageReadError, configure_pillow, read_image,
                      remove_stale_parts, write_image)
 
 DEFAULT_MAX_PIXELS = 64_000_000
@@ -30,6 +36,8 @@ DEFAULT_MAX_PIXELS = 64_000_000
 class Job:
     src: Path
     dst: Path
+    kind: str = "image"  # "image", "frames" (an animated image or multi-page TIFF) or "video"
+    segment: Optional[Tuple[int, int]] = None  # (k, n): the k-th of n time slices of a video
 
 
 @dataclass
@@ -38,6 +46,7 @@ class Summary:
     skipped: int = 0
     failed: int = 0
     megapixels: float = 0.0
+    frames: int = 0  # of animations and videos
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,7 +68,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations (8x slower)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
-                   help=f"refuse larger inputs (decompression bombs); default {DEFAULT_MAX_PIXELS:,}")
+                   help=f"refuse larger inputs (decompression bombs; all frames of an animation together); "
+                        f"default {DEFAULT_MAX_PIXELS:,}")
+    v = p.add_argument_group("videos (the container is kept; audio and subtitles are copied)")
+    v.add_argument("--video-codec", default=None, metavar="NAME",
+                   help="FFmpeg encoder (default: libx264, yuv420p; libvpx-vp9 for .webm)")
+    v.add_argument("--crf", type=int, default=video.DEFAULT_CRF,
+                   help=f"constant rate factor of x264/x265/VP9: lower is better (default: {video.DEFAULT_CRF}; "
+                        f"0 is lossless in x264)")
+    v.add_argument("--preset", default=video.DEFAULT_PRESET,
+                   help=f"x264/x265 speed preset, ultrafast ... veryslow (default: {video.DEFAULT_PRESET})")
+    v.add_argument("--segments", type=int, default=1, metavar="N",
+                   help="cut each video into N time slices, restored apart (one per rank under torchrun) and "
+                        "joined without re-encoding (default: 1)")
     add_debug(p)
     return p
 
@@ -79,7 +100,7 @@ def collect_inputs(inputs: List[str], out_dir: Path, ext: str, suffix: str, recu
             for f in entries:
                 if f.is_symlink() and not f.exists():
                     notes.append(f"{f}: a link to nothing; skipped")
-                elif f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS:
+                elif f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS + video.VIDEO_EXTENSIONS:
                     jobs.append(Job(f, _destination(f, out_dir / f.relative_to(path).parent, ext, suffix)))
             folders = [f for f in entries if f.is_dir()] if not recursive else []
             if folders:
@@ -111,6 +132,19 @@ def collisions(jobs: List[Job], ext: str) -> List[str]:
     return lines
 
 
+def _once_each(jobs: List[Job]) -> Tuple[List[Job], List[Path]]:
+    """The jobs with an input named twice (the same file, by any path) kept once, and those inputs."""
+    seen, kept, twice = set(), [], []
+    for job in jobs:
+        key = _identity(job.src) or str(job.src)
+        if key in seen:
+            twice.append(job.src)
+            continue
+        seen.add(key)
+        kept.append(job)
+    return kept, twice
+
+
 def _identity(path: Path) -> Optional[Tuple[int, int]]:
     try:
         st = path.stat()
@@ -120,9 +154,10 @@ def _identity(path: Path) -> Optional[Tuple[int, int]]:
 
 
 def _destination(src: Path, folder: Path, ext: str, suffix: str) -> Path:
-    if ext == "auto":
-        out_ext = src.suffix.lower() if src.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff") \
-            else ".png"
+    if src.suffix.lower() in video.VIDEO_EXTENSIONS:  # videos keep their container; --ext is for images
+        out_ext = src.suffix.lower()
+    elif ext == "auto":
+        out_ext = src.suffix.lower() if src.suffix.lower() in WRITABLE else ".png"
     else:
         out_ext = OUTPUT_FORMATS[ext]
     return folder / f"{src.stem}{suffix}{out_ext}"
@@ -229,6 +264,8 @@ def run(args) -> int:
     # Every destination is planned before any model work: collisions stop the run, inputs are never outputs.
     out_dir = Path(args.output)
     jobs, missing, notes = collect_inputs(args.inputs, out_dir, args.ext, args.suffix, args.recursive)
+    jobs, twice = _once_each(jobs)
+    notes += [f"{src}: given more than once; restored once" for src in twice]
     clashes = collisions(jobs, args.ext)
     if clashes:
         for line in clashes[:-1] if main_rank else []:
@@ -239,12 +276,18 @@ def run(args) -> int:
         print(f"error: {line}", file=sys.stderr)
     for line in (notes if main_rank else []):
         print(f"note: {line}", file=sys.stderr)
+    if args.segments < 1:
+        return fail("--segments must be at least 1", args.debug)
     inputs = {_identity(job.src) for job in jobs} - {None}
+    jobs, refused = plan_kinds(jobs, args.segments)
     jobs = shard(jobs, rank, world)
     todo: List[Job] = []
     existing = 0
     for job in jobs:
-        if job.dst.exists() and _identity(job.dst) in inputs:
+        if job in refused:
+            summary.failed += 1
+            print(f"error: {job.src}: {refused[job]}", file=sys.stderr)
+        elif job.dst.exists() and _identity(job.dst) in inputs:
             summary.failed += 1
             print(f"error: {job.src}: its output {job.dst} is an input (the same file); not written", file=sys.stderr)
         elif job.dst.exists() and not args.overwrite:
@@ -253,25 +296,27 @@ def run(args) -> int:
         else:
             todo.append(job)
     if existing and not args.skip_existing:
-        print(f"note: {existing} output{'s' if existing > 1 else ''} already exist{'s' if existing == 1 else ''} "
-              f"and {'were' if existing > 1 else 'was'} skipped; --overwrite replaces them", file=sys.stderr)
+        one = existing == 1
+        print(f"note: {existing} output{'' if one else 's'} already exist{'s' if one else ''} and "
+              f"{'was' if one else 'were'} skipped; --overwrite replaces {'it' if one else 'them'}", file=sys.stderr)
 
     spec = args.model
-    try:
-        restorer = Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
-                            device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble,
-                            progress=True, weights_dir=args.weights_dir)
-    except SettingError as err:  # checked before the model is loaded: the setting is the cause
-        return fail(err.flag(), args.debug)
-    except Exception as err:  # noqa: BLE001 - one line for any model problem
-        return fail(f"cannot load model {spec!r}: {err}", args.debug)
-    if todo and main_rank:
-        for line in tiling_notes(restorer, todo[0].src, args):
-            print(f"note: {line}", file=sys.stderr)
-
-    problem = check_output_folders(todo, args.outscale or restorer.scale)
-    if problem:
-        return fail(problem, args.debug)
+    restorer = None
+    if todo:  # nothing to do needs no model (a re-run of a finished job works offline)
+        try:
+            restorer = Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
+                                device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble,
+                                progress=True, weights_dir=args.weights_dir)
+        except SettingError as err:  # checked before the model is loaded: the setting is the cause
+            return fail(err.flag(), args.debug)
+        except Exception as err:  # noqa: BLE001 - one line for any model problem
+            return fail(f"cannot load model {spec!r}: {err}", args.debug)
+        if main_rank:
+            for line in tiling_notes(restorer, todo[0].src, args):
+                print(f"note: {line}", file=sys.stderr)
+        problem = check_output_folders(todo, args.outscale or restorer.scale)
+        if problem:
+            return fail(problem, args.debug)
     for folder in sorted({job.dst.parent for job in todo}):
         for part in remove_stale_parts(folder):
             print(f"note: removed {part}, left by an interrupted run", file=sys.stderr)
@@ -281,30 +326,60 @@ def run(args) -> int:
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="decode")
     writer = ThreadPoolExecutor(max_workers=2, thread_name_prefix="encode")
     pending: List[Tuple[Job, Future]] = []
-    bar = tqdm(total=len(todo), desc="images" if world == 1 else f"rank {rank}", unit="img", position=0,
+    bar = tqdm(total=len(todo), desc="inputs" if world == 1 else f"rank {rank}", unit="file", position=0,
                disable=None)
+    segments_failed: List[str] = []
+
+    def restore(a):
+        out = restorer.restore(a)
+        if args.outscale is not None:
+            h, w = a.shape[:2]
+            out = resize_lanczos(out, (max(1, round(h * args.outscale)), max(1, round(w * args.outscale))))
+        return out
+
     try:
-        nxt = reader.submit(read_image, todo[0].src, args.max_pixels) if todo else None
+        nxt = reader.submit(_read, todo[0], args.max_pixels) if todo else None
         for i, job in enumerate(todo):
-            future, nxt = nxt, (reader.submit(read_image, todo[i + 1].src, args.max_pixels)
-                                if i + 1 < len(todo) else None)
+            future, nxt = nxt, (reader.submit(_read, todo[i + 1], args.max_pixels) if i + 1 < len(todo) else None)
             try:
-                loaded: LoadedImage = future.result()
-                out = restorer.restore(loaded.array)
-                if args.outscale is not None:
-                    h, w = loaded.array.shape[:2]
-                    out = resize_lanczos(out, (max(1, round(h * args.outscale)), max(1, round(w * args.outscale))))
-                if out.ndim == 3 and out.shape[2] in (2, 4) and job.dst.suffix.lower() in (".jpg", ".jpeg"):
-                    tqdm.write(f"note: {job.src}: JPEG has no alpha, so its transparency is dropped in {job.dst.name}; "
-                               f"--ext png or webp keeps it", file=sys.stderr)
-                pending.append((job, writer.submit(write_image, job.dst, out, args.quality, loaded.icc_profile,
-                                                   args.overwrite)))
-                summary.megapixels += loaded.pixels / 1e6
+                if job.kind == "video":
+                    frames, pixels = restore_one_video(job, restore, args)
+                    summary.frames += frames
+                    summary.megapixels += frames * pixels / 1e6
+                    if job.segment is None:
+                        summary.done += 1
+                elif job.kind == "frames":
+                    anim = future.result()
+                    with tqdm(total=len(anim.frames), desc=f"{job.src.name}", unit=anim.kind[:-1], position=1,
+                              leave=False, disable=None) as frame_bar:
+                        def one(a):
+                            out = restore(a)
+                            frame_bar.update()
+                            return out
+                        restored = anim.map(one)
+                    summary.frames += len(anim.frames)
+                    pending.append((job, writer.submit(animations.write_animation, job.dst, restored, args.quality,
+                                                       args.overwrite)))
+                    summary.megapixels += anim.pixels / 1e6
+                else:
+                    loaded = future.result()
+                    out = restore(loaded.array)
+                    if out.ndim == 3 and out.shape[2] in (2, 4) and job.dst.suffix.lower() in (".jpg", ".jpeg") \
+                            and out[:, :, -1].min() < np.iinfo(out.dtype).max:  # an alpha that hides something
+                        tqdm.write(f"note: {job.src}: JPEG has no alpha, so its transparency is dropped in "
+                                   f"{job.dst.name}; --ext png or webp keeps it", file=sys.stderr)
+                    pending.append((job, writer.submit(write_image, job.dst, out, args.quality, loaded.icc_profile,
+                                                       args.overwrite)))
+                    summary.megapixels += loaded.pixels / 1e6
             except ImageReadError as err:
+                if job.segment is not None:
+                    segments_failed.append(str(job.src))
                 summary.failed += 1
                 tqdm.write(f"error: {err}", file=sys.stderr)
             except Exception as err:  # noqa: BLE001 - report, keep going with the others
                 summary.failed += 1
+                if job.segment is not None:
+                    segments_failed.append(str(job.src))
                 if args.debug:
                     traceback.print_exc()
                 tqdm.write(f"error: {job.src}: {type(err).__name__}: {err}", file=sys.stderr)
@@ -315,16 +390,107 @@ def run(args) -> int:
         bar.close()
         reader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True)
+    if args.segments > 1:
+        join_videos(d, todo, segments_failed, summary, args)
     seconds = time.perf_counter() - start
 
-    totals = distributed.all_sum(d, [summary.done, summary.skipped, summary.failed, summary.megapixels, seconds])
+    totals = distributed.all_sum(d, [summary.done, summary.skipped, summary.failed, summary.megapixels, seconds,
+                                     summary.frames])
     if rank == 0:
         done, skipped, failed, mp, secs = totals[0], totals[1], totals[2], totals[3], (totals[4] / world)
         rate = mp / secs if secs > 0 else 0.0
+        frames = f", {int(totals[5])} frames" if totals[5] else ""
         print(f"done {int(done)}, skipped {int(skipped)}, failed {int(failed)} in {secs:.1f} s "
-              f"({rate:.3f} input megapixels/s)" + (f" on {world} processes" if world > 1 else ""), file=sys.stderr)
+              f"({rate:.3f} input megapixels/s{frames})" + (f" on {world} processes" if world > 1 else ""),
+              file=sys.stderr)
     distributed.cleanup(d, wait=True)
     return 1 if totals[2] else 0
+
+
+def plan_kinds(jobs: List[Job], segments: int) -> Tuple[List[Job], Dict[Job, str]]:
+    """Each job with its kind (a still image, frames, or a video cut into ``segments`` time slices),
+    and the jobs refused before any work, with why: an animation asked for in a still format."""
+    out: List[Job] = []
+    refused: Dict[Job, str] = {}
+    for job in jobs:
+        if job.src.suffix.lower() in video.VIDEO_EXTENSIONS:
+            n = segments
+            out.extend(replace(job, kind="video", segment=(k, n) if n > 1 else None) for k in range(n))
+            continue
+        count = animations.frame_count(job.src)
+        if count <= 1:
+            out.append(job)
+            continue
+        job = replace(job, kind="frames")
+        fmt = "TIFF" if job.src.suffix.lower() in (".tif", ".tiff") else "animation"
+        problem = animations.output_problem(fmt if fmt == "TIFF" else _animated_format(job.src), count,
+                                            job.dst.suffix)
+        if problem:
+            refused[job] = problem
+        out.append(job)
+    return out, refused
+
+
+def _animated_format(path: Path) -> str:
+    from PIL import Image
+    try:
+        with Image.open(path) as img:
+            return img.format or "GIF"
+    except Exception:  # noqa: BLE001 - frame_count opened it already
+        return "GIF"
+
+
+def _read(job: Job, max_pixels: int):
+    if job.kind == "video":
+        return None
+    if job.kind == "frames":
+        return animations.read_animation(job.src, max_pixels)
+    return read_image(job.src, max_pixels)
+
+
+def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
+    """Restore one video (or one time slice of it) with a frame bar; returns its frame count and the
+    pixels of one input frame."""
+    from tqdm import tqdm
+
+    info = video.probe(job.src)
+    if info.width * info.height > args.max_pixels:
+        raise video.VideoError(job.src, f"{info.width}x{info.height} frames exceed the limit of "
+                                        f"{args.max_pixels:,} pixels (--max-pixels)")
+    total = info.frames // (job.segment[1] if job.segment else 1)
+    desc = job.src.name if job.segment is None else f"{job.src.name} {job.segment[0] + 1}/{job.segment[1]}"
+    with tqdm(total=total or None, desc=desc, unit="frame", position=1, leave=False, disable=None) as bar:
+        dst = video.segment_path(job.dst, *job.segment) if job.segment else job.dst
+        result = video.restore_video(job.src, dst, restore, codec=args.video_codec, crf=args.crf, preset=args.preset,
+                                     overwrite=args.overwrite or job.segment is not None, segment=job.segment,
+                                     on_frame=lambda done, _: bar.update())
+    return result.frames, info.width * info.height
+
+
+def join_videos(d, todo: List[Job], failed_here: List[str], summary: Summary, args) -> None:
+    """After every rank has written its time slices: rank 0 joins each video's slices into its
+    output (without re-encoding, the input's sound copied in) and removes them."""
+    distributed.barrier(d)
+    failed = {src for part in distributed.gather(d, failed_here) for src in part}
+    videos = sorted({(str(j.src), str(j.dst), j.segment[1]) for j in todo if j.segment is not None})
+    videos = sorted({v for part in distributed.gather(d, videos) for v in part})
+    if d.rank != 0:
+        return
+    for src, dst, n in videos:
+        parts = [video.segment_path(dst, k, n) for k in range(n)]
+        try:
+            if src not in failed:
+                video.join_segments(src, parts, dst, overwrite=args.overwrite)
+                summary.done += 1
+        except FileExistsError:
+            summary.failed += 1
+            print(f"error: {src}: output {dst} appeared meanwhile; not overwritten", file=sys.stderr)
+        except Exception as err:  # noqa: BLE001 - report, keep going with the others
+            summary.failed += 1
+            print(f"error: {src}: cannot join its {n} segments: {err}", file=sys.stderr)
+        finally:
+            for part in parts:
+                part.unlink(missing_ok=True)
 
 
 def _collect_writes(pending, summary: Summary, debug: bool, wait: bool):

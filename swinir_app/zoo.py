@@ -287,12 +287,13 @@ def latest_weights(folder: PathLike) -> Path:
                          f"or models/<iter>_G.pth (KAIR)")
 
 
-def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None,
-            img_range: Optional[float] = None) -> Checkpoint:
+def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None, img_range: Optional[float] = None,
+            conv_scale: Optional[float] = None) -> Checkpoint:
     """The checkpoint that ``spec`` names: an existing file, training folder or transformers Swin2SR folder,
     else a zoo name.
 
-    Zoo files are downloaded on first use. ``img_range`` overrides the stored or inferred value.
+    Zoo files are downloaded on first use. ``img_range`` (and, for HAT, ``conv_scale``: what a state
+    dict cannot tell) override the stored or inferred value. Raises :class:`ModelLoadError`.
     """
     path = Path(spec).expanduser()
     if path.is_dir() and is_hf_folder(path):
@@ -305,11 +306,14 @@ def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None,
         ckpt = _entry_checkpoint(entry, weights_dir)
     else:
         raise ModelLoadError(_unknown(str(spec)))
-    if img_range is not None:
+    overrides = {k: v for k, v in (("img_range", img_range), ("conv_scale", conv_scale)) if v is not None}
+    if "conv_scale" in overrides and ckpt.config.arch != "hat":
+        raise ModelLoadError(f"{ckpt.source}: conv_scale is a HAT setting, and this is a {ckpt.config.arch} model")
+    if overrides:
         try:
-            ckpt = dataclasses.replace(ckpt, config=ckpt.config.replace(img_range=img_range))
+            ckpt = dataclasses.replace(ckpt, config=ckpt.config.replace(**overrides))
         except ValueError as e:
-            raise ModelLoadError(f"img_range override for {ckpt.source}: {e}") from None
+            raise ModelLoadError(f"{' and '.join(overrides)} override for {ckpt.source}: {e}") from None
     return ckpt
 
 
@@ -340,19 +344,20 @@ def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:
 
 
 def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range: Optional[float] = None,
-               weights_dir: Optional[PathLike] = None) -> SwinIR:
+               conv_scale: Optional[float] = None, weights_dir: Optional[PathLike] = None) -> SwinIR:
     """A SwinIR in eval mode with its weights, from a zoo name, a checkpoint file or a training folder.
 
-    ``model.config`` holds every hyperparameter, read from the file or inferred from its state dict.
+    ``model.config`` holds every hyperparameter, read from the file or inferred from its state dict;
+    ``img_range`` and (HAT) ``conv_scale`` override what a state dict cannot tell.
     An exported ``.onnx`` graph loads as a :class:`~swinir_app.deploy.OnnxModel` run by ONNX Runtime.
     Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded.
     """
     if str(spec).lower().endswith(".onnx"):
-        if img_range is not None:
-            raise ModelLoadError(f"{spec}: img_range is fixed inside an exported graph")
+        if img_range is not None or conv_scale is not None:
+            raise ModelLoadError(f"{spec}: img_range and conv_scale are fixed inside an exported graph")
         from .deploy import load_onnx  # onnxruntime only when a graph is asked for
         return load_onnx(spec).to(device)
-    return build_model(resolve(spec, weights_dir=weights_dir, img_range=img_range), device)
+    return build_model(resolve(spec, weights_dir=weights_dir, img_range=img_range, conv_scale=conv_scale), device)
 
 
 def param_count(config: SwinIRConfig) -> int:

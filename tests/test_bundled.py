@@ -57,7 +57,7 @@ def test_readme_main_command_runs_offline(tmp_path):
     r = subprocess.run(command.replace("python ", f"{sys.executable} ", 1), shell=True, cwd=tmp_path, env=env,
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "note: 1 output already exists and was skipped; --overwrite replaces them" in r.stderr
+    assert "note: 1 output already exists and was skipped; --overwrite replaces it" in r.stderr
     assert "done 0, skipped 1, failed 0" in r.stderr and result.stat().st_mtime_ns == written
 
 

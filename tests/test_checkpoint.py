@@ -332,6 +332,8 @@ def test_non_finite_weights_are_refused(tmp_path):
     (dict(window_size=0), "window_size must be a whole number from 1 to 32, got 0"),
     (dict(mlp_ratio=float("nan")), "mlp_ratio must be a number from 0.01 to 16, got nan"),
     (dict(img_range=-1), "img_range must be a number"),
+    (dict(img_size=100, window_size=7), "img_size 100 must be a multiple of window_size 7"),
+    (dict(depths=[60, 60, 60, 60, 60], num_heads=[6] * 5), "hold 300 blocks, over the limit of 256"),
 ])
 def test_bad_config_values_are_one_line_in_every_front_end(tmp_path, capsys, config, message):
     path = _config_only_safetensors(tmp_path / "bad.safetensors", **config)

@@ -280,6 +280,24 @@ def test_lpips_in_an_evaluation(gt_dir, tmp_path, monkeypatch):
 # CLI
 
 
+def test_save_images_that_cannot_be_written_are_said(gt_dir, tmp_path, capsys):
+    (tmp_path / "file").write_text("a file, not a folder")
+    assert main(["--model", "bicubic", "--gt", str(gt_dir), "--scale", "2", "--save-images",
+                 str(tmp_path / "file" / "sub"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: cannot create the --save-images folder {tmp_path / 'file' / 'sub'}: Not a directory\n"
+    (tmp_path / "img" / "chelsea.png").mkdir(parents=True)  # a folder where the image should go
+    out = tmp_path / "r.json"
+    assert main(["--model", "bicubic", "--gt", str(gt_dir), "--scale", "2", "--save-images", str(tmp_path / "img"),
+                 "--no-progress", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    line = f"{gt_dir / 'chelsea.png'}: cannot write {tmp_path / 'img' / 'chelsea.png'}: Is a directory"
+    assert f"error: {line}" in err and "1 image(s) failed (listed above)" in err and "Traceback" not in err
+    data = json.loads(out.read_text())
+    assert data["failures"] == [line] and len(data["images"]) == 3  # scored: it stays in the averages
+    assert sorted(p.name for p in (tmp_path / "img").iterdir()) == ["astronaut.png", "chelsea.png", "coffee.png"]
+
+
 def test_cli_end_to_end(gt_dir, sr_ckpt, tmp_path, capsys):
     path, _ = sr_ckpt
     out, table = tmp_path / "r.json", tmp_path / "per_image.csv"
@@ -290,7 +308,7 @@ def test_cli_end_to_end(gt_dir, sr_ckpt, tmp_path, capsys):
     assert "average" in captured.out and "astronaut" in captured.out
     assert "100%" in captured.err  # the progress bar
     data = json.loads(out.read_text())
-    assert set(data) == {"summary", "protocol", "images"}
+    assert set(data) == {"summary", "protocol", "images", "failures"} and data["failures"] == []
     assert list(data["summary"]) == ["psnr_y", "ssim_y", "psnr", "ssim"]
     p = data["protocol"]
     assert (p["scale"], p["crop_border"], p["y_channel"], p["task"]) == (2, 2, True, "sr")

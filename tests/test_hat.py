@@ -42,10 +42,13 @@ def pair(config: SwinIRConfig, seed: int = 0):
     return ours.eval(), ref.eval()
 
 
-@pytest.mark.parametrize("preset", ["hat-x2", "hat-x3", "hat-s-x4", "hat-l-x4"])
+NON_DEFAULT = dict(window_size=8, overlap_ratio=0.25, conv_scale=0.05, compress_ratio=6, squeeze_factor=8)
+
+
+@pytest.mark.parametrize("preset", ["hat-x2", "hat-x3", "hat-s-x4", "hat-l-x4", "hat-x4-non-default"])
 @pytest.mark.parametrize("size, batch", [((16, 16), 1), ((29, 43), 2), ((40, 72), 1)])
 def test_output_equals_official(preset, size, batch):
-    config = small_hat(preset)
+    config = small_hat("hat-x4", **NON_DEFAULT) if preset.endswith("non-default") else small_hat(preset)
     ours, ref = pair(config)
     x = torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -83,12 +86,34 @@ def test_training_gradients_equal_official():
 
 
 def test_dicts_without_the_index_buffers_load_and_hat_arguments_are_checked():
-    config = small_hat("hat-x2")
+    from swinir_app.checkpoint import detect_arch, infer_config
+    config = small_hat("hat-x2", overlap_ratio=0.25)
     state = {k: v for k, v in random_state(build_network(config)).items() if "relative_position_index" not in k}
     build_network(config).load_state_dict(state, strict=True)
+    # Told apart by the CAB convs, and the overlap read from OCAB's bias table instead of its index.
+    assert detect_arch(state) == "hat"
+    inferred = infer_config(state)
+    assert (inferred.overlap_ratio, inferred.window_size, inferred.depths, inferred.embed_dim) == (0.25, 16, (2, 2), 36)
+    build_network(inferred).load_state_dict(state, strict=True)  # ratios giving the same conv widths are one net
     with pytest.raises(ValueError, match="compress_ratio: HAT arguments, and this is swinir"):
         SwinIRConfig.preset("classical-x4", compress_ratio=4)
     assert "compress_ratio" not in SwinIRConfig.preset("classical-x4").to_dict()
+
+
+def test_ocab_bias_is_gathered_once_until_its_table_changes():
+    ours, ref = pair(small_hat("hat-s-x4"), seed=3)
+    ocab = ours.layers[0].residual_group.overlap_attn
+    x = torch.rand(1, 3, 20, 24)
+    with torch.inference_mode():
+        ours(x)
+        first = ocab.inference_bias(torch.float32)
+        ours(torch.rand(1, 3, 33, 17))  # another size: the same bias
+        assert ocab.inference_bias(torch.float32) is first and not first.is_inference()
+    with torch.no_grad():
+        ocab.relative_position_bias_table.add_(0.5)  # an optimizer step, or loaded weights
+        ref.layers[0].residual_group.overlap_attn.relative_position_bias_table.add_(0.5)
+        assert ocab.inference_bias(torch.float32) is not first
+        assert (ours(x) - ref(x)).abs().max() <= 1e-4
 
 
 # ---------------------------------------------------------------------------------------------

@@ -65,6 +65,17 @@ def _node(c, m, y, k):
     return NODES.get((c, m, y, k), (10, 10, 10))
 
 
+def test_a_broken_cmyk_profile_falls_back_to_the_plain_conversion(tmp_path):
+    icc = cmyk_profile(_node)
+    broken = icc[:128] + bytes(len(icc) - 128)  # a CMYK header, then nothing LittleCMS can use
+    cmyk = np.full((16, 16, 4), (0, 255, 255, 0), np.uint8)
+    Image.fromarray(cmyk, "CMYK").save(tmp_path / "broken.jpg", quality=100, icc_profile=broken)
+    got = read_image(tmp_path / "broken.jpg")
+    naive = np.asarray(Image.open(tmp_path / "broken.jpg").convert("RGB"))
+    assert got.icc_profile is None and got.array.shape == (16, 16, 3)
+    np.testing.assert_array_equal(got.array, naive)
+
+
 def test_cmyk_with_a_cmyk_profile_is_converted_through_it_to_srgb_and_tagged_srgb(tmp_path):
     icc = cmyk_profile(_node)
     assert ImageCms.getProfileName(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip() == "test CMYK"

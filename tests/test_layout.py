@@ -13,6 +13,7 @@ PACKAGE = REPO / "swinir_app"
 LAYERS = {
     "swinir_app.network": 0,
     "swinir_app.checkpoint": 1, "swinir_app.hf": 1, "swinir_app.images": 1, "swinir_app.distributed": 1,
+    "swinir_app.frames": 1, "swinir_app.video": 1,
     "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
     "swinir_app.zoo": 2, "swinir_app.deploy": 2,

@@ -251,6 +251,7 @@ def test_cli_usage_errors(tmp_path, pairs, capsys, monkeypatch):
     ("train:optim_g:lr=nan", "train.optim_g.lr: nan is not a number >= 0"),
     ("network_g:window_size=0", "window_size must be a whole number from 1 to 32, got 0"),
     ("network_g:embed_dim=-16", "embed_dim must be a whole number from 1 to 1024, got -16"),
+    ("network_g:img_size=20", "img_size 20 must be a multiple of window_size"),
     ("manual_seed=-1", "manual_seed: -1 is not in 0 to 2**32 - 1"),
     ("train:optim_g:betas=[0.9, 2.0]", "train.optim_g: Invalid beta parameter at index 1: 2.0"),
 ])

@@ -68,7 +68,7 @@ def test_sr_tiles_are_exactly_aligned_and_train(hr_folder, tmp_path):
 
 
 def test_sr_refuses_grids_that_cannot_align(hr_folder, tmp_path):
-    with pytest.raises(SystemExit, match="multiples of 12"):
+    with pytest.raises(prepare.PrepareError, match="multiples of 12"):
         prepare.sr(hr_folder, tmp_path, (3, 4), crop=50, step=24)
 
 

@@ -124,7 +124,7 @@ def test_existing_outputs_skip_overwrite_and_suffix(ckpt, small_rgb, tmp_path, c
     # An existing output is skipped, not a failure, with a note on how to replace it; never overwritten.
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert "1 output already exists and was skipped; --overwrite replaces them" in err and "skipped 1" in err
+    assert "1 output already exists and was skipped; --overwrite replaces it" in err and "skipped 1" in err
     assert (out / "a.png").read_bytes() == b"precious"
     assert main(args + ["--skip-existing"]) == 0
     err = capsys.readouterr().err
@@ -240,6 +240,19 @@ def test_settings_errors_name_their_cause(ckpt, tmp_path, capsys):
         err = capsys.readouterr().err
         assert err.strip() == f"error: {err.strip()[7:]}" and expected in err and err.count("\n") == 1, err
         assert "cannot load model" not in err
+
+
+def test_tile_0_an_input_named_twice_and_a_rerun_with_nothing_to_do(ckpt, small_rgb, tmp_path, capsys):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    Image.fromarray(small_rgb).save(src / "c.png")
+    assert main([str(src / "c.png"), str(src), "-o", str(out), "--model", str(ckpt), "--tile", "0"]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {src / 'c.png'}: given more than once; restored once" in err and "done 1, skipped 0" in err
+    assert read_image(out / "c.png").array.shape == (96, 128, 3)  # --tile 0: the whole image at once
+    # Every output there: no model is needed, so a model that cannot be loaded here does not matter.
+    assert main([str(src), "-o", str(out), "--model", str(tmp_path / "gone.pth")]) == 0
+    assert "done 0, skipped 1, failed 0" in capsys.readouterr().err
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_refused(ckpt, tmp_path):

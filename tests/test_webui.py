@@ -295,6 +295,48 @@ def test_batch_tab(page, files, tmp_path):
     page.get_by_role("tab", name="Single image").click()
 
 
+def test_video_tab(page, tmp_path):
+    from test_frames import FRAMES, describe, write_video
+    clip = tmp_path / "clip.mp4"
+    write_video(clip)
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-in input[type=file]").set_input_files(str(clip))
+    page.click("#video-run")
+    expect(page.locator("#video-status")).to_contain_text(f"{FRAMES} frames in", timeout=TIMEOUT_MS)
+    expect(page.locator("#video-status")).to_contain_text("128×96")
+    src = page.locator("#video-out video").get_attribute("src")
+    path = tmp_path / "out.mp4"
+    with urllib.request.urlopen(src) as r:
+        path.write_bytes(r.read())
+    got, sent = describe(path), describe(clip)
+    assert len(got["frames"]) == FRAMES and got["size"] == (128, 96) and got["audio"] == sent["audio"]
+    page.get_by_role("tab", name="Single image").click()
+
+
+def test_video_limits_and_cancel(webapp, tmp_path):
+    from test_frames import write_video
+    from swinir_app.webui.service import Cancelled, RunSettings, WebError
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, n=24)  # 2 s
+    webapp.config.max_video_seconds = 1.5
+    with pytest.raises(WebError, match=r"^clip.mp4: 2.0 s is longer than this server's limit of 1.5 s"):
+        webapp.restore_video(str(clip), RunSettings(webapp.default_spec), threading.Event())
+    webapp.config.max_video_seconds = 30
+    cancel, seen = threading.Event(), []
+
+    def report(done, total):
+        seen.append(done)
+        if done == 3:
+            cancel.set()
+    with pytest.raises(Cancelled):
+        webapp.restore_video(str(clip), RunSettings(webapp.default_spec), cancel, report)
+    assert seen == [1, 2, 3] and not webapp.device_lock.locked()
+    assert not [p for p in webapp.workdir.rglob("*") if p.is_file()]  # no partial clip left
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(WebError, match=r"^notes.mp4: cannot read video"):
+        webapp.restore_video(str(tmp_path / "notes.mp4"), RunSettings(webapp.default_spec), threading.Event())
+
+
 # ---------------------------------------------------------------------------------------------
 # gradio_client
 
@@ -596,6 +638,24 @@ def test_limits_parse():
     assert (parse_tile("auto"), parse_tile("none"), parse_tile("256")) == ("auto", None, 256)
     with pytest.raises(WebError, match="tile size must be"):
         parse_tile("big")
+    # The CLI flags and the page share one parser: the whole-image words and 0 mean no tiles.
+    from swinir_app.engine import SettingError, parse_tile as engine_parse_tile
+    assert [engine_parse_tile(w) for w in ("none", "off", "whole", "0", 0, None, "auto", "64")] == \
+        [None, None, None, None, None, None, "auto", 64]
+    for bad in ("-5", "12.5", "big", -1):
+        with pytest.raises(SettingError):
+            engine_parse_tile(bad)
+
+
+def test_compress_first_is_the_protocols_opencv_jpeg(files):
+    from swinir_app.protocol.degrade import jpeg_input
+    from swinir_app.webui.service import jpeg_compress
+    a = read_image(files / "cat.png").array
+    np.testing.assert_array_equal(jpeg_compress(a, 30), jpeg_input(a, 30))
+    rgba = np.dstack([a, np.full(a.shape[:2], 200, np.uint8)])
+    out = jpeg_compress(rgba, 30)
+    np.testing.assert_array_equal(out[..., :3], jpeg_input(a, 30))
+    assert (out[..., 3] == 200).all()
 
 
 def test_one_job_at_a_time(webapp):
@@ -638,6 +698,79 @@ def test_untiled_runs_too_big_for_free_memory_are_tiled(webapp, files, monkeypat
     tiled = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=None), threading.Event())
     assert "tiled automatically: the whole image at once would need about" in webapp.info(tiled)
     assert np.abs(tiled.output.astype(int) - whole.output).mean() < 1.0  # seamless tiles
+    huge_tiles = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=100_000), threading.Event())
+    assert "tiled automatically: 100000-pixel tiles would need about" in webapp.info(huge_tiles)
+
+
+def test_uploads_are_refused_when_the_temp_space_is_full(webapp):
+    """Uploads land on disk before any event runs: the quota is checked as they arrive (HTTP 507)."""
+    import asyncio
+
+    from swinir_app.webui.cli import UploadQuota
+    webapp.config.max_temp_size = 3_000_000
+    passed = []
+
+    async def app(scope, receive, send):
+        passed.append(scope["path"])
+
+    def upload(size: int):
+        sent = []
+
+        async def send(message):
+            sent.append(message)
+        scope = {"type": "http", "path": "/gradio_api/upload", "headers": [(b"content-length", str(size).encode())]}
+        asyncio.run(UploadQuota(app, webapp)(scope, None, send))
+        return sent[0]["status"] if sent else 200
+
+    old, young = webapp.workdir / "old.bin", webapp.workdir / "young.bin"
+    old.write_bytes(bytes(1_500_000))
+    os.utime(old, (time.time() - 3600,) * 2)
+    young.write_bytes(bytes(1_000_000))
+    assert upload(400_000) == 200 and old.exists()  # 2.9 MB in all: it fits
+    assert upload(1_000_000) == 200 and not old.exists()  # the idle file made room
+    young.write_bytes(bytes(2_500_000))  # in use by a running request: cannot go
+    assert upload(1_000_000) == 507 and young.exists()
+    assert passed == ["/gradio_api/upload"] * 2
+
+
+def test_the_operator_flags_turn_the_model_path_policy_off(ckpt, tmp_path):
+    from swinir_app.webui.service import GENERIC_REFUSAL, ModelPolicy, WebError
+    outside = tmp_path / "elsewhere" / "mine.pth"
+    outside.parent.mkdir()
+    outside.write_bytes(ckpt.read_bytes())
+    models = tmp_path / "models"
+    models.mkdir()
+    strict = ModelPolicy(models, weights_dir=str(tmp_path / "cache"))
+    with pytest.raises(WebError) as e:
+        strict.check(str(outside))
+    assert str(e.value) == GENERIC_REFUSAL
+    with pytest.raises(WebError, match="classical-x4 is not downloaded on this server"):
+        strict.check("classical-x4")
+    assert ModelPolicy(models, allow_any_path=True).check(str(outside)) == str(outside)
+    assert ModelPolicy(models, weights_dir=str(tmp_path / "cache"), allow_downloads=True).check("classical-x4") == \
+        "classical-x4"
+
+
+def test_zip_member_cap_and_batch_budget(webapp, tmp_path):
+    from swinir_app.webui.service import MAX_ZIP_MEMBERS
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as z:
+        for i in range(MAX_ZIP_MEMBERS + 1):
+            z.writestr(f"{i}.png", b"x")
+    errors, opened = [], []
+    assert list(webapp.batch_items([str(many)], errors, opened)) == []
+    assert errors == [f"many.zip: refused: {MAX_ZIP_MEMBERS + 1:,} files; the limit is {MAX_ZIP_MEMBERS:,}"]
+    big = tmp_path / "big.zip"
+    with zipfile.ZipFile(big, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        for name in ("a.png", "b.png", "c.png"):
+            z.writestr(name, bytes(400_000))  # 400 KB each, a few hundred bytes compressed
+    webapp.config.max_batch_size = 1_000_000
+    errors, opened = [], []
+    names = [name for name, _ in webapp.batch_items([str(big)], errors, opened)]
+    for zf in opened:
+        zf.close()
+    assert names == ["big/a.png", "big/b.png"]
+    assert errors == ["big/c.png: skipped: the images of one batch may take 976.6 KB uncompressed in all"]
 
 
 def test_temp_space_stays_within_its_quota(ckpt, files, tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ _INT_BOUNDS = (("upscale", 1, 8), ("in_chans", 1, 16), ("img_size", 1, 1024), ("
 _FLOAT_BOUNDS = (("img_range", 1e-3, 1e4), ("mlp_ratio", 0.01, 16.0), ("drop_rate", 0.0, 0.999),
                  ("attn_drop_rate", 0.0, 0.999), ("drop_path_rate", 0.0, 0.999))
 _MAX_DEPTH, _MAX_HEADS, _MAX_GROUPS = 64, 64, 32
+_MAX_BLOCKS = 256  # in all groups; HAT-L has 72, SwinIR-L 54
 _MAX_IMG_X_WINDOW = 4096  # shift masks take 4 * (img_size * window_size)**2 bytes: 64 MB at most
 _MAX_BODY_PARAMS = 200e6  # SwinIR-L has 25M in its transformer
 
@@ -102,6 +103,9 @@ class SwinIRConfig:
                              for i, v in enumerate(value)))
         if not 1 <= len(self.depths) <= _MAX_GROUPS:
             raise ValueError(f"depths must list 1 to {_MAX_GROUPS} residual groups, got {len(self.depths)}")
+        if sum(self.depths) > _MAX_BLOCKS:
+            raise ValueError(f"depths {list(self.depths)} hold {sum(self.depths)} blocks, over the limit of "
+                             f"{_MAX_BLOCKS}")
         set_("out_chans", self.in_chans if self.out_chans is None else _integer("out_chans", self.out_chans, 1, 16))
         for name, lo, hi in _FLOAT_BOUNDS:
             set_(name, _real(name, getattr(self, name), lo, hi))
@@ -130,6 +134,9 @@ class SwinIRConfig:
                 raise ValueError(f"HAT's released models use the pixelshuffle head, got {self.upsampler!r}")
             if self.resi_connection != "1conv":
                 raise ValueError(f"HAT's released models use resi_connection 1conv, got {self.resi_connection!r}")
+            if int(self.window_size * self.overlap_ratio) % 2:
+                raise ValueError(f"window_size {self.window_size} x overlap_ratio {self.overlap_ratio:g} must give an "
+                                 f"even overlap: OCAB pads its windows by half of it on each side")
         if self.arch == "swin2sr" and self.qk_scale is not None:
             raise ValueError("qk_scale must be None for swin2sr: its cosine attention learns its own scale")
         if self.upsampler == "pixelshuffle_aux" and self.out_chans != 3:
@@ -142,6 +149,9 @@ class SwinIRConfig:
             raise ValueError(f"resi_connection 3conv needs embed_dim >= 4, got {self.embed_dim}")
         if self.patch_size != 1:
             raise ValueError(f"patch_size must be 1, as in every published SwinIR, got {self.patch_size}")
+        if self.img_size > self.window_size and self.img_size % self.window_size:
+            raise ValueError(f"img_size {self.img_size} must be a multiple of window_size {self.window_size} (or at "
+                             f"most one window): the network's shift masks are built for it")
         if self.img_size * self.window_size > _MAX_IMG_X_WINDOW:
             mb = 4 * (self.img_size * self.window_size) ** 2 / 2 ** 20
             raise ValueError(f"img_size {self.img_size} x window_size {self.window_size} exceeds {_MAX_IMG_X_WINDOW}: "

@@ -19,7 +19,17 @@ from typing import Iterator, Optional, Tuple, Union
 
 import torch
 
-__all__ = ["CPU", "GPU", "cpu", "gpu", "native_bf16", "override"]
+__all__ = ["CPU", "DTYPES", "GPU", "autocast", "cpu", "gpu", "native_bf16", "override"]
+
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # precision name -> dtype
+
+
+def autocast(device: Union[str, torch.device], precision: str):
+    """The autocast context of a precision name on ``device``: off for fp32, else that dtype."""
+    device_type = torch.device(device).type
+    if precision == "fp32":
+        return torch.autocast(device_type, enabled=False)
+    return torch.autocast(device_type, dtype=DTYPES[precision])
 
 
 @dataclass(frozen=True)

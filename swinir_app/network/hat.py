@@ -139,6 +139,17 @@ class OCAB(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.reshape(-1)]
         return bias.view(n_q, n_kv, -1).permute(2, 0, 1).unsqueeze(0)
 
+    def inference_bias(self, dtype: torch.dtype) -> Tensor:
+        """:meth:`relative_position_bias` in ``dtype``, gathered once while the table does not change
+        (it depends on no input size), as a normal tensor even under inference_mode."""
+        table = self.relative_position_bias_table
+        key = (table.data_ptr(), table._version, dtype, table.device)
+        if getattr(self, "_bias_key", None) != key:
+            with torch.inference_mode(False), torch.no_grad():
+                self._bias = self.relative_position_bias().to(dtype).contiguous()
+            self._bias_key = key
+        return self._bias
+
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
         """x: (B, H*W, C) in raster order, in and out; H and W are window multiples."""
         H, W = x_size
@@ -155,11 +166,10 @@ class OCAB(nn.Module):
         kv = kv.view(B, 2, C, ows * ows, nW).permute(1, 0, 4, 3, 2).reshape(2, B * nW, ows * ows, C).contiguous()
         q = q.view(B * nW, ws * ws, heads, d).transpose(1, 2)
         k, v = (t.view(B * nW, ows * ows, heads, d).transpose(1, 2) for t in kv.unbind(0))
-        bias = self.relative_position_bias()
         if torch.is_grad_enabled() or tracing():  # spelled out: CPU SDPA has no mask gradient (see WindowAttention)
-            out = (((q * self.scale) @ k.transpose(-2, -1)) + bias.to(q.dtype)).softmax(-1) @ v
+            out = (((q * self.scale) @ k.transpose(-2, -1)) + self.relative_position_bias().to(q.dtype)).softmax(-1) @ v
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias.to(q.dtype), scale=self.scale)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.inference_bias(q.dtype), scale=self.scale)
         out = out.transpose(1, 2).reshape(B * nW, ws * ws, C)
         out = out.view(B, H // ws, W // ws, ws, ws, C).permute(0, 1, 3, 2, 4, 5).reshape(B, L, C)
         x = self.proj(out) + x

@@ -98,7 +98,7 @@ class EvalResult:
         # inf (identical images) is not JSON: written as null.
         clean = lambda d: {k: (v if math.isfinite(v) else None) for k, v in d.items()}  # noqa: E731
         return {"summary": clean(self.summary), "protocol": dataclasses.asdict(self.protocol),
-                "images": [{"name": im.name, **clean(im.metrics)} for im in self.images]}
+                "images": [{"name": im.name, **clean(im.metrics)} for im in self.images], "failures": self.failures}
 
     def write_json(self, path: Union[str, os.PathLike]) -> None:
         """Summary, protocol and per-image numbers as JSON, written atomically."""
@@ -300,7 +300,10 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
         precision=precision if restorer else "fp32")
     out_dir = Path(save_images) if save_images else None
     if out_dir:
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise EvalError(f"cannot create the --save-images folder {out_dir}: {e.strerror or e}") from None
 
     def score_pair(path: Path):
         """The output of one GT image's LQ (read or made), and its scores against the GT."""
@@ -348,8 +351,10 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
         if out_dir:  # atomically, like every output; a failed write is a failure of this image
             try:
                 write_image(out_dir / f"{path.stem}.png", output)
-            except OSError as e:
-                result.failures.append(f"{path}: cannot write {out_dir / (path.stem + '.png')}: {e.strerror or e}")
+            except OSError as e:  # scored, so it stays in the averages; the missing file is a failure
+                line = f"{path}: cannot write {out_dir / (path.stem + '.png')}: {e.strerror or e}"
+                result.failures.append(line)
+                tqdm.write(f"error: {line}", file=sys.stderr)
         result.images.append(ImageResult(path.stem, scores))
     return result
 

@@ -34,6 +34,8 @@ from scipy import ndimage
 from basicsr.utils import DiffJPEG
 from basicsr.utils.img_process_util import filter2D, usm_sharp
 
+from ..protocol.degrade import jpeg_input
+
 KERNELS = ("iso", "aniso", "generalized_iso", "generalized_aniso", "plateau_iso", "plateau_aniso")
 _KERNEL_PROB = (0.45, 0.25, 0.12, 0.03, 0.12, 0.03)
 
@@ -241,11 +243,8 @@ class BSRGANDegradation:
     def _jpeg(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         quality = int(rng.integers(30, 96))
         u8 = np.clip((img * 255.0).round(), 0, 255).astype(np.uint8)
-        bgr = u8[:, :, ::-1] if u8.shape[2] == 3 else u8[:, :, 0]
-        ok, data = cv2.imencode(".jpg", np.ascontiguousarray(bgr), [int(cv2.IMWRITE_JPEG_QUALITY), quality])
-        out = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-        out = out[:, :, ::-1] if out.ndim == 3 else out[:, :, None]
-        return out.astype(np.float32) / 255.0
+        out = jpeg_input(u8 if u8.shape[2] == 3 else u8[:, :, 0], quality)  # the protocol's OpenCV round trip
+        return (out if out.ndim == 3 else out[:, :, None]).astype(np.float32) / 255.0
 
     def __call__(self, gt: Tensor, seed: int) -> Tuple[Tensor, Tensor]:
         rng = np.random.default_rng(seed)

@@ -27,7 +27,8 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import ModelLoadError, check_finite, check_state, read_file, unwrap
-from ..engine import SettingError, autocast, resolve_precision
+from ..engine import SettingError, resolve_precision
+from ..network.hardware import autocast
 from ..images import atomic_write, remove_stale_parts, write_image
 from ..protocol.metrics import compute_metrics
 from ..protocol.runner import run_official
@@ -65,6 +66,16 @@ class Result:
     losses: List[Tuple[int, float]] = field(default_factory=list)  # (iter, mean loss) at every log line
 
 
+@dataclass
+class Step:
+    """What one iteration did: G's detached loss (None if G did not step), whether its step was
+    skipped (non-finite gradients), and D's detached loss (None without a D)."""
+
+    loss: Optional[Tensor] = None
+    skipped: int = 0
+    d_loss: Optional[Tensor] = None
+
+
 class Trainer:
     """One training run of ``opts`` on this process (one rank of ``dist``).
 
@@ -96,6 +107,10 @@ class Trainer:
             except SettingError as e:  # the engine's advice names its own settings
                 raise OptionsError(f"{opts.source}: train.amp {opts.train.amp}: {e.reason}; leave train.amp "
                                    f"empty to train in fp32") from None
+        try:  # the network, built on the meta device: a config that cannot be built fails before any write
+            state_shapes(self.cfg)
+        except (RuntimeError, ValueError) as e:
+            raise OptionsError(f"{opts.source}: network_g cannot be built: {str(e).splitlines()[0]}") from None
         resume = self._find_resume(auto_resume)
         checked = self._check_data()  # before anything is written or archived
         self._pretrained = self._read_pretrained() if resume is None and opts.path.pretrain_network_g else None
@@ -106,7 +121,9 @@ class Trainer:
             import yaml
 
             dump = yaml.safe_dump(opts.to_dict(), sort_keys=False, default_flow_style=None).rstrip()
-            log.info("options (%s):\n%s", opts.source, dump)
+            log.debug("options (%s):\n%s", opts.source, dump)
+            log.info("options: %s, copied to %s; every value, defaults included, is in the log file", opts.source,
+                     self.exp.root / f"{opts.name}.yml")
         log.info(checked)
         self.seed = self._seed(resume)
         self._make_loader(resume)
@@ -157,10 +174,11 @@ class Trainer:
         fmt = logging.Formatter("%(asctime)s %(levelname)s: %(message)s", "%Y-%m-%d %H:%M:%S")
         handlers = [logging.FileHandler(self.exp.root / f"train_{self.opts.name}_{stamp}.log"),
                     logging.StreamHandler(sys.stdout)]
+        handlers[1].setLevel(logging.INFO)  # the console: progress; the log file also has the options dump
         for h in handlers:
             h.setFormatter(fmt)
             log.addHandler(h)
-        log.setLevel(logging.INFO)
+        log.setLevel(logging.DEBUG)
         log.propagate = False
         self._log_handlers = handlers
 
@@ -423,52 +441,20 @@ class Trainer:
             it += 1
             self.iter = it
             lq, gt = next(batches)
-            lq = lq.to(self.device, non_blocking=True)
-            gt = gt.to(self.device, non_blocking=True)
-            lr = self.lr_at(it)
-            for group in self.optimizer.param_groups:
-                group["lr"] = lr
-            if self.net_d is not None:
-                for p in self.params_d:  # G's step sees D frozen, as BasicSR's
-                    p.requires_grad_(False)
-            if amp is not None:
-                with amp:
-                    out = self.net(lq)
-            else:
-                out = self.net(lq)
-            out = out.float()
-            g_step = self.net_d is None or (it % t.net_d_iters == 0 and it > t.net_d_init_iters)
-            if g_step:
-                loss = self.loss_fn(out, gt)
-                if self.net_d is not None:
-                    loss = loss + self._adversarial_terms(out, gt)
-                self.optimizer.zero_grad(set_to_none=True)
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    self.scaler.unscale_(self.optimizer)
-                else:
-                    loss.backward()
-                if self._step_ok(it):
-                    if self.scaler is not None:
-                        self.scaler.step(self.optimizer)
-                        self.scaler.update()
-                    else:
-                        self.optimizer.step()
-                    if self.ema is not None:
-                        self.ema.update()
-                    loss_sum += loss.detach()
-                    loss_n += 1
-                else:
-                    skipped += 1
-            if self.net_d is not None:
-                d_sum += self._discriminator_step(it, out.detach(), gt)
+            step = self.step(it, lq.to(self.device, non_blocking=True), gt.to(self.device, non_blocking=True), amp)
+            if step.loss is not None:
+                loss_sum += step.loss
+                loss_n += 1
+            skipped += step.skipped
+            if step.d_loss is not None:
+                d_sum += step.d_loss
                 d_n += 1
             if it % o.logger.print_freq == 0 or it == total or (it in early and it < o.logger.print_freq):
                 mean = distributed.all_mean(d, loss_sum / max(loss_n, 1)).item()
                 d_mean = distributed.all_mean(d, d_sum / max(d_n, 1)).item() if self.net_d is not None else None
                 now = time.perf_counter()
                 rate = (it - window_it) / max(now - window_start, 1e-9)
-                self._log_line(it, total, mean, lr, rate, skipped, d_mean)
+                self._log_line(it, total, mean, self.lr_at(it), rate, skipped, d_mean)
                 loss_sum.zero_()
                 d_sum.zero_()
                 loss_n, skipped, d_n = 0, 0, 0
@@ -480,6 +466,48 @@ class Trainer:
         self.result.iter = it
         log.info("end of training at iteration %d; models in %s", it, self.exp.models)
         return self.result
+
+    def step(self, it: int, lq: Tensor, gt: Tensor, amp=None) -> "Step":
+        """Iteration ``it`` on one batch (on the training device): G's forward, loss and optimizer step
+        (skipped when the gradients are not finite; every ``net_d_iters`` with a D, after
+        ``net_d_init_iters``), EMA, then D's step where there is a D."""
+        t = self.opts.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(it)
+        if self.net_d is not None:
+            for p in self.params_d:  # G's step sees D frozen, as BasicSR's
+                p.requires_grad_(False)
+        if amp is not None:
+            with amp:
+                out = self.net(lq)
+        else:
+            out = self.net(lq)
+        out = out.float()
+        result = Step()
+        if self.net_d is None or (it % t.net_d_iters == 0 and it > t.net_d_init_iters):
+            loss = self.loss_fn(out, gt)
+            if self.net_d is not None:
+                loss = loss + self._adversarial_terms(out, gt)
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler is not None:
+                self.scaler.scale(loss).backward()
+                self.scaler.unscale_(self.optimizer)
+            else:
+                loss.backward()
+            if self._step_ok(it):
+                if self.scaler is not None:
+                    self.scaler.step(self.optimizer)
+                    self.scaler.update()
+                else:
+                    self.optimizer.step()
+                if self.ema is not None:
+                    self.ema.update()
+                result.loss = loss.detach()
+            else:
+                result.skipped = 1
+        if self.net_d is not None:
+            result.d_loss = self._discriminator_step(it, out.detach(), gt)
+        return result
 
     def _adversarial_terms(self, out: Tensor, gt: Tensor) -> Tensor:
         """G's perceptual and GAN terms. D runs unwrapped here: its weights are frozen for this step, and

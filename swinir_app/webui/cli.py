@@ -9,11 +9,12 @@ import sys
 from typing import List, Optional
 
 from ..checkpoint import ModelLoadError
-from ..cli import Parser, add_model
+from ..cli import Parser, add_model, fail
 from ..engine import DEFAULT_MODEL, DEVICES, SettingError
 from ..images import configure_pillow
 from .service import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
-                      DEFAULT_MAX_TEMP_SIZE, AppConfig, WebApp, WebError, human_size, parse_size)
+                      DEFAULT_MAX_TEMP_SIZE, DEFAULT_MAX_VIDEO_SECONDS, AppConfig, WebApp, WebError, human_size,
+                      parse_size)
 
 
 class BodyLimit:
@@ -55,6 +56,29 @@ class _TooLarge(Exception):
     pass
 
 
+class UploadQuota:
+    """ASGI middleware: an upload is accepted only if, after the oldest idle files make room, it fits
+    in ``--max-temp-size`` with everything on disk; else HTTP 507 with the reason (uploads land in
+    gradio's cache before any event runs, so the events' own checks come too late for them)."""
+
+    def __init__(self, app, webapp: WebApp):
+        self.app, self.webapp = app, webapp
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/upload"):
+            length = dict(scope.get("headers") or []).get(b"content-length", b"")
+            size = int(length) if length.isdigit() else self.webapp.config.max_file_size
+            if not self.webapp.make_room(size):
+                body = (f"this server's temporary space ({human_size(self.webapp.config.max_temp_size)}) is full; "
+                        f"try again in a minute").encode()
+                await send({"type": "http.response.start", "status": 507,
+                            "headers": [(b"content-type", b"text/plain"),
+                                        (b"content-length", str(len(body)).encode())]})
+                await send({"type": "http.response.body", "body": body})
+                return
+        return await self.app(scope, receive, send)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python app.py", description="The SwinIR web upscaler (Gradio).")
     p.add_argument("--host", default="127.0.0.1",
@@ -82,6 +106,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse results larger than this (default {DEFAULT_MAX_OUTPUT_PIXELS:,})")
     p.add_argument("--max-batch-size", default=DEFAULT_MAX_BATCH_SIZE,
                    help=f"the images of one batch request, uncompressed, in all (default {DEFAULT_MAX_BATCH_SIZE})")
+    p.add_argument("--max-video-seconds", type=float, default=DEFAULT_MAX_VIDEO_SECONDS, metavar="S",
+                   help=f"refuse longer clips in the Video tab (default {DEFAULT_MAX_VIDEO_SECONDS:g})")
     p.add_argument("--max-temp-size", default=DEFAULT_MAX_TEMP_SIZE,
                    help=f"results and uploads kept on disk for all users (default {DEFAULT_MAX_TEMP_SIZE})")
     return p
@@ -90,8 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.max_pixels <= 0 or args.max_output_pixels <= 0:
-        p.error("--max-pixels and --max-output-pixels must be positive")
+    if args.max_pixels <= 0 or args.max_output_pixels <= 0 or args.max_video_seconds <= 0:
+        p.error("--max-pixels, --max-output-pixels and --max-video-seconds must be positive")
     sizes = {}
     for flag in ("max_file_size", "max_batch_size", "max_temp_size"):
         try:
@@ -104,15 +130,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, sizes["max_file_size"],
                                args.cache_models, args.models_dir, args.allow_any_model_path, args.allow_downloads,
-                               args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"]))
+                               args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"],
+                               args.max_video_seconds))
         if args.model:
             app.describe(app.default_spec)  # a bad --model fails now, not on the first click
     except SettingError as e:
-        print(f"error: {e.flag()}", file=sys.stderr)
-        return 2
+        return fail(e.flag())
     except (WebError, ValueError, ModelLoadError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return fail(str(e))
     if "GRADIO_TEMP_DIR" not in os.environ:
         # Gradio's cache (uploads, result copies) inside our folder: removed with it at exit, and counted in
         # the --max-temp-size quota. A cache the operator chose may be shared, and is neither.
@@ -126,7 +151,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     signal.signal(signal.SIGTERM, _interrupt)
     inline_limit = sizes["max_file_size"] * 4 // 3 + (1 << 20)  # an image as base64 in JSON, and the rest
     serve(app, host=args.host, port=args.port, share=args.share,
-          middleware=[Middleware(BodyLimit, limit=inline_limit)])
+          middleware=[Middleware(BodyLimit, limit=inline_limit), Middleware(UploadQuota, webapp=app)])
     return 0
 
 

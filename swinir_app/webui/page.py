@@ -170,6 +170,17 @@ class Page:
             return str(b.zip_path), status(b.markdown(), markdown=True)
         return await self._page_call(request, 2, work)
 
+    async def ui_video(self, clip, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
+                       ensemble_v, request: gr.Request, progress=gr.Progress()):
+        def work(cancel):
+            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+            progress(None, desc="Restoring" if s.spec in self.app.models else "Loading the model")
+            v = self.app.restore_video(clip, s, cancel, lambda d, t: progress((d, t) if t else None,
+                                                                               desc="Restoring", unit="frames"))
+            log.info("video: %s", v.text())
+            return str(v.path), status(v.text())
+        return await self._page_call(request, 2, work)
+
     def ui_cancel(self, request: gr.Request):
         self.app.cancel_flag(request).set()  # the running job stops at its next tile
         return status("Cancelled.")
@@ -290,6 +301,18 @@ class Page:
                                 batch_btn = gr.Button("Run batch", variant="primary", elem_id="batch-run")
                                 batch_cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel")
                             batch_report = gr.Markdown("", elem_id="batch-report")
+                        with gr.Tab("Video", id="video"):
+                            with gr.Row(equal_height=True):
+                                video_in = gr.Video(sources=["upload"], label="A short clip (.mp4 .mkv .mov .webm "
+                                                    ".avi)", height=360, elem_id="video-in")
+                                video_out = gr.Video(label="Restored (same container, sound copied)",
+                                                     interactive=False, height=360, elem_id="video-out")
+                            with gr.Row():
+                                video_btn = gr.Button("Run", variant="primary", elem_id="video-run")
+                                video_cancel = gr.Button("Cancel", variant="stop", elem_id="video-cancel")
+                            video_status = gr.Markdown(f"Clips of at most {cfg.max_video_seconds:g} s. Every frame "
+                                                       f"goes through the model, so a clip takes its frame count "
+                                                       f"times one image's time.", elem_id="video-status")
             with gr.Column(visible=False):  # the API's inputs and outputs: plain values, no widgets
                 api_image = gr.File(label="image")
                 api_files = gr.File(label="files", file_count="multiple")
@@ -314,8 +337,12 @@ class Page:
                                     api_visibility="private", **device_queue)
             batch_evt = batch_btn.click(self.ui_batch, [batch_in, *settings_in], [batch_out, batch_report],
                                         api_visibility="private", **device_queue)
+            video_evt = video_btn.click(self.ui_video, [video_in, *settings_in], [video_out, video_status],
+                                        api_visibility="private", **device_queue)
             cancel_btn.click(self.ui_cancel, None, status_md, cancels=[run_evt], queue=False,
                              api_visibility="private")
+            video_cancel.click(self.ui_cancel, None, video_status, cancels=[video_evt], queue=False,
+                               api_visibility="private")
             batch_cancel.click(self.ui_cancel, None, batch_report, cancels=[batch_evt], queue=False,
                                api_visibility="private")
 

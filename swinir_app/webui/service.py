@@ -41,6 +41,7 @@ DEFAULT_MAX_OUTPUT_PIXELS = 64_000_000  # 8000 x 8000: a 16 MP input only at x2
 DEFAULT_MAX_FILE_SIZE = "50mb"
 DEFAULT_MAX_BATCH_SIZE = "1gb"  # all the images of one batch request, uncompressed
 DEFAULT_MAX_TEMP_SIZE = "2gb"  # results and uploads on disk, all users together
+DEFAULT_MAX_VIDEO_SECONDS = 30.0  # a clip holds the device for its frames: keep it short
 MAX_OUTSCALE = 8.0  # as the page's slider
 PREVIEW_MAX_SIDE = 2048  # the slider shows at most this; the download is always full size
 RESULT_TTL = 120.0  # seconds our copy of a result stays: gradio serves the download from its own copy
@@ -403,6 +404,11 @@ def readable(err: BaseException, limit: int = 200) -> str:
     return f"the model failed on this image ({type(err).__name__}: {head}); the server log has the details"
 
 
+def _result_suffix(task: str, scale_text: str) -> str:
+    """What a result's file name gets after the input's stem: _x4, _denoised, _dejpeg."""
+    return {"sr": f"_x{scale_text}", "denoise": "_denoised", "jpeg": "_dejpeg"}[task]
+
+
 def _fmt_scale(s: float) -> str:
     return f"{s:g}"
 
@@ -472,6 +478,22 @@ class AppConfig:
     max_output_pixels: int = DEFAULT_MAX_OUTPUT_PIXELS
     max_batch_size: int = parse_size(DEFAULT_MAX_BATCH_SIZE)
     max_temp_size: int = parse_size(DEFAULT_MAX_TEMP_SIZE)
+    max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
+
+
+@dataclass
+class VideoRun:
+    path: Path
+    frames: int
+    size: Tuple[int, int]  # output width, height
+    seconds: float
+    label: str
+    note: str = ""
+
+    def text(self) -> str:
+        rate = self.frames / self.seconds if self.seconds > 0 else 0.0
+        return (f"{self.frames} frames in {self.seconds:.1f} s ({rate:.2f} frames/s) · {self.size[0]}×{self.size[1]} · "
+                f"{self.label}" + (f" · {self.note}" if self.note else ""))
 
 
 class WebApp:
@@ -603,14 +625,17 @@ class WebApp:
         return Result(name, loaded, a, out, seconds, _label(s.spec), _fmt_scale(scale), task, note)
 
     def _tile_if_too_big(self, restorer: Restorer, h: int, w: int) -> str:
-        """An untiled run that would need over a quarter of free memory is tiled: says so, or ''."""
-        if restorer.tile is not None:
+        """A run whose tiles (the whole image, untiled) would need over a quarter of free memory is
+        tiled from free memory instead: says so, or ''."""
+        if restorer.tile == "auto":
             return ""
-        need = restorer.bytes_per_pixel() * h * w
+        side = restorer.tile
+        need = restorer.bytes_per_pixel() * (h * w if side is None else min(side, h) * min(side, w))
         if need <= UNTILED_MEMORY_SHARE * available_memory(restorer.device):
             return ""
         restorer.tile = "auto"
-        return f"tiled automatically: the whole image at once would need about {human_size(need)}"
+        what = "the whole image at once" if side is None else f"{side}-pixel tiles"
+        return f"tiled automatically: {what} would need about {human_size(need)}"
 
     def restore_file(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
                      report: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -628,8 +653,7 @@ class WebApp:
         """The full-resolution PNG (16-bit kept) in a fresh folder, named after the input."""
         data = encode_image(result.output, ".png", icc_profile=result.loaded.icc_profile)
         folder = self.new_result_folder(len(data))
-        suffix = {"sr": f"_x{result.scale_text}", "denoise": "_denoised", "jpeg": "_dejpeg"}[result.task]
-        path = folder / f"{Path(result.name).stem}{suffix}.png"
+        path = folder / f"{Path(result.name).stem}{_result_suffix(result.task, result.scale_text)}.png"
         path.write_bytes(data)
         return path
 
@@ -652,8 +676,14 @@ class WebApp:
                     shutil.rmtree(folder, ignore_errors=True)
             except OSError:
                 pass
-        enforce_quota([self.workdir, *([self.gradio_cache] if self.gradio_cache else [])], quota - size)
+        self.make_room(size)
         return Path(tempfile.mkdtemp(dir=self.workdir, prefix="result_"))
+
+    def make_room(self, size: int) -> bool:
+        """Whether ``size`` more bytes fit in ``max_temp_size``, after the oldest idle files went."""
+        limit = self.config.max_temp_size - size
+        left = enforce_quota([self.workdir, *([self.gradio_cache] if self.gradio_cache else [])], max(limit, 0))
+        return size <= self.config.max_temp_size and left <= limit
 
     def info(self, r: Result) -> str:
         """The line under the result: time taken, sizes, model."""
@@ -662,6 +692,63 @@ class WebApp:
         depth = " · 16-bit" if r.output.dtype == np.uint16 else ""
         scale = f" (x{r.scale_text})" if r.task == "sr" else ""
         return f"{r.seconds:.2f} s · {w}×{h} → {ow}×{oh} · {r.label}{scale}{depth}" + (f" · {r.note}" if r.note else "")
+
+    # ---- videos ----------------------------------------------------------------------------
+
+    def restore_video(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
+                      report: Optional[Callable[[int, int], None]] = None) -> VideoRun:
+        """A short clip, restored frame by frame into the same container, its sound copied; bounded by
+        ``max_video_seconds``, ``max_pixels`` per frame and ``max_output_pixels``. Cancel stops it
+        at the next tile and leaves no file."""
+        from .. import video
+        if not path:
+            raise WebError("no video: upload a clip first")
+        src = Path(path)
+        name = src.name
+        if src.suffix.lower() not in video.VIDEO_EXTENSIONS:
+            raise WebError(f"{name}: not a video this app reads ({', '.join(video.VIDEO_EXTENSIONS)})")
+        try:
+            info = video.probe(src)
+        except video.VideoError as e:
+            raise WebError(f"{name}: {e.reason}") from None
+        limit = self.config.max_video_seconds
+        if info.seconds > limit:
+            raise WebError(f"{name}: {info.seconds:.1f} s is longer than this server's limit of {limit:g} s; "
+                           f"send a shorter clip")
+        w, h = info.width, info.height
+        if w * h > self.config.max_pixels:
+            raise WebError(f"{name}: {w}x{h} frames exceed the limit of {self.config.max_pixels:,} pixels")
+        progress = TileProgress(8 if s.self_ensemble else 1, None, cancel)
+        with self.device_lock:
+            progress.check()
+            restorer = self.restorer(s)
+            scale = restorer.scale
+            final = s.outscale if restorer.config.task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 \
+                else None
+            if w * h * (final or scale) ** 2 > self.config.max_output_pixels:
+                raise WebError(f"{name}: its frames would have {w * h * (final or scale) ** 2:,.0f} pixels, over the "
+                               f"limit of {self.config.max_output_pixels:,}; choose a smaller output scale")
+            note = self._tile_if_too_big(restorer, h, w)
+            task = restorer.config.task
+            def restore(a: np.ndarray) -> np.ndarray:
+                progress.check()
+                r = self.process(restorer, LoadedImage(a), name, s, progress)
+                return r.output
+
+            def frame_done(done: int, total: int) -> None:
+                progress.check()
+                if report:
+                    report(done, total)
+            # The result's size is known only roughly before: room for the input's size again, x scale².
+            folder = self.new_result_folder(int(src.stat().st_size * (final or scale) ** 2))
+            dst = folder / f"{src.stem}{_result_suffix(task, _fmt_scale(final or scale))}{src.suffix.lower()}"
+            start = time.perf_counter()
+            try:
+                result = video.restore_video(src, dst, restore, max_seconds=limit, on_frame=frame_done)
+            except video.VideoError as e:
+                raise WebError(f"{name}: {e.reason}") from None
+        return VideoRun(dst, result.frames, (result.width, result.height), time.perf_counter() - start,
+                        _label(s.spec), note)
 
     # ---- many images -----------------------------------------------------------------------
 
@@ -766,10 +853,9 @@ class WebApp:
         return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec), skipped)
 
 
-def enforce_quota(folders: Sequence[Path], limit: int, min_age: float = 60.0) -> None:
-    """Delete the oldest files under ``folders`` until they take at most ``limit`` bytes.
-
-    Files younger than ``min_age`` seconds (in use by a running request) are kept.
+def enforce_quota(folders: Sequence[Path], limit: int, min_age: float = 60.0) -> int:
+    """Delete the oldest files under ``folders`` until they take at most ``limit`` bytes; returns the
+    bytes left. Files younger than ``min_age`` seconds (in use by a running request) are kept.
     """
     files = []
     for folder in folders:
@@ -792,6 +878,7 @@ def enforce_quota(folders: Sequence[Path], limit: int, min_age: float = 60.0) ->
             total -= size
         except OSError:
             pass
+    return total
 
 
 def zip_problem(members: Sequence[zipfile.ZipInfo]) -> str:

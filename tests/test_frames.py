@@ -1,0 +1,282 @@
+"""Animated images, multi-page TIFFs and videos through the batch CLI: every frame, with its timing."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, photo
+from swinir_app import Restorer
+from swinir_app.frames import read_animation
+from swinir_app.upscale import main
+
+av = pytest.importorskip("av")
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
+
+
+def moving_frames(n: int = 3, alpha: bool = True) -> list:
+    """n RGBA frames of a real photo, moving, each with a transparent corner that grows."""
+    base = np.ascontiguousarray(photo("chelsea")[60:92, 120:160])  # 32 x 40
+    frames = []
+    for k in range(n):
+        rgb = np.roll(base, 3 * k, axis=1)
+        a = np.full(rgb.shape[:2], 255, np.uint8)
+        if alpha:
+            a[:4 + 2 * k, :6 + 2 * k] = 0  # new transparent pixels in every frame
+        frames.append(np.dstack([rgb, a]))
+    return frames
+
+
+def write_animated(path: Path, frames: list, durations=(80, 160, 240)) -> None:
+    images = [Image.fromarray(f) for f in frames]
+    kwargs = dict(save_all=True, append_images=images[1:], duration=list(durations), loop=3)
+    if path.suffix == ".png":
+        kwargs.update(disposal=[0, 1, 0], blend=0)
+    elif path.suffix == ".gif":
+        kwargs.update(disposal=2)
+    else:
+        kwargs.update(lossless=True)
+    images[0].save(path, **kwargs)
+
+
+def masked_psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR over the colour of the pixels both show (alpha > 0): hidden colour is anyone's."""
+    seen = (a[..., 3] > 0) & (b[..., 3] > 0)
+    return psnr(a[..., :3][seen], b[..., :3][seen])
+
+
+@pytest.mark.parametrize("ext,min_db", [(".png", np.inf), (".webp", 30.0), (".gif", 22.0)])
+def test_animated_images_keep_every_frame_timing_and_transparency(ckpt, trained_x2, tmp_path, capsys, ext, min_db):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    frames = moving_frames()
+    write_animated(src / f"anim{ext}", frames)
+    Image.fromarray(frames[0][..., :3]).save(src / "anim.jpg")  # a still of the same name: no collision under auto
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "done 2, skipped 0, failed 0" in err and "3 frames" in err
+    before, after = read_animation(src / f"anim{ext}"), read_animation(out / f"anim{ext}")
+    assert after.format == before.format and len(after.frames) == 3
+    assert after.durations == [80.0, 160.0, 240.0] and after.loop == 3
+    if ext != ".webp":
+        assert after.disposal == before.disposal  # kept (GIF: 2 everywhere, as made)
+    restorer = Restorer(trained_x2, device="cpu")
+    for k, (a, b) in enumerate(zip(before.frames, after.frames)):
+        assert b.shape == (64, 80, 4), b.shape  # x2, alpha kept
+        expected = restorer.restore(a)
+        assert ((b[..., 3] > 0) == (expected[..., 3] > 0)).mean() > 0.99
+        assert masked_psnr(b, expected) >= min_db, (k, masked_psnr(b, expected))
+
+
+def test_gif_frames_whose_holes_grow_are_disposed_to_the_background(tmp_path):
+    """A GIF frame is drawn over the last one, holes included: a whole frame with new transparent
+    pixels needs "restore to background" before it, or the old pixels show through."""
+    from swinir_app.frames import Animation, write_animation
+    frames = moving_frames()
+    write_animation(tmp_path / "a.gif", Animation(frames=frames, format="GIF", durations=[50, 50, 50],
+                                                  loop=0, disposal=[1, 1, 1]))
+    got = read_animation(tmp_path / "a.gif")
+    assert got.disposal == [2, 2, 1]
+    for a, b in zip(frames, got.frames):
+        assert ((a[..., 3] > 0) == (b[..., 3] > 0)).all()
+
+
+def test_multi_page_16bit_tiff_keeps_its_pages_exactly(ckpt, trained_x2, tmp_path, capsys):
+    import tifffile
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    rgb = photo("coffee")[100:140, 200:248].astype(np.uint16) * 257
+    pages = [rgb, np.ascontiguousarray(rgb[:, ::-1][:36]), (rgb[:32, :40, 0] // 3).astype(np.uint16)]
+    with tifffile.TiffWriter(src / "scan.tif") as tif:
+        for p in pages:
+            tif.write(p, photometric="rgb" if p.ndim == 3 else "minisblack")
+    assert main([str(src / "scan.tif"), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 0
+    got = read_animation(out / "scan.tif")
+    restorer = Restorer(trained_x2, device="cpu")
+    assert got.format == "TIFF" and len(got.frames) == 3
+    for page, result in zip(pages, got.frames):
+        assert result.dtype == np.uint16 and result.shape[:2] == (2 * page.shape[0], 2 * page.shape[1])
+        np.testing.assert_array_equal(result, restorer.restore(page))
+
+
+def test_a_still_format_for_frames_is_refused_and_the_rest_run(ckpt, tmp_path, capsys):
+    import tifffile
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    write_animated(src / "anim.gif", moving_frames())
+    tifffile.imwrite(src / "pages.tif", np.zeros((2, 16, 16), np.uint8))
+    Image.fromarray(moving_frames(1)[0]).save(src / "still.png")
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--ext", "jpg"]) == 1
+    err = capsys.readouterr().err
+    assert (f"error: {src / 'anim.gif'}: an animated GIF (3 frames) cannot be written as a still JPG; --ext auto, "
+            f"gif, png or webp keeps its frames") in err
+    assert (f"error: {src / 'pages.tif'}: a multi-page TIFF (2 pages) can only be written as TIFF; --ext tif or "
+            f"auto keeps its pages") in err
+    assert "done 1, skipped 0, failed 2" in err
+    assert sorted(p.name for p in out.iterdir()) == ["still.jpg"]
+
+
+# ---- video ----------------------------------------------------------------------------------------
+
+FPS, FRAMES, SAMPLE_RATE = 12, 12, 48000
+
+
+def write_video(path: Path, n: int = FRAMES, rotation: int = 0, audio: bool = True) -> list:
+    """An n-frame 64x48 clip of a moving photo (H.264) with a 440 Hz sine track (AAC); its frames."""
+    base = photo("astronaut")[80:128, 180:244]
+    frames = [np.ascontiguousarray(np.roll(base, 2 * k, axis=1)) for k in range(n)]
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        if rotation:
+            vs.set_display_rotation(rotation)
+        if audio:
+            a = c.add_stream("aac", rate=SAMPLE_RATE)
+            a.layout = "mono"
+        for f in frames:
+            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+        if audio:
+            t = np.arange(SAMPLE_RATE * n // FPS) / SAMPLE_RATE
+            wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for k in range(0, wave.shape[1], 1024):
+                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, k:k + 1024]), format="fltp",
+                                                layout="mono")
+                af.sample_rate = SAMPLE_RATE
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode(None):
+                c.mux(p)
+    return frames
+
+
+def describe(path: Path) -> dict:
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        decoded = list(c.decode(vs))
+        audio = c.streams.audio[0] if c.streams.audio else None
+        return dict(frames=[f.to_ndarray(format="rgb24") for f in decoded], pts=[f.pts for f in decoded],
+                    time_base=vs.time_base, rate=vs.average_rate, rotation=decoded[0].rotation,
+                    size=(vs.codec_context.width, vs.codec_context.height),
+                    audio=None if audio is None else (audio.codec_context.name,
+                                                      float(audio.duration * audio.time_base)))
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    write_video(path, rotation=90)
+    return path
+
+
+def test_video_keeps_frames_timing_rotation_and_sound(ckpt, trained_x2, clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--crf", "0"]) == 0
+    err = capsys.readouterr().err
+    assert "done 1, skipped 0, failed 0" in err and "12 frames" in err
+    before, after = describe(clip), describe(out / "clip.mp4")
+    assert len(after["frames"]) == FRAMES and after["pts"] == before["pts"]
+    assert after["time_base"] == before["time_base"] and after["rate"] == before["rate"] == FPS
+    assert after["size"] == (128, 96) and after["rotation"] == 90
+    assert after["audio"] == before["audio"] and after["audio"][0] == "aac"  # copied, not re-encoded
+    assert abs(after["audio"][1] - FRAMES / FPS) <= 1 / FPS + 1024 / SAMPLE_RATE
+    restorer = Restorer(trained_x2, device="cpu")
+    worst = min(psnr(restorer.restore(a), b) for a, b in zip(before["frames"], after["frames"]))
+    assert worst >= 40.0, worst  # x264 at crf 0 (4:4:4) against the image path
+
+
+def test_a_lossless_codec_equals_the_image_path(ckpt, trained_x2, tmp_path):
+    src = tmp_path / "clip.mkv"
+    write_video(src, n=4, audio=False)
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--video-codec", "ffv1"]) == 0
+    before, after = describe(src), describe(out / "clip.mkv")
+    restorer = Restorer(trained_x2, device="cpu")
+    for a, b in zip(before["frames"], after["frames"]):
+        np.testing.assert_array_equal(restorer.restore(a), b)
+
+
+def test_frame_iterator_and_api(trained_x2, clip, tmp_path):
+    from swinir_app.video import read_frames, restore_video
+    frames = list(read_frames(clip))
+    assert len(frames) == FRAMES and frames[0].shape == (48, 64, 3) and frames[0].dtype == np.uint8
+    assert [len(list(read_frames(clip, segment=(k, 3)))) for k in range(3)] == [4, 4, 4]
+    restorer = Restorer(trained_x2, device="cpu")
+    seen = []
+    result = restore_video(clip, tmp_path / "api.mp4", restorer.restore, on_frame=lambda d, t: seen.append((d, t)))
+    assert result.frames == FRAMES and (result.width, result.height) == (128, 96) and seen[-1] == (FRAMES, FRAMES)
+
+
+def test_interrupted_or_truncated_video_leaves_nothing(ckpt, trained_x2, clip, tmp_path, capsys):
+    from swinir_app.video import restore_video
+    restorer = Restorer(trained_x2, device="cpu")
+
+    def stop(done, total):
+        if done == 5:
+            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(clip, tmp_path / "stopped.mp4", restorer.restore, on_frame=stop)
+    assert list(tmp_path.iterdir()) == []
+
+    src = tmp_path / "in"
+    src.mkdir()
+    data = clip.read_bytes()
+    (src / "cut.mp4").write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: unreadable
+    mkv = tmp_path / "whole.mkv"
+    write_video(mkv)
+    data = mkv.read_bytes()
+    (src / "stops.mkv").write_bytes(data[: len(data) * 2 // 3])  # stops mid-stream
+    Image.fromarray(photo("chelsea")[:24, :32]).save(src / "fine.png")
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error:")]
+    assert len(lines) == 2, err
+    assert any(str(src / "cut.mp4") in ln and "cannot read video" in ln for ln in lines), err
+    assert any(str(src / "stops.mkv") in ln and "truncated" in ln for ln in lines), err
+    assert "done 1, skipped 0, failed 2" in err and "Traceback" not in err
+    assert sorted(p.name for p in out.iterdir()) == ["fine.png"]  # no partial video, no .part
+
+
+def test_skip_existing_works_per_video(ckpt, clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    (out).mkdir()
+    (out / "clip.mp4").write_bytes(b"an earlier result")
+    assert main([str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--skip-existing"]) == 0
+    assert "done 0, skipped 1, failed 0" in capsys.readouterr().err
+    assert (out / "clip.mp4").read_bytes() == b"an earlier result"
+
+
+def test_segments_join_into_the_same_video(ckpt, clip, tmp_path, capsys):
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    assert main([str(clip), "-o", str(whole), "--model", str(ckpt), "--device", "cpu"]) == 0
+    assert main([str(clip), "-o", str(cut), "--model", str(ckpt), "--device", "cpu", "--segments", "3"]) == 0
+    assert "done 1, skipped 0, failed 0" in capsys.readouterr().err
+    a, b = describe(whole / "clip.mp4"), describe(cut / "clip.mp4")
+    assert b["pts"] == a["pts"] and b["time_base"] == a["time_base"] and b["audio"] == a["audio"]
+    assert b["rotation"] == 90 and b["size"] == a["size"]
+    assert min(psnr(x, y) for x, y in zip(a["frames"], b["frames"])) > 35
+    assert sorted(p.name for p in cut.iterdir()) == ["clip.mp4"]  # segment files removed
+
+
+@pytest.mark.slow
+def test_torchrun_splits_one_video_across_two_ranks(ckpt, clip, tmp_path):
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                        "-m", "swinir_app.upscale", str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu",
+                        "--segments", "2"], capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)),
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "done 1, skipped 0, failed 0" in r.stderr and "on 2 processes" in r.stderr
+    before, after = describe(clip), describe(out / "clip.mp4")
+    assert len(after["frames"]) == FRAMES and after["pts"] == before["pts"] and after["audio"] == before["audio"]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4"]
