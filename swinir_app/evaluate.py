@@ -156,7 +156,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 save_images=args.save_images, progress=not args.no_progress,
                                 degradation=args.degradation, **common)]
     except (EvalError, OptionsError, LPIPSWeightsMissing) as e:
-        return fail(str(e), args.debug)
+        if args.debug:  # the exception itself, for a debugger or a library caller
+            raise
+        return fail(str(e))
     many = len(results) > 1
     for r in results:
         print(r.table(per_image=args.per_image))

@@ -302,7 +302,12 @@ def run(args) -> int:
 
     spec = args.model
     restorer = None
-    if todo:  # nothing to do needs no model (a re-run of a finished job works offline)
+    if not todo:  # nothing to do needs no model loaded (a re-run of a finished job works offline), only named
+        from .zoo import unknown_spec
+        reason = unknown_spec(spec)
+        if reason:
+            return fail(f"cannot load model {spec!r}: {reason}", args.debug)
+    else:
         try:
             restorer = Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
                                 device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble,

@@ -317,6 +317,14 @@ def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None, img_range
     return ckpt
 
 
+def unknown_spec(spec: PathLike) -> Optional[str]:
+    """Why ``spec`` names no model (no such file, folder or zoo name), without loading or downloading
+    anything; None if it names one."""
+    if Path(spec).expanduser().exists() or find_entry(str(spec)) is not None:
+        return None
+    return _unknown(str(spec))
+
+
 def _unknown(spec: str) -> str:
     if os.sep in spec or "/" in spec or Path(spec).suffix in (".pth", ".pt", ".ckpt", ".safetensors"):
         return f"no such file or folder: {spec}"

@@ -140,10 +140,17 @@ def test_every_shipped_options_file_parses(path):
     cfg = opts.network_g.config
     assert opts.train_set.gt_size % opts.scale == 0
     assert parse_options(opts.to_dict(), opts.source) == opts  # the logged options read back as they were
-    if path.stem in ("smoke", "bundled_x4", "bundled_dn"):  # short CPU schedules of their own, not the paper's
+    if path.stem in ("smoke", "bundled_x4", "bundled_dn") or path.stem.startswith("convergence_"):
+        # short CPU schedules of their own, not the paper's
         if path.stem == "bundled_dn":  # blind color denoiser: a level per patch, validated at 25
             assert opts.train_set.sigma == (0.0, 50.0) and opts.val_sets[0].sigma == 25.0
             assert (cfg.in_chans, cfg.upsampler, cfg.task) == (3, "", "denoise")
+        if path.stem.startswith("convergence_"):  # Swin2SR against SwinIR: one setup, only the network differs
+            other = load_options(path.with_name(path.name.replace("swin2sr", "swinir") if "swin2sr" in path.name
+                                                else path.name.replace("swinir", "swin2sr")))
+            assert {cfg.arch, other.network_g.config.arch} == {"swinir", "swin2sr"}
+            assert cfg.replace(arch="swinir") == other.network_g.config.replace(arch="swinir")
+            assert (opts.train, opts.train_set, opts.val) == (other.train, other.train_set, other.val)
         return
     if path.stem.startswith("realworld_x4"):  # the two-stage real-world recipe: SwinIR-M, nearest+conv
         gan = path.stem.endswith("gan")
@@ -159,15 +166,25 @@ def test_every_shipped_options_file_parses(path):
                                                               "conv4_4": 1.0, "conv5_4": 1.0}
             assert opts.path.pretrain_network_g.endswith("SwinIR_realworldSR_x4_psnr_DF2K_OST/models/net_g_latest.pth")
         return
-    assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == 2e-4
+    assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == (1e-4 if path.stem == "hat_x4"
+                                                                                   else 2e-4)
     assert opts.train.ema_decay == 0.999 and opts.val.metrics
     # Swin2SR's and HAT's files: SwinIR's settings, as their papers train them.
     arch = next((a for a in ("swin2sr", "hat") if path.stem.startswith(a + "_")), "swinir")
     stem = path.stem.removeprefix(arch + "_")
     assert (cfg.arch, opts.network_g.type) == (arch, {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT"}[arch])
-    if arch == "hat":
+    if arch == "hat":  # x2 from scratch; x4 fine-tuned from it, as XPixelGroup/HAT's options/train
         assert (cfg.window_size, cfg.compress_ratio, cfg.squeeze_factor, cfg.overlap_ratio) == (16, 3, 30, 0.5)
-        assert opts.train_set.gt_size == 256 and opts.train.total_iter == 500000
+        k = cfg.upscale
+        assert opts.train_set.gt_size == 64 * k and opts.train_set.batch_size_per_gpu * 8 == 32
+        if k == 2:
+            assert opts.train.total_iter == 500000 and opts.path.pretrain_network_g is None
+            assert opts.train.scheduler.args["milestones"] == (250000, 400000, 450000, 475000)
+        else:
+            assert opts.train.total_iter == 250000 and opts.train.optim_g.args["lr"] == 1e-4
+            assert opts.train.scheduler.args["milestones"] == (125000, 200000, 225000, 240000)
+            assert opts.path.pretrain_network_g == "experiments/HAT_SRx2_DF2K/models/net_g_latest.pth"
+            assert opts.path.strict_load_g is False
     elif stem.startswith("x") or stem.startswith("lightweight"):
         k = int(stem[-1])
         assert (cfg.upscale, opts.scale, opts.train_set.gt_size, cfg.window_size) == (k, k, 64 * k, 8)

@@ -250,9 +250,12 @@ def test_tile_0_an_input_named_twice_and_a_rerun_with_nothing_to_do(ckpt, small_
     err = capsys.readouterr().err
     assert f"note: {src / 'c.png'}: given more than once; restored once" in err and "done 1, skipped 0" in err
     assert read_image(out / "c.png").array.shape == (96, 128, 3)  # --tile 0: the whole image at once
-    # Every output there: no model is needed, so a model that cannot be loaded here does not matter.
-    assert main([str(src), "-o", str(out), "--model", str(tmp_path / "gone.pth")]) == 0
+    # Every output there: no model is loaded, so a zoo model that is not downloaded here does not matter
+    # (offline), while a name that is no model at all is still an error.
+    assert main([str(src), "-o", str(out), "--model", "classical-x4", "--weights-dir", str(tmp_path / "empty")]) == 0
     assert "done 0, skipped 1, failed 0" in capsys.readouterr().err
+    assert main([str(src), "-o", str(out), "--model", str(tmp_path / "gone.pth")]) == 2
+    assert f"error: cannot load model '{tmp_path / 'gone.pth'}': no such file or folder" in capsys.readouterr().err
 
 
 def test_bf16_on_a_cpu_without_native_bf16_is_refused(ckpt, tmp_path):

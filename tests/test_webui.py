@@ -705,6 +705,7 @@ def test_untiled_runs_too_big_for_free_memory_are_tiled(webapp, files, monkeypat
 def test_uploads_are_refused_when_the_temp_space_is_full(webapp):
     """Uploads land on disk before any event runs: the quota is checked as they arrive (HTTP 507)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from swinir_app.webui.cli import UploadQuota
     webapp.config.max_temp_size = 3_000_000
@@ -719,7 +720,8 @@ def test_uploads_are_refused_when_the_temp_space_is_full(webapp):
         async def send(message):
             sent.append(message)
         scope = {"type": "http", "path": "/gradio_api/upload", "headers": [(b"content-length", str(size).encode())]}
-        asyncio.run(UploadQuota(app, webapp)(scope, None, send))
+        with ThreadPoolExecutor(1) as pool:  # its own event loop: the browser tests' may be running in this thread
+            pool.submit(asyncio.run, UploadQuota(app, webapp)(scope, None, send)).result()
         return sent[0]["status"] if sent else 200
 
     old, young = webapp.workdir / "old.bin", webapp.workdir / "young.bin"
