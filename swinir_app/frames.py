@@ -21,7 +21,7 @@ from typing import Callable, List, Optional
 import numpy as np
 from PIL import Image
 
-from .images import ImageReadError, _icc_fits, _read_regular_file, atomic_write
+from .images import ImageReadError, _icc_fits, _read_regular_file, atomic_write, gif_frame
 
 # The containers that hold frames, by output extension; TIFF pages carry no timing.
 TIMED = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
@@ -200,8 +200,8 @@ def encode_animation(anim: Animation, ext: str, quality: int = 95) -> bytes:
         _write_pages(out, anim)
         return out.getvalue()
     frames = [_to_8bit(f) for f in anim.frames]
-    images = [Image.fromarray(f) for f in frames]
     fmt = TIMED[ext]
+    images = [gif_frame(f) if fmt == "GIF" else Image.fromarray(f) for f in frames]
     kwargs = dict(save_all=True, append_images=images[1:], duration=[int(round(d)) for d in anim.durations])
     if anim.loop is not None:
         kwargs["loop"] = anim.loop

@@ -280,13 +280,13 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
         return _encode_16bit(array, ext, icc_profile)
     if array.dtype == np.uint16:  # JPEG/WebP are 8-bit formats
         array = np.round(array / 257.0).astype(np.uint8)
-    img = Image.fromarray(array)
+    img = gif_frame(array) if ext == ".gif" else Image.fromarray(array)
     if ext in (".jpg", ".jpeg") and img.mode in ("RGBA", "LA"):
         img = img.convert("RGB" if img.mode == "RGBA" else "L")  # JPEG has no alpha
-    elif ext == ".gif" and img.mode == "LA":
-        img = img.convert("RGBA")
     fmt = WRITABLE[ext]
     kwargs = {"icc_profile": icc_profile} if icc_profile and fmt != "GIF" else {}
+    if "transparency" in img.info:
+        kwargs["transparency"] = img.info["transparency"]
     if fmt in ("JPEG", "WEBP"):
         kwargs["quality"] = quality
     if fmt == "PNG":
@@ -294,6 +294,31 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     out = io.BytesIO()
     img.save(out, format=fmt, **kwargs)
     return out.getvalue()
+
+
+def gif_frame(array: np.ndarray) -> Image.Image:
+    """An HxW or HxWxC uint8 image as GIF holds it: a palette image of 255 colours (median cut, with
+    Floyd-Steinberg dithering) and, where there is alpha, index 255 for the pixels under half opacity
+    (``info["transparency"]``): GIF's transparency is one bit, and Pillow's own conversion of many
+    colours and soft alpha can drop it."""
+    a = np.asarray(array)
+    if a.ndim == 3 and a.shape[2] in (2, 4):
+        color, alpha = a[:, :, :-1], a[:, :, -1]
+    else:
+        color, alpha = a, None
+    if color.ndim == 3 and color.shape[2] == 1:
+        color = color[:, :, 0]
+    rgb = Image.fromarray(np.ascontiguousarray(color)).convert("RGB")
+    quantized = rgb.quantize(colors=255, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.FLOYDSTEINBERG)
+    if alpha is None:
+        return quantized
+    index = np.asarray(quantized).copy()
+    index[alpha < 128] = 255
+    frame = Image.fromarray(index, "P")
+    palette = quantized.getpalette()[:3 * 255]
+    frame.putpalette(palette + [0] * (3 * 256 - len(palette)))
+    frame.info["transparency"] = 255
+    return frame
 
 
 def _encode_16bit(a: np.ndarray, ext: str, icc: Optional[bytes]) -> bytes:

@@ -52,7 +52,8 @@ class Summary:
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog="python -m swinir_app.upscale", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT",
+                   help="image, animated image and video files, and/or folders of them")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (mirrors input folders)")
     add_model(p)
     add_tiles(p)
@@ -278,6 +279,10 @@ def run(args) -> int:
         print(f"note: {line}", file=sys.stderr)
     if args.segments < 1:
         return fail("--segments must be at least 1", args.debug)
+    codecs = sorted({args.video_codec or video.default_codec(j.dst) for j in jobs
+                     if j.src.suffix.lower() in video.VIDEO_EXTENSIONS})
+    for problem in filter(None, (video.encoder_problem(c, args.crf, args.preset) for c in codecs)):
+        return fail(problem, args.debug)  # a usage error, before any model work
     inputs = {_identity(job.src) for job in jobs} - {None}
     jobs, refused = plan_kinds(jobs, args.segments)
     jobs = shard(jobs, rank, world)
@@ -291,8 +296,9 @@ def run(args) -> int:
             summary.failed += 1
             print(f"error: {job.src}: its output {job.dst} is an input (the same file); not written", file=sys.stderr)
         elif job.dst.exists() and not args.overwrite:
-            summary.skipped += 1
-            existing += 1
+            if job.segment is None or job.segment[0] == 0:  # a video cut in slices is one output
+                summary.skipped += 1
+                existing += 1
         else:
             todo.append(job)
     if existing and not args.skip_existing:

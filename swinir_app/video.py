@@ -182,9 +182,11 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
     import av
     src, dst = Path(src), Path(dst)
     codec = codec or default_codec(dst)
-    if codec not in av.codecs_available:
-        raise ValueError(f"unknown video encoder {codec!r} (this FFmpeg build has e.g. libx264, libvpx-vp9, "
-                         f"ffv1, mpeg4)")
+    problem = encoder_problem(codec, crf, preset)
+    if problem:
+        raise ValueError(problem)
+    if not overwrite and dst.exists():  # before the work, not after it
+        raise FileExistsError(f"{dst} exists")
     try:
         inp = av.open(str(src))
     except Exception as e:  # noqa: BLE001 - FFmpeg errors of every kind
@@ -202,10 +204,13 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
         if start is not None and start > (vs.start_time or 0):
             inp.seek(start, stream=vs, backward=True)
         pipe = _Pipeline(inp, vs, copied, start, end, restore, src)
-        with atomic_file(dst, overwrite=overwrite) as f:
-            with av.open(f, "w", format=CONTAINERS.get(dst.suffix.lower())) as out:
-                pipe.run(out, codec, crf, preset, segment is not None, on_frame,
-                         0 if segment else total)
+        try:
+            with atomic_file(dst, overwrite=overwrite) as f:
+                with av.open(f, "w", format=CONTAINERS.get(dst.suffix.lower())) as out:
+                    pipe.run(out, codec, crf, preset, segment is not None, on_frame,
+                             0 if segment else total)
+        except FileExistsError:
+            raise FileExistsError(f"{dst} appeared while the video was restored; not overwritten") from None
         return VideoResult(pipe.count, *pipe.size)
 
 
@@ -312,7 +317,11 @@ class _Pipeline:
             ostream.codec_context.max_b_frames = 0
         if first.rotation:
             ostream.set_display_rotation(int(first.rotation))
-        streams = {s.index: out.add_stream_from_template(s) for s in self.copied}
+        try:
+            streams = {s.index: out.add_stream_from_template(s) for s in self.copied}
+        except ValueError as e:  # e.g. AAC sound into WebM
+            raise VideoError(self.src, f"its {', '.join(s.codec_context.name for s in self.copied)} streams cannot "
+                                       f"be copied into {out.format.name} ({e}); write .mkv, which takes any") from None
         self.size = (w, h)
         encoder = threading.Thread(target=self._encode, args=(out, ostream, streams), name="video-encode",
                                    daemon=True)
@@ -378,6 +387,32 @@ class _Pipeline:
             reached = float((last_pts - (self.vs.start_time or 0)) * self.vs.time_base) + 1 / rate
             if reached < seconds - 1.5 / rate:
                 raise VideoError(self.src, f"the video stops at {reached:.2f} s of its {seconds:.2f} s (truncated)")
+
+
+X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
+                "placebo")
+_CRF_RANGE = {"libx264": 51, "libx264rgb": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libaom-av1": 63,
+              "libsvtav1": 63}
+
+
+def encoder_problem(codec: str, crf: int, preset: str) -> Optional[str]:
+    """Why these encoder settings cannot work (one line), or None: checked before any frame is restored."""
+    import av
+    if codec not in av.codecs_available:
+        return (f"--video-codec {codec}: not an encoder of this FFmpeg build (e.g. libx264, libx265, libvpx-vp9, "
+                f"ffv1, mpeg4)")
+    try:
+        kind = av.Codec(codec, "w").type
+    except Exception:  # noqa: BLE001 - a decoder-only name
+        kind = None
+    if kind != "video":
+        return f"--video-codec {codec}: not a video encoder"
+    top = _CRF_RANGE.get(codec)
+    if top is not None and not 0 <= crf <= top:
+        return f"--crf {crf}: {codec} takes 0 to {top}"
+    if codec in ("libx264", "libx264rgb", "libx265") and preset not in X264_PRESETS:
+        return f"--preset {preset}: not one of {', '.join(X264_PRESETS)}"
+    return None
 
 
 def _pixel_format(codec: str, crf: int) -> str:

@@ -88,6 +88,27 @@ def test_gif_frames_whose_holes_grow_are_disposed_to_the_background(tmp_path):
         assert ((a[..., 3] > 0) == (b[..., 3] > 0)).all()
 
 
+def test_gif_keeps_one_bit_transparency_with_many_colours_and_soft_alpha(tmp_path):
+    """Pillow's own palette conversion can drop the transparent index of a many-coloured frame with soft
+    alpha (what an upscaled frame is): ours quantizes to 255 colours and keeps index 255 transparent."""
+    from swinir_app.frames import Animation, write_animation
+    from swinir_app.images import encode_image, read_image
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(3):
+        a = np.dstack([rng.integers(0, 255, (48, 64, 3), dtype=np.uint8), np.full((48, 64), 255, np.uint8)])
+        a[:12, :16, 3] = np.linspace(0, 255, 16, dtype=np.uint8)[None]  # a soft edge
+        a[30:, 40:, 3] = 0
+        frames.append(a)
+    write_animation(tmp_path / "soft.gif", Animation(frames=frames, format="GIF", durations=[50, 100, 150], loop=0,
+                                                     disposal=[2, 2, 2]))
+    for a, b in zip(frames, read_animation(tmp_path / "soft.gif").frames):
+        assert ((a[..., 3] >= 128) == (b[..., 3] > 0)).all()
+    (tmp_path / "still.gif").write_bytes(encode_image(frames[0], ".gif"))
+    still = read_image(tmp_path / "still.gif").array
+    assert ((frames[0][..., 3] >= 128) == (still[..., 3] > 0)).all()
+
+
 def test_multi_page_16bit_tiff_keeps_its_pages_exactly(ckpt, trained_x2, tmp_path, capsys):
     import tifffile
     src, out = tmp_path / "in", tmp_path / "out"
@@ -251,9 +272,27 @@ def test_skip_existing_works_per_video(ckpt, clip, tmp_path, capsys):
     out = tmp_path / "out"
     (out).mkdir()
     (out / "clip.mp4").write_bytes(b"an earlier result")
-    assert main([str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--skip-existing"]) == 0
-    assert "done 0, skipped 1, failed 0" in capsys.readouterr().err
+    for extra in ([], ["--segments", "2"]):  # a video cut in slices is still one output
+        assert main([str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--skip-existing",
+                     *extra]) == 0
+        assert "done 0, skipped 1, failed 0" in capsys.readouterr().err
     assert (out / "clip.mp4").read_bytes() == b"an earlier result"
+    from swinir_app.video import restore_video
+    with pytest.raises(FileExistsError, match=f"^{out / 'clip.mp4'} exists$"):  # at once, before any frame
+        restore_video(clip, out / "clip.mp4", lambda a: 1 / 0)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--video-codec", "nosuch"], "--video-codec nosuch: not an encoder of this FFmpeg build"),
+    (["--video-codec", "aac"], "--video-codec aac: not a video encoder"),
+    (["--crf", "99"], "--crf 99: libx264 takes 0 to 51"),
+    (["--preset", "nosuchpreset"], "--preset nosuchpreset: not one of ultrafast, superfast"),
+])
+def test_encoder_settings_are_usage_errors_before_any_work(clip, tmp_path, capsys, extra, message):
+    # A model path that does not exist: had the run reached the model, the error would name it.
+    assert main([str(clip), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "never.pth"), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {message}") and err.count("\n") == 1 and "never" not in err
 
 
 def test_segments_join_into_the_same_video(ckpt, clip, tmp_path, capsys):
