@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
@@ -12,8 +13,6 @@ from conftest import REPO, photo
 from swinir_app import Restorer
 from swinir_app.frames import read_animation
 from swinir_app.upscale import main
-
-av = pytest.importorskip("av")
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
