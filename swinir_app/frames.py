@@ -16,7 +16,7 @@ from __future__ import annotations
 import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 from PIL import Image
@@ -64,25 +64,25 @@ class Animation:
         return replace(self, frames=[fn(f) for f in self.frames])
 
 
-def frame_count(path: Path) -> int:
-    """How many frames or pages the file at ``path`` holds (1 for a still image, or one that the
-    header does not describe: its reader says what is wrong later). Reads headers only, and only
-    from regular files."""
+def frame_info(path: Path) -> Tuple[int, str]:
+    """How many frames or pages the file at ``path`` holds, and its format ("GIF", "PNG", "WEBP",
+    "TIFF", ...): 1 and "" for a file that the header does not describe (its reader says what is
+    wrong later). Reads headers only, and only from regular files."""
     import os
     import stat
     try:
         if not stat.S_ISREG(os.stat(path).st_mode):
-            return 1
+            return 1, ""
         with Image.open(path) as img:
-            return int(getattr(img, "n_frames", 1))
+            return int(getattr(img, "n_frames", 1)), img.format or ""
     except Exception:  # noqa: BLE001 - 16-bit gray+alpha TIFFs, which Pillow cannot open, and garbage
         pass
     try:
         import tifffile
         with tifffile.TiffFile(path) as tif:
-            return len(tif.pages)
+            return len(tif.pages), "TIFF"
     except Exception:  # noqa: BLE001
-        return 1
+        return 1, ""
 
 
 def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str] = None,

@@ -428,27 +428,16 @@ def plan_kinds(jobs: List[Job], segments: int) -> Tuple[List[Job], Dict[Job, str
             n = segments
             out.extend(replace(job, kind="video", segment=(k, n) if n > 1 else None) for k in range(n))
             continue
-        count = animations.frame_count(job.src)
+        count, fmt = animations.frame_info(job.src)
         if count <= 1:
             out.append(job)
             continue
         job = replace(job, kind="frames")
-        fmt = "TIFF" if job.src.suffix.lower() in (".tif", ".tiff") else "animation"
-        problem = animations.output_problem(fmt if fmt == "TIFF" else _animated_format(job.src), count,
-                                            job.dst.suffix)
+        problem = animations.output_problem(fmt, count, job.dst.suffix)
         if problem:
             refused[job] = problem
         out.append(job)
     return out, refused
-
-
-def _animated_format(path: Path) -> str:
-    from PIL import Image
-    try:
-        with Image.open(path) as img:
-            return img.format or "GIF"
-    except Exception:  # noqa: BLE001 - frame_count opened it already
-        return "GIF"
 
 
 def _read(job: Job, max_pixels: int):
