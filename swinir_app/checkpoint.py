@@ -11,6 +11,7 @@ import math
 import os
 import pickle
 import re
+import warnings
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -337,6 +338,13 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
         config, how = config_from_dict(embedded, source), "embedded"
     if config is None:
         config, how = infer_config(state, source=source), "inferred"
+        if config.arch == "swin2sr" and not any(k.endswith(("attn.relative_position_index", ".attn_mask"))
+                                                for k in state):
+            # transformers never saves these buffers, and some official-layout copies drop them
+            warnings.warn(f"{source}: the window size is not stored in these Swin2SR weights; assuming "
+                          f"{config.window_size}, the official choice for this head (keep transformers' "
+                          f"config.json beside the weights and load the folder to be sure)", UserWarning,
+                          stacklevel=2)
     check_state(state, config, source, f"its {how} config")
     if how == "metadata":  # our safetensors leave the derived buffers out: restore the official key set
         state = {**state, **{k: v for k, v in derived_buffers(config).items() if k not in state}}

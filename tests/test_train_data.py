@@ -13,6 +13,7 @@ import yaml
 
 from conftest import photo
 from swinir_app.protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
+from swinir_app.train import load_options
 from swinir_app.train import data as data_module
 from swinir_app.train.data import DataError, RestorationDataset
 from swinir_app.train.sampler import ResumableSampler, train_loader
@@ -171,6 +172,35 @@ def test_gaussian_noise_fixed_and_random_sigma(pairs):
     val = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=15.0)
     gt, lq = val.pair(0)
     np.testing.assert_array_equal(lq, noisy_input(gt, 15.0, 0))
+
+
+def test_gray_noise_share_draws_one_plane_for_all_channels(pairs, tmp_path):
+    """gray_noise_prob (Real-ESRGAN's name): that share of patches carries the same noise in R, G and B, as a
+    gray photo has when given to a color model; unset (or 0) leaves the patch stream exactly as before."""
+    hr, _ = pairs
+    plain = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=25.0, gt_size=48)
+    zero = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=25.0, gt_size=48, gray_noise_prob=0.0)
+    assert all(torch.equal(a, b) for i in range(3) for a, b in zip(plain[(0, i)], zero[(0, i)]))
+    always = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=25.0, gt_size=48, gray_noise_prob=1.0)
+    lq, gt = always[(0, 1)]
+    noise = lq - gt
+    same = lambda a, b: torch.allclose(a, b, atol=1e-6)  # noqa: E731 - (gt + n) - gt rounds per channel
+    assert same(noise[0], noise[1]) and same(noise[1], noise[2])
+    assert abs(float(noise.std()) * 255 - 25) < 2
+    half = dataset("DenoisingDataset", scale=1, dataroot_gt=str(hr), sigma=25.0, gt_size=48, gray_noise_prob=0.4)
+    gray = [same((lq - gt)[0], (lq - gt)[2]) for lq, gt in (half[(0, i)] for i in range(40))]
+    assert 6 <= sum(gray) <= 26  # about 40% of 40
+    from swinir_app.options import OptionsError
+    opt = tiny_options(tmp_path, hr, scale=1, name="badprob", datasets={"train": {
+        "name": "n", "type": "DenoisingDataset", "dataroot_gt": str(hr), "sigma": [0, 50], "gray_noise_prob": 1.5,
+        "gt_size": 32}}, network_g={"upscale": 1, "upsampler": "", "type": "SwinIR"})
+    with pytest.raises(OptionsError, match=r"datasets.train.gray_noise_prob: 1.5 is not a probability in \[0, 1\]"):
+        load_options(opt)
+    opt = tiny_options(tmp_path, hr, scale=1, name="badkind", datasets={"train": {
+        "name": "n", "type": "JPEGDataset", "dataroot_gt": str(hr), "quality": 40, "gray_noise_prob": 0.5,
+        "gt_size": 32}}, network_g={"upscale": 1, "upsampler": "", "type": "SwinIR"})
+    with pytest.raises(OptionsError, match="gray_noise_prob: Real-ESRGAN degradation keys are for RealESRGANDataset"):
+        load_options(opt)
 
 
 def test_jpeg_fixed_and_random_quality_color_and_gray(pairs):

@@ -140,11 +140,24 @@ def test_every_shipped_options_file_parses(path):
     cfg = opts.network_g.config
     assert opts.train_set.gt_size % opts.scale == 0
     assert parse_options(opts.to_dict(), opts.source) == opts  # the logged options read back as they were
-    if path.stem in ("smoke", "bundled_x4", "bundled_dn") or path.stem.startswith("convergence_"):
+    if path.stem in ("smoke", "bundled_x4", "bundled_dn", "bundled_dn_gray", "bundled_real_x4") or \
+            path.stem.startswith("convergence_"):
         # short CPU schedules of their own, not the paper's
-        if path.stem == "bundled_dn":  # blind color denoiser: a level per patch, validated at 25
+        if path.stem.startswith("bundled_dn"):  # blind color denoiser: a level per patch, validated at 25
             assert opts.train_set.sigma == (0.0, 50.0) and opts.val_sets[0].sigma == 25.0
             assert (cfg.in_chans, cfg.upsampler, cfg.task) == (3, "", "denoise")
+            # stage 2 fine-tunes stage 1 with gray noise on part of the patches, on the same photos
+            if path.stem.endswith("gray"):
+                stage1 = load_options(path.with_name("bundled_dn.yml"))
+                assert opts.train_set.gray_noise_prob == 0.4 and stage1.train_set.gray_noise_prob is None
+                assert opts.network_g == stage1.network_g and opts.train_set.dataroot_gt == stage1.train_set.dataroot_gt
+                assert opts.path.pretrain_network_g == "experiments/bundled_dn/models/net_g_4000.pth"
+        if path.stem == "bundled_real_x4":  # bundled-x4 fine-tuned on Real-ESRGAN's degradation
+            x4 = load_options(path.with_name("bundled_x4.yml"))
+            assert opts.network_g == x4.network_g and opts.path.pretrain_network_g == "bundled-x4"
+            assert opts.train_set.type == opts.val_sets[0].type == "RealESRGANDataset"
+            assert opts.train_set.dataroot_gt == x4.train_set.dataroot_gt and opts.train_set.gt_usm
+            assert "skimage://" in opts.val_sets[0].dataroot_gt and not opts.val_sets[0].gt_usm
         if path.stem.startswith("convergence_"):  # Swin2SR against SwinIR: one setup, only the network differs
             other = load_options(path.with_name(path.name.replace("swin2sr", "swinir") if "swin2sr" in path.name
                                                 else path.name.replace("swinir", "swin2sr")))

@@ -1,8 +1,9 @@
 """Exact resume: 2N straight iterations == N, kill -9 in the middle of what follows, --auto_resume to 2N.
 
 Same weights, EMA and optimizer to 1e-6 on deterministic CPU: the data order and crops, the drop-path
-RNG, the schedule and the Adam state all continue where they were. The resumed run loads its batches
-with a worker process where the others use none: the data does not depend on that either.
+RNG, the schedule, the Adam state and the training-pair pool (queue_size) all continue where they
+were. The resumed run loads its batches with a worker process where the others use none: the data
+does not depend on that either.
 """
 import os
 import re
@@ -46,8 +47,9 @@ def max_diff(a, b):
 def test_kill_9_then_auto_resume_gives_the_straight_run(tmp_path):
     hr, lr = write_pairs(tmp_path, scale=2, size=(80, 96))
     # drop_path 0.1 draws random numbers every step; patch 48, batch 4: a few tens of ms per iteration.
+    # queue_size 8 (two batches): the pair pool is full from iteration 3 and is restored with the state.
     common = dict(total_iter=2 * N, val={"val_freq": N}, train={"ema_decay": 0.9, "warmup_iter": 2},
-                  logger={"save_checkpoint_freq": N, "print_freq": 1})
+                  logger={"save_checkpoint_freq": N, "print_freq": 1}, queue_size=8)
     opt = tiny_options(tmp_path, hr, lr, name="straight", **common)
     text = opt.read_text().replace("gt_size: 32", "gt_size: 48")
     text = text.replace("batch_size_per_gpu: 2", "batch_size_per_gpu: 4")

@@ -215,6 +215,11 @@ def _check_training(opts: Options) -> str:
         problem = _check_dataset(opts, key, ds, cfg)
         if problem:
             return problem
+    if opts.queue_size is not None:
+        bs = opts.train_set.batch_size_per_gpu
+        if opts.queue_size < bs or opts.queue_size % bs:
+            return (f"queue_size: {opts.queue_size} is not a multiple of datasets.train.batch_size_per_gpu "
+                    f"({bs})")
     for key, m in (opts.val.metrics.items() if opts.val else ()):
         if m.metric == "lpips":
             return f"val.metrics.{key}.type: calculate_lpips is for evaluation; training validates with psnr/ssim/psnrb"
@@ -280,8 +285,12 @@ def _check_dataset(opts: Options, key: str, ds, cfg) -> str:
         return f"{where}.dataroot_lq: is required with io_backend lmdb"
     if ds.kind != "paired" and ds.dataroot_lq is not None:
         return f"{where}.dataroot_lq: {ds.type} makes the LR itself; use PairedImageDataset"
-    if ds.kind != "realesrgan" and ds.realesrgan:
-        return f"{where}.{next(iter(ds.realesrgan))}: Real-ESRGAN degradation keys are for RealESRGANDataset"
+    stray = [k for k in ds.realesrgan if not (ds.kind == "noise" and k == "gray_noise_prob")]
+    if ds.kind != "realesrgan" and stray:
+        return (f"{where}.{stray[0]}: Real-ESRGAN degradation keys are for RealESRGANDataset"
+                f"{' (DenoisingDataset takes gray_noise_prob)' if ds.kind == 'noise' else ''}")
+    if ds.kind == "noise" and ds.gray_noise_prob is not None and not 0 <= ds.gray_noise_prob <= 1:
+        return f"{where}.gray_noise_prob: {ds.gray_noise_prob} is not a probability in [0, 1]"
     if ds.kind == "realesrgan":
         problem = _check_realesrgan(ds)
         if problem:

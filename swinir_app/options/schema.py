@@ -165,7 +165,7 @@ class DatasetOptions(Section):
     gaussian_noise_prob: Optional[Float] = None
     noise_range: Optional[Pair] = None
     poisson_scale_range: Optional[Pair] = None
-    gray_noise_prob: Optional[Float] = None
+    gray_noise_prob: Optional[Float] = None  # also DenoisingDataset: a share of patches get gray noise
     jpeg_range: Optional[Pair] = None
     second_blur_prob: Optional[Float] = None
     blur_kernel_size2: Optional[Int] = None
@@ -409,6 +409,7 @@ class Options(Section):
     scale: Optional[Int] = None
     num_gpu: Union[Int, Literal["auto"]] = "auto"
     manual_seed: Optional[Int] = None
+    queue_size: Optional[Int] = None  # Real-ESRGAN's training-pair pool (swinir_app.train.pool), per process
     path: PathOptions = PathOptions()
     val: Optional[ValOptions] = None
     logger: LoggerOptions = LoggerOptions()

@@ -29,18 +29,20 @@ def bicubic_upscale(lq: np.ndarray, scale: int) -> np.ndarray:
 
 
 def noisy_input(gt: np.ndarray, sigma: float, seed: Optional[int] = 0,
-                rng: Optional[np.random.Generator] = None) -> np.ndarray:
+                rng: Optional[np.random.Generator] = None, gray: bool = False) -> np.ndarray:
     """``gt`` in [0, 1] (uint8 or uint16) plus Gaussian noise of std ``sigma``/255, float32, neither
     clipped nor rounded.
 
     With ``seed`` (evaluation), as the official test script: a generator reseeded with ``seed`` for
     every image, the noise drawn in OpenCV's BGR channel order, so the numbers match its tables. With
-    ``rng`` (training patches), float32 noise from that generator.
+    ``rng`` (training patches), float32 noise from that generator; ``gray`` draws one noise plane for all
+    channels (Real-ESRGAN's gray noise: what a gray photo given to a color model carries).
     """
     peak = float(np.iinfo(gt.dtype).max)
     img = gt.astype(np.float32) / np.float32(peak)
     if rng is not None:
-        return img + rng.standard_normal(gt.shape, dtype=np.float32) * np.float32(sigma / 255.0)
+        shape = gt.shape[:2] + (1,) if gray and gt.ndim == 3 else gt.shape
+        return img + rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma / 255.0)
     bgr = gt[:, :, ::-1] if gt.ndim == 3 else gt
     noise = np.random.RandomState(seed).normal(0, sigma / 255.0, bgr.shape)
     noise = noise[:, :, ::-1] if gt.ndim == 3 else noise

@@ -347,7 +347,9 @@ class RestorationDataset(Dataset):
                 return self.degradation(to_tensor(gt), seed=int(rng.integers(2 ** 63)))
             if self.kind == "noise":
                 lo, hi = _range(o.sigma)
-                lq = noisy_input(gt, lo if lo == hi else float(rng.uniform(lo, hi)), rng=rng)
+                sigma = lo if lo == hi else float(rng.uniform(lo, hi))
+                gray = bool(o.gray_noise_prob) and rng.random() < o.gray_noise_prob  # no draw when unset
+                lq = noisy_input(gt, sigma, rng=rng, gray=gray)
             else:
                 lo, hi = _range(o.quality)
                 lq = jpeg_input(gt, int(lo if lo == hi else rng.integers(lo, hi + 1)))

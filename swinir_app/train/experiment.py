@@ -2,6 +2,7 @@
 
     experiments/<name>/models/net_g_<iter>.pth, net_g_latest.pth   {params, params_ema, config}
     experiments/<name>/training_states/<iter>.state                iteration, optimizer, scaler, RNG states
+    experiments/<name>/training_states/<iter>.pool_rank<r>         with queue_size: each process's pair pool
 
 :class:`Experiment` is the one place that knows the layout; resuming reads a state and the weights of
 its iteration through it.
@@ -81,6 +82,10 @@ class Experiment:
 
     def state(self, it: int) -> Path:
         return self.states / f"{it}{STATE_SUFFIX}"
+
+    def pool(self, it: int, rank: int) -> Path:
+        """Rank ``rank``'s training-pair pool (``queue_size``) at iteration ``it``, written before the state."""
+        return self.states / f"{it}.pool_rank{rank}"
 
     def load_resume(self, path: Path) -> Resume:
         """The state at ``path`` and the weights of its iteration. Raises :class:`TrainingError`."""

@@ -38,6 +38,7 @@ from .data import RestorationDataset
 from .experiment import (Experiment, Interrupted, Resume, TrainingError, cpu_state, resume_from, rng_state,
                          set_rng_state, to_bytes)
 from .gan import build_discriminator, build_gan_loss, build_perceptual, perceptual_value
+from .pool import PairPool
 from .sampler import train_loader
 from .schedule import EMA, lr_schedule, make_loss
 from ..distributed import Dist
@@ -242,6 +243,16 @@ class Trainer:
                                                  pin_memory=self.device.type == "cuda")
         self.start_iter = self.iter = start
         self.last_state = resume.path if resume is not None else None
+        self.pool = PairPool(o.queue_size, self.seed, d.rank) if o.queue_size else None
+        if self.pool is not None and resume is not None:
+            path = Experiment(resume.path.parent.parent).pool(start, d.rank)
+            try:
+                self.pool.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), self.device)
+            except FileNotFoundError:
+                log.warning("%s is missing (the state was saved without queue_size): the pair pool starts empty",
+                            path)
+            except ValueError as e:
+                raise TrainingError(f"{path}: {e}") from None
 
     def _cache(self, ds) -> Path:
         return Path(ds.lq_cache) if ds.lq_cache else self.exp.cache
@@ -441,7 +452,10 @@ class Trainer:
             it += 1
             self.iter = it
             lq, gt = next(batches)
-            step = self.step(it, lq.to(self.device, non_blocking=True), gt.to(self.device, non_blocking=True), amp)
+            lq, gt = lq.to(self.device, non_blocking=True), gt.to(self.device, non_blocking=True)
+            if self.pool is not None:
+                lq, gt = self.pool.swap(lq, gt, it)
+            step = self.step(it, lq, gt, amp)
             if step.loss is not None:
                 loss_sum += step.loss
                 loss_n += 1
@@ -636,8 +650,12 @@ class Trainer:
     # ---- checkpoints ---------------------------------------------------------------------
 
     def save(self, it: int) -> None:
-        """models/net_g_<it>.pth and net_g_latest.pth, then training_states/<it>.state (rank 0)."""
+        """models/net_g_<it>.pth and net_g_latest.pth, then training_states/<it>.state (rank 0); with
+        queue_size, each rank's pair pool first."""
         rng = distributed.gather(self.dist, rng_state())
+        if self.pool is not None:  # every rank's pool is on disk before the state that needs it
+            atomic_write(self.exp.pool(it, self.dist.rank), to_bytes(self.pool.state_dict()))
+            distributed.barrier(self.dist)
         if self.dist.main:
             weights = {"params": cpu_state(self.model)}
             if self.ema is not None:
