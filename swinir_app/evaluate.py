@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--degradation", metavar="SPEC",
                    help="SR: make a real-world-like LQ from the GT instead of the clean bicubic one, e.g. "
                         "blur:1.5,noise:10,jpeg:50 (blur sigma in HR pixels, noise sigma on 0-255, JPEG quality)")
+    p.add_argument("--gray-noise", action="store_true",
+                   help="denoising with a color model: one noise plane for R, G and B, as a gray photo carries it "
+                        "(the official script draws noise per channel)")
     p.add_argument("--seed", type=int, default=0, help="denoising and --degradation: noise seed, reset for every "
                                                        "image (0)")
     p.add_argument("--metrics", nargs="+", choices=METRICS, metavar="M",
@@ -154,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 task=args.task, noise=args.noise, jpeg=args.jpeg, seed=args.seed,
                                 metrics=args.metrics, lpips_net=args.lpips_net, crop_border=args.crop_border,
                                 save_images=args.save_images, progress=not args.no_progress,
-                                degradation=args.degradation, **common)]
+                                degradation=args.degradation, gray_noise=args.gray_noise, **common)]
     except (EvalError, OptionsError, LPIPSWeightsMissing) as e:
         if args.debug:  # the exception itself, for a debugger or a library caller
             raise

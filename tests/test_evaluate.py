@@ -242,6 +242,27 @@ def test_denoising_protocol_is_reproducible(gt_dir):
     assert evaluate(model, gt_dir, device="cpu", progress=False).protocol.noise_sigma == 15  # the official default
 
 
+def test_gray_noise_is_one_plane_the_official_gray_draw(gt_dir, tmp_path):
+    """--gray-noise: a gray photo given to a color denoiser carries the same noise in R, G and B: the very
+    plane the official script draws for the 1-channel image; refused where it means nothing."""
+    gray = skimage.data.camera()[:40, :50]
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    lq = noisy_input(rgb, 25, seed=3, gray=True)
+    for c in range(3):
+        assert np.array_equal(lq[:, :, c], noisy_input(gray, 25, seed=3))
+    model = SwinIR(small("color-dn")).eval()
+    model.load_state_dict(random_state(model, 1))
+    gray_dir = tmp_path / "gray"
+    gray_dir.mkdir()
+    cv2.imwrite(str(gray_dir / "camera.png"), skimage.data.camera()[:64, :64])
+    a = evaluate(model, gray_dir, noise=25, device="cpu", progress=False, gray_noise=True)
+    b = evaluate(model, gray_dir, noise=25, device="cpu", progress=False)
+    assert "one plane for all channels" in a.protocol.lq_source and "one plane" not in b.protocol.lq_source
+    assert a.summary != b.summary
+    with pytest.raises(EvalError, match="--gray-noise is for color denoising models"):
+        evaluate(SwinIR(small("classical-x2")).eval(), gt_dir, device="cpu", progress=False, gray_noise=True)
+
+
 def test_noise_level_and_quality_default_to_the_model_name(gt_dir, tmp_path):
     path, _ = checkpoint(tmp_path, "color-dn")
     named = path.rename(tmp_path / "005_colorDN_DFWB_s128w8_SwinIR-M_noise50.pth")

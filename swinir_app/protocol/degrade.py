@@ -35,17 +35,21 @@ def noisy_input(gt: np.ndarray, sigma: float, seed: Optional[int] = 0,
 
     With ``seed`` (evaluation), as the official test script: a generator reseeded with ``seed`` for
     every image, the noise drawn in OpenCV's BGR channel order, so the numbers match its tables. With
-    ``rng`` (training patches), float32 noise from that generator; ``gray`` draws one noise plane for all
-    channels (Real-ESRGAN's gray noise: what a gray photo given to a color model carries).
+    ``rng`` (training patches), float32 noise from that generator. ``gray`` draws one noise plane for all
+    channels (Real-ESRGAN's gray noise: what a gray photo given to a color model carries); with ``seed``,
+    the plane the official script would draw for the gray image.
     """
     peak = float(np.iinfo(gt.dtype).max)
     img = gt.astype(np.float32) / np.float32(peak)
     if rng is not None:
         shape = gt.shape[:2] + (1,) if gray and gt.ndim == 3 else gt.shape
         return img + rng.standard_normal(shape, dtype=np.float32) * np.float32(sigma / 255.0)
-    bgr = gt[:, :, ::-1] if gt.ndim == 3 else gt
-    noise = np.random.RandomState(seed).normal(0, sigma / 255.0, bgr.shape)
-    noise = noise[:, :, ::-1] if gt.ndim == 3 else noise
+    if gray and gt.ndim == 3:
+        noise = np.random.RandomState(seed).normal(0, sigma / 255.0, gt.shape[:2])[:, :, None]
+    else:
+        bgr = gt[:, :, ::-1] if gt.ndim == 3 else gt
+        noise = np.random.RandomState(seed).normal(0, sigma / 255.0, bgr.shape)
+        noise = noise[:, :, ::-1] if gt.ndim == 3 else noise
     return np.ascontiguousarray(img + noise, dtype=np.float32)
 
 

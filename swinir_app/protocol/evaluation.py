@@ -198,7 +198,7 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
              tile_overlap: int = 32, precision: str = "fp32", device: str = "auto",
              save_images: Union[str, Path, None] = None, name: Optional[str] = None,
              model_label: Optional[str] = None, weights_dir: Union[str, Path, None] = None,
-             progress: bool = True, degradation: Optional[str] = None) -> EvalResult:
+             progress: bool = True, degradation: Optional[str] = None, gray_noise: bool = False) -> EvalResult:
     """Score ``model`` (a ``load_model`` spec, ``"bicubic"`` or a SwinIR module) on the images in ``gt``.
 
     ``degradation`` (SR, LQ made from the GT): ``"blur:1.5,noise:10,jpeg:50"`` makes a real-world-like LQ
@@ -211,6 +211,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
     for SR, Gaussian noise (``noise``, ``seed``) for denoising, OpenCV JPEG at ``jpeg`` for JPEG.
     ``noise``/``jpeg`` default to the level in the model's name (``color-dn-25``, ``..._jpeg10.pth``),
     else to the official script's 15 and 40.
+    ``gray_noise`` (denoising with a color model): one noise plane for R, G and B, as a gray photo carries
+    it when given to a color model, instead of the official script's noise per channel.
     ``metrics`` defaults to psnr+ssim, plus psnrb for JPEG. Images that cannot be read are reported
     one line each and skipped (``result.failures``); usage errors raise :class:`EvalError`.
     """
@@ -245,6 +247,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
                   tile_overlap=tile_overlap, precision=precision, self_ensemble=self_ensemble,
                   weights_dir=Path(weights_dir) if weights_dir else None)
     task, scale = run.task, run.scale
+    if gray_noise and (task != "denoise" or run.in_chans != 3 or lq is not None):
+        raise EvalError("--gray-noise is for color denoising models, with the noise made from the GT (no --lq)")
     if degradation is not None and task != "sr":
         raise EvalError(f"--degradation is for super-resolution models; this is a {task} model")
     # Swin2SR's compressed SR (its pixelshuffle_aux head): the LQ is the bicubic LQ, JPEG-compressed at
@@ -281,7 +285,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
     elif task == "sr":
         lq_source = f"MATLAB bicubic 1/{scale} of the GT (basicsr imresize), rounded to uint8"
     elif task == "denoise":
-        lq_source = f"GT + Gaussian noise sigma {noise:g}/255, seed {seed} per image, not clipped"
+        lq_source = (f"GT + Gaussian noise sigma {noise:g}/255{', one plane for all channels' if gray_noise else ''}, "
+                     f"seed {seed} per image, not clipped")
     else:
         lq_source = f"OpenCV JPEG quality {jpeg} of the {'gray ' if gray else ''}GT"
     lpips_model = LPIPS(lpips_net) if "lpips" in wanted else None  # once per run: it loads a backbone
@@ -317,7 +322,7 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
             if compressed:
                 img_lq = jpeg_input(img_lq, jpeg)
         elif task == "denoise":
-            img_lq = noisy_input(img_gt, noise, seed)
+            img_lq = noisy_input(img_gt, noise, seed, gray=gray_noise)
         else:
             img_lq = jpeg_input(img_gt, jpeg)
         h, w = img_lq.shape[0] * scale, img_lq.shape[1] * scale
