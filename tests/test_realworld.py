@@ -109,14 +109,23 @@ def test_options_are_checked_in_one_line(tmp_path):
 
 def test_a_short_training_run_on_real_esrgan_degradations(tmp_path, capsys):
     hr, _ = write_pairs(tmp_path, scale=4, size=(96, 112))
-    opt = tiny_options(tmp_path, hr, scale=4, total_iter=2, name="real",
-                       datasets={"train": {"name": "photos", "type": "RealESRGANDataset", "dataroot_gt": str(hr),
-                                           "gt_size": 64, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
-                                 "val": {"name": "val", "type": "RealESRGANDataset", "dataroot_gt": str(hr)}},
-                       network_g=TINY_REAL_WORLD_G)
-    assert train_main(["-opt", str(opt)]) == 0
+
+    def options(gt_size, name):
+        return tiny_options(tmp_path, hr, scale=4, total_iter=2, name=name,
+                            datasets={"train": {"name": "photos", "type": "RealESRGANDataset", "dataroot_gt": str(hr),
+                                                "gt_size": gt_size, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0},
+                                      "val": {"name": "val", "type": "RealESRGANDataset", "dataroot_gt": str(hr)}},
+                            network_g=TINY_REAL_WORLD_G)
+
+    assert train_main(["-opt", str(options(96, "real"))]) == 0
     assert (tmp_path / "experiments" / "real" / "models" / "net_g_2.pth").is_file()
     capsys.readouterr()
+    # 64 px shrinks to 9 px at the smallest first resize (0.15x), where the 21x21 second blur cannot pad:
+    # refused in one line before anything is written (it used to fail now and then, mid-run).
+    assert train_main(["-opt", str(options(64, "small"))]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "gt_size 64 is too small for Real-ESRGAN's degradation" in err, err
+    assert "use gt_size 74 or more" in err and not (tmp_path / "experiments" / "small").exists()
 
 
 # ---- BSRGAN's random-order degradation ------------------------------------------------------------

@@ -45,17 +45,23 @@ def gan_options(root, hr, name, total_iter=4, **sections):
 
 
 def test_gan_training_resumes_exactly_with_its_discriminator(tmp_path, torch_home, monkeypatch, capsys):
+    """The real-world recipe's second stage as shipped: Real-ESRGAN's degradation per patch, the pair pool
+    (queue_size: two batches, so full from iteration 3), G, EMA and D: resumed, all exactly as one run."""
     monkeypatch.setenv("TORCH_HOME", str(torch_home))
-    hr, _ = write_pairs(tmp_path, scale=2)
-    straight = gan_options(tmp_path, hr, "straight")
+    hr, _ = write_pairs(tmp_path, scale=2, size=(96, 112))
+    real = {"datasets": {"train": {"name": "photos", "type": "RealESRGANDataset", "dataroot_gt": str(hr),
+                                   "gt_size": 80, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0}},
+            "queue_size": 4}
+    straight = gan_options(tmp_path, hr, "straight", **real)
     assert train_main(["-opt", str(straight)]) == 0
     log = capsys.readouterr()
     models = tmp_path / "experiments" / "straight" / "models"
     assert (models / "net_d_4.pth").is_file() and (models / "net_g_4.pth").is_file()
     # Half, then resumed to the end from the state at 2: the same G, EMA and D.
-    half = gan_options(tmp_path, hr, "resumed", total_iter=2)
+    half = gan_options(tmp_path, hr, "resumed", total_iter=2, **real)
     assert train_main(["-opt", str(half)]) == 0
-    full = gan_options(tmp_path, hr, "resumed", total_iter=4)
+    assert (tmp_path / "experiments" / "resumed" / "training_states" / "2.pool_rank0").is_file()
+    full = gan_options(tmp_path, hr, "resumed", total_iter=4, **real)
     assert train_main(["-opt", str(full), "--auto_resume"]) == 0
     capsys.readouterr()
     resumed = tmp_path / "experiments" / "resumed" / "models"

@@ -197,6 +197,9 @@ class RestorationDataset(Dataset):
         if self.kind == "realesrgan":
             from .realworld import RealESRGANDegradation, settings_from
             self.degradation = RealESRGANDegradation(scale, settings_from(opts.realesrgan))
+            problem = self.degradation.patch_problem(opts.gt_size) if opts.gt_size else ""
+            if problem:
+                raise DataError(f"{self.what}: {problem}")
         elif self.kind == "bsrgan":
             from .realworld import BSRGANDegradation
             self.degradation = BSRGANDegradation(scale)

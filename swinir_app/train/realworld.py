@@ -151,6 +151,22 @@ class RealESRGANDegradation:
             return self.jpeger(x.clamp(0, 1).expand(-1, 3, -1, -1).contiguous(), quality=quality).mean(1, keepdim=True)
         return self.jpeger(x.clamp(0, 1), quality=quality)
 
+    def patch_problem(self, gt_size: int) -> str:
+        """Why training patches of ``gt_size`` would fail, or "": reflect padding needs a map wider than half
+        the kernel, for the second blur after the first resize and for the final 21x21 sinc at the LQ size."""
+        s = self.s
+        smallest = int(gt_size * s.resize_range[0])
+        if s.second_blur_prob > 0 and smallest <= s.blur_kernel_size2 // 2:
+            need = math.ceil((s.blur_kernel_size2 // 2 + 1) / s.resize_range[0])
+            return (f"gt_size {gt_size} is too small for Real-ESRGAN's degradation: the first resize (from "
+                    f"{s.resize_range[0]:g}x) can bring a patch to {smallest} px, within the reach of the second "
+                    f"blur ({s.blur_kernel_size2}x{s.blur_kernel_size2}); use gt_size {need} or more, or a larger "
+                    f"resize_range minimum")
+        if gt_size // self.scale <= 10:
+            return (f"gt_size {gt_size} gives {gt_size // self.scale} px LQ patches at x{self.scale}, too small "
+                    f"for Real-ESRGAN's final 21x21 sinc filter; use gt_size {11 * self.scale} or more")
+        return ""
+
     def __call__(self, gt: Tensor, seed: int) -> Tuple[Tensor, Tensor]:
         s, scale = self.s, self.scale
         C, H, W = gt.shape
