@@ -52,7 +52,7 @@ def test_gan_training_resumes_exactly_with_its_discriminator(tmp_path, torch_hom
     real = {"datasets": {"train": {"name": "photos", "type": "RealESRGANDataset", "dataroot_gt": str(hr),
                                    "gt_size": 80, "batch_size_per_gpu": 2, "num_worker_per_gpu": 0}},
             "queue_size": 4}
-    straight = gan_options(tmp_path, hr, "straight", **real)
+    straight = gan_options(tmp_path, hr, "straight", logger={"print_freq": 1, "save_checkpoint_freq": 1}, **real)
     assert train_main(["-opt", str(straight)]) == 0
     log = capsys.readouterr()
     models = tmp_path / "experiments" / "straight" / "models"
@@ -61,6 +61,9 @@ def test_gan_training_resumes_exactly_with_its_discriminator(tmp_path, torch_hom
     half = gan_options(tmp_path, hr, "resumed", total_iter=2, **real)
     assert train_main(["-opt", str(half)]) == 0
     assert (tmp_path / "experiments" / "resumed" / "training_states" / "2.pool_rank0").is_file()
+    # Only the two newest pools are kept (the straight run saved a state at every iteration).
+    assert sorted(p.name for p in (tmp_path / "experiments" / "straight" / "training_states").glob("*.pool*")) == [
+        "3.pool_rank0", "4.pool_rank0"]
     full = gan_options(tmp_path, hr, "resumed", total_iter=4, **real)
     assert train_main(["-opt", str(full), "--auto_resume"]) == 0
     capsys.readouterr()

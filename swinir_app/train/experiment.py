@@ -87,6 +87,13 @@ class Experiment:
         """Rank ``rank``'s training-pair pool (``queue_size``) at iteration ``it``, written before the state."""
         return self.states / f"{it}.pool_rank{rank}"
 
+    def prune_pools(self, rank: int, keep: int) -> None:
+        """Remove rank ``rank``'s pools but the newest ``keep``: each can hold hundreds of MB, and only the
+        states a resume would pick (the latest, or the one before if it is damaged) need theirs."""
+        pools = sorted(self.states.glob(f"*.pool_rank{rank}"), key=lambda p: int(p.name.split(".")[0]))
+        for old in pools[:-keep]:
+            old.unlink(missing_ok=True)
+
     def load_resume(self, path: Path) -> Resume:
         """The state at ``path`` and the weights of its iteration. Raises :class:`TrainingError`."""
         try:

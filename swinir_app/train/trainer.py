@@ -655,6 +655,7 @@ class Trainer:
         rng = distributed.gather(self.dist, rng_state())
         if self.pool is not None:  # every rank's pool is on disk before the state that needs it
             atomic_write(self.exp.pool(it, self.dist.rank), to_bytes(self.pool.state_dict()))
+            self.exp.prune_pools(self.dist.rank, keep=2)
             distributed.barrier(self.dist)
         if self.dist.main:
             weights = {"params": cpu_state(self.model)}
