@@ -156,8 +156,9 @@ def test_every_shipped_options_file_parses(path):
             x4 = load_options(path.with_name("bundled_x4.yml"))
             assert opts.network_g == x4.network_g and opts.path.pretrain_network_g == "bundled-x4"
             assert opts.train_set.type == opts.val_sets[0].type == "RealESRGANDataset"
-            assert opts.train_set.dataroot_gt == x4.train_set.dataroot_gt and opts.train_set.gt_usm
-            assert "skimage://" in opts.val_sets[0].dataroot_gt and not opts.val_sets[0].gt_usm
+            assert opts.train_set.dataroot_gt == x4.train_set.dataroot_gt and opts.train_set.gt_usm is False
+            assert "skimage://" in opts.val_sets[0].dataroot_gt
+            assert opts.val_sets[0].realesrgan == opts.train_set.realesrgan  # validated on the same degradation
         if path.stem.startswith("convergence_"):  # Swin2SR against SwinIR: one setup, only the network differs
             other = load_options(path.with_name(path.name.replace("swin2sr", "swinir") if "swin2sr" in path.name
                                                 else path.name.replace("swinir", "swin2sr")))
