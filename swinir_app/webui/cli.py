@@ -91,8 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-file-size", default=DEFAULT_MAX_FILE_SIZE,
                    help=f"refuse larger uploads, e.g. 20mb or 1gb (default {DEFAULT_MAX_FILE_SIZE})")
     add_model(p, default=None, help=f"the model selected at start: zoo name, checkpoint file or training folder "
-                                    f"(default: bundled-real-x4, for photos, else {DEFAULT_MODEL}, else the first model "
-                                    f"available)")
+                                    f"(default: bundled-real-x4, for photos, else {DEFAULT_MODEL}, else the first "
+                                    f"model available)")
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
     p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
     p.add_argument("--models-dir", default=None, metavar="DIR",
