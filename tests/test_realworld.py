@@ -76,13 +76,13 @@ def test_gray_noise_is_the_same_in_every_channel():
 
 def test_dataset_patches_are_pure_functions_of_seed_epoch_and_index(tmp_path):
     hr, _ = write_pairs(tmp_path, scale=4, size=(96, 112))
-    opts = DatasetOptions(name="t", type="RealESRGANDataset", dataroot_gt=str(hr), gt_size=64, noise_range=[5, 10])
+    opts = DatasetOptions(name="t", type="RealESRGANDataset", dataroot_gt=str(hr), gt_size=96, noise_range=[5, 10])
     a = RestorationDataset(opts, scale=4, in_chans=3, seed=5)
     first = a[(1, 2)]
     a[(0, 0)]
     again = RestorationDataset(opts, scale=4, in_chans=3, seed=5)[(1, 2)]
     assert all(torch.equal(x, y) for x, y in zip(first, again))  # so a resumed run sees the same patches
-    assert first[0].shape == (3, 16, 16) and first[1].shape == (3, 64, 64)
+    assert first[0].shape == (3, 24, 24) and first[1].shape == (3, 96, 96)
     assert not torch.equal(first[0], a[(2, 2)][0])
     gt, lq = a.pair(0)  # validation: one fixed draw per image
     assert lq.dtype == np.uint8 and lq.shape == (gt.shape[0] // 4, gt.shape[1] // 4, 3)
