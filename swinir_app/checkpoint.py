@@ -109,6 +109,8 @@ def _check_archive(path: Path, name: str) -> bool:
 
 
 MAX_WRAPPER_DEPTH = 8
+# Swin2SR keeps its window size only in these derived buffers (inferred from them, else assumed).
+_WINDOW_KEYS = ("attn.relative_position_index", ".attn_mask")
 
 
 def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[dict]]:
@@ -212,7 +214,7 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
     if arch == "swin2sr":  # heads from logit_scale (heads, 1, 1), window from the position index (N, N)
         # The window is in the derived buffers only: the position index (N, N), else a shift mask
         # (windows, N, N), else the official choice (7 for the JPEG model, the only one without a tail).
-        found = [v.shape[-1] for k, v in state.items() if k.endswith(("attn.relative_position_index", ".attn_mask"))]
+        found = [v.shape[-1] for k, v in state.items() if k.endswith(_WINDOW_KEYS)]
         window_size = math.isqrt(found[0]) if found else 7 if "conv_last.weight" in state and not any(
             k.startswith(("upsample.", "conv_up1.", "conv_bicubic.")) for k in state) else 8
         num_heads = tuple(shape(f"layers.{i}.residual_group.blocks.0.attn.logit_scale")[0]
@@ -338,8 +340,7 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
         config, how = config_from_dict(embedded, source), "embedded"
     if config is None:
         config, how = infer_config(state, source=source), "inferred"
-        if config.arch == "swin2sr" and not any(k.endswith(("attn.relative_position_index", ".attn_mask"))
-                                                for k in state):
+        if config.arch == "swin2sr" and not any(k.endswith(_WINDOW_KEYS) for k in state):
             # transformers never saves these buffers, and some official-layout copies drop them
             warnings.warn(f"{source}: the window size is not stored in these Swin2SR weights; assuming "
                           f"{config.window_size}, the official choice for this head (keep transformers' "
