@@ -238,6 +238,27 @@ def test_fused_fp32_linears_equal_the_plain_path():
     assert torch.allclose(fused, plain, atol=1e-5)
 
 
+@pytest.mark.parametrize("preset", ["classical-x2", "swin2sr-classical-x2"])
+def test_window_chunks_equal_the_whole_map(preset, monkeypatch):
+    """CPU inference runs each block over chunks of windows. Chunks of 3 windows on 2 images of 5x7
+    windows straddle rows, images and the shifted blocks' masked windows (last row and column):
+    the output and the per-chunk masks must be those of one pass over all windows."""
+    config = small(preset)
+    model = network.build_network(config).eval()
+    x = torch.rand(2, 3, 40, 56, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        monkeypatch.setattr(network.swinir, "CHUNK_TOKENS", 10 ** 9)
+        whole = model(x)
+        monkeypatch.setattr(network.swinir, "CHUNK_TOKENS", 3 * config.window_size ** 2)
+        chunked = model(x)
+        monkeypatch.setattr(network.swinir, "CHUNK_TOKENS", 32 * config.window_size ** 2)
+        default = model(x)
+    block = model.layers[0].residual_group.blocks[1]
+    (masked, _, chunks) = block._chunk_cache
+    assert len(chunks) == 3 and sum(len(m[0]) for _, m in chunks if m is not None) == len(masked[0]) == 2 * 11
+    assert (chunked - whole).abs().max().item() <= 1e-5 and (default - whole).abs().max().item() <= 1e-5
+
+
 @pytest.mark.parametrize("preset", ["classical-x2", "color-jpeg", "lightweight-x4"])
 def test_derived_buffers_equal_the_models(preset):
     config = small(preset)

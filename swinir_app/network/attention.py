@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import fusable, linear, relative_position_index, tracing
+from .layers import fusable, linear, linear_parts, relative_position_index, tracing
 
 
 class WindowAttention(nn.Module):
@@ -60,8 +60,8 @@ class WindowAttention(nn.Module):
         """
         B_, N, C = x.shape
         fused = fusable(self, x)
-        qkv = linear(x, self.qkv, fused).view(B_, N, 3, self.num_heads, C // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each (B_, heads, N, d)
+        q, k, v = (t.view(B_, N, self.num_heads, C // self.num_heads).transpose(1, 2)  # each (B_, heads, N, d)
+                   for t in linear_parts(x, self.qkv, fused, 3))
         p = self.attn_drop if self.training else 0.0
         if torch.is_grad_enabled() or tracing():
             out = explicit_attention(q, k, v, bias, self.scale, p)

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .attention import explicit_attention
-from .layers import fusable, linear, relative_position_index, tracing
+from .layers import fusable, linear, linear_parts, relative_position_index, tracing
 from .swinir import SwinIR, SwinTransformerBlock
 
 LOGIT_SCALE_MAX = math.log(100.0)  # the official clamp: log(1 / 0.01)
@@ -86,27 +86,26 @@ class CosineWindowAttention(nn.Module):
         qkv_bias = None
         if self.q_bias is not None:
             qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = linear(x, self.qkv, fused, bias=qkv_bias).view(B_, N, 3, self.num_heads, C // self.num_heads)
-        half = qkv.dtype
+        q, k, v = (t.view(B_, N, self.num_heads, C // self.num_heads).transpose(1, 2)  # each (B_, heads, N, d)
+                   for t in linear_parts(x, self.qkv, fused, 3, bias=qkv_bias))
+        half = v.dtype
         # Cosine logits reach exp(logit_scale), up to 100: in bf16 they would be off by ~0.4, so attention
         # runs in fp32 under autocast (the linears around it stay in half precision).
         with torch.autocast(x.device.type, enabled=False):
-            out = self._attend(qkv.float(), bias.float(), masked)
+            out = self._attend(q.float(), k.float(), v.float(), bias.float(), masked)
         x = out.transpose(1, 2).reshape(B_, N, C).to(half)
         if fused is not None or self.proj_drop.p == 0:
             return linear(x, self.proj, fused)
         return self.proj_drop(self.proj(x))
 
-    def _attend(self, qkv: Tensor, bias: Tensor, masked) -> Tensor:
-        """softmax(cos(q, k) * scale + bias) v in fp32, for qkv of (B_, N, 3, heads, d); returns (B_, heads, N, d).
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, masked) -> Tensor:
+        """softmax(cos(q, k) * scale + bias) v in fp32, for q, k, v of (B_, heads, N, d); returns the same shape.
 
-        q and k are normalised in one pass, with the per-head scale folded into q's factor: one norm and
-        one multiply over them, instead of a norm and a division each and a multiply."""
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float().view(1, 1, 1, -1, 1)
-        qk = qkv[:, :, :2]
-        factor = torch.cat([scale, torch.ones_like(scale)], dim=2) / qk.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)  # each (B_, heads, N, d)
-        v = qkv[:, :, 2].transpose(1, 2)
+        The per-head scale is folded into q's normalising factor: one multiply over q, not a division
+        and a multiply."""
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()  # (heads, 1, 1)
+        q = q * (scale / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))
+        k = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-12)
         p = self.attn_drop if self.training else 0.0
         if torch.is_grad_enabled() or tracing():
             return explicit_attention(q, k, v, bias, 1.0, p)
@@ -127,14 +126,14 @@ class Swin2Block(SwinTransformerBlock):
 
     attention = CosineWindowAttention
 
-    def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
-        """x: (B, H*W, C) tokens in this block's (shifted) window order; see BasicLayer."""
-        H, W = x_size
+    def stochastic_depth_forward(self, x: Tensor, bias: Tensor, masked: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
         B, L, C = x.shape
-        N = self.window_size ** 2
-        bias, masked = self.attention_masks(H, W, B, x)
-        x = x + self.drop_path(self.norm1(self.attn(x.view(-1, N, C), bias, masked).view(B, L, C)))
+        x = x + self.drop_path(self.norm1(self.attn(x.view(-1, self.window_size ** 2, C), bias, masked).view(B, L, C)))
         return x + self.drop_path(self.norm2(self.mlp(x)))
+
+    def windows_forward(self, x: Tensor, bias: Tensor, masked: Optional[Tuple[Tensor, Tensor]]) -> Tensor:
+        x = x + self.norm1(self.attn(x, bias, masked))
+        return x + self.norm2(self.mlp(x))
 
 
 class Swin2SR(SwinIR):
