@@ -259,6 +259,31 @@ def test_window_chunks_equal_the_whole_map(preset, monkeypatch):
     assert (chunked - whole).abs().max().item() <= 1e-5 and (default - whole).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("bias", [True, False])
+def test_winograd_conv_equals_direct_conv(bias, monkeypatch):
+    """F(4x4, 3x3) against float64 direct convolution, on sizes that are not tile multiples, batch 2, with
+    tile-row steps that split the map. Its error stays within 4x that of fp32 direct convolution (1.5-2x
+    measured; the textbook points 0, +-1, +-2 give 7x)."""
+    from swinir_app.network import winograd
+
+    monkeypatch.setattr(winograd, "TILE_ROWS_TOKENS", 1000)  # 2 of the 8 tile rows per step
+    conv = torch.nn.Conv2d(128, 136, 3, 1, 1, bias=bias)
+    x = torch.randn(2, 128, 29, 43, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        exact = torch.nn.functional.conv2d(x.double(), conv.weight.double(),
+                                           conv.bias.double() if bias else None, padding=1)
+        direct = conv(x)
+        y = winograd.conv3x3(x, conv)
+        assert winograd.applies(conv, x) and y.shape == direct.shape
+        assert (y - exact).abs().max().item() <= 4 * max((direct - exact).abs().max().item(), 1e-6)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not winograd.applies(conv, x)
+    assert not winograd.applies(conv, x)  # gradients on: training runs the direct conv
+    assert not winograd.applies(torch.nn.Conv2d(64, 136, 3, 1, 1), x[:, :64])
+    assert not winograd.applies(torch.nn.Conv2d(128, 136, 3, 2, 1), x)
+
+
 @pytest.mark.parametrize("preset", ["classical-x2", "color-jpeg", "lightweight-x4"])
 def test_derived_buffers_equal_the_models(preset):
     config = small(preset)

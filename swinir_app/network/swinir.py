@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as checkpoint
 from torch import Tensor, nn
 
+from . import winograd
 from .attention import WindowAttention
 from .config import SwinIRConfig
 from .layers import (DropPath, Mlp, masked_windows, pad_to_multiple, relative_position_index, reorder_index, shift_mask,
@@ -64,7 +65,7 @@ def state_shapes(config: SwinIRConfig) -> dict:
 
 # CPU inference runs each block over chunks of about this many tokens (whole windows): a chunk's
 # intermediates, ~3 MB for SwinIR-M, stay in L2. 4096 measured alike, 1024 5% slower, 512 or all of them 15%.
-CHUNK_TOKENS = 2048
+CHUNK_TOKENS = 4096
 
 # Computed from the config (HAT keeps its two indices at the top of the network).
 DERIVED_SUFFIXES = ("attn_mask", "relative_position_index", "relative_coords_table", "relative_position_index_SA",
@@ -254,7 +255,7 @@ class RSTB(nn.Module):
             self.patch_embed = PatchEmbed(dim, False, proj=True)
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
-        y = self.conv(to_image(self.residual_group(x, x_size), x_size))
+        y = winograd.conv(to_image(self.residual_group(x, x_size), x_size), self.conv)
         if hasattr(self, "patch_embed"):
             y = self.patch_embed.proj(y)
         return to_tokens(y) + x
@@ -437,7 +438,7 @@ class SwinIR(nn.Module):
             feat = self.conv_first(x)
         body = self.forward_features(feat)
         with torch.autocast(x.device.type, enabled=False):
-            feat = self.conv_after_body(body.float()) + feat
+            feat = winograd.conv(body.float(), self.conv_after_body) + feat
             if self.upsampler == "pixelshuffle_aux":
                 x, lr = self._reconstruct_aux(x, feat, H, W)
             else:
@@ -459,11 +460,12 @@ class SwinIR(nn.Module):
         """Deep features (+ the input, for the global residual) -> output in model range."""
         if self.upsampler == "":  # denoising / JPEG: global residual to the input
             return x + self.conv_last(feat)
+        conv = winograd.conv
         if self.upsampler == "pixelshuffle":
-            return self.conv_last(self.upsample(self.conv_before_upsample(feat)))
+            return self.conv_last(conv(conv(feat, self.conv_before_upsample), self.upsample))
         if self.upsampler == "pixelshuffledirect":
             return self.upsample(feat)
-        x = self.conv_before_upsample(feat)  # nearest+conv: x2 steps of nearest + conv
+        x = conv(feat, self.conv_before_upsample)  # nearest+conv: x2 steps of nearest + conv
         for name in ("conv_up1", "conv_up2", "conv_up3")[:int(math.log2(self.upscale))]:
-            x = self.lrelu(getattr(self, name)(F.interpolate(x, scale_factor=2, mode="nearest")))
-        return self.conv_last(self.lrelu(self.conv_hr(x)))
+            x = self.lrelu(conv(F.interpolate(x, scale_factor=2, mode="nearest"), getattr(self, name)))
+        return self.conv_last(self.lrelu(conv(x, self.conv_hr)))
