@@ -61,7 +61,7 @@ class WindowAttention(nn.Module):
         B_, N, C = x.shape
         fused = fusable(self, x)
         q, k, v = (t.view(B_, N, self.num_heads, C // self.num_heads).transpose(1, 2)  # each (B_, heads, N, d)
-                   for t in linear_parts(x, self.qkv, fused, 3))
+                   for t in linear_parts(x, self.qkv, fused, (C, C, C)))
         p = self.attn_drop if self.training else 0.0
         if torch.is_grad_enabled() or tracing():
             out = explicit_attention(q, k, v, bias, self.scale, p)

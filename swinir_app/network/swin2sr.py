@@ -86,26 +86,27 @@ class CosineWindowAttention(nn.Module):
         qkv_bias = None
         if self.q_bias is not None:
             qkv_bias = torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        q, k, v = (t.view(B_, N, self.num_heads, C // self.num_heads).transpose(1, 2)  # each (B_, heads, N, d)
-                   for t in linear_parts(x, self.qkv, fused, 3, bias=qkv_bias))
+        qk, v = linear_parts(x, self.qkv, fused, (2 * C, C), bias=qkv_bias)
         half = v.dtype
         # Cosine logits reach exp(logit_scale), up to 100: in bf16 they would be off by ~0.4, so attention
         # runs in fp32 under autocast (the linears around it stay in half precision).
         with torch.autocast(x.device.type, enabled=False):
-            out = self._attend(q.float(), k.float(), v.float(), bias.float(), masked)
+            qk = qk.float().view(B_, N, 2, self.num_heads, C // self.num_heads)
+            out = self._attend(qk, v.float().view(B_, N, self.num_heads, -1).transpose(1, 2), bias.float(), masked)
         x = out.transpose(1, 2).reshape(B_, N, C).to(half)
         if fused is not None or self.proj_drop.p == 0:
             return linear(x, self.proj, fused)
         return self.proj_drop(self.proj(x))
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, bias: Tensor, masked) -> Tensor:
-        """softmax(cos(q, k) * scale + bias) v in fp32, for q, k, v of (B_, heads, N, d); returns the same shape.
+    def _attend(self, qk: Tensor, v: Tensor, bias: Tensor, masked) -> Tensor:
+        """softmax(cos(q, k) * scale + bias) v in fp32, for qk (B_, N, 2, heads, d) and v (B_, heads, N, d);
+        returns (B_, heads, N, d).
 
-        The per-head scale is folded into q's normalising factor: one multiply over q, not a division
-        and a multiply."""
-        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float()  # (heads, 1, 1)
-        q = q * (scale / q.norm(dim=-1, keepdim=True).clamp_min(1e-12))
-        k = k / k.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        q and k are normalised in one pass, with the per-head scale folded into q's factor: one norm and
+        one multiply over them, instead of a norm and a division each and a multiply."""
+        scale = torch.clamp(self.logit_scale, max=LOGIT_SCALE_MAX).exp().float().view(1, 1, 1, -1, 1)
+        factor = torch.cat([scale, torch.ones_like(scale)], dim=2) / qk.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        q, k = (qk * factor).permute(2, 0, 3, 1, 4).unbind(0)  # each (B_, heads, N, d)
         p = self.attn_drop if self.training else 0.0
         if torch.is_grad_enabled() or tracing():
             return explicit_attention(q, k, v, bias, 1.0, p)
