@@ -3,8 +3,9 @@
 ``python -m swinir_app.benchmark [--config classical-x4] [--size 128] [--precision fp32 bf16]
 [--backend pytorch onnxruntime] [--train-step] [--scaling 512 1024 2048] [--json OUT]``
 
-Pairs are alternated (A B A B ...) and medians compared, because this kind of machine drifts by up to
-2x within minutes: only the ratios mean anything across runs.
+Runs are alternated (A B A B ...): times are the medians over rounds, and speedups the medians of each
+round's ratio, because this kind of machine drifts by up to 2x within minutes: only the ratios mean
+anything across runs.
 """
 from __future__ import annotations
 
@@ -91,8 +92,8 @@ def timed(fn: Callable[[], object], device: torch.device) -> float:
     return time.perf_counter() - t
 
 
-def interleaved(fns: Sequence[Callable], device: torch.device, repeats: int, warmup: int) -> List[float]:
-    """Median seconds of each function, alternated A B C A B C after warm-up."""
+def rounds(fns: Sequence[Callable], device: torch.device, repeats: int, warmup: int) -> List[List[float]]:
+    """Seconds of each function in each round, alternated A B C A B C after warm-up."""
     for _ in range(warmup):
         for fn in fns:
             fn()
@@ -100,7 +101,19 @@ def interleaved(fns: Sequence[Callable], device: torch.device, repeats: int, war
     for _ in range(repeats):
         for fn, t in zip(fns, times):
             t.append(timed(fn, device))
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def interleaved(fns: Sequence[Callable], device: torch.device, repeats: int, warmup: int) -> List[float]:
+    """Median seconds of each function, alternated A B C A B C after warm-up."""
+    return [statistics.median(t) for t in rounds(fns, device, repeats, warmup)]
+
+
+def ratio(slow: Sequence[float], fast: Sequence[float]) -> float:
+    """The median over rounds of slow / fast. The two times of a round were taken seconds apart, so a
+    machine's drift (up to 2x within minutes on shared CPUs) cancels in each ratio, and the median of
+    the ratios is steadier than the ratio of the medians."""
+    return statistics.median(a / b for a, b in zip(slow, fast))
 
 
 def peak_mib(fn: Callable, device: torch.device) -> float:
@@ -188,10 +201,10 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
             runs.append(lambda: spandrel(x))
         out_ours, out_ref = run_ours().float(), ref(x)
         diff = (out_ours - out_ref).abs().max().item()
-        times = interleaved(runs, device, repeats, warmup)
+        per_round = rounds(runs, device, repeats, warmup)
         peak_ours, peak_ref = peak_mib(run_ours, device), peak_mib(runs[1], device)
-    t_ours, t_ref = times[0], times[1]
-    t_sp = times[2] if spandrel is not None else None
+    t_ours, t_ref, *t_sp = (statistics.median(t) for t in per_round)
+    t_sp = t_sp[0] if t_sp else None
     gflop = forward_flops(ref, x) / 1e9  # counted on the reference: our fused oneDNN calls are opaque to the counter
     achieved = gflop / t_ours
     notes = (["peers in fp32"] if precision != "fp32" else []) + ([] if spandrel is not None or not peers
@@ -199,9 +212,10 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
                                                                  else ["spandrel not installed"])
     if config.arch != "swinir":
         notes.append(f"official = spandrel's {config.name}")
-    return Row(f"{precision} {size}x{size} x{config.upscale}", t_ours * 1e3, t_ref * 1e3, t_ref / t_ours,
-               peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling, diff, note="; ".join(notes),
-               spandrel_ms=None if t_sp is None else t_sp * 1e3, vs_spandrel=None if t_sp is None else t_sp / t_ours)
+    return Row(f"{precision} {size}x{size} x{config.upscale}", t_ours * 1e3, t_ref * 1e3,
+               ratio(per_round[1], per_round[0]), peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling,
+               diff, note="; ".join(notes), spandrel_ms=None if t_sp is None else t_sp * 1e3,
+               vs_spandrel=None if t_sp is None else ratio(per_round[2], per_round[0]))
 
 
 def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, repeats: int, warmup: int) -> Row:
@@ -226,13 +240,14 @@ def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, rep
         graph = OnnxModel(Path(tmp) / "model.onnx")
         with torch.inference_mode():
             diff = (graph(x) - ref(x).clamp(0, 1)).abs().max().item()
-            t_ort, t_ours, t_ref = interleaved([lambda: graph(x), lambda: ours(x), lambda: ref(x)], device, repeats,
-                                               warmup)
+            per_round = rounds([lambda: graph(x), lambda: ours(x), lambda: ref(x)], device, repeats, warmup)
+            t_ort, t_ours, t_ref = (statistics.median(t) for t in per_round)
             peak_ort = peak_mib(lambda: graph(x), device)
     provider = graph._session(device.type).get_providers()[0].replace("ExecutionProvider", "")
-    return Row(case, t_ort * 1e3, t_ref * 1e3, t_ref / t_ort, peak_ort, None, None, None, None, diff,
-               note=f"ours = ONNX Runtime {ort.__version__} ({provider}); our PyTorch path {t_ours * 1e3:.0f} ms, "
-                    f"{t_ort / t_ours:.2f}x its time")
+    note = (f"ours = ONNX Runtime {ort.__version__} ({provider}); our PyTorch path {t_ours * 1e3:.0f} ms, "
+            f"{ratio(per_round[0], per_round[1]):.2f}x its time")
+    return Row(case, t_ort * 1e3, t_ref * 1e3, ratio(per_round[2], per_round[0]), peak_ort, None, None, None, None,
+               diff, note=note)
 
 
 def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: str, device: torch.device,
@@ -255,12 +270,13 @@ def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: st
         loss.backward()
         opt.step()
 
-    t_ours, t_ref = interleaved([lambda: step(ours, opt_ours, precision), lambda: step(ref, opt_ref, "fp32")],
-                                device, repeats, warmup)
+    per_round = rounds([lambda: step(ours, opt_ours, precision), lambda: step(ref, opt_ref, "fp32")],
+                       device, repeats, warmup)
+    t_ours, t_ref = (statistics.median(t) for t in per_round)
     peak_ours = peak_mib(lambda: step(ours, opt_ours, precision), device)
     peak_ref = peak_mib(lambda: step(ref, opt_ref, "fp32"), device)
-    return Row(f"train {precision} b{batch} p{patch}", t_ours * 1e3, t_ref * 1e3, t_ref / t_ours, peak_ours,
-               peak_ref, None, None, None, None, note="forward+backward+Adam; reference in fp32")
+    return Row(f"train {precision} b{batch} p{patch}", t_ours * 1e3, t_ref * 1e3, ratio(per_round[1], per_round[0]),
+               peak_ours, peak_ref, None, None, None, None, note="forward+backward+Adam; reference in fp32")
 
 
 def skipped(case: str, reason: str) -> Row:

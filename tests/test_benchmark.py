@@ -79,3 +79,11 @@ def test_benchmark_onnxruntime_backend_beside_pytorch_and_the_official_network(t
     assert ort_row["case"].startswith("onnxruntime fp32") and ort_row["max_abs_diff"] <= 1e-4
     assert ort_row["ours_ms"] > 0 and ort_row["ref_ms"] > 0 and "our PyTorch path" in ort_row["note"]
     assert fp32["case"].startswith("fp32")
+
+
+def test_speedup_is_the_median_of_each_rounds_ratio():
+    # A machine slowing down 4x mid-run: each round's ratio stays 2, the ratio of the medians does not.
+    from swinir_app.benchmark import ratio
+
+    official, ours = [2.0, 8.0, 8.0], [1.0, 1.0, 4.0]
+    assert ratio(official, ours) == 2.0
