@@ -48,14 +48,14 @@ TILE_ROWS_TOKENS = 4096  # output pixels per step of the transforms: their ~3 MB
 MIN_CHANNELS = 64
 
 
-def applies(conv: nn.Conv2d, x: Tensor) -> bool:
-    """conv is a 3x3, stride-1, padding-1, ungrouped conv with >= MIN_CHANNELS in and out, and x an fp32
+def applies(layer: nn.Conv2d, x: Tensor) -> bool:
+    """layer is a 3x3, stride-1, padding-1, ungrouped conv with >= MIN_CHANNELS in and out, and x an fp32
     CPU tensor in eager inference (no gradients: the transforms are not differentiated; not while
     exporting a graph: it would hold the tile loop unrolled for one size)."""
-    return (conv.kernel_size == (3, 3) and conv.stride == (1, 1) and conv.padding == (1, 1)
-            and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding_mode == "zeros"
-            and min(conv.in_channels, conv.out_channels) >= MIN_CHANNELS
-            and x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
+    return (layer.kernel_size == (3, 3) and layer.stride == (1, 1) and layer.padding == (1, 1)
+            and layer.dilation == (1, 1) and layer.groups == 1 and layer.padding_mode == "zeros"
+            and min(layer.in_channels, layer.out_channels) >= MIN_CHANNELS
+            and x.device.type == "cpu" and x.dtype == torch.float32 and layer.weight.dtype == torch.float32
             and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu") and not tracing())
 
 
@@ -66,13 +66,13 @@ def filter_transform(weight: Tensor) -> Tensor:
     return u.reshape(36, w.shape[1], w.shape[0]).float().contiguous()
 
 
-def _filters(conv: nn.Conv2d) -> Tensor:
+def _filters(layer: nn.Conv2d) -> Tensor:
     """The transformed weight, cached on the module until the weight changes."""
-    key = (conv.weight.data_ptr(), conv.weight._version)
-    cache = getattr(conv, "_winograd", None)
+    key = (layer.weight.data_ptr(), layer.weight._version)
+    cache = getattr(layer, "_winograd", None)
     if cache is None or cache[0] != key:
-        cache = (key, filter_transform(conv.weight))
-        conv._winograd = cache
+        cache = (key, filter_transform(layer.weight))
+        layer._winograd = cache
     return cache[1]
 
 
@@ -85,24 +85,24 @@ def conv(x: Tensor, module: nn.Module) -> Tensor:
     return conv3x3(x, module) if isinstance(module, nn.Conv2d) else module(x)
 
 
-def conv3x3(x: Tensor, conv: nn.Conv2d) -> Tensor:
-    """``conv(x)`` for x (B, C, H, W) float32 on the CPU, by F(4x4, 3x3) when :func:`applies`, else by conv.
+def conv3x3(x: Tensor, layer: nn.Conv2d) -> Tensor:
+    """``layer(x)`` for x (B, C, H, W), by F(4x4, 3x3) when :func:`applies`, else by the layer itself.
 
-    Returns (B, K, H, W) in channels_last memory (a view of an NHWC buffer), like oneDNN's conv on a
-    channels_last input.
+    Returns (B, K, H, W) float32 in channels_last memory (a view of an NHWC buffer), like oneDNN's conv
+    on a channels_last input.
     """
-    if not applies(conv, x):
-        return conv(x)
+    if not applies(layer, x):
+        return layer(x)
     B, C, H, W = x.shape
-    K = conv.out_channels
+    K = layer.out_channels
     th, tw = -(-H // 4), -(-W // 4)
-    u = _filters(conv)
+    u = _filters(layer)
     bt, at = BT.float(), AT.float()
     # NHWC, zero-padded by 1 (the conv's padding) and up to whole tiles.
-    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1 + 4 * tw - W, 1, 1 + 4 * th - H))
+    xp = F.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1 + 4 * tw - W, 1, 1 + 4 * th - H)).contiguous()
     sb, sh, sw, _ = xp.stride()
     out = torch.empty(B, 4 * th, 4 * tw, K)
-    bias = conv.bias.detach() if conv.bias is not None else torch.zeros(K)
+    bias = layer.bias.detach() if layer.bias is not None else torch.zeros(K)
     rows = max(1, TILE_ROWS_TOKENS // (16 * tw * B))
     for r in range(0, th, rows):
         n = min(rows, th - r)
