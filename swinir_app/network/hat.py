@@ -25,7 +25,8 @@ from torch import Tensor, nn
 
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import Mlp, relative_position_index, reorder_index, to_image, to_tokens, tracing, window_partition
+from .layers import (Mlp, gather_tokens, relative_position_index, reorder_index, to_image, to_tokens, tracing,
+                     window_partition)
 from .swinir import SwinIR, SwinTransformerBlock, conv_block
 
 
@@ -107,9 +108,9 @@ class HAB(SwinTransformerBlock):
         y = self.norm1(x)
         conv_x = to_tokens(self.conv_block(to_image(y, x_size)))
         bias, masked = self.attention_masks(H, W, B, x)
-        windows = y.index_select(1, reorder_index(H, W, ws, None, shift, x.device)).view(-1, ws * ws, C)
+        windows = gather_tokens(y, reorder_index(H, W, ws, None, shift, x.device)).view(-1, ws * ws, C)
         a = self.attn(windows, bias, masked).view(B, L, C)
-        a = a.index_select(1, reorder_index(H, W, ws, shift, None, x.device))
+        a = gather_tokens(a, reorder_index(H, W, ws, shift, None, x.device))
         x = x + self.drop_path(a) + conv_x * self.conv_scale
         return x + self.drop_path(self.mlp(self.norm2(x)))
 

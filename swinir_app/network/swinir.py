@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from . import winograd
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import (DropPath, Mlp, masked_windows, pad_to_multiple, relative_position_index, reorder_index, shift_mask,
-                     to_image, to_tokens, tracing)
+from .layers import (DropPath, Mlp, gather_tokens, masked_windows, pad_to_multiple, relative_position_index,
+                     reorder_index, shift_mask, to_image, to_tokens, tracing)
 
 
 def derived_buffers(config: SwinIRConfig) -> dict:
@@ -219,14 +219,14 @@ class BasicLayer(nn.Module):
         order = None  # raster
         for blk in self.blocks:
             if blk.shift_size != order:
-                x = x.index_select(1, reorder_index(H, W, blk.window_size, order, blk.shift_size, x.device))
+                x = gather_tokens(x, reorder_index(H, W, blk.window_size, order, blk.shift_size, x.device))
                 order = blk.shift_size
             if self.use_checkpoint and torch.is_grad_enabled():
                 x = checkpoint.checkpoint(blk, x, x_size, use_reentrant=False)
             else:
                 x = blk(x, x_size)
         if order is not None:
-            x = x.index_select(1, reorder_index(H, W, self.blocks[-1].window_size, order, None, x.device))
+            x = gather_tokens(x, reorder_index(H, W, self.blocks[-1].window_size, order, None, x.device))
         return x
 
 
