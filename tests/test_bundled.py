@@ -86,7 +86,6 @@ def test_bundled_dn_is_blind_and_beats_gaussian_filtering_on_a_held_back_photo(s
     assert ours >= blurred + 1.0, (ours, blurred)
 
 
-
 @pytest.mark.skipif(not DN_WEIGHTS.exists(), reason="bundled-dn weights not trained yet")
 def test_bundled_dn_denoises_gray_photos():
     """A gray photo reaches the color model as three equal channels carrying one noise plane: the model was

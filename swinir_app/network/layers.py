@@ -131,6 +131,12 @@ def _reorder_index(H: int, W: int, window_size: int, src: Optional[int], dst: Op
 _reorder_index_cached = cached(_reorder_index)
 
 
+def cpu_inference(x: Tensor) -> bool:
+    """x is on the CPU, without gradients and not being traced: where the CPU-only inference paths run
+    (fused oneDNN linears, window chunks, row gathers, Winograd convs)."""
+    return x.device.type == "cpu" and not torch.is_grad_enabled() and not tracing()
+
+
 def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
     """``x[:, index]`` for tokens x (B, L, C) and an index (L,), e.g. of :func:`reorder_index`.
 
@@ -138,7 +144,7 @@ def gather_tokens(x: Tensor, index: Tensor) -> Tensor:
     ``index_select`` on dim 1 (0.7 vs 1.3-2.0 ms for 16384 x 180, AVX2 and AVX-512); elsewhere
     ``index_select``, whose backward and exported graph are the plain ones.
     """
-    if x.device.type != "cpu" or torch.is_grad_enabled() or tracing():
+    if not cpu_inference(x):
         return x.index_select(1, index)
     B, L, C = x.shape
     if B > 1:
@@ -154,7 +160,7 @@ def fusable(module: nn.Module, x: Tensor) -> Optional[torch.dtype]:
     passes over memory. Elsewhere the plain path runs, with the same numerics. Residual sums stay
     in fp32.
     """
-    if x.device.type != "cpu" or module.training or torch.is_grad_enabled() or tracing():
+    if module.training or not cpu_inference(x):
         return None
     caps = hardware.cpu()
     if not caps.fused_linear:

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from . import winograd
 from .attention import WindowAttention
 from .config import SwinIRConfig
-from .layers import (DropPath, Mlp, gather_tokens, masked_windows, pad_to_multiple, relative_position_index,
-                     reorder_index, shift_mask, to_image, to_tokens, tracing)
+from .layers import (DropPath, Mlp, cpu_inference, gather_tokens, masked_windows, pad_to_multiple,
+                     relative_position_index, reorder_index, shift_mask, to_image, to_tokens, tracing)
 
 
 def derived_buffers(config: SwinIRConfig) -> dict:
@@ -173,7 +173,7 @@ class SwinTransformerBlock(nn.Module):
         """
         total, N, _ = x.shape
         step = max(1, CHUNK_TOKENS // N)
-        if x.device.type != "cpu" or torch.is_grad_enabled() or tracing() or total <= step:
+        if not cpu_inference(x) or total <= step:
             return self.windows_forward(x, bias, masked)
         out = torch.empty_like(x)
         for start, masked_chunk in self._chunks(total, step, masked):

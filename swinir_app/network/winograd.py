@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import tracing
+from .layers import cpu_inference
 
 POINTS = (0.0, 2 / 3, 3 / 2, -3 / 4, -3 / 2)  # and infinity
 
@@ -55,8 +55,8 @@ def applies(layer: nn.Conv2d, x: Tensor) -> bool:
     return (layer.kernel_size == (3, 3) and layer.stride == (1, 1) and layer.padding == (1, 1)
             and layer.dilation == (1, 1) and layer.groups == 1 and layer.padding_mode == "zeros"
             and min(layer.in_channels, layer.out_channels) >= MIN_CHANNELS
-            and x.device.type == "cpu" and x.dtype == torch.float32 and layer.weight.dtype == torch.float32
-            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu") and not tracing())
+            and x.dtype == torch.float32 and layer.weight.dtype == torch.float32
+            and cpu_inference(x) and not torch.is_autocast_enabled("cpu"))
 
 
 def filter_transform(weight: Tensor) -> Tensor:
