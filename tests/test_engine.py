@@ -44,6 +44,14 @@ def test_tiles_are_seamless(trained_x2, lr_photo):
     assert np.array_equal(Restorer(trained_x2, tile=45, tile_overlap=32, device="cpu").restore(lr_photo), tiled)
 
 
+def test_restorer_made_and_used_under_inference_mode(lr_photo):
+    # How Python users often call it: the model is then loaded under inference_mode too.
+    want = Restorer("bundled-x4", device="cpu").restore(lr_photo)
+    with torch.inference_mode():
+        got = Restorer("bundled-x4", device="cpu").restore(lr_photo)
+    assert np.array_equal(got, want)
+
+
 def test_tile_grid_and_weights():
     assert tile_starts(100, 48, 16) == [0, 32, 52]
     assert tile_starts(40, 48, 16) == [0]

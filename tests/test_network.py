@@ -200,6 +200,34 @@ def test_training_after_inference_mode_at_the_same_size():
     assert model.layers[0].residual_group.blocks[1].attn.relative_position_bias_table.grad is not None
 
 
+@pytest.mark.parametrize("preset", ["classical-x2", "swin2sr-classical-x2", "hat-x2"])
+def test_networks_made_or_cast_under_inference_mode(preset):
+    # Users wrap everything in inference_mode. The fast paths cache packed linears, Winograd filters and
+    # attention biases keyed on version counters, which inference tensors lack: a network built there must
+    # still make normal tensors, one cast there (inference tensors) must run uncached, and in-place weight
+    # updates made under inference_mode must reach the output in both.
+    import copy
+    ws = SwinIRConfig.preset(preset).window_size
+    config = SwinIRConfig.preset(preset).replace(depths=(2, 2), num_heads=(6, 6), embed_dim=72, img_size=2 * ws)
+    torch.manual_seed(0)
+    ref = network.build_network(config).eval()
+    ref.load_state_dict(random_state(ref, 1))
+    x = torch.rand(1, 3, 2 * ws + 3, 2 * ws - 5)  # not window multiples; 72 channels take Winograd
+    with torch.inference_mode():
+        built = network.build_network(config).eval()
+        built.load_state_dict(ref.state_dict())
+        cast = copy.deepcopy(ref).double().float()
+        assert not built.conv_first.weight.is_inference() and cast.conv_first.weight.is_inference()
+        for step in range(2):
+            want = ref(x)
+            for model in (built, cast):
+                torch.testing.assert_close(model(x), want, rtol=0, atol=1e-6)
+                torch.testing.assert_close(model(x), want, rtol=0, atol=1e-6)  # from the caches, if any
+            for model in (ref, built, cast):  # every weight, bias table and cpb MLP changes in place
+                for p in model.parameters():
+                    p.mul_(1.5).add_(0.01)
+
+
 def test_bf16_inference_close_to_fp32():
     # Any CPU: without native bf16 the plain (unfused) path runs, emulated but correct.
     config = small("classical-x2")

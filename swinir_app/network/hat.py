@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .attention import WindowAttention
 from .config import SwinIRConfig
 from .layers import (Mlp, gather_tokens, relative_position_index, reorder_index, to_image, to_tokens, tracing,
-                     window_partition)
+                     weights_key, window_partition)
 from .swinir import SwinIR, SwinTransformerBlock, conv_block
 
 
@@ -143,12 +143,11 @@ class OCAB(nn.Module):
     def inference_bias(self, dtype: torch.dtype) -> Tensor:
         """:meth:`relative_position_bias` in ``dtype``, gathered once while the table does not change
         (it depends on no input size), as a normal tensor even under inference_mode."""
-        table = self.relative_position_bias_table
-        key = (table.data_ptr(), table._version, dtype, table.device)
-        if getattr(self, "_bias_key", None) != key:
+        key = weights_key(self.relative_position_bias_table)
+        if key is None or getattr(self, "_bias_key", None) != (dtype, key):
             with torch.inference_mode(False), torch.no_grad():
                 self._bias = self.relative_position_bias().to(dtype).contiguous()
-            self._bias_key = key
+            self._bias_key = (dtype, key)
         return self._bias
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:

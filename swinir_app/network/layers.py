@@ -34,6 +34,19 @@ def cached(fn):
     return build
 
 
+def weights_key(*tensors: Tensor) -> Optional[tuple]:
+    """A key that changes whenever one of ``tensors`` is replaced or written in place (data pointer and
+    version counter), for caches derived from weights (packed linears, Winograd filters, attention biases).
+
+    None for inference tensors (made under ``torch.inference_mode``, e.g. by ``model.half()`` there): they
+    keep no version counter, so an in-place write could not be seen, and nothing derived from them is
+    cached. The networks build their parameters as normal tensors even under inference_mode.
+    """
+    if any(t.is_inference() for t in tensors):
+        return None
+    return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+
 def window_partition(x: Tensor, window_size: int) -> Tensor:
     """(B, H, W, C) -> (B * num_windows, window_size**2, C), windows in raster order."""
     B, H, W, C = x.shape
@@ -175,19 +188,20 @@ def _weights(layer: nn.Linear, dtype: torch.dtype, sizes: Optional[Tuple[int, ..
     """The layer's weight in ``dtype``, split into row blocks of ``sizes`` (default: whole), each
     reordered once into oneDNN's blocked layout, with its bias.
 
-    Cached until the weight changes (its data pointer or version): autocast would cast on every
+    Cached until the weight or bias changes (:func:`weights_key`): autocast would cast on every
     call, and a plain weight is reordered by every oneDNN call.
     """
     sizes = sizes or (layer.out_features,)
-    key = (dtype, sizes, layer.weight.data_ptr(), layer.weight._version)
+    params = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
+    key = weights_key(*params)
     cache = getattr(layer, "_packed", None)
-    if cache is None or cache[0] != key:
+    if key is None or cache is None or cache[0] != (dtype, sizes, key):
         with torch.no_grad():
             ws = layer.weight.detach().to(dtype).split(sizes)
             bs = layer.bias.detach().to(dtype).split(sizes) if layer.bias is not None else (None,) * len(sizes)
             packed = [(torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), None), b) for w, b in zip(ws, bs)]
-        cache = (key, packed)
-        layer._packed = cache
+        cache = ((dtype, sizes, key), packed)
+        layer._packed = cache if key is not None else None
     return cache[1]
 
 

@@ -17,7 +17,8 @@ from . import winograd
 from .attention import WindowAttention
 from .config import SwinIRConfig
 from .layers import (DropPath, Mlp, cpu_inference, gather_tokens, masked_windows, pad_to_multiple,
-                     relative_position_index, reorder_index, shift_mask, to_image, to_tokens, tracing)
+                     relative_position_index, reorder_index, shift_mask, to_image, to_tokens, tracing,
+                     weights_key)
 
 
 def derived_buffers(config: SwinIRConfig) -> dict:
@@ -119,12 +120,14 @@ class SwinTransformerBlock(nn.Module):
             return self._build_masks(H, W, batch, like, explicit=True)
         params = self.attn.bias_parameters()
         explicit = torch.is_grad_enabled()
-        key = (H, W, batch, like.device, explicit, *((p.data_ptr(), p._version) for p in params))
-        frozen = not (explicit and any(p.requires_grad for p in params))
+        weights = weights_key(*params)  # None: weights made under inference_mode, nothing is cached
+        key = (H, W, batch, like.device, explicit, weights)
+        grad = explicit and any(p.requires_grad for p in params)
+        frozen = not grad and weights is not None
         if frozen and self._mask_cache is not None and self._mask_cache[0] == key:
             return self._mask_cache[1]
         # Normal tensors even under inference_mode: such a cache could not join a graph later.
-        with torch.inference_mode(False), torch.set_grad_enabled(not frozen):
+        with torch.inference_mode(False), torch.set_grad_enabled(grad):
             masks = self._build_masks(H, W, batch, like, explicit)
         self._mask_cache = (key, masks) if frozen else None
         return masks
@@ -315,6 +318,12 @@ class SwinIR(nn.Module):
 
     def __init__(self, config: Optional[SwinIRConfig] = None, **kwargs):
         super().__init__()
+        # Normal tensors even when built under inference_mode: the fast paths cache what they derive from
+        # the weights, keyed on version counters that inference tensors lack (see layers.weights_key).
+        with torch.inference_mode(False):
+            self._build(config, kwargs)
+
+    def _build(self, config: Optional[SwinIRConfig], kwargs: dict) -> None:
         if kwargs.get("norm_layer", nn.LayerNorm) is not nn.LayerNorm:
             raise ValueError("only nn.LayerNorm is supported as norm_layer")
         kwargs.pop("norm_layer", None)

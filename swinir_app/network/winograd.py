@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import cpu_inference
+from .layers import cpu_inference, weights_key
 
 POINTS = (0.0, 2 / 3, 3 / 2, -3 / 4, -3 / 2)  # and infinity
 
@@ -67,12 +67,12 @@ def filter_transform(weight: Tensor) -> Tensor:
 
 
 def _filters(layer: nn.Conv2d) -> Tensor:
-    """The transformed weight, cached on the module until the weight changes."""
-    key = (layer.weight.data_ptr(), layer.weight._version)
+    """The transformed weight, cached on the module until the weight changes (:func:`weights_key`)."""
+    key = weights_key(layer.weight)
     cache = getattr(layer, "_winograd", None)
-    if cache is None or cache[0] != key:
+    if key is None or cache is None or cache[0] != key:
         cache = (key, filter_transform(layer.weight))
-        layer._winograd = cache
+        layer._winograd = cache if key is not None else None
     return cache[1]
 
 
