@@ -73,18 +73,24 @@ def setup(launcher: str, num_gpu: Union[int, str] = "auto") -> Dist:
     return Dist(rank, world, local, device, backend)
 
 
-def join() -> Dist:
+def join(device: str = "auto") -> Dist:
     """This process's place in a torchrun job (one process without one), for work split by rank:
-    the batch CLI's shards."""
+    the batch CLI's shards. ``device`` is the one the work runs on (``--device``): nccl only when it
+    is this rank's GPU, gloo otherwise (``--device cpu`` on a machine with GPUs)."""
     world = int(os.environ.get("WORLD_SIZE", 1))
     if world <= 1:
         return Dist()
     rank, local = int(os.environ.get("RANK", 0)), int(os.environ.get("LOCAL_RANK", 0))
-    backend = "nccl" if torch.cuda.is_available() else "gloo"
+    backend = backend_for(device)
     if not dist.is_initialized():
         dist.init_process_group(backend=backend)
     return Dist(rank, world, local, torch.device("cuda", local) if backend == "nccl" else torch.device("cpu"),
                 backend)
+
+
+def backend_for(device: str) -> str:
+    """The batch CLI's process-group backend for ``--device``: nccl where that is a GPU, else gloo."""
+    return "nccl" if torch.cuda.is_available() and rank_device(device).startswith("cuda") else "gloo"
 
 
 def rank_device(device: str) -> str:

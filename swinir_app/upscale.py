@@ -258,7 +258,7 @@ def run(args) -> int:
         return fail("--outscale must be positive", args.debug)
 
     configure_pillow(args.max_pixels)
-    d = distributed.join()
+    d = distributed.join(args.device)
     rank, world = d.rank, d.world_size
     main_rank = rank == 0
 

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from swinir_app import SwinIR
+from swinir_app import SwinIR, distributed
 from swinir_app.train import load_options
 from swinir_app.zoo import load_model
 from conftest import REPO
@@ -74,3 +74,12 @@ def test_leaving_the_group_stops_the_gloo_threads(tmp_path):
                        env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stderr.count("gloo threads left: []") == 2, r.stderr[-2000:]
+
+
+def test_batch_shards_use_nccl_only_for_gpu_work(monkeypatch):
+    # `--device cpu` under torchrun on a machine with GPUs must not take nccl (CPU tensors, ranks > GPUs).
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    for cuda, want in ((False, dict(auto="gloo", cpu="gloo", cuda="gloo")),
+                       (True, {"auto": "nccl", "cpu": "gloo", "cuda": "nccl", "cuda:1": "nccl", "mps": "gloo"})):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+        assert {device: distributed.backend_for(device) for device in want} == want
