@@ -119,3 +119,7 @@ def test_the_swinir_app_command_lists_every_front_end(capsys):
     assert all(f"  {name}" in out for name in COMMANDS)
     assert set(COMMANDS) == {"upscale", "evaluate", "train", "convert", "models", "benchmark", "web", "export"}
     assert main(["modles"]) == 2 and "did you mean models" in capsys.readouterr().err
+    for name in COMMANDS:  # each command's usage names it as typed
+        with pytest.raises(SystemExit) as exit_:
+            main([name, "--help"])
+        assert exit_.value.code == 0 and capsys.readouterr().out.startswith(f"usage: swinir-app {name} ")

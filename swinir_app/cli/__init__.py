@@ -19,8 +19,18 @@ from ..zoo import DEFAULT_HOME, HOME_ENV
 __all__ = ["Parser", "add_debug", "add_device", "add_model", "add_tiles", "add_weights_dir", "fail", "one_line_errors"]
 
 
+# The command as typed, set by ``swinir-app COMMAND`` (:mod:`.main`): usage lines then read
+# ``swinir-app upscale ...`` instead of each front end's ``python -m swinir_app.upscale``.
+command_name: Optional[str] = None
+
+
 class Parser(argparse.ArgumentParser):
     """argparse whose usage errors are one line (``error: ... (see --help)``) and exit code 2."""
+
+    def __init__(self, *args, **kwargs):
+        if command_name is not None:
+            kwargs["prog"] = command_name
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         print(f"error: {message} (see --help)", file=sys.stderr)

@@ -49,9 +49,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(f"error: unknown command {command!r}{hint} (swinir-app --help lists them)", file=sys.stderr)
         return 2
     module = importlib.import_module(COMMANDS[command][0])
-    sys.argv[0] = f"swinir-app {command}"
-    result = module.main(rest)
-    return int(result or 0)
+    from .. import cli
+    cli.command_name = sys.argv[0] = f"swinir-app {command}"
+    try:
+        return int(module.main(rest) or 0)
+    finally:
+        cli.command_name = None
 
 
 if __name__ == "__main__":
