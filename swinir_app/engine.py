@@ -363,7 +363,7 @@ class Restorer:
         bar = None
         if self.progress and total > 1:
             from tqdm import tqdm
-            bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, position=1, disable=None)
+            bar = tqdm(total=total, desc="tiles", unit="tile", leave=False, disable=None)  # below any open bar
         try:
             for y0, wy in zip(ys, wys):
                 for x0, wx in zip(xs, wxs):

@@ -361,7 +361,7 @@ def run(args) -> int:
                         summary.done += 1
                 elif job.kind == "frames":
                     anim = future.result()
-                    with tqdm(total=len(anim.frames), desc=f"{job.src.name}", unit=anim.kind[:-1], position=1,
+                    with tqdm(total=len(anim.frames), desc=f"{job.src.name}", unit=anim.kind[:-1],
                               leave=False, disable=None) as frame_bar:
                         def one(a):
                             out = restore(a)
@@ -459,7 +459,7 @@ def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
                                         f"{args.max_pixels:,} pixels (--max-pixels)")
     total = info.frames // (job.segment[1] if job.segment else 1)
     desc = job.src.name if job.segment is None else f"{job.src.name} {job.segment[0] + 1}/{job.segment[1]}"
-    with tqdm(total=total or None, desc=desc, unit="frame", position=1, leave=False, disable=None) as bar:
+    with tqdm(total=total or None, desc=desc, unit="frame", leave=False, disable=None) as bar:
         dst = video.segment_path(job.dst, *job.segment) if job.segment else job.dst
         result = video.restore_video(job.src, dst, restore, codec=args.video_codec, crf=args.crf, preset=args.preset,
                                      overwrite=args.overwrite or job.segment is not None, segment=job.segment,

@@ -198,6 +198,23 @@ def clip(tmp_path_factory):
     return path
 
 
+def test_tile_bar_is_drawn_below_the_frame_bar(ckpt, clip, tmp_path, monkeypatch):
+    # On a terminal: inputs (row 0), the video's frames (row 1), a frame's tiles (row 2), none over another.
+    import io
+    import re
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Terminal()
+    monkeypatch.setattr(sys, "stderr", err)
+    assert main([str(clip), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu", "--tile", "16"]) == 0
+    rows = {name: {len(m.group(1)) for m in re.finditer(r"(\n*)\r" + re.escape(name) + ":", err.getvalue())}
+            for name in ("inputs", clip.name, "tiles")}
+    assert rows == {"inputs": {0}, clip.name: {1}, "tiles": {2}}
+
+
 def test_video_keeps_frames_timing_rotation_and_sound(ckpt, trained_x2, clip, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(clip), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--crf", "0"]) == 0
