@@ -28,6 +28,7 @@ WRITABLE = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".t
             ".gif": "GIF"}  # the extensions written, and their Pillow formats
 OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "gif": ".gif"}  # --ext choices
 _EXIF_ORIENTATION = 0x0112
+_TIFF_PHOTOMETRIC = 262  # 0: MinIsWhite, 1: MinIsBlack, 2: RGB
 
 
 def configure_pillow(max_pixels: int) -> None:
@@ -96,6 +97,7 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (--max-pixels)")
     icc = img.info.get("icc_profile")
     fmt = img.format
+    white_is_zero = fmt == "TIFF" and img.tag_v2.get(_TIFF_PHOTOMETRIC) == 0
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
         array = _decode_16bit(data, img) if _is_deep_color(img, data) else None
@@ -113,9 +115,21 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         raise
     except (OSError, SyntaxError, ValueError) as e:
         raise ImageReadError(name, f"truncated or corrupt ({e})") from None
+    if white_is_zero and array.dtype == np.uint16:  # Pillow inverts 1- and 8-bit MinIsWhite only
+        array = _white_is_zero(array)
     if icc and not _icc_fits(icc, array):
         icc = None  # a profile of another color space (a CMYK profile on converted pixels) cannot describe them
     return LoadedImage(array=array, icc_profile=icc, format=fmt)
+
+
+def _white_is_zero(a: np.ndarray) -> np.ndarray:
+    """Gray stored as TIFF's MinIsWhite (0 = white) made MinIsBlack; an alpha channel is kept."""
+    a = a.copy()
+    top = np.iinfo(a.dtype).max
+    if a.ndim == 2:
+        return top - a
+    a[:, :, 0] = top - a[:, :, 0]
+    return a
 
 
 def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage:
@@ -131,6 +145,10 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
             channels = page.samplesperpixel
             if page.dtype not in (np.uint8, np.uint16) or channels > 4 or page.planarconfig != 1:
                 raise ImageReadError(name, f"unsupported TIFF ({page.dtype}, {channels} samples per pixel)")
+            photometric = int(page.photometric)
+            if photometric not in ((0, 1) if channels <= 2 else (2,)):
+                raise ImageReadError(name, f"unsupported TIFF (photometric {page.photometric.name} with {channels} "
+                                           f"samples per pixel)")
             array = page.asarray().reshape(h, w, channels)
             icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
@@ -139,6 +157,8 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on garbage
         raise ImageReadError(name, f"truncated or corrupt TIFF ({e})") from None
     array = _apply_orientation(array[:, :, 0] if channels == 1 else array, int(orientation))
+    if photometric == 0:
+        array = _white_is_zero(array)
     icc = bytes(icc) if icc and _icc_fits(bytes(icc), array) else None
     return LoadedImage(array=np.ascontiguousarray(array), icc_profile=icc, format="TIFF")
 

@@ -9,7 +9,7 @@ import pytest
 import tifffile
 from PIL import Image, ImageCms
 
-from swinir_app.images import encode_image, icc_color_space, read_image, srgb_profile
+from swinir_app.images import ImageReadError, encode_image, icc_color_space, read_image, srgb_profile
 
 # The ICC colorants of sRGB, adapted to the D50 connection space (Bradford), as LittleCMS builds them.
 SRGB_TO_XYZ_D50 = np.array([[0.4361, 0.3851, 0.1431], [0.2225, 0.7169, 0.0606], [0.0139, 0.0971, 0.7141]])
@@ -170,3 +170,28 @@ def test_16bit_outputs_keep_pixels_and_the_icc_profile(ext, channels):
                 assert tif.pages[0].tags["InterColorProfile"].value == icc
     else:
         assert got.icc_profile is None
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_tiff_min_is_white_gray_is_read_as_seen(dtype, alpha):
+    # Scanners write MinIsWhite gray (0 = white). Pillow inverts it at 8 bits only; tifffile (gray+alpha at
+    # 16 bits) not at all. Either way the image must come out as a viewer shows it, alpha untouched.
+    top = np.iinfo(dtype).max
+    stored = np.random.default_rng(3).integers(0, top, (6, 7, 2), dtype=dtype)
+    stored = stored if alpha else stored[:, :, 0]
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, stored, photometric="miniswhite", **({"extrasamples": [2]} if alpha else {}))
+    want = stored.copy()
+    if alpha:
+        want[:, :, 0] = top - want[:, :, 0]
+    else:
+        want = top - want
+    np.testing.assert_array_equal(read_image(buf.getvalue()).array, want)
+
+
+def test_tiff_color_spaces_other_than_gray_and_rgb_are_refused_in_one_line():
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, np.zeros((6, 7, 3), np.uint16), photometric="cielab")  # not read as RGB by mistake
+    with pytest.raises(ImageReadError, match=r"^scan\.tif: unsupported TIFF \(photometric CIELAB with 3 samples"):
+        read_image(buf.getvalue(), name="scan.tif")
