@@ -464,6 +464,10 @@ def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
         result = video.restore_video(job.src, dst, restore, codec=args.video_codec, crf=args.crf, preset=args.preset,
                                      overwrite=args.overwrite or job.segment is not None, segment=job.segment,
                                      on_frame=lambda done, _: bar.update())
+    if result.bits < result.source_bits and (job.segment is None or job.segment[0] == 0):
+        print(f"note: {job.src}: {result.source_bits}-bit video written {result.bits}-bit: "
+              f"{args.video_codec or video.default_codec(job.dst)} has no deeper format here "
+              f"(libx264, libx265 and ffv1 keep it)", file=sys.stderr)
     return result.frames, info.width * info.height
 
 

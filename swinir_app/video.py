@@ -4,7 +4,9 @@ Built on PyAV (FFmpeg's libraries, bundled in its wheel). The output keeps the i
 frame count, timestamps (so its frame rate and time base) and display rotation; audio and subtitle
 streams are copied packet by packet, without re-encoding, so sound stays in sync. The video is
 encoded with H.264 (``libx264``, yuv420p) by default (VP9 in WebM), at ``crf``/``preset``; at crf 0
-(lossless) x264 and x265 keep 4:4:4 colour.
+(lossless) x264 and x265 keep 4:4:4 colour. Videos deeper than 8 bits (10-bit HEVC from phones) are
+restored in 16-bit RGB and written 10-bit (yuv420p10le) where the encoder has it. The colour description
+(primaries, transfer, matrix, range) is kept, and frames go to RGB and back through their own matrix and range.
 
 A long video can be cut by time into segments that separate processes restore
 (:func:`restore_video` with ``segment=(k, n)``, written to NUT files that keep the encoder's
@@ -149,6 +151,8 @@ class VideoResult:
     frames: int
     width: int
     height: int
+    source_bits: int = 8  # bits per sample of the input video's pixel format
+    bits: int = 8  # and of the output's (lower only where the encoder has no deeper format)
 
 
 _END = object()
@@ -161,7 +165,9 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
     """Restore every frame of ``src`` with ``restore`` and write the video to ``dst``, atomically.
 
     Args:
-        restore: HxWx3 uint8 RGB -> H'xW'x3 uint8 RGB, e.g. ``Restorer.restore`` (one frame at a time).
+        restore: HxWx3 RGB -> H'xW'x3 RGB of the same dtype, e.g. ``Restorer.restore`` (one frame at a
+            time): uint8 for 8-bit videos, uint16 for deeper ones (10-bit and up), which are written
+            10-bit where the encoder can (x264, x265; FFV1 16-bit) and 8-bit elsewhere.
         codec: an FFmpeg encoder name (default :func:`default_codec`); ``crf`` and ``preset`` are
             passed to the encoders that know them (x264, x265, VP9's crf).
         overwrite: False raises FileExistsError if ``dst`` exists when the video is done.
@@ -172,8 +178,8 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
             raise from it to stop (the output is not written).
 
     Returns:
-        The frame count and output size. Odd sizes are cut to even ones (one row or column) for the
-        4:2:0 encoders, which need them.
+        The frame count, output size, and the input's and output's bits per sample. Odd sizes are
+        cut to even ones (one row or column) for the 4:2:0 encoders, which need them.
 
     Raises:
         VideoError: ``src`` cannot be decoded, is too long, or stops before its declared end.
@@ -211,7 +217,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
                              0 if segment else total)
         except FileExistsError:
             raise FileExistsError(f"{dst} appeared while the video was restored; not overwritten") from None
-        return VideoResult(pipe.count, *pipe.size)
+        return VideoResult(pipe.count, *pipe.size, source_bits(vs), pipe.bits)
 
 
 class _Pipeline:
@@ -220,8 +226,9 @@ class _Pipeline:
     def __init__(self, inp, vs, copied, start, end, restore, src: Path):
         self.inp, self.vs, self.copied, self.start, self.end = inp, vs, copied, start, end
         self.restore, self.src = restore, src
+        self.deep = source_bits(vs) > 8  # 10-, 12- and 16-bit sources are restored and written in 16-bit RGB
         self.count = 0
-        self.size = (0, 0)
+        self.size, self.bits = (0, 0), 8
         self.stop = threading.Event()
         self.decoded: "queue.Queue" = queue.Queue(_QUEUE)
         self.restored: "queue.Queue" = queue.Queue(_QUEUE)
@@ -290,6 +297,7 @@ class _Pipeline:
             self.stop.set()
 
     def run(self, out, codec: str, crf: int, preset: str, segment: bool, on_frame, total: int) -> None:
+        import av
         vs = self.vs
         # The first frame gives the output size and the rotation; packets before it wait.
         self.decoder = threading.Thread(target=self._decode, name="video-decode", daemon=True)
@@ -311,8 +319,12 @@ class _Pipeline:
         ostream.width, ostream.height = w, h
         ostream.time_base = vs.time_base
         ostream.codec_context.time_base = vs.time_base
-        ostream.pix_fmt = _pixel_format(codec, crf)
+        ostream.pix_fmt = _pixel_format(codec, crf, self.deep)
+        self.pix_fmt = ostream.pix_fmt
+        self.bits = min(source_bits(vs), max((c.bits for c in av.VideoFormat(ostream.pix_fmt).components), default=8))
         ostream.options = _options(codec, crf, preset, segment)
+        for tag in ("color_primaries", "color_trc", "colorspace", "color_range"):  # BT.709, HDR (PQ, HLG), ...
+            setattr(ostream.codec_context, tag, getattr(vs.codec_context, tag))
         if segment:
             ostream.codec_context.max_b_frames = 0
         if first.rotation:
@@ -352,13 +364,16 @@ class _Pipeline:
             self.decoder.join()
 
     def _restore(self, frame) -> np.ndarray:
-        out = self.restore(frame.to_ndarray(format="rgb24"))
+        # RGB through the frame's own matrix and range (full-range "JPEG" YUV included), and back the same way.
+        rgb = frame.to_ndarray(format="rgb48le" if self.deep else "rgb24", src_color_range=frame.color_range)
+        out = self.restore(rgb)
         h, w = out.shape[:2]
         return np.ascontiguousarray(out[:h - h % 2, :w - w % 2])  # 4:2:0 needs even sides
 
     def _send(self, array: np.ndarray, frame, on_frame, total: int) -> None:
         import av
-        vf = av.VideoFrame.from_ndarray(array, format="rgb24")
+        vf = av.VideoFrame.from_ndarray(array, format="rgb48le" if array.dtype == np.uint16 else "rgb24")
+        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=frame.colorspace, dst_color_range=frame.color_range)
         vf.pts, vf.time_base = frame.pts, frame.time_base
         if not self._put(self.restored, ("frame", vf)):
             raise self.errors[0] if self.errors else RuntimeError("the video encoder stopped")
@@ -415,16 +430,26 @@ def encoder_problem(codec: str, crf: int, preset: str) -> Optional[str]:
     return None
 
 
-def _pixel_format(codec: str, crf: int) -> str:
+def source_bits(vs) -> int:
+    """Bits per sample of a video stream's pixel format (8 for yuv420p, 10 for yuv420p10le, ...)."""
+    fmt = vs.codec_context.format
+    return max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
+
+
+def _pixel_format(codec: str, crf: int, deep: bool = False) -> str:
     """yuv420p, as players expect; 4:4:4 for x264/x265 at crf 0 (lossless: the colour is not halved
-    either); RGB for the lossless codecs (FFV1)."""
+    either); RGB for the lossless codecs (FFV1). For a ``deep`` (over 8-bit) source, the 10-bit
+    variant where the encoder has it (16-bit RGB for FFV1), else the 8-bit one."""
     import av
     formats = [f.name for f in (av.Codec(codec, "w").video_formats or [])]
-    if crf == 0 and codec in ("libx264", "libx265") and "yuv444p" in formats:
-        return "yuv444p"
-    if "yuv420p" in formats and codec not in ("ffv1", "libx264rgb", "png", "qtrle"):
-        return "yuv420p"
-    for name in ("gbrp", "rgb24", "bgr0", "yuv444p"):
+    if crf == 0 and codec in ("libx264", "libx265"):
+        wanted = ("yuv444p10le", "yuv444p") if deep else ("yuv444p",)
+    elif codec not in ("ffv1", "libx264rgb", "png", "qtrle"):
+        wanted = ("yuv420p10le", "yuv420p") if deep else ("yuv420p",)
+    else:
+        wanted = ()
+    wanted += (("gbrp16le", "gbrp10le", "rgb48le") if deep else ()) + ("gbrp", "rgb24", "bgr0", "yuv444p")
+    for name in wanted:
         if name in formats:
             return name
     return formats[0] if formats else "yuv420p"

@@ -148,20 +148,23 @@ def test_a_still_format_for_frames_is_refused_and_the_rest_run(ckpt, tmp_path, c
 FPS, FRAMES, SAMPLE_RATE = 12, 12, 48000
 
 
-def write_video(path: Path, n: int = FRAMES, rotation: int = 0, audio: bool = True) -> list:
-    """An n-frame 64x48 clip of a moving photo (H.264) with a 440 Hz sine track (AAC); its frames."""
+def write_video(path: Path, n: int = FRAMES, rotation: int = 0, audio: bool = True, bits: int = 8) -> list:
+    """An n-frame 64x48 clip of a moving photo (H.264) with a 440 Hz sine track (AAC); its frames.
+    ``bits=10``: 10-bit H.264 from 16-bit frames (the photo plus a fine ramp of sub-8-bit levels)."""
     base = photo("astronaut")[80:128, 180:244]
+    if bits > 8:
+        base = base.astype(np.uint16) * 250 + np.linspace(0, 1500, 64, dtype=np.uint16)[None, :, None]
     frames = [np.ascontiguousarray(np.roll(base, 2 * k, axis=1)) for k in range(n)]
     with av.open(str(path), "w") as c:
         vs = c.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p" if bits == 8 else "yuv420p10le"
         if rotation:
             vs.set_display_rotation(rotation)
         if audio:
             a = c.add_stream("aac", rate=SAMPLE_RATE)
             a.layout = "mono"
         for f in frames:
-            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24" if bits == 8 else "rgb48le")):
                 c.mux(p)
         for p in vs.encode(None):
             c.mux(p)
@@ -240,6 +243,70 @@ def test_a_lossless_codec_equals_the_image_path(ckpt, trained_x2, tmp_path):
     restorer = Restorer(trained_x2, device="cpu")
     for a, b in zip(before["frames"], after["frames"]):
         np.testing.assert_array_equal(restorer.restore(a), b)
+
+
+def test_10bit_video_stays_deeper_than_8_bits(ckpt, trained_x2, tmp_path, capsys):
+    # Phones record 10-bit HEVC: frames are restored in 16-bit RGB and written 10-bit where the encoder can.
+    import av
+    src = tmp_path / "deep.mkv"
+    write_video(src, n=3, audio=False, bits=10)
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--video-codec", "ffv1"]) == 0
+    restorer = Restorer(trained_x2, device="cpu")
+    with av.open(str(src)) as a, av.open(str(out / "deep.mkv")) as b:
+        assert b.streams.video[0].codec_context.format.name == "gbrp16le"
+        for fa, fb in zip(a.decode(video=0), b.decode(video=0)):  # FFV1 is lossless: the 16-bit image path
+            want = restorer.restore(fa.to_ndarray(format="rgb48le"))
+            np.testing.assert_array_equal(fb.to_ndarray(format="rgb48le"), want)
+    assert main([str(src), "-o", str(out / "x264"), "--model", str(ckpt), "--device", "cpu"]) == 0
+    with av.open(str(out / "x264" / "deep.mkv")) as b:
+        assert b.streams.video[0].codec_context.format.name == "yuv420p10le"
+        frame = next(b.decode(video=0)).to_ndarray(format="rgb48le")
+        assert np.mean(frame % 257 != 0) > 0.5  # not 8-bit levels scaled up
+    capsys.readouterr()  # an encoder without a 10-bit format here: 8-bit, and said
+    assert main([str(src), "-o", str(out / "vp9"), "--model", str(ckpt), "--device", "cpu",
+                 "--video-codec", "mpeg4"]) == 0
+    assert "deep.mkv: 10-bit video written 8-bit: mpeg4 has no deeper format here" in capsys.readouterr().err
+    write_video(tmp_path / "deep8.mkv", n=2, audio=False)
+    assert main([str(tmp_path / "deep8.mkv"), "-o", str(out / "eight"), "--model", str(ckpt), "--device", "cpu"]) == 0
+    with av.open(str(out / "eight" / "deep8.mkv")) as b:
+        assert b.streams.video[0].codec_context.format.name == "yuv420p"  # 8-bit sources stay 8-bit
+
+
+@pytest.mark.parametrize("pix_fmt, tags", [("yuv420p", (1, 1, 1, 2)), ("yuv420p10le", (9, 18, 9, 1))])
+def test_video_keeps_its_colour_description(tmp_path, pix_fmt, tags):
+    # (primaries, transfer, matrix, range): BT.709 full range ("JPEG" YUV), and BT.2020 HLG 10-bit (phone HDR).
+    # Untagged output would be shown as BT.709 limited range: washed-out HDR, crushed or flat full range.
+    import av
+    from swinir_app.video import restore_video
+    deep = pix_fmt.endswith("10le")
+    img = np.zeros((48, 64, 3))
+    for i, c in enumerate([(1, 0, 0), (0, 1, 0), (0, 0, 1), (1, 1, 0), (0, 1, 1), (1, 0, 1), (1, 1, 1), (0, 0, 0)]):
+        img[:24, 8 * i:8 * i + 8] = c
+    img[24:] = np.linspace(0, 1, 64)[None, :, None]
+    src = tmp_path / "tagged.mkv"
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("libx264", rate=FPS, options={"crf": "0"})
+        vs.width, vs.height, vs.pix_fmt = 64, 48, pix_fmt
+        cc = vs.codec_context
+        cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range = tags
+        a = (img * (65535 if deep else 255)).round().astype(np.uint16 if deep else np.uint8)
+        frame = av.VideoFrame.from_ndarray(a, format="rgb48le" if deep else "rgb24")
+        for p in vs.encode(frame.reformat(format=pix_fmt, dst_colorspace=tags[2], dst_color_range=tags[3])):
+            c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+    restore_video(src, tmp_path / "out.mkv", lambda rgb: rgb, crf=0)  # the pipeline alone
+    rgb = []
+    with av.open(str(src)) as a, av.open(str(tmp_path / "out.mkv")) as b:
+        for c in (a, b):
+            cc = c.streams.video[0].codec_context
+            assert (cc.color_primaries, cc.color_trc, cc.colorspace, cc.color_range) == tags
+            f = next(c.decode(video=0))
+            rgb.append(f.to_ndarray(format="rgb48le", src_color_range=f.color_range) / 65535 * 255)
+    # In 8-bit levels; the worst pixels are at the colour edges, where 4:2:0 chroma leaves the RGB gamut
+    # and is clipped.
+    assert np.abs(rgb[1] - rgb[0]).mean() < 1.5 and np.abs(rgb[1] - rgb[0]).max() < 12
 
 
 def test_frame_iterator_and_api(trained_x2, clip, tmp_path):
