@@ -337,6 +337,19 @@ def test_video_limits_and_cancel(webapp, tmp_path):
         webapp.restore_video(str(tmp_path / "notes.mp4"), RunSettings(webapp.default_spec), threading.Event())
 
 
+def test_video_10bit_stays_10bit(webapp, tmp_path):
+    import av
+    from test_frames import write_video
+    from swinir_app.webui.service import RunSettings
+    clip = tmp_path / "deep.mkv"
+    write_video(clip, n=2, audio=False, bits=10)
+    run = webapp.restore_video(str(clip), RunSettings(webapp.default_spec), threading.Event())
+    with av.open(str(run.path)) as c:
+        assert c.streams.video[0].codec_context.format.name == "yuv420p10le"
+        frame = next(c.decode(video=0)).to_ndarray(format="rgb48le")
+        assert np.mean(frame % 257 != 0) > 0.5  # not 8-bit levels scaled up
+
+
 # ---------------------------------------------------------------------------------------------
 # gradio_client
 
