@@ -164,20 +164,25 @@ def _destination(src: Path, folder: Path, ext: str, suffix: str) -> Path:
     return folder / f"{src.stem}{suffix}{out_ext}"
 
 
-def tiling_notes(restorer, src: Path, args) -> List[str]:
-    """What the tile settings do to the first image: an overlap cut to half the tile, and tiles so
-    small that they compute far more pixels than the image has."""
+def tiling_notes(restorer, job: "Job", args) -> List[str]:
+    """What the tile settings do to the first input (an image, or a video's frames): an overlap cut to
+    half the tile, and tiles so small that they compute far more pixels than the image has."""
     import stat
 
     from PIL import Image
 
     if args.tile in (None, "auto"):
         return []
+    src = job.src
     try:
         if not stat.S_ISREG(os.stat(src).st_mode):
             return []
-        with Image.open(src) as img:
-            w, h = img.size
+        if job.kind == "video":
+            info = video.probe(src)
+            w, h = info.width, info.height
+        else:
+            with Image.open(src) as img:
+                w, h = img.size
     except Exception:  # noqa: BLE001 - the reader says what is wrong with it later
         return []
     plan = restorer.tiling(h, w)
@@ -323,7 +328,7 @@ def run(args) -> int:
         except Exception as err:  # noqa: BLE001 - one line for any model problem
             return fail(f"cannot load model {spec!r}: {err}", args.debug)
         if main_rank:
-            for line in tiling_notes(restorer, todo[0].src, args):
+            for line in tiling_notes(restorer, todo[0], args):
                 print(f"note: {line}", file=sys.stderr)
         problem = check_output_folders(todo, args.outscale or restorer.scale)
         if problem:
@@ -457,7 +462,9 @@ def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
     if info.width * info.height > args.max_pixels:
         raise video.VideoError(job.src, f"{info.width}x{info.height} frames exceed the limit of "
                                         f"{args.max_pixels:,} pixels (--max-pixels)")
-    total = info.frames // (job.segment[1] if job.segment else 1)
+    # MKV and WebM declare no frame count: estimated from the duration, for the bar's ETA.
+    frames = info.frames or round(info.seconds * float(info.rate))
+    total = frames // (job.segment[1] if job.segment else 1)
     desc = job.src.name if job.segment is None else f"{job.src.name} {job.segment[0] + 1}/{job.segment[1]}"
     with tqdm(total=total or None, desc=desc, unit="frame", leave=False, disable=None) as bar:
         dst = video.segment_path(job.dst, *job.segment) if job.segment else job.dst
@@ -465,9 +472,9 @@ def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
                                      overwrite=args.overwrite or job.segment is not None, segment=job.segment,
                                      on_frame=lambda done, _: bar.update())
     if result.bits < result.source_bits and (job.segment is None or job.segment[0] == 0):
-        print(f"note: {job.src}: {result.source_bits}-bit video written {result.bits}-bit: "
-              f"{args.video_codec or video.default_codec(job.dst)} has no deeper format here "
-              f"(libx264, libx265 and ffv1 keep it)", file=sys.stderr)
+        tqdm.write(f"note: {job.src}: {result.source_bits}-bit video written {result.bits}-bit: "
+                   f"{args.video_codec or video.default_codec(job.dst)} has no deeper format here "
+                   f"(libx264, libx265 and ffv1 keep it)", file=sys.stderr)
     return result.frames, info.width * info.height
 
 

@@ -323,8 +323,9 @@ class _Pipeline:
         self.pix_fmt = ostream.pix_fmt
         self.bits = min(source_bits(vs), max((c.bits for c in av.VideoFormat(ostream.pix_fmt).components), default=8))
         ostream.options = _options(codec, crf, preset, segment)
-        for tag in ("color_primaries", "color_trc", "colorspace", "color_range"):  # BT.709, HDR (PQ, HLG), ...
-            setattr(ostream.codec_context, tag, getattr(vs.codec_context, tag))
+        rgb = av.VideoFormat(ostream.pix_fmt).is_rgb  # FFV1's gbrp: no YUV matrix or range to describe
+        for tag in ("color_primaries", "color_trc") + (() if rgb else ("colorspace", "color_range")):
+            setattr(ostream.codec_context, tag, getattr(vs.codec_context, tag))  # BT.709, HDR (PQ, HLG), ...
         if segment:
             ostream.codec_context.max_b_frames = 0
         if first.rotation:
@@ -373,7 +374,9 @@ class _Pipeline:
     def _send(self, array: np.ndarray, frame, on_frame, total: int) -> None:
         import av
         vf = av.VideoFrame.from_ndarray(array, format="rgb48le" if array.dtype == np.uint16 else "rgb24")
-        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=frame.colorspace, dst_color_range=frame.color_range)
+        # AREA: swscale's default (bilinear) 4:2:0 chroma of full-range video is biased (grey 128 -> 127, green).
+        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=frame.colorspace, dst_color_range=frame.color_range,
+                         interpolation="AREA")
         vf.pts, vf.time_base = frame.pts, frame.time_base
         if not self._put(self.restored, ("frame", vf)):
             raise self.errors[0] if self.errors else RuntimeError("the video encoder stopped")

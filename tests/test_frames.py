@@ -213,9 +213,18 @@ def test_tile_bar_is_drawn_below_the_frame_bar(ckpt, clip, tmp_path, monkeypatch
     err = Terminal()
     monkeypatch.setattr(sys, "stderr", err)
     assert main([str(clip), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu", "--tile", "16"]) == 0
-    rows = {name: {len(m.group(1)) for m in re.finditer(r"(\n*)\r" + re.escape(name) + ":", err.getvalue())}
+    bars = re.sub(r"note: [^\n]*\n", "", err.getvalue())  # the notes printed before the bars start
+    rows = {name: {len(m.group(1)) for m in re.finditer(r"(\n*)\r" + re.escape(name) + ":", bars)}
             for name in ("inputs", clip.name, "tiles")}
     assert rows == {"inputs": {0}, clip.name: {1}, "tiles": {2}}
+    # The tile settings are judged on the video's frames too (the first input here).
+    assert "note: --tile-overlap 32 is more than half of the 16-pixel tiles: 8 is used" in err.getvalue()
+    # MKV declares no frame count: the bar's total (and ETA) comes from the duration.
+    write_video(tmp_path / "short.mkv", n=3, audio=False)
+    err.seek(0), err.truncate()
+    short = [str(tmp_path / "short.mkv"), "-o", str(tmp_path / "out"), "--model", str(ckpt), "--device", "cpu"]
+    assert main(short) == 0
+    assert "short.mkv:   0%|          | 0/3 [" in err.getvalue()  # a total, so a percentage and an ETA
 
 
 def test_video_keeps_frames_timing_rotation_and_sound(ckpt, trained_x2, clip, tmp_path, capsys):
@@ -307,6 +316,33 @@ def test_video_keeps_its_colour_description(tmp_path, pix_fmt, tags):
     # In 8-bit levels; the worst pixels are at the colour edges, where 4:2:0 chroma leaves the RGB gamut
     # and is clipped.
     assert np.abs(rgb[1] - rgb[0]).mean() < 1.5 and np.abs(rgb[1] - rgb[0]).max() < 12
+    restore_video(src, tmp_path / "rgb.mkv", lambda rgb: rgb, codec="ffv1")  # RGB: no YUV matrix or range
+    with av.open(str(tmp_path / "rgb.mkv")) as c:
+        cc = c.streams.video[0].codec_context
+        assert (cc.color_primaries, cc.color_trc) == tags[:2] and cc.colorspace in (0, 2) and cc.color_range == 0
+
+
+def test_full_range_grey_stays_neutral(tmp_path):
+    # swscale's default RGB -> 4:2:0 conversion in full range turns grey green (chroma 128 -> 127), pass after pass.
+    import av
+    from swinir_app.video import restore_video
+    src = tmp_path / "grey.mp4"
+    with av.open(str(src), "w") as c:
+        vs = c.add_stream("libx264", rate=FPS)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.codec_context.color_range = 2
+        grey = av.VideoFrame.from_ndarray(np.full((48, 64, 3), 144, np.uint8), format="rgb24")
+        for p in vs.encode(grey.reformat(format="yuv420p", dst_color_range=2, interpolation="AREA")):
+            c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+    restore_video(src, tmp_path / "out.mp4", lambda rgb: rgb)
+    with av.open(str(tmp_path / "out.mp4")) as c:
+        frame = next(c.decode(video=0))
+        assert frame.color_range == 2
+        for plane in frame.planes[1:]:
+            chroma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+            assert abs(chroma.mean() - 128) < 0.25
 
 
 def test_frame_iterator_and_api(trained_x2, clip, tmp_path):
