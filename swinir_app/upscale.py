@@ -74,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group("videos (the container is kept; audio and subtitles are copied)")
     v.add_argument("--video-codec", default=None, metavar="NAME",
                    help="FFmpeg encoder (default: libx264, yuv420p; libvpx-vp9 for .webm)")
-    v.add_argument("--crf", type=int, default=video.DEFAULT_CRF,
+    v.add_argument("--crf", type=int, default=None,
                    help=f"constant rate factor of x264/x265/VP9: lower is better (default: {video.DEFAULT_CRF}; "
                         f"0 is lossless in x264)")
     v.add_argument("--preset", default=video.DEFAULT_PRESET,
@@ -286,8 +286,12 @@ def run(args) -> int:
         return fail("--segments must be at least 1", args.debug)
     codecs = sorted({args.video_codec or video.default_codec(j.dst) for j in jobs
                      if j.src.suffix.lower() in video.VIDEO_EXTENSIONS})
+    given_crf, args.crf = args.crf is not None, video.DEFAULT_CRF if args.crf is None else args.crf
     for problem in filter(None, (video.encoder_problem(c, args.crf, args.preset) for c in codecs)):
         return fail(problem, args.debug)  # a usage error, before any model work
+    for codec in (c for c in codecs if given_crf and main_rank and c not in video.CRF_RANGE):
+        print(f"note: --crf is not used by {codec} (only by {', '.join(video.CRF_RANGE)}); its own default "
+              f"quality applies", file=sys.stderr)
     inputs = {_identity(job.src) for job in jobs} - {None}
     jobs, refused = plan_kinds(jobs, args.segments)
     jobs = shard(jobs, rank, world)

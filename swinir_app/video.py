@@ -409,8 +409,9 @@ class _Pipeline:
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
                 "placebo")
-_CRF_RANGE = {"libx264": 51, "libx264rgb": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libaom-av1": 63,
-              "libsvtav1": 63}
+# The encoders that take a constant rate factor, and its largest value.
+CRF_RANGE = {"libx264": 51, "libx264rgb": 51, "libx265": 51, "libvpx-vp9": 63, "libvpx": 63, "libaom-av1": 63,
+             "libsvtav1": 63}
 
 
 def encoder_problem(codec: str, crf: int, preset: str) -> Optional[str]:
@@ -425,7 +426,7 @@ def encoder_problem(codec: str, crf: int, preset: str) -> Optional[str]:
         kind = None
     if kind != "video":
         return f"--video-codec {codec}: not a video encoder"
-    top = _CRF_RANGE.get(codec)
+    top = CRF_RANGE.get(codec)
     if top is not None and not 0 <= crf <= top:
         return f"--crf {crf}: {codec} takes 0 to {top}"
     if codec in ("libx264", "libx264rgb", "libx265") and preset not in X264_PRESETS:
