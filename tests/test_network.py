@@ -228,6 +228,26 @@ def test_networks_made_or_cast_under_inference_mode(preset):
                     p.mul_(1.5).add_(0.01)
 
 
+@pytest.mark.parametrize("preset", ["classical-x2", "swin2sr-compressed-x4", "hat-x2"])
+def test_networks_copied_saved_or_cast_after_a_forward(preset):
+    # What users do with a network: deepcopy or torch.save it after using it (the packed oneDNN weights of the
+    # fast path cannot be copied), and cast it wholly to half precision as with the official code.
+    import copy
+    import io
+    ws = SwinIRConfig.preset(preset).window_size
+    config = SwinIRConfig.preset(preset).replace(depths=(2, 2), num_heads=(6, 6), embed_dim=72, img_size=2 * ws)
+    torch.manual_seed(0)
+    model = network.build_network(config).eval()
+    x = torch.rand(1, 3, 2 * ws + 3, 2 * ws - 5)
+    with torch.no_grad():
+        want = model(x)
+        assert torch.equal(copy.deepcopy(model)(x), want)
+        torch.save(model, io.BytesIO())  # the whole module, pickled
+        for dtype, tolerance in ((torch.float16, 5e-3), (torch.bfloat16, 3e-2)):
+            got = copy.deepcopy(model).to(dtype)(x.to(dtype))
+            assert got.dtype == dtype and (got.float() - want).abs().max() < tolerance
+
+
 def test_bf16_inference_close_to_fp32():
     # Any CPU: without native bf16 the plain (unfused) path runs, emulated but correct.
     config = small("classical-x2")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import weakref
 from typing import List, Optional, Tuple
 
 import torch
@@ -194,15 +195,21 @@ def _weights(layer: nn.Linear, dtype: torch.dtype, sizes: Optional[Tuple[int, ..
     sizes = sizes or (layer.out_features,)
     params = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
     key = weights_key(*params)
-    cache = getattr(layer, "_packed", None)
+    cache = _PACKED.get(layer)
     if key is None or cache is None or cache[0] != (dtype, sizes, key):
         with torch.no_grad():
             ws = layer.weight.detach().to(dtype).split(sizes)
             bs = layer.bias.detach().to(dtype).split(sizes) if layer.bias is not None else (None,) * len(sizes)
             packed = [(torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), None), b) for w, b in zip(ws, bs)]
         cache = ((dtype, sizes, key), packed)
-        layer._packed = cache if key is not None else None
+        if key is not None:
+            _PACKED[layer] = cache
     return cache[1]
+
+
+# Packed weights by layer, outside the modules: oneDNN's opaque tensors cannot be deep-copied or pickled, and
+# a copied or saved network would otherwise carry them (copy.deepcopy(model) after a forward would fail).
+_PACKED: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
 
 
 def linear(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], gelu: bool = False,

@@ -75,7 +75,7 @@ class CosineWindowAttention(nn.Module):
         """(1, num_heads, N, N): ``16 * sigmoid(cpb_mlp(coords))`` gathered for every pair of positions."""
         N = self.window_size ** 2
         with torch.autocast(self.relative_coords_table.device.type, enabled=False):  # fp32: it is computed once
-            table = self.cpb_mlp(self.relative_coords_table.float()).view(-1, self.num_heads)
+            table = self.cpb_mlp(self.relative_coords_table.to(self.cpb_mlp[0].weight.dtype)).view(-1, self.num_heads)
         bias = table[self.relative_position_index.view(-1)].view(N, N, -1).permute(2, 0, 1)
         return (16 * torch.sigmoid(bias)).unsqueeze(0)
 

@@ -430,7 +430,8 @@ class SwinIR(nn.Module):
             (B, out_chans, H * upscale, W * upscale) float32, nominally in [0, 1] but not clamped, in the
             default (contiguous) layout; with ``aux``, a tuple of it and the (B, out_chans, H, W)
             auxiliary image. Under ``torch.autocast`` only the transformer body runs in half precision;
-            the output is float32 either way.
+            the output is float32 either way. A network cast with ``.half()`` or ``.to(torch.bfloat16)``
+            runs wholly in that dtype and returns it (the input is cast to it).
 
         Raises:
             ValueError: ``aux`` for a network without the auxiliary head.
@@ -438,7 +439,8 @@ class SwinIR(nn.Module):
         if aux and self.upsampler != "pixelshuffle_aux":
             raise ValueError(f"aux=True needs the pixelshuffle_aux head; this network has {self.upsampler!r}")
         H, W = x.shape[2:]
-        x = pad_to_multiple(x.float(), self.window_size)
+        dtype = self.conv_first.weight.dtype  # float32, or the network's own after .half() / .to(bfloat16)
+        x = pad_to_multiple(x.to(dtype), self.window_size)
         # channels_last throughout: tokens and feature maps share one memory layout (see to_image),
         # and oneDNN's NHWC convolutions are as fast or faster (the 3-channel conv_last 2x).
         x = ((x - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last)
@@ -448,7 +450,7 @@ class SwinIR(nn.Module):
             feat = self.conv_first(x)
         body = self.forward_features(feat)
         with torch.autocast(x.device.type, enabled=False):
-            feat = winograd.conv(body.float(), self.conv_after_body) + feat
+            feat = winograd.conv(body.to(dtype), self.conv_after_body) + feat
             if self.upsampler == "pixelshuffle_aux":
                 x, lr = self._reconstruct_aux(x, feat, H, W)
             else:
