@@ -217,7 +217,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
                              0 if segment else total)
         except FileExistsError:
             raise FileExistsError(f"{dst} appeared while the video was restored; not overwritten") from None
-        return VideoResult(pipe.count, *pipe.size, source_bits(vs), pipe.bits)
+        return VideoResult(pipe.count, *pipe.size, pipe.source_bits, pipe.bits)
 
 
 class _Pipeline:
@@ -226,7 +226,8 @@ class _Pipeline:
     def __init__(self, inp, vs, copied, start, end, restore, src: Path):
         self.inp, self.vs, self.copied, self.start, self.end = inp, vs, copied, start, end
         self.restore, self.src = restore, src
-        self.deep = source_bits(vs) > 8  # 10-, 12- and 16-bit sources are restored and written in 16-bit RGB
+        self.source_bits = format_bits(vs.codec_context.format)
+        self.deep = self.source_bits > 8  # 10-, 12- and 16-bit sources are restored and written in 16-bit RGB
         self.count = 0
         self.size, self.bits = (0, 0), 8
         self.stop = threading.Event()
@@ -321,10 +322,11 @@ class _Pipeline:
         ostream.codec_context.time_base = vs.time_base
         ostream.pix_fmt = _pixel_format(codec, crf, self.deep)
         self.pix_fmt = ostream.pix_fmt
-        self.bits = min(source_bits(vs), max((c.bits for c in av.VideoFormat(ostream.pix_fmt).components), default=8))
+        written = av.VideoFormat(ostream.pix_fmt)
+        self.bits = min(self.source_bits, format_bits(written))
         ostream.options = _options(codec, crf, preset, segment)
-        rgb = av.VideoFormat(ostream.pix_fmt).is_rgb  # FFV1's gbrp: no YUV matrix or range to describe
-        for tag in ("color_primaries", "color_trc") + (() if rgb else ("colorspace", "color_range")):
+        # FFV1's gbrp has no YUV matrix or range to describe.
+        for tag in ("color_primaries", "color_trc") + (() if written.is_rgb else ("colorspace", "color_range")):
             setattr(ostream.codec_context, tag, getattr(vs.codec_context, tag))  # BT.709, HDR (PQ, HLG), ...
         if segment:
             ostream.codec_context.max_b_frames = 0
@@ -434,9 +436,8 @@ def encoder_problem(codec: str, crf: int, preset: str) -> Optional[str]:
     return None
 
 
-def source_bits(vs) -> int:
-    """Bits per sample of a video stream's pixel format (8 for yuv420p, 10 for yuv420p10le, ...)."""
-    fmt = vs.codec_context.format
+def format_bits(fmt) -> int:
+    """Bits per sample of a pixel format (an ``av.VideoFormat``: 8 for yuv420p, 10 for yuv420p10le; 8 if None)."""
     return max((c.bits for c in fmt.components), default=8) if fmt is not None else 8
 
 

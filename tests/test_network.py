@@ -200,6 +200,14 @@ def test_training_after_inference_mode_at_the_same_size():
     assert model.layers[0].residual_group.blocks[1].attn.relative_position_bias_table.grad is not None
 
 
+def wide(preset: str):
+    """A preset at 2 groups of 2 blocks of 6 heads and 72 channels (so the Winograd convs run), and an input
+    that is not a window multiple."""
+    ws = SwinIRConfig.preset(preset).window_size
+    config = SwinIRConfig.preset(preset).replace(depths=(2, 2), num_heads=(6, 6), embed_dim=72, img_size=2 * ws)
+    return config, torch.rand(1, 3, 2 * ws + 3, 2 * ws - 5)
+
+
 @pytest.mark.parametrize("preset", ["classical-x2", "swin2sr-classical-x2", "hat-x2"])
 def test_networks_made_or_cast_under_inference_mode(preset):
     # Users wrap everything in inference_mode. The fast paths cache packed linears, Winograd filters and
@@ -207,12 +215,10 @@ def test_networks_made_or_cast_under_inference_mode(preset):
     # still make normal tensors, one cast there (inference tensors) must run uncached, and in-place weight
     # updates made under inference_mode must reach the output in both.
     import copy
-    ws = SwinIRConfig.preset(preset).window_size
-    config = SwinIRConfig.preset(preset).replace(depths=(2, 2), num_heads=(6, 6), embed_dim=72, img_size=2 * ws)
     torch.manual_seed(0)
+    config, x = wide(preset)
     ref = network.build_network(config).eval()
     ref.load_state_dict(random_state(ref, 1))
-    x = torch.rand(1, 3, 2 * ws + 3, 2 * ws - 5)  # not window multiples; 72 channels take Winograd
     with torch.inference_mode():
         built = network.build_network(config).eval()
         built.load_state_dict(ref.state_dict())
@@ -234,11 +240,9 @@ def test_networks_copied_saved_or_cast_after_a_forward(preset):
     # fast path cannot be copied), and cast it wholly to half precision as with the official code.
     import copy
     import io
-    ws = SwinIRConfig.preset(preset).window_size
-    config = SwinIRConfig.preset(preset).replace(depths=(2, 2), num_heads=(6, 6), embed_dim=72, img_size=2 * ws)
     torch.manual_seed(0)
+    config, x = wide(preset)
     model = network.build_network(config).eval()
-    x = torch.rand(1, 3, 2 * ws + 3, 2 * ws - 5)
     with torch.no_grad():
         want = model(x)
         assert torch.equal(copy.deepcopy(model)(x), want)

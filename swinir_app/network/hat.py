@@ -26,7 +26,7 @@ from torch import Tensor, nn
 from .attention import WindowAttention
 from .config import SwinIRConfig
 from .layers import (Mlp, gather_tokens, relative_position_index, reorder_index, to_image, to_tokens, tracing,
-                     weights_key, window_partition)
+                     WeightCache, window_partition)
 from .swinir import SwinIR, SwinTransformerBlock, conv_block
 
 
@@ -115,6 +115,9 @@ class HAB(SwinTransformerBlock):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
+_BIASES = WeightCache()  # OCAB's gathered bias, per dtype
+
+
 class OCAB(nn.Module):
     """Overlapping cross-attention: window queries against keys and values of larger, overlapping windows."""
 
@@ -143,12 +146,10 @@ class OCAB(nn.Module):
     def inference_bias(self, dtype: torch.dtype) -> Tensor:
         """:meth:`relative_position_bias` in ``dtype``, gathered once while the table does not change
         (it depends on no input size), as a normal tensor even under inference_mode."""
-        key = weights_key(self.relative_position_bias_table)
-        if key is None or getattr(self, "_bias_key", None) != (dtype, key):
+        def build():
             with torch.inference_mode(False), torch.no_grad():
-                self._bias = self.relative_position_bias().to(dtype).contiguous()
-            self._bias_key = (dtype, key)
-        return self._bias
+                return self.relative_position_bias().to(dtype).contiguous()
+        return _BIASES.get(self, (self.relative_position_bias_table,), build, dtype)
 
     def forward(self, x: Tensor, x_size: Tuple[int, int]) -> Tensor:
         """x: (B, H*W, C) in raster order, in and out; H and W are window multiples."""

@@ -37,7 +37,7 @@ def cached(fn):
 
 def weights_key(*tensors: Tensor) -> Optional[tuple]:
     """A key that changes whenever one of ``tensors`` is replaced or written in place (data pointer and
-    version counter), for caches derived from weights (packed linears, Winograd filters, attention biases).
+    version counter), for values derived from weights (see :class:`WeightCache`).
 
     None for inference tensors (made under ``torch.inference_mode``, e.g. by ``model.half()`` there): they
     keep no version counter, so an in-place write could not be seen, and nothing derived from them is
@@ -46,6 +46,29 @@ def weights_key(*tensors: Tensor) -> Optional[tuple]:
     if any(t.is_inference() for t in tensors):
         return None
     return tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors)
+
+
+class WeightCache:
+    """Values derived from a module's weights (packed linears, Winograd filters, attention biases), rebuilt
+    when :func:`weights_key` of those weights (or ``extra``) changes and never kept for inference tensors.
+
+    Kept beside the modules, not on them: a copied or pickled network leaves them behind (oneDNN's packed
+    weights cannot be deep-copied or pickled at all).
+    """
+
+    def __init__(self):
+        self._store: "weakref.WeakKeyDictionary[nn.Module, tuple]" = weakref.WeakKeyDictionary()
+
+    def get(self, module: nn.Module, weights: Tuple[Tensor, ...], build, extra=None):
+        """``build()``, or its value from the last call for ``module`` with the same weights and ``extra``."""
+        key = weights_key(*weights)
+        hit = self._store.get(module)
+        if key is not None and hit is not None and hit[0] == (extra, key):
+            return hit[1]
+        value = build()
+        if key is not None:
+            self._store[module] = ((extra, key), value)
+        return value
 
 
 def window_partition(x: Tensor, window_size: int) -> Tensor:
@@ -189,27 +212,21 @@ def _weights(layer: nn.Linear, dtype: torch.dtype, sizes: Optional[Tuple[int, ..
     """The layer's weight in ``dtype``, split into row blocks of ``sizes`` (default: whole), each
     reordered once into oneDNN's blocked layout, with its bias.
 
-    Cached until the weight or bias changes (:func:`weights_key`): autocast would cast on every
+    Cached until the weight or bias changes (:class:`WeightCache`): autocast would cast on every
     call, and a plain weight is reordered by every oneDNN call.
     """
     sizes = sizes or (layer.out_features,)
-    params = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
-    key = weights_key(*params)
-    cache = _PACKED.get(layer)
-    if key is None or cache is None or cache[0] != (dtype, sizes, key):
+
+    def pack():
         with torch.no_grad():
             ws = layer.weight.detach().to(dtype).split(sizes)
             bs = layer.bias.detach().to(dtype).split(sizes) if layer.bias is not None else (None,) * len(sizes)
-            packed = [(torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), None), b) for w, b in zip(ws, bs)]
-        cache = ((dtype, sizes, key), packed)
-        if key is not None:
-            _PACKED[layer] = cache
-    return cache[1]
+            return [(torch.ops.mkldnn._reorder_linear_weight(w.contiguous(), None), b) for w, b in zip(ws, bs)]
+    params = (layer.weight,) if layer.bias is None else (layer.weight, layer.bias)
+    return _PACKED.get(layer, params, pack, (dtype, sizes))
 
 
-# Packed weights by layer, outside the modules: oneDNN's opaque tensors cannot be deep-copied or pickled, and
-# a copied or saved network would otherwise carry them (copy.deepcopy(model) after a forward would fail).
-_PACKED: "weakref.WeakKeyDictionary[nn.Linear, tuple]" = weakref.WeakKeyDictionary()
+_PACKED = WeightCache()
 
 
 def linear(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], gelu: bool = False,

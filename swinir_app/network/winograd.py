@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .layers import cpu_inference, weights_key
+from .layers import WeightCache, cpu_inference
 
 POINTS = (0.0, 2 / 3, 3 / 2, -3 / 4, -3 / 2)  # and infinity
 
@@ -67,13 +67,11 @@ def filter_transform(weight: Tensor) -> Tensor:
 
 
 def _filters(layer: nn.Conv2d) -> Tensor:
-    """The transformed weight, cached on the module until the weight changes (:func:`weights_key`)."""
-    key = weights_key(layer.weight)
-    cache = getattr(layer, "_winograd", None)
-    if key is None or cache is None or cache[0] != key:
-        cache = (key, filter_transform(layer.weight))
-        layer._winograd = cache if key is not None else None
-    return cache[1]
+    """The transformed weight, cached until the weight changes."""
+    return _FILTERS.get(layer, (layer.weight,), lambda: filter_transform(layer.weight))
+
+
+_FILTERS = WeightCache()
 
 
 def conv(x: Tensor, module: nn.Module) -> Tensor:
