@@ -272,6 +272,7 @@ def _config_only_safetensors(path, **config):
     return path
 
 
+@pytest.mark.timeout(60)  # without the guards the loader would recurse or loop, not fail
 def test_self_referencing_dict_is_refused_at_once(tmp_path):
     d = {}
     d["params"] = d
