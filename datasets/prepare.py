@@ -23,7 +23,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial, reduce
 from pathlib import Path
-from typing import Iterable, List, Optional, Sequence
+from typing import Callable, Iterable, List, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -68,6 +68,18 @@ def strip_scale(stem: str) -> str:
     return re.sub(r"x\d+$", "", stem)
 
 
+def unique_names(files: Sequence[Path], name: Callable[[Path], str], what: str) -> List[Path]:
+    """``files``, or PrepareError when two of them would be written under one name (``photo.png`` and
+    ``photo.jpg``): one would overwrite or be skipped for the other. Checked before anything is written."""
+    seen: dict = {}
+    for path in files:
+        first = seen.setdefault(name(path), path)
+        if first is not path:
+            raise PrepareError(f"{first} and {path.name} would both be written as {what.format(name(path))}; "
+                               f"rename or move one (nothing was written)")
+    return list(files)
+
+
 # ---------------------------------------------------------------------------------------------
 # Commands
 
@@ -89,9 +101,10 @@ def extract_one(path: Path, out: Path, crop: int, step: int, thresh: int, compre
 def extract(src: Path, out: Path, crop: int = 480, step: int = 240, thresh: int = 0, compress: int = 3,
             workers: int = 1) -> int:
     """Sub-images of every image in ``src`` into ``out``; returns how many."""
+    files = unique_names(list_images(src), lambda p: strip_scale(p.stem), "the tiles {}_s*.png")
     out.mkdir(parents=True, exist_ok=True)
     job = partial(extract_one, out=out, crop=crop, step=step, thresh=thresh, compress=compress)
-    return sum(_map(job, list_images(src), workers))
+    return sum(_map(job, files, workers))
 
 
 def bicubic_one(path: Path, out: Path, scale: int) -> None:
@@ -107,8 +120,8 @@ def bicubic_one(path: Path, out: Path, scale: int) -> None:
 
 def bicubic(src: Path, out: Path, scale: int, workers: int = 1) -> int:
     """``out/<name>x<scale>.png``: the MATLAB-bicubic 1/scale of every image in ``src``."""
+    files = unique_names(list_images(src), lambda p: p.stem, f"{{}}x{scale}.png")
     out.mkdir(parents=True, exist_ok=True)
-    files = list_images(src)
     list(_map(partial(bicubic_one, out=out, scale=scale), files, workers))
     return len(files)
 
@@ -157,6 +170,7 @@ def sr(hr: Path, out: Path, scales: Sequence[int], lr: Optional[Path] = None, cr
     if crop % unit or step % unit:
         raise PrepareError(f"--crop-size {crop} and --step {step} must be multiples of {unit} "
                          f"(the scales' least common multiple) so that every tile has an exact LR")
+    files = unique_names(list_images(hr), lambda p: p.stem, "the tiles {}_s*.png")
     lr_dirs = {}
     for k in scales:
         given = lr / f"X{k}" if lr is not None else None
@@ -168,7 +182,6 @@ def sr(hr: Path, out: Path, scales: Sequence[int], lr: Optional[Path] = None, cr
     (out / "HR_sub").mkdir(parents=True, exist_ok=True)
     for k in scales:
         (out / "LR_bicubic_sub" / f"X{k}").mkdir(parents=True, exist_ok=True)
-    files = list_images(hr)
     count = sum(_map(partial(sr_one, lr_dirs=lr_dirs, out=out, crop=crop, step=step, compress=compress),
                      files, workers))
     meta_info(out / "HR_sub", out / "meta_info_HR_sub.txt")
@@ -195,12 +208,14 @@ def make_lmdb(src: Path, out: Path, compress: int = 1, batch: int = 5000) -> int
     """BasicSR's lmdb: key = file stem, value = PNG bytes, ``meta_info.txt`` = ``<key>.png (h,w,c) <level>``."""
     import lmdb
 
-    files = list_images(src)
+    # BasicSR's keys are stems: photo.png and photo.jpg would be one entry, and one image trained twice.
+    files = unique_names(list_images(src), lambda p: p.stem, "the lmdb key {!r}")
     if not files:
         raise PrepareError(f"no images in {src}")
     if (out / "data.mdb").exists():
         raise PrepareError(f"{out} exists; remove it to build it again")
     sample = cv2.imencode(".png", read(files[0]), [cv2.IMWRITE_PNG_COMPRESSION, compress])[1]
+    out.mkdir(parents=True, exist_ok=True)  # lmdb makes the folder, not its parents
     env = lmdb.open(str(out), map_size=max(sample.nbytes * len(files) * 10, 1 << 24))
     lines = []
     txn = env.begin(write=True)

@@ -384,6 +384,29 @@ def test_unreadable_images_are_reported_and_skipped(gt_dir, tmp_path, capsys):
     assert [im["name"] for im in json.loads(out.read_text())["images"]] == ["a"]
 
 
+@pytest.mark.timeout(30)  # the bug was a hang: fail instead
+def test_special_and_huge_files_are_refused_unread(tmp_path, capsys):
+    """A FIFO or a device as an image or an options file: one line, never a hang or a MemoryError; an image
+    file over the size cap is refused from its size alone."""
+    import os
+    from swinir_app.protocol.inputs import MAX_FILE_BYTES, ImageError
+
+    for name in ("pipe.png", "pipe.yml"):
+        os.mkfifo(tmp_path / name)
+    for path in (tmp_path / "pipe.png", Path("/dev/zero")):
+        with pytest.raises(ImageError, match=rf"^{path}: not a regular file"):
+            read_image(path, "color")
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_FILE_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ImageError, match=rf"^{huge}: {MAX_FILE_BYTES + 1:,} bytes is over the limit of "):
+        read_image(huge, "color")
+    for path in (tmp_path / "pipe.yml", Path("/dev/zero")):
+        assert main(["-opt", str(path)]) == 2
+        assert capsys.readouterr().err == (f"error: cannot read options file {path}: not a regular file "
+                                           f"(a device, pipe or socket); only files are read\n")
+
+
 def test_cli_lpips_without_backbone_says_where_to_put_it(gt_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
 

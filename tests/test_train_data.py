@@ -336,6 +336,64 @@ def test_cli_reports_bad_data_before_any_step(pairs, tmp_path, capsys):
     assert not (tmp_path / "experiments").exists()  # nothing written, nothing archived
 
 
+def copy_folder(src: Path, dst: Path) -> Path:
+    dst.mkdir(parents=True)
+    for f in src.iterdir():
+        (dst / f.name).write_bytes(f.read_bytes())
+    return dst
+
+
+@pytest.mark.timeout(30)  # the bug was a hang: fail instead
+def test_special_files_are_refused_in_one_line_never_read(pairs, tmp_path):
+    """A FIFO in a scanned folder or listed in a meta_info, or a FIFO or /dev/zero as the meta_info_file:
+    one line naming the file, not a hang or a MemoryError."""
+    import os
+
+    hr, lr = pairs
+    folder = copy_folder(hr, tmp_path / "hr")
+    os.mkfifo(folder / "pipe.png")
+    for ds in (dataset("SingleHRDataset", dataroot_gt=str(folder)),  # scanned: the FIFO is a key
+               dataset("SingleHRDataset", dataroot_gt=str(folder), meta_info_file=str(
+                   write_text(tmp_path / "meta.txt", f"{PHOTOS[0]}.png (72,90,3)\npipe.png (72,90,3)\n")))):
+        assert "pipe.png" in ds.gt.keys
+        with pytest.raises(DataError, match=r"pipe\.png: not a regular file"):
+            ds.check(32)
+        with pytest.raises(DataError, match=r"pipe\.png: not a regular file"):
+            ds.gt.read("pipe.png")
+    os.mkfifo(tmp_path / "meta_pipe.txt")
+    for meta in (tmp_path / "meta_pipe.txt", Path("/dev/zero")):
+        with pytest.raises(DataError, match=rf"cannot read meta_info_file {meta}: not a regular file"):
+            dataset("SingleHRDataset", dataroot_gt=str(hr), meta_info_file=str(meta))
+    from swinir_app.train.experiment import TrainingError, resume_from
+
+    os.mkfifo(tmp_path / "8.state")  # path.resume_state
+    with pytest.raises(TrainingError, match=r"cannot read training state .*8\.state: not a regular file"):
+        resume_from(tmp_path / "8.state")
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_a_key_listed_twice_is_warned_about(pairs, tmp_path, capsys):
+    """BasicSR trains a key listed twice twice (photo.png and photo.jpg in one lmdb made one key): say so."""
+    from swinir_app.train.cli import main
+
+    hr, lr = pairs
+    meta = write_text(tmp_path / "meta.txt", "".join(f"{n}.png (72,90,3)\n" for n in (*PHOTOS, PHOTOS[1])))
+    ds = dataset(dataroot_gt=str(hr), dataroot_lq=str(lr), filename_tmpl="{}x2", meta_info_file=str(meta))
+    assert len(ds) == len(PHOTOS) + 1 and ds.warnings == [
+        f"datasets.train (t) dataroot_gt: meta_info_file {meta} lists 1 key(s) more than once, each trained on "
+        f"as often: {PHOTOS[1]}.png (2 times)"]
+    opt = tiny_options(tmp_path, hr, lr, total_iter=1, val={"val_freq": 100})
+    assert main(["-opt", str(opt), "--force_yml", f"datasets:train:meta_info_file={meta}"]) == 0
+    out = capsys.readouterr().out
+    assert f"WARNING: datasets.train (photos) dataroot_gt: meta_info_file {meta} lists 1 key(s)" in out
+    log_file = next((tmp_path / "experiments" / "tiny").glob("train_*.log"))
+    assert f"{PHOTOS[1]}.png (2 times)" in log_file.read_text()
+
+
 def test_skimage_scheme_names_bundled_photos():
     opts = parse_options(yaml.safe_load((ROOT / "options" / "smoke.yml").read_text()), "smoke.yml")
     train, val = opts.train_set, opts.val_sets[0]

@@ -254,21 +254,52 @@ def test_cli_usage_errors(tmp_path, pairs, capsys, monkeypatch):
     ("network_g:img_size=20", "img_size 20 must be a multiple of window_size"),
     ("manual_seed=-1", "manual_seed: -1 is not in 0 to 2**32 - 1"),
     ("train:optim_g:betas=[0.9, 2.0]", "train.optim_g: Invalid beta parameter at index 1: 2.0"),
+    # checked by the trainer, not the schema: a folder that is a file, memory that cannot be had
+    (("datasets:train:dataroot_lq=null", "datasets:train:lq_cache={tmp}/tiny.yml"),  # the bicubic LR cached there
+     "datasets.train.lq_cache: {tmp}/tiny.yml is a file, not a folder"),
+    ("queue_size=1000000000000", "queue_size: 1,000,000,000,000 pairs of (3, 16, 16) + (3, 32, 32) floats need "),
 ])
 def test_a_bad_option_leaves_an_existing_run_alone(tmp_path, pairs, capsys, force, message):
-    """Every value is checked before the experiment folder is touched: no archive, no restart from 0."""
+    """Every value is checked, and every allocation made, before the experiment folder is touched: no
+    archive, no restart from 0."""
     hr, lr = pairs
+    force = [f.format(tmp=tmp_path) for f in ((force,) if isinstance(force, str) else force)]
+    message = message.format(tmp=tmp_path)
     opt = tiny_options(tmp_path, hr, lr, total_iter=2, val={"val_freq": 100})
     assert main(["-opt", str(opt)]) == 0
     root = tmp_path / "experiments" / "tiny"
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
     capsys.readouterr()
-    assert main(["-opt", str(opt), "--force_yml", force]) == 2  # without --auto_resume: a new run would archive
+    assert main(["-opt", str(opt), "--force_yml", *force]) == 2  # without --auto_resume: a new run would archive
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing archived or written
     assert main(["-opt", str(opt), "--auto_resume", "--force_yml", "train:total_iter=3"]) == 0
     assert "resumed from" in capsys.readouterr().out and (root / "models" / "net_g_3.pth").is_file()
+
+
+def test_the_first_sample_and_the_resume_state_are_read_before_the_folder_is_touched(tmp_path, pairs, capsys):
+    """A file whose header reads but whose pixels do not fails at setup, not at the first step after archiving;
+    a resume state that does not fit network_g fails before a log is started and the options copy replaced."""
+    hr, lr = pairs
+    opt = tiny_options(tmp_path, hr, lr, total_iter=2, val={"val_freq": 100})
+    assert main(["-opt", str(opt)]) == 0
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    capsys.readouterr()
+    bad = tmp_path.parent / f"{tmp_path.name}_hr"  # outside tmp_path: the snapshot is of the run only
+    shutil.copytree(hr, bad)
+    first = sorted(bad.iterdir())[0]
+    first.write_bytes(first.read_bytes()[:200])  # the header (size) intact, the pixels cut
+    assert main(["-opt", str(opt), "--force_yml", f"datasets:train:dataroot_gt={bad}"]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {first}: not a readable image\n"
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    copy = (tmp_path / "experiments" / "tiny" / "tiny.yml").read_bytes()
+    assert main(["-opt", str(opt), "--auto_resume", "--force_yml", "network_g:embed_dim=24"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: cannot resume from ") and "does not fit network_g" in err and err.count("\n") == 1
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before
+    assert (tmp_path / "experiments" / "tiny" / "tiny.yml").read_bytes() == copy
 
 
 def test_part_files_of_a_killed_run_are_removed_on_resume(tmp_path, pairs, capsys):

@@ -79,3 +79,38 @@ def test_meta_info_and_bicubic_commands(hr_folder, tmp_path, capsys):
     assert prepare.main(["meta-info", str(hr_folder), str(tmp_path / "meta.txt")]) == 0
     assert (tmp_path / "meta.txt").read_text() == "0001.png (101,125,3)\n0002.png (77,99,3)\n"
     assert prepare.main(["lmdb", str(tmp_path / "nowhere"), str(tmp_path / "x.lmdb")]) == 2
+
+
+def test_same_named_pictures_are_refused_and_counts_are_what_was_written(tmp_path, capsys):
+    """photo.png and photo.jpg would be one lmdb key and one set of tile names, one image silently lost (and
+    the other trained twice): refused in one line naming both, before anything is written. Without them,
+    the counts printed are the entries and files written."""
+    import lmdb
+
+    src, out = tmp_path / "in", tmp_path / "out"
+    for name, crop in (("photo.png", "astronaut"), ("photo.jpg", "coffee"), ("other.png", "chelsea")):
+        write_rgb(src / name, photo(crop)[:60, :72])
+    commands = {"lmdb": ["lmdb", src, out / "x.lmdb"], "extract": ["extract", src, out / "tiles", "--crop-size", "24",
+                                                                  "--step", "12"],
+                "bicubic": ["bicubic", src, out / "X2", "--scale", "2"],
+                "sr": ["sr", "--hr", src, "--out", out / "sr", "--scales", "2", "--crop-size", "24", "--step", "12",
+                       "--lmdb"]}
+    what = {"lmdb": "the lmdb key 'photo'", "extract": "the tiles photo_s*.png", "bicubic": "photox2.png",
+            "sr": "the tiles photo_s*.png"}
+    for name, args in commands.items():
+        assert prepare.main([str(a) for a in args]) == 2, name
+        assert capsys.readouterr().err == (f"error: {src / 'photo.jpg'} and photo.png would both be written as "
+                                           f"{what[name]}; rename or move one (nothing was written)\n")
+    assert not out.exists()
+    (src / "photo.jpg").unlink()
+    for name, args in commands.items():
+        assert prepare.main([str(a) for a in args]) == 0, name
+    printed = capsys.readouterr().out.splitlines()
+    with lmdb.open(str(out / "x.lmdb"), readonly=True, lock=False) as env:
+        assert printed[0] == f"{env.stat()['entries']} images in {out / 'x.lmdb'}" and env.stat()["entries"] == 2
+    assert len((out / "x.lmdb" / "meta_info.txt").read_text().splitlines()) == 2
+    tiles = len(list((out / "tiles").iterdir()))
+    assert printed[1] == f"{tiles} sub-images in {out / 'tiles'}" and tiles == 2 * 4 * 5  # 60 -> 4 rows, 72 -> 5
+    assert printed[2] == f"2 images downscaled x2 into {out / 'X2'}" and len(list((out / "X2").iterdir())) == 2
+    hr_tiles = len(list((out / "sr" / "HR_sub").iterdir()))
+    assert printed[-1] == f"2 images -> {hr_tiles} tiles of 24px in {out / 'sr' / 'HR_sub'}" and hr_tiles == 40

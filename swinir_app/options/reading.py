@@ -17,9 +17,11 @@ from typing import Any, Dict, Mapping, Sequence, Union
 import torch
 from pydantic import BaseModel, ValidationError
 
+from ..images import ImageReadError, _read_regular_file
 from .schema import GAN_TYPES, SCHEDULERS, Options
 
 PURPOSES = ("train", "test")
+MAX_OPTIONS_BYTES = 16 << 20  # options files are a few KB: a larger one is not one
 
 
 class OptionsError(Exception):
@@ -41,10 +43,13 @@ def load_options(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *
 
 
 def read_text(path: Union[str, os.PathLike]) -> str:
+    # Regular files only: -opt on a FIFO would wait forever, on /dev/zero fill memory.
     try:
-        return Path(path).read_text()
-    except OSError as e:
-        raise OptionsError(f"cannot read options file {path}: {e.strerror or e}") from None
+        return _read_regular_file(Path(path), str(path), MAX_OPTIONS_BYTES).decode("utf-8")
+    except ImageReadError as e:
+        raise OptionsError(f"cannot read options file {path}: {e.reason.replace(' for an image', '')}") from None
+    except UnicodeDecodeError:
+        raise OptionsError(f"cannot read options file {path}: not UTF-8 text") from None
 
 
 def parse_yaml(text: str, source: str) -> Dict[str, Any]:

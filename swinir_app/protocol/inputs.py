@@ -13,12 +13,22 @@ from typing import List, Optional, Union
 import cv2
 import numpy as np
 
-from ..images import IMAGE_EXTENSIONS
+from ..images import IMAGE_EXTENSIONS, ImageReadError, _read_regular_file
 from .metrics import bt601_y
 
 PathLike = Union[str, os.PathLike]
 
 MODES = ("color", "gray", "y")
+MAX_FILE_BYTES = 1 << 30  # an image file (or list) this large is refused rather than read into memory
+
+
+def read_file(path: PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the regular file at ``path``, at most ``max_bytes``: a pipe, device or socket is refused
+    without blocking (a FIFO would hang, /dev/zero fill memory). Raises :class:`ImageError` (one line)."""
+    try:
+        return _read_regular_file(Path(path), str(path), max_bytes)
+    except ImageReadError as e:
+        raise ImageError(f"{path}: {e.reason.replace(' for an image', '')}") from None
 
 
 class ImageError(Exception):
@@ -45,12 +55,8 @@ def decode(data: bytes, mode: str, label: str) -> np.ndarray:
 
 
 def read(path: PathLike, mode: str) -> np.ndarray:
-    """The image file at ``path`` through :func:`decode` (any path encoding). Raises :class:`ImageError`."""
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise ImageError(f"{path}: cannot read ({e.strerror or e})") from None
-    return decode(data, mode, str(path))
+    """The image file at ``path`` (:func:`read_file`) through :func:`decode`. Raises :class:`ImageError`."""
+    return decode(read_file(path), mode, str(path))
 
 
 def list_images(folder: PathLike) -> List[Path]:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
@@ -24,7 +25,7 @@ from torch.utils.data import Dataset
 
 from ..images import IMAGE_EXTENSIONS, atomic_write
 from ..protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
-from ..protocol.inputs import ImageError, decode as decode_image, find_lq
+from ..protocol.inputs import MAX_FILE_BYTES, ImageError, decode as decode_image, find_lq, read_file
 from ..options import SKIMAGE_SCHEME, DatasetOptions
 
 MEMORY_CACHE_BYTES = 256 << 20  # decoded images (and bicubic LR) kept in memory, per process
@@ -60,6 +61,7 @@ class ImageStore:
         self.root, self.backend, self.what = root, backend, what
         self._env = None
         self.shapes: Dict[str, Tuple[int, int]] = {}  # lmdb: (w, h) from meta_info.txt
+        self.warnings: List[str] = []  # for the training log: data that is used, but not as the user may think
         if root.startswith(SKIMAGE_SCHEME):
             files = skimage_photos([n for n in root[len(SKIMAGE_SCHEME):].split(",") if n])
             self.folder = files[0].parent
@@ -85,12 +87,31 @@ class ImageStore:
                      if f.lower().endswith(IMAGE_EXTENSIONS) and not f.startswith(".")]
         return keys
 
-    def _meta_keys(self, meta_info_file: str) -> List[str]:
+    def _read_list(self, path: Path, what: str) -> List[str]:
         try:
-            lines = Path(meta_info_file).read_text().splitlines()
-        except OSError as e:
-            raise DataError(f"{self.what}: cannot read meta_info_file {meta_info_file}: {e.strerror or e}") from None
-        return [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
+            text = read_file(path).decode("utf-8")
+        except ImageError as e:
+            raise DataError(f"{self.what}: cannot read {what} {e}") from None
+        except UnicodeDecodeError:
+            raise DataError(f"{self.what}: {what} {path} is not a UTF-8 text file") from None
+        return text.splitlines()
+
+    def _warn_repeats(self, keys: List[str], source: str) -> None:
+        """BasicSR trains a key listed twice twice: say so (photo.png and photo.jpg both made lmdb key photo)."""
+        seen: Dict[str, int] = {}
+        for key in keys:
+            seen[key] = seen.get(key, 0) + 1
+        repeated = [f"{k} ({n} times)" for k, n in seen.items() if n > 1]
+        if repeated:
+            more = f" and {len(repeated) - 3} more" if len(repeated) > 3 else ""
+            self.warnings.append(f"{self.what}: {source} lists {len(repeated)} key(s) more than once, each trained "
+                                 f"on as often: {', '.join(repeated[:3])}{more}")
+
+    def _meta_keys(self, meta_info_file: str) -> List[str]:
+        lines = self._read_list(Path(meta_info_file), "meta_info_file")
+        keys = [line.split()[0] for line in lines if line.strip() and not line.startswith("#")]
+        self._warn_repeats(keys, f"meta_info_file {meta_info_file}")
+        return keys
 
     def _lmdb_keys(self) -> List[str]:
         meta = self.folder / "meta_info.txt"
@@ -100,7 +121,7 @@ class ImageStore:
             raise DataError(f"{self.what}: {meta} is missing: an lmdb made by datasets/prepare.py (or BasicSR) "
                             f"lists its keys there")
         keys = []
-        for line in meta.read_text().splitlines():
+        for line in self._read_list(meta, "lmdb meta_info"):
             if not line.strip():
                 continue
             parts = line.split()
@@ -109,6 +130,7 @@ class ImageStore:
             if len(parts) > 1 and parts[1].startswith("("):
                 h, w = (int(v) for v in parts[1].strip("()").split(",")[:2])
                 self.shapes[key] = (w, h)
+        self._warn_repeats(keys, str(meta))
         return keys
 
     def label(self, key: str) -> str:
@@ -129,14 +151,27 @@ class ImageStore:
                 raise DataError(f"{self.label(key)}: no such key in the lmdb")
             return bytes(data)
         try:
-            return self.path(key).read_bytes()
-        except OSError as e:
-            raise DataError(f"{self.label(key)}: cannot read ({e.strerror or e})") from None
+            return read_file(self.path(key))
+        except ImageError as e:
+            raise DataError(str(e)) from None
+
+    def _check_file(self, key: str) -> None:
+        """Only regular files reach the header reader: opening a FIFO would block it forever."""
+        try:
+            st = self.path(key).stat()
+        except OSError:
+            return  # Image.open names the problem
+        if not stat.S_ISREG(st.st_mode):
+            raise DataError(f"{self.label(key)}: not a regular file (a device, pipe or socket); only files are read")
+        if st.st_size > MAX_FILE_BYTES:
+            raise DataError(f"{self.label(key)}: {st.st_size:,} bytes is over the limit of {MAX_FILE_BYTES:,}")
 
     def size(self, key: str) -> Tuple[int, int]:
         """(width, height) from the header only; raises DataError naming the file when unreadable."""
         from PIL import Image, UnidentifiedImageError
 
+        if self.backend != "lmdb":
+            self._check_file(key)
         source = io.BytesIO(self.read(key)) if self.backend == "lmdb" else self.path(key)
         try:
             with Image.open(source) as img:
@@ -206,6 +241,24 @@ class RestorationDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.gt.keys)
+
+    @property
+    def warnings(self) -> List[str]:
+        """What the training log should say about this data (keys listed twice)."""
+        return self.gt.warnings + (self.lq.warnings if self.lq is not None else [])
+
+    def probe(self) -> Tuple[Tuple[int, ...], Tuple[int, ...]]:
+        """The (LQ, GT) shapes of a training sample, made from the first image now, writing nothing: the disk
+        cache may be in an experiment folder not prepared yet. Raises DataError naming a bad file."""
+        cache_dir, self.cache_dir = self.cache_dir, None
+        try:
+            lq, gt = self[(0, 0)]
+        finally:
+            self.cache_dir = cache_dir
+            self._memory.clear()  # made without the disk cache: the first step makes it again, and caches it
+            self._gt_memory.clear()
+            self._memory_bytes = 0
+        return tuple(lq.shape), tuple(gt.shape)
 
     def name(self, i: int) -> str:
         return Path(self.gt.keys[i]).stem

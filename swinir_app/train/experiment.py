@@ -96,6 +96,9 @@ class Experiment:
 
     def load_resume(self, path: Path) -> Resume:
         """The state at ``path`` and the weights of its iteration. Raises :class:`TrainingError`."""
+        if not Path(path).is_file():  # a FIFO (path.resume_state) would block torch.load forever
+            reason = "not a regular file" if Path(path).exists() else "no such file"
+            raise TrainingError(f"cannot read training state {path}: {reason}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - damaged files raise many kinds

@@ -8,7 +8,8 @@ state, so a resumed run trains on exactly the batches an uninterrupted one would
 """
 from __future__ import annotations
 
-from typing import Dict, Tuple
+import math
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -27,6 +28,23 @@ class PairPool:
         self.lq: Tensor | None = None
         self.gt: Tensor | None = None
         self.filled = 0
+
+    def allocate(self, lq_shape: Tuple[int, ...], gt_shape: Tuple[int, ...], device: torch.device) -> None:
+        """Hold the pool's memory now, for pairs of these (C, h, w) shapes, rather than at the first step: a
+        ``queue_size`` too large fails at setup, before the experiment folder is touched. Raises ValueError."""
+        per_pair = 4 * (math.prod(lq_shape) + math.prod(gt_shape))  # float32
+        need = self.size * per_pair
+        free = _free_memory(device)
+        if free is not None and need > free:
+            raise ValueError(f"{self.size:,} pairs of {tuple(lq_shape)} + {tuple(gt_shape)} floats need "
+                             f"{need / 2 ** 30:,.1f} GiB on {device}, {free / 2 ** 30:,.1f} GiB is free")
+        try:
+            self.lq = torch.zeros((self.size, *lq_shape), device=device)
+            self.gt = torch.zeros((self.size, *gt_shape), device=device)
+        except (RuntimeError, MemoryError) as e:  # torch.OutOfMemoryError is a RuntimeError
+            self.lq = self.gt = None
+            raise ValueError(f"{self.size:,} pairs ({need / 2 ** 30:,.1f} GiB) cannot be allocated on {device}: "
+                             f"{str(e).splitlines()[0]}") from None
 
     def swap(self, lq: Tensor, gt: Tensor, it: int) -> Tuple[Tensor, Tensor]:
         """The batch to train on at iteration ``it``, given the batch just loaded.
@@ -64,3 +82,19 @@ class PairPool:
         self.filled = int(state["filled"])
         self.lq = None if state["lq"] is None else state["lq"].to(device)
         self.gt = None if state["gt"] is None else state["gt"].to(device)
+
+
+def _free_memory(device: torch.device) -> Optional[int]:
+    """Bytes free for a new tensor on ``device`` (MemAvailable on Linux CPUs), or None where unknown."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return None

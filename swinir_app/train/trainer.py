@@ -17,6 +17,7 @@ import datetime
 import inspect
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -81,7 +82,8 @@ class Trainer:
     """One training run of ``opts`` on this process (one rank of ``dist``).
 
     Setting up checks everything before it writes anything: the options, the data (every header
-    read once), ``train.amp`` against the hardware and ``pretrain_network_g`` against the network.
+    read once, the first sample made), ``train.amp`` against the hardware, ``pretrain_network_g``
+    against the network, ``lq_cache``, and allocates the pair pool (``queue_size``).
     Only then is the experiment folder prepared (a new run archives an old one), the model, EMA and
     optimizer built, and a resume state applied. :meth:`run` then steps to ``train.total_iter``,
     logging, validating and saving as the options say; a kill at any moment leaves complete files,
@@ -113,10 +115,17 @@ class Trainer:
         except (RuntimeError, ValueError) as e:
             raise OptionsError(f"{opts.source}: network_g cannot be built: {str(e).splitlines()[0]}") from None
         resume = self._find_resume(auto_resume)
+        if resume is not None:  # a network_g changed since: one line now, not load_state_dict's after the folder
+            try:
+                check_state(resume.weights["params"], self.cfg, str(Experiment(resume.path.parent.parent).weights(
+                    resume.state["iter"])), "network_g")
+            except ModelLoadError as e:
+                raise TrainingError(f"cannot resume from {resume.path}: {e}") from None
         checked = self._check_data()  # before anything is written or archived
         self._pretrained = self._read_pretrained() if resume is None and opts.path.pretrain_network_g else None
         # GAN losses load VGG weights and pretrain_network_d is read: both fail, in one line, before any write.
         self._gan_parts = self._read_gan_parts(resume) if opts.network_d is not None else None
+        self.pool = self._allocate_pool(resume)
         self._prepare_folder(resume is not None, argv)
         if dist.main:
             import yaml
@@ -126,6 +135,8 @@ class Trainer:
             log.info("options: %s, copied to %s; every value, defaults included, is in the log file", opts.source,
                      self.exp.root / f"{opts.name}.yml")
         log.info(checked)
+        for note in (note for ds in (self.train_set, *self.val_sets) for note in ds.warnings):
+            log.warning("%s", note)
         self.seed = self._seed(resume)
         self._make_loader(resume)
         self._build_model(resume)
@@ -216,6 +227,8 @@ class Trainer:
         self.train_set = RestorationDataset(o.train_set, cache_dir=self._cache(o.train_set), key="train", **common)
         self.val_sets = [RestorationDataset(ds, cache_dir=None, key=k, **common)
                          for k, ds in o.datasets.items() if k != "train"]
+        for k, ds in o.datasets.items():
+            self._check_cache(k, ds)
         summary = ""
         if d.main:
             t = time.perf_counter()
@@ -225,7 +238,52 @@ class Trainer:
             summary = (f"checked {n} training images" + "".join(f", {len(v)} in {v.opts.name}" for v in self.val_sets)
                        + f" in {time.perf_counter() - t:.1f}s")
         distributed.barrier(d)
+        # The first sample, read and degraded now: a failure is one line before any write, and its
+        # shapes size the pair pool (queue_size).
+        self._sample_shapes = self.train_set.probe()
         return summary
+
+    def _check_cache(self, key: str, ds) -> None:
+        """A given lq_cache must be a folder (or one that can be made) this process can write: the bicubic
+        LR is first written there at the first step."""
+        if not ds.lq_cache:
+            return
+        cache = Path(ds.lq_cache)
+        existing = next(p for p in (cache, *cache.parents) if p.exists() or p == p.parent)
+        where = f"{self.opts.source}: datasets.{key}.lq_cache: {ds.lq_cache}"
+        if not existing.is_dir():
+            what = "is a file" if existing == cache else f"is under {existing}, a file"
+            raise OptionsError(f"{where} {what}, not a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OptionsError(f"{where} cannot be made or written: {existing} is not writable")
+
+    def _allocate_pool(self, resume: Optional[Resume]) -> Optional[PairPool]:
+        """The pair pool (queue_size) of this process, allocated or restored before the experiment folder is
+        touched. Sets ``_pool_note``, a warning for the log."""
+        o = self.opts
+        self._pool_note = None
+        if not o.queue_size:
+            return None
+        pool = PairPool(o.queue_size, 0, self.dist.rank)  # the seed is set with the run's
+        if resume is not None:
+            path = Experiment(resume.path.parent.parent).pool(int(resume.state["iter"]), self.dist.rank)
+            try:
+                pool.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), self.device)
+            except FileNotFoundError:
+                self._pool_note = (f"{path} is missing (the state was saved without queue_size): the pair pool "
+                                   f"starts empty")
+            except ValueError as e:
+                raise TrainingError(f"{path}: {e}") from None
+            saved = None if pool.lq is None else (tuple(pool.lq.shape[1:]), tuple(pool.gt.shape[1:]))
+            if saved is not None and saved != self._sample_shapes:
+                raise TrainingError(f"{path}: the saved pool holds pairs of {saved[0]} + {saved[1]}, this run "
+                                    f"makes {self._sample_shapes[0]} + {self._sample_shapes[1]}")
+        if pool.lq is None:
+            try:
+                pool.allocate(*self._sample_shapes, self.device)
+            except ValueError as e:
+                raise OptionsError(f"{o.source}: queue_size: {e}; lower queue_size") from None
+        return pool
 
     def _make_loader(self, resume: Optional[Resume]) -> None:
         o, d = self.opts, self.dist
@@ -243,16 +301,10 @@ class Trainer:
                                                  pin_memory=self.device.type == "cuda")
         self.start_iter = self.iter = start
         self.last_state = resume.path if resume is not None else None
-        self.pool = PairPool(o.queue_size, self.seed, d.rank) if o.queue_size else None
-        if self.pool is not None and resume is not None:
-            path = Experiment(resume.path.parent.parent).pool(start, d.rank)
-            try:
-                self.pool.load_state_dict(torch.load(path, map_location="cpu", weights_only=True), self.device)
-            except FileNotFoundError:
-                log.warning("%s is missing (the state was saved without queue_size): the pair pool starts empty",
-                            path)
-            except ValueError as e:
-                raise TrainingError(f"{path}: {e}") from None
+        if self.pool is not None:
+            self.pool.seed = self.seed
+        if self._pool_note:
+            log.warning("%s", self._pool_note)
 
     def _cache(self, ds) -> Path:
         return Path(ds.lq_cache) if ds.lq_cache else self.exp.cache
