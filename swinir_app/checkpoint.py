@@ -43,6 +43,11 @@ class ModelLoadError(Exception):
         super().__init__(" ".join(str(message).split()))
 
 
+class ModelOutputError(RuntimeError):
+    """A model's output that must not become an image (NaN/Inf values, a wrong shape); one line. Here, beside
+    :class:`ModelLoadError`, so that the engine and the ONNX backend below it raise the same class."""
+
+
 @dataclass(frozen=True)
 class Checkpoint:
     """A SwinIR state dict with its config, from ``source``.

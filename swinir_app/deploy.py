@@ -23,17 +23,18 @@ import json
 import math
 import os
 import tempfile
+import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import ModelLoadError, config_from_dict
+from .checkpoint import ModelLoadError, ModelOutputError, config_from_dict
 from .network import SwinIR, SwinIRConfig, hardware
 from .network.layers import mirror_index
 
@@ -43,6 +44,7 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference on the [0, 1] out
 FP16_MAX = 65504.0
 META_CONFIG = "swinir_app.config"  # the full network config as JSON: what loading needs
 INPUT, OUTPUT = "lq", "output"
+POLL = 0.1  # seconds between checks for Ctrl-C and Cancel while ONNX Runtime runs a graph
 
 
 class ExportError(Exception):
@@ -286,6 +288,13 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
             report.checks.append(Check((b, config.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
             if not diff <= tolerance:
                 what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
+                if precision == "fp16" and got.shape == ref.shape and not np.isfinite(got).all() \
+                        and np.isfinite(ref).all():
+                    where = (f"its activations reach {peak:.3g}, over fp16's largest value {FP16_MAX:g}" if
+                             peak > FP16_MAX else f"a value over fp16's largest, {FP16_MAX:g}, inside a block")
+                    raise ExportError(f"fp16 overflowed: the graph's output at {b}x{config.in_chans}x{h}x{w} is "
+                                      f"NaN/Inf ({where}); --precision fp32 works for this network (its output is "
+                                      f"finite); nothing was written")
                 raise ExportError(f"the exported graph differs from PyTorch at {b}x{config.in_chans}x{h}x{w}: {what} "
                                   f"(tolerance {tolerance:g}); nothing was written")
         os.replace(final, out)
@@ -370,7 +379,14 @@ class OnnxModel(nn.Module):
                 raise ModelLoadError(f"{self.path.name}: ONNX Runtime cannot load it: {text}") from None
         return self._sessions[device]
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, cancel: Optional[Callable[[], None]] = None) -> Tensor:
+        """Run the graph on ``x``; ``cancel`` is called every 0.1 s while it runs (raise to stop it).
+
+        Raises:
+            ModelOutputError: the graph's output is not (B, out_chans, H*scale, W*scale): a graph whose
+                metadata does not describe it.
+            KeyboardInterrupt, or what ``cancel`` raises: the run is terminated first.
+        """
         B, C, H, W = x.shape
         if C != self.config.in_chans:
             raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
@@ -388,13 +404,53 @@ class OnnxModel(nn.Module):
             chunk = xs[i:i + n]
             if chunk.shape[0] < n:  # a fixed batch: pad with copies of the last image
                 chunk = np.concatenate([chunk] + [chunk[-1:]] * (n - chunk.shape[0]))
-            outs.append(session.run(None, {self.input_name: np.ascontiguousarray(chunk)})[0][:B - i])
+            y = _run_interruptible(session, {self.input_name: np.ascontiguousarray(chunk)}, cancel)
+            want = (chunk.shape[0], self.config.out_chans, chunk.shape[2] * s, chunk.shape[3] * s)
+            if tuple(y.shape) != want:
+                raise ModelOutputError(f"{self.path.name} returned {'x'.join(map(str, y.shape))} for a "
+                                       f"{'x'.join(map(str, chunk.shape))} input; its metadata declares x{s} "
+                                       f"({'x'.join(map(str, want))}), so the graph is not what it says")
+            outs.append(y[:B - i])
         y = torch.from_numpy(np.concatenate(outs))[:, :, :H * s, :W * s]
         return y.to(x.device)
 
     def extra_repr(self) -> str:
         return f"{self.path.name}, {self.precision}, batch {self.batch or 'dynamic'}, " \
                f"size {'x'.join(map(str, self.fixed_size)) if self.fixed_size else 'dynamic'}"
+
+
+def _run_interruptible(session, feed, cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
+    """``session.run`` in a worker thread, waited on in slices: a graph that runs long (or loops for ever)
+    is terminated by Ctrl-C or by ``cancel`` raising, which a blocking run would not notice until it ends."""
+    import onnxruntime as ort
+    options = ort.RunOptions()
+    options.log_severity_level = 4  # a terminated run is reported by the caller, not logged as an ORT error
+    result: list = []
+    done = threading.Event()
+
+    def work():
+        try:
+            result.append(session.run(None, feed, options)[0])
+        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
+            result.append(e)
+        finally:
+            done.set()
+
+    # An Event, not Thread.join: a join interrupted by Ctrl-C marks a running thread as finished (Python 3.11).
+    worker = threading.Thread(target=work, name="onnxruntime", daemon=True)
+    try:
+        worker.start()
+        while not done.wait(POLL):  # a signal (Ctrl-C) interrupts the wait
+            if cancel is not None:
+                cancel()
+    except BaseException:
+        options.terminate = True  # ONNX Runtime checks it between nodes and loop iterations
+        if worker.ident is not None:  # started: it must not be inside ONNX Runtime when the interpreter exits
+            done.wait(10)
+        raise
+    if isinstance(result[0], BaseException):
+        raise result[0]
+    return result[0]
 
 
 def _pad_to(x: Tensor, h: int, w: int) -> Tensor:

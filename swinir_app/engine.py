@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import ModelOutputError
 from .network import SwinIR, SwinIRConfig, hardware
 from .network.hardware import autocast
 
@@ -22,6 +23,7 @@ DEFAULT_MODEL = "bundled-x4"  # what the CLI and the web app run unless told oth
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 TileCallback = Callable[[int, int], None]
+CancelCheck = Callable[[], None]  # polled while a model runs; raises to stop the work
 
 
 class SettingError(ValueError):
@@ -260,28 +262,32 @@ class Restorer:
     # ---- tensors ---------------------------------------------------------------------------
 
     @torch.inference_mode()
-    def restore_tensor(self, x: Tensor, callback: Optional[TileCallback] = None) -> Tensor:
+    def restore_tensor(self, x: Tensor, callback: Optional[TileCallback] = None,
+                       cancel: Optional[CancelCheck] = None) -> Tensor:
         """Restore a batch of images, tiled and at the chosen precision.
 
         Args:
             x: (B, C, H, W) float in [0, 1], C = the model's ``in_chans``; any device (moved as needed).
             callback: called as ``callback(done, total)`` after each tile (raise to stop the work).
+            cancel: called before each tile and, while an ONNX graph runs, every 0.1 s; raise to stop the
+                work (a graph's run is terminated then, however long it would take).
 
         Returns:
             (B, out_chans, H * scale, W * scale) float32 on the CPU, not clamped.
 
         Raises:
             ValueError: ``x`` is not (B, in_chans, H, W).
+            ModelOutputError: a tile's output holds NaN or Inf (in fp32 too), or has the wrong shape.
         """
         if x.ndim != 4 or x.shape[1] != self.config.in_chans:
             raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
         x = x.float().cpu()
         if not self.self_ensemble:
-            return self._tiled(x, callback)
+            return self._tiled(x, callback, cancel)
         out = None
         for i, (k, flip) in enumerate(_TRANSFORMS):
             t = x.flip(-1) if flip else x
-            y = self._tiled(torch.rot90(t, k, (-2, -1)), callback)
+            y = self._tiled(torch.rot90(t, k, (-2, -1)), callback, cancel)
             y = torch.rot90(y, -k, (-2, -1))
             y = y.flip(-1) if flip else y
             out = y if out is None else out.add_(y)
@@ -323,17 +329,17 @@ class Restorer:
         side = int(math.sqrt(budget / self.bytes_per_pixel()))
         return int(min(max(side // self.window * self.window, 4 * self.window), 2048))
 
-    def _tiled(self, x: Tensor, callback: Optional[TileCallback]) -> Tensor:
+    def _tiled(self, x: Tensor, callback: Optional[TileCallback], cancel: Optional[CancelCheck]) -> Tensor:
         B, C, H, W = x.shape
         tile = self._tile_size(H, W)
         while True:
             try:
                 if tile is None:
-                    out = self._run(x)
+                    out = self._run(x, cancel)
                     if callback:
                         callback(1, 1)
                     return out
-                return self._run_tiles(x, tile, callback)
+                return self._run_tiles(x, tile, callback, cancel)
             except Exception as err:
                 current = tile or max(H, W)
                 if not (is_oom(err) and self.tile == "auto" and current > 2 * self.window):
@@ -344,7 +350,8 @@ class Restorer:
                 self._auto_tile = tile
                 warnings.warn(f"out of memory; retrying with {tile}px tiles", RuntimeWarning, stacklevel=2)
 
-    def _run_tiles(self, x: Tensor, tile: int, callback: Optional[TileCallback]) -> Tensor:
+    def _run_tiles(self, x: Tensor, tile: int, callback: Optional[TileCallback],
+                   cancel: Optional[CancelCheck]) -> Tensor:
         B, C, H, W = x.shape
         s = self.scale
         th, tw = min(tile, H), min(tile, W)
@@ -367,7 +374,7 @@ class Restorer:
         try:
             for y0, wy in zip(ys, wys):
                 for x0, wx in zip(xs, wxs):
-                    y = self._run(x[:, :, y0:y0 + th, x0:x0 + tw])
+                    y = self._run(x[:, :, y0:y0 + th, x0:x0 + tw], cancel)
                     out[:, :, y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += y * (wy[:, None] * wx[None, :])
                     done += 1
                     if bar is not None:
@@ -379,34 +386,46 @@ class Restorer:
                 bar.close()
         return out.div_(norm_y[:, None] * norm_x[None, :])
 
-    def _run(self, x: Tensor) -> Tensor:
-        """One forward at the chosen precision; non-finite output is redone in fp32."""
+    def _run(self, x: Tensor, cancel: Optional[CancelCheck] = None) -> Tensor:
+        """One forward at the chosen precision; non-finite output is redone in fp32, and refused there:
+        clipped and rounded, NaN and Inf become a black or white image that looks like a result."""
+        if cancel is not None:
+            cancel()
         xd = x.to(self.device, non_blocking=True)
-        if self.precision == "fp32" or getattr(self.model, "graph_precision", False):
-            return self.model(xd).float().cpu()
-        with autocast(self.device, self.precision):
-            y = self.model(xd)
+        graph = getattr(self.model, "graph_precision", False)
+        if self.precision == "fp32" or graph:
+            y = self.model(xd, cancel=cancel) if graph else self.model(xd)
+        else:
+            with autocast(self.device, self.precision):
+                y = self.model(xd)
+            if not torch.isfinite(y).all():
+                warnings.warn(f"{self.precision} produced NaN/Inf in a tile; redoing it in fp32", RuntimeWarning,
+                              stacklevel=3)
+                y = self.model(xd)
         if not torch.isfinite(y).all():
-            warnings.warn(f"{self.precision} produced NaN/Inf in a tile; redoing it in fp32", RuntimeWarning,
-                          stacklevel=3)
-            y = self.model(xd)
+            what = (f"the graph {self.model.path.name}" if graph else "the model") + (
+                f" ({self.precision})" if graph or self.precision == "fp32" else f" ({self.precision}, then fp32)")
+            raise ModelOutputError(f"{what} produced NaN or Inf values (weights that overflow on this input?); "
+                                   f"the image would come out black, so it is not written")
         return y.float().cpu()
 
     # ---- arrays ----------------------------------------------------------------------------
 
-    def restore(self, image: np.ndarray, callback: Optional[TileCallback] = None) -> np.ndarray:
+    def restore(self, image: np.ndarray, callback: Optional[TileCallback] = None,
+                cancel: Optional[CancelCheck] = None) -> np.ndarray:
         """Restore one image array and return it in the same kind: dtype, channels, layout.
 
         Args:
             image: HxW or HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA), uint8 (0-255), uint16
                 (0-65535) or float (0-1).
-            callback: as for :meth:`restore_tensor`.
+            callback, cancel: as for :meth:`restore_tensor`.
 
         Returns:
             (H * scale, W * scale[, C]) in ``image``'s dtype, clipped to its range.
 
         Raises:
             ValueError: another shape or channel count; TypeError: another dtype.
+            ModelOutputError: the model's output holds NaN or Inf, or has the wrong shape.
 
         Color in a gray model: the luma is restored and the chroma upscaled with bicubic.
         Gray in a color model: the gray is replicated and the result averaged back.
@@ -424,7 +443,7 @@ class Restorer:
         if f.ndim == 2:
             f = f[:, :, None]
         color, alpha = (f[:, :, :-1], f[:, :, -1]) if f.shape[2] in (2, 4) else (f, None)
-        out = self._restore_color(color, callback)
+        out = self._restore_color(color, callback, cancel)
         if alpha is not None:
             out = np.concatenate([out, self._resize(alpha, out.shape[:2])[:, :, None]], axis=2)
         out = np.clip(out, 0.0, 1.0)
@@ -434,23 +453,25 @@ class Restorer:
             return np.round(out * peak).astype(a.dtype)
         return out.astype(a.dtype)
 
-    def _restore_color(self, f: np.ndarray, callback: Optional[TileCallback]) -> np.ndarray:
+    def _restore_color(self, f: np.ndarray, callback: Optional[TileCallback],
+                       cancel: Optional[CancelCheck] = None) -> np.ndarray:
         """HxWx1 or HxWx3 float -> restored, same channel count."""
         model_c, c = self.config.in_chans, f.shape[2]
         if c == model_c:
-            return self._model_hwc(f, callback)
+            return self._model_hwc(f, callback, cancel)
         if c == 1:  # gray into a color model
-            return self._model_hwc(np.repeat(f, 3, axis=2), callback).mean(axis=2, keepdims=True)
+            return self._model_hwc(np.repeat(f, 3, axis=2), callback, cancel).mean(axis=2, keepdims=True)
         # color into a gray model: restore luma, bicubic for chroma (BT.601 full range)
         ycc = cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2YCrCb)
-        y = self._model_hwc(ycc[:, :, :1], callback)
+        y = self._model_hwc(ycc[:, :, :1], callback, cancel)
         crcb = self._resize(ycc[:, :, 1:], y.shape[:2])
         return cv2.cvtColor(np.concatenate([np.clip(y, 0, 1), crcb], axis=2).astype(np.float32),
                             cv2.COLOR_YCrCb2RGB)
 
-    def _model_hwc(self, f: np.ndarray, callback: Optional[TileCallback]) -> np.ndarray:
+    def _model_hwc(self, f: np.ndarray, callback: Optional[TileCallback],
+                   cancel: Optional[CancelCheck] = None) -> np.ndarray:
         x = torch.from_numpy(np.ascontiguousarray(f.transpose(2, 0, 1)))[None]
-        return self.restore_tensor(x, callback)[0].numpy().transpose(1, 2, 0)
+        return self.restore_tensor(x, callback, cancel)[0].numpy().transpose(1, 2, 0)
 
     def _resize(self, a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
         if a.shape[:2] == tuple(size_hw):

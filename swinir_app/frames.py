@@ -103,7 +103,7 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
     try:
         img = Image.open(io.BytesIO(data))
         n = int(getattr(img, "n_frames", 1))
-        w, h = img.size
+        w, h = header = img.size
         if max_pixels is not None and w * h * n > max_pixels:
             raise ImageReadError(name, f"{n} frames of {w}x{h} = {w * h * n:,} pixels exceed the limit of "
                                        f"{max_pixels:,} (--max-pixels)")
@@ -111,8 +111,18 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
         background = img.info.get("background") if img.format == "WEBP" else None
         icc = img.info.get("icc_profile")
         frames, durations, disposal = [], [], []
+        total = 0
         for k in range(n):
             img.seek(k)
+            # A GIF frame may grow the canvas beyond the header's size (Pillow follows it), so the limit is
+            # checked on every frame as decoded, before its pixels are: canvases never shrink, so this
+            # frame's size counts for each frame still to come.
+            w, h = img.size
+            if max_pixels is not None and total + w * h * (n - k) > max_pixels:
+                raise ImageReadError(name, f"frame {k + 1} of {n} enlarges the canvas from {header[0]}x{header[1]} "
+                                           f"to {w}x{h}: {total + w * h * (n - k):,} pixels over the frames exceed "
+                                           f"the limit of {max_pixels:,} (--max-pixels)")
+            total += w * h
             img.load()  # frame info (WebP's duration) is set on load
             durations.append(float(img.info.get("duration") or 0))
             disposal.append(int(getattr(img, "disposal_method", img.info.get("disposal", 0)) or 0))

@@ -100,7 +100,10 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
     white_is_zero = fmt == "TIFF" and img.tag_v2.get(_TIFF_PHOTOMETRIC) == 0
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-        array = _decode_16bit(data, img) if _is_deep_color(img, data) else None
+        if _is_deep_cmyk(img):  # Pillow's CMYK is 8-bit: 16-bit CMYK TIFFs are converted here, at 16 bits
+            array, icc = _read_cmyk16(data, name), None
+        else:
+            array = _decode_16bit(data, img) if _is_deep_color(img, data) else None
         if array is not None:
             array = _apply_orientation(array, orientation)
         else:
@@ -143,6 +146,9 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
                 raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} "
                                            f"(--max-pixels)")
             channels = page.samplesperpixel
+            if int(page.photometric) == 5 and page.dtype == np.uint16:  # CMYK + alpha, which Pillow cannot open
+                orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
+                return LoadedImage(_apply_orientation(_read_cmyk16(data, name), int(orientation)), format="TIFF")
             if page.dtype not in (np.uint8, np.uint16) or channels > 4 or page.planarconfig != 1:
                 raise ImageReadError(name, f"unsupported TIFF ({page.dtype}, {channels} samples per pixel)")
             photometric = int(page.photometric)
@@ -228,6 +234,32 @@ def _is_deep_color(img: Image.Image, data: bytes) -> bool:
         bps = img.tag_v2.get(258, (8,))
         return max(bps if isinstance(bps, tuple) else (bps,)) == 16
     return False
+
+
+def _is_deep_cmyk(img: Image.Image) -> bool:
+    if img.format != "TIFF" or img.mode != "CMYK":
+        return False
+    bps = img.tag_v2.get(258, (8,))
+    return max(bps if isinstance(bps, tuple) else (bps,)) == 16
+
+
+def _read_cmyk16(data: bytes, name: str) -> np.ndarray:
+    """A 16-bit CMYK(A) TIFF's first page as 16-bit RGB(A), with Pillow's own (naive) formula at 16 bits:
+    R = (1 - C)(1 - K), G = (1 - M)(1 - K), B = (1 - Y)(1 - K). An ICC profile is not applied: LittleCMS
+    through Pillow converts 8-bit CMYK only, and 16 bits are kept rather than the profile's colours."""
+    import tifffile
+    with tifffile.TiffFile(io.BytesIO(data)) as tif:
+        page = tif.pages[0]
+        channels = page.samplesperpixel
+        if page.dtype != np.uint16 or channels not in (4, 5):
+            raise ImageReadError(name, f"unsupported 16-bit CMYK TIFF ({page.dtype}, {channels} samples per pixel)")
+        h, w = page.imagelength, page.imagewidth
+        a = page.asarray()
+        a = a.reshape(h, w, channels) if page.planarconfig == 1 else a.reshape(channels, h, w).transpose(1, 2, 0)
+    ink = 65535 - a[:, :, :4].astype(np.uint32)  # what each ink leaves of the paper
+    rgb = (ink[:, :, :3] * ink[:, :, 3:4] + 32767) // 65535  # rounded, as Pillow's MULDIV255 at 8 bits
+    out = rgb.astype(np.uint16)
+    return np.ascontiguousarray(np.dstack([out, a[:, :, 4]]) if channels == 5 else out)
 
 
 def _decode_16bit(data: bytes, img: Image.Image) -> Optional[np.ndarray]:

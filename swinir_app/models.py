@@ -7,7 +7,7 @@ from typing import List, Optional, Sequence
 
 from .checkpoint import ModelLoadError
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
-from .zoo import ZooEntry, all_entries, is_cached, param_count, weights_home
+from .zoo import ZooEntry, all_entries, cache_problem, is_cached, param_count, weights_home
 
 COLUMNS = ("name", "task", "scale", "params", "cached", "file")
 
@@ -16,9 +16,23 @@ def format_params(n: int) -> str:
     return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e6:.2f}M"
 
 
-def rows(entries: Sequence[ZooEntry], weights_dir: Optional[Path] = None) -> List[tuple]:
-    return [(e.name, e.task, f"x{e.scale}", format_params(param_count(e.config)),
-             "bundled" if e.path else "yes" if is_cached(e, weights_dir) else "by hand" if e.manual else "no",
+def _cached(e: ZooEntry, weights_dir: Optional[Path], problems: Optional[List[str]]) -> str:
+    if e.path:
+        return "bundled"
+    if not is_cached(e, weights_dir):
+        return "by hand" if e.manual else "no"
+    problem = cache_problem(e, weights_dir)  # a file that is there but does not load is not "cached"
+    if problem is None:
+        return "yes"
+    if problems is not None:
+        problems.append(problem)
+    return "unusable"
+
+
+def rows(entries: Sequence[ZooEntry], weights_dir: Optional[Path] = None,
+         problems: Optional[List[str]] = None) -> List[tuple]:
+    """One row per entry; why each "unusable" cached file fails to load is appended to ``problems``."""
+    return [(e.name, e.task, f"x{e.scale}", format_params(param_count(e.config)), _cached(e, weights_dir, problems),
              e.filename)
             for e in entries]
 
@@ -36,13 +50,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_weights_dir(parser)
     add_debug(parser)
     args = parser.parse_args(argv)
+    problems: List[str] = []
     with one_line_errors(args.debug, (ModelLoadError, OSError)):
-        data = rows(all_entries(), args.weights_dir)
+        data = rows(all_entries(), args.weights_dir, problems)
     print(table(data))
     print(f"\ncache: {weights_home(args.weights_dir)}")
     pages = sorted({e.by_hand for e in all_entries() if e.manual})
     for page in pages:
         print(f"by hand: place the file in the cache folder under its name above; get it from {page}")
+    for problem in problems:
+        print(f"unusable: {problem}")
     return 0
 
 

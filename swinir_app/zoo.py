@@ -31,7 +31,7 @@ from .images import atomic_file, remove_stale_parts
 from .network import SwinIR, SwinIRConfig, build_network
 
 __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
-           "bundled_entries", "download", "find_entry", "is_cached", "latest_weights", "load_model",
+           "bundled_entries", "cache_problem", "download", "find_entry", "is_cached", "latest_weights", "load_model",
            "local_path", "param_count", "resolve", "weights_home"]
 
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
@@ -164,7 +164,20 @@ def local_path(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Path:
 
 
 def is_cached(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> bool:
+    """Whether the entry's file is there (:func:`cache_problem` says whether it loads)."""
     return local_path(entry, weights_dir).is_file()
+
+
+def cache_problem(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Optional[str]:
+    """Why the entry's file, where it is there, cannot be loaded as this entry (one line, with what to do
+    about it); None for a file that loads, or no file. Reads the whole file (its values are checked)."""
+    if not is_cached(entry, weights_dir):
+        return None
+    try:
+        _entry_checkpoint(entry, weights_dir)
+    except ModelLoadError as e:
+        return str(e)
+    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,10 +258,23 @@ def _check_entry(entry: ZooEntry, ckpt: Checkpoint, what: str, hint: str) -> Che
     return ckpt
 
 
+def _replace_hint(entry: ZooEntry) -> str:
+    """What to do about a file that is not the entry's: only official releases are downloaded again."""
+    if entry.manual:
+        return f"replace it with {entry.filename} from {entry.by_hand} (this file is never downloaded)"
+    if entry.url is None:
+        return "the bundled file is damaged; reinstall swinir_app"
+    return "delete it to download it again"
+
+
 def _entry_checkpoint(entry: ZooEntry, weights_dir: Optional[PathLike]) -> Checkpoint:
     dest = local_path(entry, weights_dir)
     if dest.is_file():
-        return _check_entry(entry, load_checkpoint(dest), str(dest), "delete it to download it again")
+        try:
+            ckpt = load_checkpoint(dest)
+        except ModelLoadError as e:
+            raise ModelLoadError(f"{e}; {_replace_hint(entry)}") from None
+        return _check_entry(entry, ckpt, str(dest), _replace_hint(entry))
     if entry.manual:
         raise ModelLoadError(f"{entry.name}: {entry.filename} cannot be downloaded automatically (its authors share it "
                              f"through {entry.by_hand}); place it at {dest}")

@@ -250,3 +250,124 @@ def test_the_web_app_runs_a_graph_from_its_models_folder(ckpt, tmp_path, monkeyp
     r = app.restore_file(str(tmp_path / "small.png"), RunSettings("tiny.onnx"), threading.Event())
     ref = Restorer(str(ckpt), device="cpu", precision="fp32").restore(photo("coffee")[:40, :56])
     assert r.output.shape == (80, 112, 3) and psnr(r.output, ref) >= 50
+
+
+def toy_graph(path, scale: int = 4, declared: int = 4, loop: bool = False, nan: bool = False):
+    """A graph with our metadata declaring x``declared`` that upscales by ``scale`` (nearest); with ``loop``,
+    a Loop of 2**62 iterations runs first (it never ends on its own); with ``nan``, its output is all NaN."""
+    from onnx import TensorProto as T, helper as oh
+    nodes, src, inits = [], "lq", [oh.make_tensor("scales", T.FLOAT, [4], [1, 1, scale, scale])]
+    if loop:
+        body = oh.make_graph([oh.make_node("Identity", ["c"], ["c_out"]), oh.make_node("Add", ["v", "one"], ["v_out"])],
+                             "body", [oh.make_tensor_value_info("i", T.INT64, []),
+                                      oh.make_tensor_value_info("c", T.BOOL, []),
+                                      oh.make_tensor_value_info("v", T.FLOAT, [])],
+                             [oh.make_tensor_value_info("c_out", T.BOOL, []),
+                              oh.make_tensor_value_info("v_out", T.FLOAT, [])],
+                             [oh.make_tensor("one", T.FLOAT, [], [1.0])])
+        nodes += [oh.make_node("Loop", ["trips", "cond", "zero"], ["count"], body=body),
+                  oh.make_node("Mul", ["count", "zero"], ["nothing"]), oh.make_node("Add", ["lq", "nothing"], ["x"])]
+        inits += [oh.make_tensor("trips", T.INT64, [], [2 ** 62]), oh.make_tensor("cond", T.BOOL, [], [True]),
+                  oh.make_tensor("zero", T.FLOAT, [], [0.0])]
+        src = "x"
+    if nan:
+        nodes.append(oh.make_node("Mul", [src, "nan"], ["x_nan"]))
+        inits.append(oh.make_tensor("nan", T.FLOAT, [], [float("nan")]))
+        src = "x_nan"
+    nodes.append(oh.make_node("Resize", [src, "", "scales"], ["output"], mode="nearest"))
+    g = oh.make_graph(nodes, "toy", [oh.make_tensor_value_info("lq", T.FLOAT, ["b", 3, "h", "w"])],
+                      [oh.make_tensor_value_info("output", T.FLOAT, ["b", 3, "H", "W"])], inits)
+    m = oh.make_model(g, opset_imports=[oh.make_opsetid("", 17)])
+    m.ir_version = 8
+    config = FAMILIES["real-world"].replace(upscale=declared)
+    m.metadata_props.add(key="swinir_app.config", value=json.dumps(config.to_dict() | {"arch": config.arch}))
+    onnx.checker.check_model(m)
+    onnx.save(m, str(path))
+
+
+def test_a_graph_that_does_not_upscale_as_declared_or_outputs_nan_is_refused_in_one_line(tmp_path, capsys):
+    toy_graph(tmp_path / "x4.onnx", scale=4)
+    toy_graph(tmp_path / "fake_x4.onnx", scale=1)  # returns the input's size, says x4
+    x = torch.rand(1, 3, 8, 8)
+    assert torch.equal(load_model(tmp_path / "x4.onnx")(x), x.repeat_interleave(4, 2).repeat_interleave(4, 3))
+    Image.fromarray(photo("coffee")[:8, :8]).save(tmp_path / "a.png")
+    code = upscale_main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model",
+                         str(tmp_path / "fake_x4.onnx")])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert "a.png" in errors[0] and "fake_x4.onnx returned 1x3x8x8" in errors[0] and "declares x4" in errors[0]
+    assert not (tmp_path / "out" / "a.png").exists()
+    toy_graph(tmp_path / "nan.onnx", nan=True)  # the right shape, all NaN: it would be written black
+    code = upscale_main([str(tmp_path / "a.png"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "nan.onnx")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "a.png" in errors[0] and "nan.onnx" in errors[0] \
+        and "NaN or Inf" in errors[0]
+    assert not (tmp_path / "out" / "a.png").exists()
+
+
+def test_a_looping_graph_stops_on_cancel(tmp_path):
+    import threading
+    import time
+    toy_graph(tmp_path / "loop.onnx", loop=True)
+    restorer = Restorer(str(tmp_path / "loop.onnx"), device="cpu")
+    pressed = threading.Event()
+    threading.Timer(0.5, pressed.set).start()
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel():
+        if pressed.is_set():
+            raise Cancelled
+
+    start = time.perf_counter()
+    with pytest.raises(Cancelled):
+        restorer.restore(np.zeros((8, 8, 3), np.uint8), cancel=cancel)
+    assert time.perf_counter() - start < 3
+    for worker in [t for t in threading.enumerate() if t.name == "onnxruntime"]:
+        worker.join(2)
+        assert not worker.is_alive()  # the graph's run was terminated too, not left looping
+
+
+def test_ctrl_c_stops_a_looping_graph_with_one_line(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import REPO
+    toy_graph(tmp_path / "loop.onnx", loop=True)
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "a.png")
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "swinir_app.upscale", str(tmp_path / "a.png"), "-o", str(out),
+                             "--model", str(tmp_path / "loop.onnx"), "--device", "cpu"], stderr=subprocess.PIPE,
+                            text=True, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    deadline = time.time() + 120
+    while time.time() < deadline and not out.exists() and proc.poll() is None:  # made once the model is loaded
+        time.sleep(0.05)
+    time.sleep(1.0)  # the graph is running now
+    assert proc.poll() is None, proc.communicate()[1]  # still looping
+    proc.send_signal(signal.SIGINT)
+    try:
+        _, err = proc.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # never left looping
+        proc.communicate()
+        pytest.fail("Ctrl-C did not stop the run within 5 s")
+    assert proc.returncode == 130 and [line for line in err.splitlines() if line.strip()] == [
+        "interrupted: finished outputs are complete; no partial files were left"], err
+
+
+def test_fp16_overflow_is_named_and_fp32_is_offered(tmp_path):
+    net = random_net(FAMILIES["classical"])
+    with torch.no_grad():  # an MLP whose activations pass fp16's 65504; fine in fp32
+        block = net.layers[0].residual_group.blocks[0]
+        block.mlp.fc1.weight.mul_(3000)
+        block.mlp.fc2.weight.mul_(1000)
+    with pytest.raises(ExportError) as e:
+        export_onnx(net, tmp_path / "h.onnx", precision="fp16")
+    assert "fp16 overflowed" in str(e.value) and "--precision fp32 works" in str(e.value)
+    assert list(tmp_path.iterdir()) == []
+    export_onnx(net, tmp_path / "f.onnx")  # as the message says

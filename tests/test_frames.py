@@ -1,4 +1,5 @@
 """Animated images, multi-page TIFFs and videos through the batch CLI: every frame, with its timing."""
+import io
 import os
 import subprocess
 import sys
@@ -141,6 +142,64 @@ def test_a_still_format_for_frames_is_refused_and_the_rest_run(ckpt, tmp_path, c
             f"auto keeps its pages") in err
     assert "done 1, skipped 0, failed 2" in err
     assert sorted(p.name for p in out.iterdir()) == ["still.jpg"]
+
+
+def _gif_parts(data: bytes):
+    """A GIF's header (with its global palette) and its blocks after it, the trailer left out."""
+    flags = data[10]
+    pos = 13 + (3 * 2 ** ((flags & 7) + 1) if flags & 0x80 else 0)
+    head, blocks = data[:pos], []
+    while data[pos] != 0x3B:
+        start = pos
+        if data[pos] == 0x21:  # extension: label, then sub-blocks
+            pos += 2
+        else:  # image descriptor, local palette, LZW code size, then sub-blocks
+            packed = data[pos + 9]
+            pos += 10 + (3 * 2 ** ((packed & 7) + 1) if packed & 0x80 else 0) + 1
+        while data[pos]:
+            pos += data[pos] + 1
+        blocks.append(data[start:pos + 1])
+        pos += 1
+    return head, blocks
+
+
+def growing_gif(small: int, big: int) -> bytes:
+    """A 2-frame GIF whose header and first frame are small x small, and whose second frame is big x big:
+    a viewer (and Pillow) grows the canvas to it, so the header understates the pixels."""
+    def one_frame(size, index):
+        img = Image.new("P", (size, size), index)
+        img.putpalette([v for i in range(256) for v in (i, 255 - i, i // 2)])
+        buf = io.BytesIO()
+        img.save(buf, "GIF", duration=100)
+        return _gif_parts(buf.getvalue())
+    head, first = one_frame(small, 10)
+    _, second = one_frame(big, 200)
+    return head + b"".join(first + second) + b";"
+
+
+def test_a_gif_frame_that_grows_the_canvas_counts_against_max_pixels(tmp_path, capsys, monkeypatch):
+    import torch
+
+    from swinir_app import SwinIRConfig, build_network
+    from swinir_app.images import read_image
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the CLI sets it from --max-pixels
+    src = tmp_path / "in"
+    src.mkdir()
+    data = growing_gif(16, 800)  # 640,000 pixels in frame 2: under Pillow's own refusal at 2 x --max-pixels
+    (src / "grow.gif").write_bytes(data)
+    assert len(data) < 4000 and Image.open(src / "grow.gif").size == (16, 16)
+    Image.fromarray(moving_frames(1)[0]).save(src / "still.png")
+    torch.save({"params": build_network(SwinIRConfig.preset("lightweight-x2").replace(
+        depths=(1,), num_heads=(1,), embed_dim=8)).state_dict()}, tmp_path / "m.pth")
+    code = main([str(src), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "m.pth"), "--device", "cpu",
+                 "--max-pixels", "500000"])
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 1 and len(errors) == 1 and "Traceback" not in err, err
+    assert errors[0].startswith(f"error: {src / 'grow.gif'}: frame 2 of 2 enlarges the canvas from 16x16 to "
+                                f"800x800") and "(--max-pixels)" in errors[0]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["still.png"]
+    assert read_image(data, max_pixels=500_000).array.shape == (16, 16, 3)  # the web app reads frame 1 only
 
 
 # ---- video ----------------------------------------------------------------------------------------

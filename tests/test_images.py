@@ -195,3 +195,26 @@ def test_tiff_color_spaces_other_than_gray_and_rgb_are_refused_in_one_line():
     tifffile.imwrite(buf, np.zeros((6, 7, 3), np.uint16), photometric="cielab")  # not read as RGB by mistake
     with pytest.raises(ImageReadError, match=r"^scan\.tif: unsupported TIFF \(photometric CIELAB with 3 samples"):
         read_image(buf.getvalue(), name="scan.tif")
+
+
+@pytest.mark.parametrize("alpha", [False, True])
+def test_16bit_cmyk_tiff_stays_16bit_with_pillows_formula(tmp_path, alpha):
+    rng = np.random.default_rng(0)
+    cmyk = rng.integers(0, 65536, (6, 7, 5 if alpha else 4), dtype=np.uint16)
+    cmyk[0, 0, :4] = (0, 0, 0, 0)  # paper: white
+    cmyk[0, 1, :4] = (0, 0, 0, 65535)  # full black ink
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, cmyk, photometric="separated", extrasamples=("unassalpha",) if alpha else None)
+    got = read_image(buf.getvalue()).array
+    paper = 65535 - cmyk.astype(np.float64)
+    want = np.round(paper[:, :, :3] * paper[:, :, 3:4] / 65535)  # R = (1 - C)(1 - K), as Pillow does in 8 bits
+    assert got.dtype == np.uint16 and got.shape == (6, 7, 4 if alpha else 3)
+    np.testing.assert_array_equal(got[:, :, :3], want)
+    assert tuple(got[0, 0, :3]) == (65535,) * 3 and tuple(got[0, 1, :3]) == (0, 0, 0)
+    if alpha:
+        np.testing.assert_array_equal(got[:, :, 3], cmyk[:, :, 4])
+    else:  # Pillow opens CMYK without alpha only, in 8 bits: the same colours
+        pillow = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")).astype(int)
+        assert np.abs(np.round(got / 257) - pillow).max() <= 1
+    (tmp_path / "out.tif").write_bytes(encode_image(got, ".tif"))
+    np.testing.assert_array_equal(read_image(tmp_path / "out.tif").array, got)  # and written at 16 bits

@@ -252,22 +252,27 @@ def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path,
     make_bundled(tmp_path)
     weights = tmp_path / "w"
     weights.mkdir()
-    (weights / zoo.ZOO["lightweight-x4"].filename).write_bytes(b"")
+    (weights / zoo.ZOO["lightweight-x4"].filename).write_bytes(b"")  # there, but not a checkpoint
+    torch.save({"params": build_network(zoo.ZOO["lightweight-x3"].config).state_dict()},
+               weights / zoo.ZOO["lightweight-x3"].filename)
     assert models_main(["--weights-dir", str(weights)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
     header = lines[0]
     assert header.split() == ["name", "task", "scale", "params", "cached", "file"]
     rows = {line.split()[0]: line for line in lines[1:]
-            if line.strip() and not line.startswith(("cache:", "by hand:"))}
+            if line.strip() and not line.startswith(("cache:", "by hand:", "unusable:"))}
     assert set(rows) == {*zoo.ZOO, "bundled-x2"}
     for line in rows.values():
         assert line[header.index("cached") - 2: header.index("cached")] == "  "
     assert rows["classical-x4"].split()[1:5] == ["sr", "x4", "11.9M", "no"]
-    assert rows["lightweight-x4"].split()[3:5] == ["0.93M", "yes"]
+    assert rows["lightweight-x3"].split()[3:5] == ["0.92M", "yes"]
+    assert rows["lightweight-x4"].split()[3:5] == ["0.93M", "unusable"]  # fails to load: not "cached"
     assert rows["real-x4-large"].split()[3] == "28.0M"
     assert rows["gray-jpeg-10"].split()[1:3] == ["jpeg", "x1"]
     assert rows["bundled-x2"].split()[4] == "bundled"
     assert rows["hat-x4"].split()[4:6] == ["by", "hand"]  # HAT's Google Drive files: placed by hand
-    assert lines[-2] == f"cache: {weights}"
-    assert lines[-1].startswith("by hand: place the file in the cache folder") and "XPixelGroup/HAT" in lines[-1]
+    assert lines[-3] == f"cache: {weights}"
+    assert lines[-2].startswith("by hand: place the file in the cache folder") and "XPixelGroup/HAT" in lines[-2]
+    assert lines[-1].startswith(f"unusable: cannot read {weights / zoo.ZOO['lightweight-x4'].filename}") \
+        and lines[-1].endswith("delete it to download it again")

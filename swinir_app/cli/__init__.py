@@ -25,7 +25,8 @@ command_name: Optional[str] = None
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse whose usage errors are one line (``error: ... (see --help)``) and exit code 2."""
+    """argparse whose usage errors are one line (``error: ... (see swinir-app upscale --help)``, naming the
+    command as typed) and exit code 2."""
 
     def __init__(self, *args, **kwargs):
         if command_name is not None:
@@ -33,7 +34,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
-        print(f"error: {message} (see --help)", file=sys.stderr)
+        print(f"error: {message} (see {self.prog} --help)", file=sys.stderr)
         raise SystemExit(2)
 
 
