@@ -289,11 +289,12 @@ def run(args) -> int:
     given_crf, args.crf = args.crf is not None, video.DEFAULT_CRF if args.crf is None else args.crf
     for problem in filter(None, (video.encoder_problem(c, args.crf, args.preset) for c in codecs)):
         return fail(problem, args.debug)  # a usage error, before any model work
-    for codec in (c for c in codecs if given_crf and main_rank and c not in video.CRF_RANGE):
+    for codec in (c for c in codecs if given_crf and main_rank and video.encoder_name(c) not in video.CRF_RANGE):
         print(f"note: --crf is not used by {codec} (only by {', '.join(video.CRF_RANGE)}); its own default "
               f"quality applies", file=sys.stderr)
     inputs = {_identity(job.src) for job in jobs} - {None}
     jobs, refused = plan_kinds(jobs, args.segments)
+    folders = sorted({job.dst.parent for job in jobs})
     jobs = shard(jobs, rank, world)
     todo: List[Job] = []
     existing = 0
@@ -314,6 +315,11 @@ def run(args) -> int:
         one = existing == 1
         print(f"note: {existing} output{'' if one else 's'} already exist{'s' if one else ''} and "
               f"{'was' if one else 'were'} skipped; --overwrite replaces {'it' if one else 'them'}", file=sys.stderr)
+    # What killed runs left in every output folder, work left there or not (a --skip-existing rerun):
+    # .part files and time slices, by age (a live run keeps its own fresh).
+    for folder in folders if main_rank else []:
+        for left in remove_stale_parts(folder) + video.remove_stale_segments(folder):
+            print(f"note: removed {left}, left by an interrupted run", file=sys.stderr)
 
     spec = args.model
     restorer = None
@@ -337,9 +343,6 @@ def run(args) -> int:
         problem = check_output_folders(todo, args.outscale or restorer.scale)
         if problem:
             return fail(problem, args.debug)
-    for folder in sorted({job.dst.parent for job in todo}):
-        for part in remove_stale_parts(folder):
-            print(f"note: removed {part}, left by an interrupted run", file=sys.stderr)
 
     start = time.perf_counter()
     # Decode the next image and encode the previous one in the background while the model runs.
@@ -349,6 +352,8 @@ def run(args) -> int:
     bar = tqdm(total=len(todo), desc="inputs" if world == 1 else f"rank {rank}", unit="file", position=0,
                disable=None)
     segments_failed: List[str] = []
+    slices: List[tuple] = []  # (src, dst, (k, n), pts of the frames restored) of this rank's time slices
+    fresh = _KeepFresh()
 
     def restore(a):
         out = restorer.restore(a)
@@ -363,11 +368,15 @@ def run(args) -> int:
             future, nxt = nxt, (reader.submit(_read, todo[i + 1], args.max_pixels) if i + 1 < len(todo) else None)
             try:
                 if job.kind == "video":
-                    frames, pixels = restore_one_video(job, restore, args)
-                    summary.frames += frames
-                    summary.megapixels += frames * pixels / 1e6
+                    result, pixels = restore_one_video(job, restore, args)
+                    summary.frames += result.frames
+                    summary.megapixels += result.frames * pixels / 1e6
                     if job.segment is None:
                         summary.done += 1
+                    else:
+                        slices.append((str(job.src), str(job.dst), job.segment, result.times))
+                        if result.frames:
+                            fresh.add(video.segment_path(job.dst, *job.segment))
                 elif job.kind == "frames":
                     anim = future.result()
                     with tqdm(total=len(anim.frames), desc=f"{job.src.name}", unit=anim.kind[:-1],
@@ -406,12 +415,18 @@ def run(args) -> int:
             bar.update()
             pending = _collect_writes(pending, summary, args.debug, wait=False)
         _collect_writes(pending, summary, args.debug, wait=True)
+    except BaseException:
+        fresh.close()
+        raise
     finally:
         bar.close()
         reader.shutdown(wait=True, cancel_futures=True)
         writer.shutdown(wait=True)
-    if args.segments > 1:
-        join_videos(d, todo, segments_failed, summary, args)
+    try:
+        if args.segments > 1:
+            join_videos(d, todo, segments_failed, slices, summary, args)
+    finally:
+        fresh.close()
     seconds = time.perf_counter() - start
 
     totals = distributed.all_sum(d, [summary.done, summary.skipped, summary.failed, summary.megapixels, seconds,
@@ -457,9 +472,10 @@ def _read(job: Job, max_pixels: int):
     return read_image(job.src, max_pixels)
 
 
-def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
-    """Restore one video (or one time slice of it) with a frame bar; returns its frame count and the
-    pixels of one input frame."""
+def restore_one_video(job: Job, restore, args) -> Tuple[video.VideoResult, int]:
+    """Restore one video (or one time slice of it) with a frame bar; returns what
+    :func:`video.restore_video` returns and the pixels of one input frame (as its header says).
+    Every decoded frame is held to ``--max-pixels``, not only the header's size."""
     from tqdm import tqdm
 
     info = video.probe(job.src)
@@ -474,38 +490,84 @@ def restore_one_video(job: Job, restore, args) -> Tuple[int, int]:
         dst = video.segment_path(job.dst, *job.segment) if job.segment else job.dst
         result = video.restore_video(job.src, dst, restore, codec=args.video_codec, crf=args.crf, preset=args.preset,
                                      overwrite=args.overwrite or job.segment is not None, segment=job.segment,
-                                     on_frame=lambda done, _: bar.update())
+                                     max_pixels=args.max_pixels, on_frame=lambda done, _: bar.update())
     if result.bits < result.source_bits and (job.segment is None or job.segment[0] == 0):
         tqdm.write(f"note: {job.src}: {result.source_bits}-bit video written {result.bits}-bit: "
                    f"{args.video_codec or video.default_codec(job.dst)} has no deeper format here "
                    f"(libx264, libx265 and ffv1 keep it)", file=sys.stderr)
-    return result.frames, info.width * info.height
+    return result, info.width * info.height
 
 
-def join_videos(d, todo: List[Job], failed_here: List[str], summary: Summary, args) -> None:
+def join_videos(d, todo: List[Job], failed_here: List[str], slices: List[tuple], summary: Summary, args) -> None:
     """After every rank has written its time slices: rank 0 joins each video's slices into its
-    output (without re-encoding, the input's sound copied in) and removes them."""
+    output (without re-encoding, the input's sound copied in) and removes them. ``slices``: this
+    rank's (src, dst, (k, n), restored pts). The joined video must hold exactly the frames restored,
+    at their times, and as many as the input declares: else it fails and is not written."""
     distributed.barrier(d)
     failed = {src for part in distributed.gather(d, failed_here) for src in part}
     videos = sorted({(str(j.src), str(j.dst), j.segment[1]) for j in todo if j.segment is not None})
     videos = sorted({v for part in distributed.gather(d, videos) for v in part})
+    restored = {(src, dst, seg[0]): times for part in distributed.gather(d, slices) for src, dst, seg, times in part}
     if d.rank != 0:
         return
     for src, dst, n in videos:
         parts = [video.segment_path(dst, k, n) for k in range(n)]
         try:
             if src not in failed:
-                video.join_segments(src, parts, dst, overwrite=args.overwrite)
+                missing = [str(k + 1) for k in range(n) if (src, dst, k) not in restored]
+                if missing:
+                    raise video.VideoError(src, f"slice {', '.join(missing)} of {n} was not restored")
+                times = [restored[src, dst, k] for k in range(n)]
+                expected = [t for part in times for t in part]
+                declared = video.probe(src).frames
+                if declared and len(expected) < declared:
+                    raise video.VideoError(src, f"the video stops after {len(expected)} of its {declared} frames "
+                                                f"(truncated)")
+                video.join_segments(src, [p for p, t in zip(parts, times) if t], dst, overwrite=args.overwrite,
+                                    expected=expected)
                 summary.done += 1
         except FileExistsError:
             summary.failed += 1
             print(f"error: {src}: output {dst} appeared meanwhile; not overwritten", file=sys.stderr)
+        except ImageReadError as err:  # VideoError: one line that names the file
+            summary.failed += 1
+            print(f"error: {err}", file=sys.stderr)
         except Exception as err:  # noqa: BLE001 - report, keep going with the others
             summary.failed += 1
             print(f"error: {src}: cannot join its {n} segments: {err}", file=sys.stderr)
         finally:
             for part in parts:
                 part.unlink(missing_ok=True)
+
+
+class _KeepFresh:
+    """Touches this run's finished time slices every minute until they are joined, so that a run started
+    meanwhile in the same folder does not take them for a killed run's (see video.remove_stale_segments)."""
+
+    def __init__(self, every: float = 60.0):
+        import threading
+        self.paths: List[Path] = []
+        self.every, self.stop, self.thread = every, threading.Event(), None
+
+    def add(self, path: Path) -> None:
+        import threading
+        self.paths.append(path)
+        if self.thread is None:
+            self.thread = threading.Thread(target=self._run, name="keep-slices-fresh", daemon=True)
+            self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(self.every):
+            for path in list(self.paths):
+                try:
+                    os.utime(path)
+                except OSError:  # joined and removed meanwhile
+                    pass
+
+    def close(self) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join()
 
 
 def _collect_writes(pending, summary: Summary, debug: bool, wait: bool):

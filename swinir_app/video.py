@@ -11,7 +11,9 @@ restored in 16-bit RGB and written 10-bit (yuv420p10le) where the encoder has it
 A long video can be cut by time into segments that separate processes restore
 (:func:`restore_video` with ``segment=(k, n)``, written to NUT files that keep the encoder's
 timestamps exactly), then joined without re-encoding (:func:`join_segments`), with the input's
-audio muxed back in. Segments are encoded without B-frames, so their packets join in order.
+audio muxed back in. Segments are encoded without B-frames, so their packets join in order, and
+the joined file is checked to hold exactly the frames restored, at their times. Variable frame
+rates are kept: frames keep their own timestamps, whole or in slices.
 
 Outputs are written through :func:`swinir_app.images.atomic_file`: a file that cannot be decoded,
 stops early, or is interrupted leaves no output behind.
@@ -19,16 +21,19 @@ stops early, or is interrupted leaves no output behind.
 from __future__ import annotations
 
 import heapq
+import os
 import queue
+import re
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .images import ImageReadError, atomic_file
+from .images import STALE_PART_AGE, ImageReadError, atomic_file
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi", ".nut": "nut"}
@@ -137,7 +142,9 @@ def _bounds(c, vs, segment) -> Tuple[Optional[int], Optional[int]]:
     first = vs.start_time or 0
     length = vs.duration if vs.duration else int(_seconds(c, vs) / vs.time_base)
     cut = [first + (length * i) // n for i in range(n + 1)]
-    return cut[k], (cut[k + 1] if k + 1 < n else None)
+    # Open-ended at both ends: frames before the declared start (edit lists) or past the declared
+    # duration (VFR) still belong to the first or last slice.
+    return (cut[k] if k else None), (cut[k + 1] if k + 1 < n else None)
 
 
 def _inside(pts, start, end) -> bool:
@@ -148,11 +155,13 @@ def _inside(pts, start, end) -> bool:
 
 @dataclass
 class VideoResult:
-    frames: int
+    frames: int  # restored and written (0 for a time slice without frames: then no file is written)
     width: int
     height: int
     source_bits: int = 8  # bits per sample of the input video's pixel format
     bits: int = 8  # and of the output's (lower only where the encoder has no deeper format)
+    times: List[int] = field(default_factory=list)  # the restored frames' pts, in the input stream's time_base
+    time_base: Fraction = Fraction(0)
 
 
 _END = object()
@@ -161,6 +170,7 @@ _END = object()
 def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, codec: Optional[str] = None,
                   crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, overwrite: bool = False,
                   segment: Optional[Tuple[int, int]] = None, max_seconds: Optional[float] = None,
+                  max_pixels: Optional[int] = None,
                   on_frame: Optional[Callable[[int, int], None]] = None) -> VideoResult:
     """Restore every frame of ``src`` with ``restore`` and write the video to ``dst``, atomically.
 
@@ -172,17 +182,22 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
             passed to the encoders that know them (x264, x265, VP9's crf).
         overwrite: False raises FileExistsError if ``dst`` exists when the video is done.
         segment: ``(k, n)``: only the k-th of n time slices, video only, for :func:`join_segments`
-            (``dst`` should then be a ``.nut`` file).
+            (``dst`` should then be a ``.nut`` file). A slice without frames (a gap in a variable
+            frame rate video) writes no file and returns ``frames=0``.
         max_seconds: refuse longer videos (checked from the header, before any work).
+        max_pixels: refuse a video with a decoded frame of more pixels (width x height), checked on
+            every frame, before it is restored: a header can lie (MJPEG frames are JPEGs of any size).
         on_frame: called as ``on_frame(done, total)`` after each frame (``total`` 0 if unknown);
             raise from it to stop (the output is not written).
 
     Returns:
-        The frame count, output size, and the input's and output's bits per sample. Odd sizes are
-        cut to even ones (one row or column) for the 4:2:0 encoders, which need them.
+        The frame count, output size, the input's and output's bits per sample, and the restored
+        frames' timestamps (``times``, in ``time_base``). Odd sizes are cut to even ones (one row or
+        column) for the 4:2:0 encoders, which need them.
 
     Raises:
-        VideoError: ``src`` cannot be decoded, is too long, or stops before its declared end.
+        VideoError: ``src`` cannot be decoded, is too long, has too large a frame, stops before its
+            declared end, or the written file holds fewer frames than were restored.
         ValueError: an unknown encoder, or one this container cannot hold.
     """
     import av
@@ -204,28 +219,46 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
         vs.thread_type = "AUTO"
         if max_seconds is not None and _seconds(inp, vs) > max_seconds:
             raise VideoError(src, f"{_seconds(inp, vs):.1f} s is longer than the limit of {max_seconds:g} s")
-        copied = [] if segment else [s for s in inp.streams if s.type in ("audio", "subtitle")]
+        others = [s for s in inp.streams if s.type in ("audio", "subtitle")]
+        copied = [] if segment else others
         total = int(vs.frames or 0)
         start, end = _bounds(inp, vs, segment)
         if start is not None and start > (vs.start_time or 0):
             inp.seek(start, stream=vs, backward=True)
-        pipe = _Pipeline(inp, vs, copied, start, end, restore, src)
+        pipe = _Pipeline(inp, vs, copied, start, end, restore, src, max_pixels,
+                         watched=others if end is None else [])
         try:
             with atomic_file(dst, overwrite=overwrite) as f:
                 with av.open(f, "w", format=CONTAINERS.get(dst.suffix.lower())) as out:
                     pipe.run(out, codec, crf, preset, segment is not None, on_frame,
                              0 if segment else total)
+                f.flush()
+                written = len(_video_times(f.name)[0])
+                if written != pipe.count:  # an encoder or muxer that dropped frames: never a silent loss
+                    raise VideoError(src, f"the output holds {written} of the {pipe.count} frames restored")
+        except _EmptySlice:
+            return VideoResult(0, 0, 0, pipe.source_bits, pipe.bits, [], vs.time_base)
         except FileExistsError:
             raise FileExistsError(f"{dst} appeared while the video was restored; not overwritten") from None
-        return VideoResult(pipe.count, *pipe.size, pipe.source_bits, pipe.bits)
+        return VideoResult(pipe.count, *pipe.size, pipe.source_bits, pipe.bits, pipe.times, vs.time_base)
+
+
+class _EmptySlice(Exception):
+    """A time slice with no frame in it: nothing to write."""
 
 
 class _Pipeline:
     """Decode (a thread) -> restore (the caller's thread) -> encode and mux (a thread)."""
 
-    def __init__(self, inp, vs, copied, start, end, restore, src: Path):
+    def __init__(self, inp, vs, copied, start, end, restore, src: Path, max_pixels: Optional[int] = None,
+                 watched=()):
         self.inp, self.vs, self.copied, self.start, self.end = inp, vs, copied, start, end
-        self.restore, self.src = restore, src
+        # The streams demuxed to see where the file ends (the last slice reads its sound without copying it).
+        self.watched = list(dict.fromkeys([*copied, *watched]))
+        self.restore, self.src, self.max_pixels = restore, src, max_pixels
+        self.header = (vs.codec_context.width, vs.codec_context.height)  # the decoder updates its own
+        self.times: List[int] = []  # pts of the frames sent to the encoder
+        self.extents = {s.index: _Extent() for s in (vs, *self.watched)}  # for the truncation check
         self.source_bits = format_bits(vs.codec_context.format)
         self.deep = self.source_bits > 8  # 10-, 12- and 16-bit sources are restored and written in 16-bit RGB
         self.count = 0
@@ -256,16 +289,27 @@ class _Pipeline:
         import av
         last = None
         try:
-            streams = [self.vs, *self.copied]
-            for packet in self.inp.demux(streams):
+            copied = {s.index for s in self.copied}
+            for packet in self.inp.demux([self.vs, *self.watched]):
                 if packet.stream.type != "video":
+                    if packet.size:
+                        self.extents[packet.stream.index].add(packet.pts, packet.duration)
+                    if packet.stream.index not in copied:
+                        continue
+                    if packet.dts is None and packet.size:  # place it by its pts rather than drop it
+                        packet.dts = packet.pts
                     if packet.dts is not None and not self._put(self.decoded, ("packet", packet)):
                         return
                     continue
                 for frame in packet.decode():
                     last = frame.pts
+                    self.extents[self.vs.index].add(frame.pts, frame.duration)
                     if not _inside(frame.pts, self.start, self.end):
                         continue
+                    if self.max_pixels and frame.width * frame.height > self.max_pixels:
+                        raise VideoError(self.src, f"a frame of {frame.width}x{frame.height} exceeds the limit of "
+                                                   f"{self.max_pixels:,} pixels (the header says "
+                                                   f"{self.header[0]}x{self.header[1]})")
                     if not self._put(self.decoded, ("frame", frame)):
                         return
                 if self.end is not None and last is not None and last >= self.end:
@@ -313,6 +357,8 @@ class _Pipeline:
                 held.append(("packet", obj))
             else:
                 self._raise(obj, total)
+                if segment:
+                    raise _EmptySlice
                 raise VideoError(self.src, "no frames to restore")
         restored = self._restore(first)
         h, w = restored.shape[:2]
@@ -324,7 +370,7 @@ class _Pipeline:
         self.pix_fmt = ostream.pix_fmt
         written = av.VideoFormat(ostream.pix_fmt)
         self.bits = min(self.source_bits, format_bits(written))
-        ostream.options = _options(codec, crf, preset, segment)
+        ostream.options = _options(codec, crf, preset, segment, (w, h), vs.average_rate or vs.guessed_rate)
         # FFV1's gbrp has no YUV matrix or range to describe.
         for tag in ("color_primaries", "color_trc") + (() if written.is_rgb else ("colorspace", "color_range")):
             setattr(ostream.codec_context, tag, getattr(vs.codec_context, tag))  # BT.709, HDR (PQ, HLG), ...
@@ -382,31 +428,59 @@ class _Pipeline:
         vf.pts, vf.time_base = frame.pts, frame.time_base
         if not self._put(self.restored, ("frame", vf)):
             raise self.errors[0] if self.errors else RuntimeError("the video encoder stopped")
+        self.times.append(frame.pts)
         self.count += 1
         if on_frame:
             on_frame(self.count, total)
 
     def _raise(self, last_pts, total: int) -> None:
-        """At the end of decoding: the decoder's error, or a stream that stopped before its end: fewer
-        frames than the header declares, or (where only its duration is known) frames missing, or
-        more than a frame and a half short of that duration."""
+        """At the end of decoding: the decoder's error, or a file that stopped before its end: fewer
+        frames than the header declares, or (where it declares no count, as Matroska) a video, sound or
+        subtitle stream that ends well before its own declared duration. Never from duration x average
+        rate, which a variable frame rate makes meaningless. A slice that ends before the video's end is
+        judged at the join."""
         if self.errors:
             raise self.errors[0]
-        if self.end is not None or self.start is not None:
+        if self.end is not None:
             return
-        if total and self.count < total:
-            raise VideoError(self.src, f"the video stops after {self.count} of its {total} frames (truncated)")
-        seconds, rate = _video_seconds(self.inp, self.vs), float(self.vs.average_rate or 0)
-        if total or not seconds or not rate:
+        if total:  # MP4 and MOV count their frames (and a cut one has lost its index)
+            if self.start is None and self.count < total:
+                raise VideoError(self.src, f"the video stops after {self.count} of its {total} frames (truncated)")
             return
-        expected = round(seconds * rate)
-        if self.count < expected - 1:
-            raise VideoError(self.src, f"the video stops after {self.count} of its about {expected} frames "
-                                       f"(truncated)")
-        if last_pts is not None:
-            reached = float((last_pts - (self.vs.start_time or 0)) * self.vs.time_base) + 1 / rate
-            if reached < seconds - 1.5 / rate:
-                raise VideoError(self.src, f"the video stops at {reached:.2f} s of its {seconds:.2f} s (truncated)")
+        for stream in [self.vs, *self.watched]:
+            seconds = _video_seconds(self.inp, stream)
+            reached, step = self.extents[stream.index].end(stream.time_base, float(self.vs.average_rate or 0))
+            if seconds and reached is not None and reached < seconds - 1.5 * step:
+                what = "the video" if stream is self.vs else f"its {stream.type}"
+                raise VideoError(self.src, f"{what} stops at {reached:.2f} s of its {seconds:.2f} s (truncated)")
+
+
+class _Extent:
+    """How far decoding got in one stream: the first and last pts seen, and the latest end (pts plus
+    the frame's or packet's own duration, where the container gives one)."""
+
+    def __init__(self):
+        self.seen, self.first, self.last, self.reach = 0, None, None, None
+
+    def add(self, pts, duration) -> None:
+        if pts is None:
+            return
+        self.seen += 1
+        self.first = pts if self.first is None else min(self.first, pts)
+        self.last = pts if self.last is None else max(self.last, pts)
+        self.reach = max(self.reach if self.reach is not None else pts, pts + (duration or 0))
+
+    def end(self, time_base, rate: float = 0.0) -> Tuple[Optional[float], float]:
+        """Where the stream was seen to end, and the mean step between its timestamps, in seconds
+        (``rate``, the header's, only where a single timestamp was seen: in a VFR stream it is a guess)."""
+        if self.reach is None:
+            return None, 0.0
+        step = (float((self.last - self.first) * time_base) / (self.seen - 1) if self.seen > 1
+                else (1 / rate if rate else 0.0))
+        reached = float(self.reach * time_base)
+        if self.reach == self.last:  # the last frame has no duration of its own: a mean one
+            reached += step
+        return reached, step
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -428,12 +502,21 @@ def encoder_problem(codec: str, crf: int, preset: str) -> Optional[str]:
         kind = None
     if kind != "video":
         return f"--video-codec {codec}: not a video encoder"
-    top = CRF_RANGE.get(codec)
+    top = CRF_RANGE.get(encoder_name(codec))
     if top is not None and not 0 <= crf <= top:
         return f"--crf {crf}: {codec} takes 0 to {top}"
-    if codec in ("libx264", "libx264rgb", "libx265") and preset not in X264_PRESETS:
+    if encoder_name(codec) in ("libx264", "libx264rgb", "libx265") and preset not in X264_PRESETS:
         return f"--preset {preset}: not one of {', '.join(X264_PRESETS)}"
     return None
+
+
+def encoder_name(codec: str) -> str:
+    """The encoder FFmpeg picks for ``codec``: "h264" is libx264, "vp9" libvpx-vp9 (``codec`` if unknown)."""
+    import av
+    try:
+        return av.Codec(codec, "w").name
+    except Exception:  # noqa: BLE001 - not an encoder: encoder_problem says so
+        return codec
 
 
 def format_bits(fmt) -> int:
@@ -460,12 +543,35 @@ def _pixel_format(codec: str, crf: int, deep: bool = False) -> str:
     return formats[0] if formats else "yuv420p"
 
 
-def _options(codec: str, crf: int, preset: str, segment: bool) -> dict:
-    if codec in ("libx264", "libx264rgb", "libx265"):
+# FFmpeg's MPEG-style encoders: no crf, and a default bitrate of 200 kb/s whatever the frame size
+# (mpeg4: 41 -> 30 dB on a 384x256 clip); a fixed quantiser instead: 2, the finest useful (of 1 to 31).
+QSCALE_ENCODERS = ("mpeg4", "mpeg1video", "mpeg2video", "msmpeg4", "msmpeg4v2", "h261", "h263", "h263p", "flv",
+                   "rv10", "rv20", "wmv1", "wmv2", "mjpeg", "amv")
+QSCALE = 2
+BITS_PER_PIXEL = 0.3  # for the other encoders without a quality setting (hardware ones): bits per pixel per frame
+
+
+def _options(codec: str, crf: int, preset: str, segment: bool, size: Tuple[int, int] = (0, 0),
+             rate=None) -> dict:
+    """The encoder's options: ``crf`` and ``preset`` where it takes them, else a quality derived from
+    ``size`` (width, height) and ``rate`` (frames per second) rather than FFmpeg's fixed default bitrate."""
+    name = encoder_name(codec)
+    if name in ("libx264", "libx264rgb", "libx265"):
         return {"crf": str(crf), "preset": preset}
-    if codec in ("libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"):
+    if name in ("libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"):
         return {"crf": str(crf), "b": "0"}
-    return {}
+    if name in QSCALE_ENCODERS:
+        # The qscale flag alone takes each frame's own quality, which PyAV leaves at 0: pin the range.
+        return {"qmin": str(QSCALE), "qmax": str(QSCALE)}
+    if name in LOSSLESS_ENCODERS or name == "dnxhd":  # dnxhd takes only its profiles' bitrates
+        return {}
+    fps = min(float(rate or 25), 60.0)  # a VFR stream's average rate can read as 1000
+    return {"b": str(max(200_000, int(size[0] * size[1] * fps * BITS_PER_PIXEL)))}
+
+
+LOSSLESS_ENCODERS = ("ffv1", "ffvhuff", "huffyuv", "utvideo", "magicyuv", "png", "apng", "qtrle", "rawvideo",
+                     "ljpeg", "jpegls", "zmbv", "libx264rgb", "v210", "v308", "v408", "v410", "r10k", "r210",
+                     "avrp", "qoi", "tiff", "bmp", "sgi", "targa", "ppm", "pam", "exr", "dpx")
 
 
 def segment_path(dst, k: int, n: int) -> Path:
@@ -474,12 +580,14 @@ def segment_path(dst, k: int, n: int) -> Path:
     return dst.with_name(f".{dst.name}.segment-{k + 1}-of-{n}.nut")
 
 
-def join_segments(src, parts: List[Path], dst, overwrite: bool = False) -> int:
+def join_segments(src, parts: List[Path], dst, overwrite: bool = False, expected: Optional[List[int]] = None) -> int:
     """Concatenate the video packets of ``parts`` (in order) into ``dst``, without re-encoding, with
     the audio and subtitle streams of ``src`` copied in; returns the video frame count.
 
     Packets are interleaved by decoding time, so memory holds a few packets, and ``dst`` is written
-    atomically. Raises :class:`VideoError` if a part cannot be read.
+    atomically. ``expected``: the pts (in ``src``'s video time base) of every frame restored into the
+    parts; the written file must hold exactly these frames at these times. Raises :class:`VideoError`
+    if a part cannot be read, or the written video differs from ``expected``.
     """
     import av
     dst = Path(dst)
@@ -490,13 +598,16 @@ def join_segments(src, parts: List[Path], dst, overwrite: bool = False) -> int:
         raise VideoError(src, f"cannot join its segments: {_reason(e)}") from None
     count = 0
     try:
+        if not opened:
+            raise VideoError(src, "no segment holds a frame")
         copied = [s for s in inp.streams if s.type in ("audio", "subtitle")]
         template = opened[0].streams.video[0]
+        time_base = inp.streams.video[0].time_base
         rotation = probe(src).rotation  # segments are NUT files, which keep no display matrix
         with atomic_file(dst, overwrite=overwrite) as f:
             with av.open(f, "w", format=CONTAINERS.get(dst.suffix.lower())) as out:
                 ovs = out.add_stream_from_template(template)
-                ovs.time_base = inp.streams.video[0].time_base  # the input's, as an unsegmented run keeps it
+                ovs.time_base = time_base  # the input's, as an unsegmented run keeps it
                 if rotation:
                     ovs.set_display_rotation(rotation)
                 streams = {s.index: out.add_stream_from_template(s) for s in copied}
@@ -504,12 +615,22 @@ def join_segments(src, parts: List[Path], dst, overwrite: bool = False) -> int:
                 def video():
                     for c in opened:
                         for p in c.demux(c.streams.video[0]):
-                            if p.dts is not None:
-                                yield _when(p), 0, p, ovs
+                            if not p.size:  # the demuxer's end-of-stream marker
+                                continue
+                            if p.dts is None:
+                                # NUT stores no dts, and its demuxer does not always infer one. Segments are
+                                # encoded without B-frames: decoding order is display order, so dts = pts.
+                                if p.pts is None:
+                                    raise VideoError(src, f"cannot join its segments: {c.name} has a packet "
+                                                          f"without a timestamp")
+                                p.dts = p.pts
+                            yield _when(p), 0, p, ovs
 
                 def others():
                     if copied:
                         for p in inp.demux(copied):
+                            if p.dts is None and p.size:
+                                p.dts = p.pts
                             if p.dts is not None:
                                 yield _when(p), 1, p, streams[p.stream.index]
 
@@ -518,6 +639,9 @@ def join_segments(src, parts: List[Path], dst, overwrite: bool = False) -> int:
                         count += 1
                     packet.stream = stream
                     out.mux(packet)
+            f.flush()
+            if expected is not None:
+                _check_times(src, f.name, expected, time_base)
     finally:
         for c in opened:
             c.close()
@@ -527,3 +651,49 @@ def join_segments(src, parts: List[Path], dst, overwrite: bool = False) -> int:
 
 def _when(packet) -> float:
     return float(packet.dts * packet.time_base)
+
+
+def _video_times(path) -> Tuple[List[int], Fraction]:
+    """The pts of every packet of ``path``'s first video stream, sorted, and its time base (demuxed, not decoded)."""
+    import av
+    with av.open(str(path)) as c:
+        vs = c.streams.video[0]
+        return sorted(p.pts for p in c.demux(vs) if p.size and p.pts is not None), vs.time_base
+
+
+def _check_times(src, path, expected: List[int], time_base: Fraction) -> None:
+    """Raise :class:`VideoError` unless ``path``'s video holds one frame at each of the ``expected``
+    times (pts in ``time_base``), compared in the written file's own time base."""
+    written, out_base = _video_times(path)
+    want = sorted(round(Fraction(t) * time_base / out_base) for t in expected if t is not None)
+    if len(written) != len(want):
+        raise VideoError(src, f"the joined video holds {len(written)} of the {len(want)} frames restored")
+    wrong = [(a, b) for a, b in zip(written, want) if a != b]
+    if wrong:
+        a, b = wrong[0]
+        raise VideoError(src, f"the joined video has {len(wrong)} frames at other times than restored "
+                              f"(first: {float(a * out_base):.3f} s, restored at {float(b * out_base):.3f} s)")
+
+
+_SEGMENT = re.compile(r"^\..+\.segment-\d+-of-\d+\.nut$")  # segment_path's names
+
+
+def remove_stale_segments(folder: Path, age: float = STALE_PART_AGE) -> List[Path]:
+    """Delete the time-slice files of :func:`segment_path` in ``folder`` (not below it) older than ``age``
+    seconds: those of a run that was killed, or was rerun with another ``--segments`` count. A slice
+    still being written is a ``.part`` file; a finished one is kept fresh by its run until the join."""
+    removed = []
+    now = time.time()
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if _SEGMENT.match(entry.name) and entry.is_file(follow_symlinks=False) \
+                    and now - entry.stat(follow_symlinks=False).st_mtime > age:
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
