@@ -275,6 +275,55 @@ def test_a_good_image_still_works(page, files):
     assert page.outside == []
 
 
+def test_cancel_change_the_scale_and_run_again(page, server, tmp_path):
+    """In one session: Run, Cancel, change settings, Run. The cancelled job stops (it never finishes),
+    its stale result goes, and the new result comes in about one run's time."""
+    image = tmp_path / "long.png"  # 360 x 300: its own size, so the log tells its runs from other tests'
+    Image.fromarray(np.ascontiguousarray(photo("astronaut")[:300, 20:380])).save(image)
+    page.get_by_text("Advanced").click()  # open while the test runs
+    tile = page.get_by_label("Tile size (input pixels)")
+    tile.fill("none")  # the whole image in one pass: cancel is checked between blocks, not tiles
+    tile.press("Enter")
+    ensemble = page.get_by_label(re.compile("Self-ensemble"))
+    ensemble.check()  # 8 passes: a run of many seconds
+    scale = page.locator("#outscale input[type=number]")
+    status = page.locator("#status")
+    expect(page.locator("#result-file a[download]")).to_have_count(1)  # the previous run's result
+    upload(page, image)
+    uploaded(page)
+    page.click("#run")
+    page.wait_for_timeout(1500)  # inside the model
+    ensemble.uncheck()  # the next run's settings: the same image at another scale
+    scale.fill("1.5")
+    scale.press("Enter")
+    page.click("#cancel")
+    expect(status).to_contain_text("Cancelled")
+    start = time.monotonic()
+    page.click("#run")  # at once
+    expect(status).to_contain_text("360×300 → 540×450", timeout=TIMEOUT_MS)
+    waited = time.monotonic() - start
+    run = float(re.search(r"(\d+\.\d\d) s", status.inner_text()).group(1))
+    assert waited < run + 8, (waited, run)  # not the cancelled run's time on top
+    assert "360×300 → 720×600" not in server.log.read_text()  # the cancelled job never finished
+    page.click("#cancel")  # nothing running: the result stays
+    page.wait_for_timeout(500)
+    expect(page.locator("#result-file a[download]")).to_have_count(1)
+    # A cancelled run clears the previous result, and says so.
+    ensemble.check()
+    page.click("#run")
+    page.wait_for_timeout(1000)
+    page.click("#cancel")
+    expect(status).to_contain_text("Cancelled: the run was stopped, there is no result.")
+    expect(page.locator("#result-file a[download]")).to_have_count(0)
+    expect(page.locator("#comparison img")).to_have_count(0)
+    ensemble.uncheck()
+    scale.fill("2")
+    scale.press("Enter")
+    tile.fill("auto")
+    tile.press("Enter")
+    page.get_by_text("Advanced").click()
+
+
 def test_batch_tab(page, files, tmp_path):
     page.get_by_role("tab", name="Batch").click()
     page.locator("#batch-in input[type=file]").set_input_files(
@@ -524,6 +573,28 @@ def test_a_client_cancel_frees_the_device(client, files, server):
     assert "400×300 →" not in server.log.read_text()  # the cancelled job never finished
 
 
+def test_a_long_batch_lets_other_users_in_between_its_images(client, files, server, tmp_path):
+    """A fair queue: while one client's long batch runs, another client's image is served between two
+    of the batch's images, not after the whole batch."""
+    from gradio_client import Client, handle_file
+    album = tmp_path / "many.zip"
+    with zipfile.ZipFile(album, "w") as z:
+        for i in range(4):  # 840 KB: under the upload limit; seconds of 16-pixel tiles each
+            z.write(files / "slow.png", f"{i}.png")
+    job = client.submit([handle_file(str(album))], tile="16", tile_overlap=8, api_name="/batch")
+    deadline = time.monotonic() + 60
+    while not (job.status().progress_data or []) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until the batch has started
+    assert job.status().progress_data, "the batch did not start"
+    other = Client(server.url, verbose=False)
+    start = time.monotonic()
+    _, info = other.predict(handle_file(str(files / "small.png")), api_name="/restore")
+    waited = time.monotonic() - start
+    assert "64×48 → 128×96" in info
+    assert not job.done(), f"the batch finished first: the other image waited {waited:.0f} s"
+    assert job.cancel()
+
+
 # ---------------------------------------------------------------------------------------------
 # In process: the model cache, cancellation, the choice of models, the queue
 
@@ -672,14 +743,46 @@ def test_compress_first_is_the_protocols_opencv_jpeg(files):
 
 
 def test_one_job_at_a_time(webapp):
-    """Everything that runs a model is in one concurrency group of one: parallel users queue."""
+    """Everything that runs a model is in one concurrency group, whose jobs take the device one at a time,
+    in turn by session: a session that queued two jobs waits for the one that queued one."""
+    from swinir_app.webui.jobs import Cancelled, FairSlot, Job
     from swinir_app.webui.page import build
-    from swinir_app.webui.service import DEVICE_QUEUE
+    from swinir_app.webui.service import DEVICE_QUEUE, MAX_ACTIVE_JOBS
     demo = build(webapp)
-    runners = {f.api_name: f for f in demo.fns.values() if f.name in ("ui_restore", "ui_batch", "restore", "batch")}
-    assert len(runners) == 4
+    runners = {f.api_name: f for f in demo.fns.values() if f.name in ("ui_restore", "ui_batch", "ui_video", "restore",
+                                                                         "batch")}
+    assert len(runners) == 5
     for f in runners.values():
-        assert (f.concurrency_id, f.concurrency_limit) == (DEVICE_QUEUE, 1)
+        assert (f.concurrency_id, f.concurrency_limit) == (DEVICE_QUEUE, MAX_ACTIVE_JOBS)
+    slot, order, lock = FairSlot(), [], threading.Lock()
+    jobs = [Job("big"), Job("big"), Job("big"), Job("small")]
+    with slot.hold(Job("first")):
+        threads = []
+        for i, job in enumerate(jobs):
+            def unit(job=job, i=i):
+                with slot.hold(job):
+                    with lock:
+                        order.append(i)
+            threads.append(threading.Thread(target=unit))
+            threads[-1].start()
+            time.sleep(0.1)  # they queue in this order
+        cancelled, left = Job("gone"), []
+
+        def wait_cancelled():
+            try:
+                with slot.hold(cancelled):
+                    left.append("ran")
+            except Cancelled:
+                left.append("left the queue")
+        waiter = threading.Thread(target=wait_cancelled)
+        waiter.start()
+        cancelled.set()
+        waiter.join(5)
+        assert left == ["left the queue"]
+    for t in threads:
+        t.join(5)
+    assert order == [0, 3, 1, 2]  # "small" before big's second and third
+    assert not slot.locked()
     public = {f.api_name for f in demo.fns.values() if f.api_visibility == "public"}
     assert public == {"restore", "batch"}
 

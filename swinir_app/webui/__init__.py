@@ -1,4 +1,5 @@
-"""The web app: :mod:`.service` (no gradio), :mod:`.page` (the Gradio page and API), :mod:`.cli` (``python app.py``).
+"""The web app: :mod:`.service` (no gradio), :mod:`.jobs` (cancel tokens, budgets, the fair device queue),
+:mod:`.page` (the Gradio page and API), :mod:`.cli` (``python app.py``).
 
 Nothing else in the package imports it.
 """

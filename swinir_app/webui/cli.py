@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 from typing import List, Optional
 
@@ -13,7 +15,8 @@ from ..cli import Parser, add_model, fail
 from ..engine import DEFAULT_MODEL, DEVICES, SettingError
 from ..images import configure_pillow
 from .service import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
-                      DEFAULT_MAX_TEMP_SIZE, DEFAULT_MAX_VIDEO_SECONDS, AppConfig, WebApp, WebError, human_size,
+                      DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_REQUEST_SECONDS, DEFAULT_MAX_TEMP_SIZE,
+                      DEFAULT_MAX_VIDEO_FRAMES, DEFAULT_MAX_VIDEO_SECONDS, AppConfig, WebApp, WebError, human_size,
                       parse_size)
 
 
@@ -111,20 +114,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"refuse longer clips in the Video tab (default {DEFAULT_MAX_VIDEO_SECONDS:g})")
     p.add_argument("--max-temp-size", default=DEFAULT_MAX_TEMP_SIZE,
                    help=f"results and uploads kept on disk for all users (default {DEFAULT_MAX_TEMP_SIZE})")
+    p.add_argument("--max-video-frames", type=int, default=DEFAULT_MAX_VIDEO_FRAMES, metavar="N",
+                   help=f"stop a clip at this many decoded frames, whatever its header says "
+                        f"(default {DEFAULT_MAX_VIDEO_FRAMES:,})")
+    p.add_argument("--max-request-pixels", type=int, default=DEFAULT_MAX_REQUEST_PIXELS, metavar="N",
+                   help=f"input and output pixels of one batch or clip, in all; the rest is not done "
+                        f"(default {DEFAULT_MAX_REQUEST_PIXELS:,})")
+    p.add_argument("--max-request-seconds", type=float, default=DEFAULT_MAX_REQUEST_SECONDS, metavar="S",
+                   help=f"device time of one request; a longer one is stopped "
+                        f"(default {DEFAULT_MAX_REQUEST_SECONDS:g})")
     return p
+
+
+def port_problem(host: str, port: int) -> str:
+    """Why this server could not listen on ``host:port`` ('' if it can): checked before the model loads."""
+    if not 0 < port < 65536:
+        return f"--port {port}: not a port number (1 to 65535)"
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server does: TIME_WAIT is no obstacle
+            s.bind((host, port))
+    except OSError as e:
+        if e.errno == errno.EADDRINUSE:
+            return f"--port {port}: {host}:{port} is already in use (another server, or this app running); " \
+                   f"choose another with --port"
+        return f"--host {host} --port {port}: cannot listen there ({e.strerror or e})"
+    return ""
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     p = build_parser()
     args = p.parse_args(argv)
-    if args.max_pixels <= 0 or args.max_output_pixels <= 0 or args.max_video_seconds <= 0:
-        p.error("--max-pixels, --max-output-pixels and --max-video-seconds must be positive")
+    if args.max_pixels <= 0 or args.max_output_pixels <= 0 or args.max_video_seconds <= 0 or \
+            args.max_video_frames <= 0 or args.max_request_pixels <= 0 or args.max_request_seconds <= 0:
+        p.error("--max-pixels, --max-output-pixels, --max-video-seconds, --max-video-frames, --max-request-pixels "
+                "and --max-request-seconds must be positive")
     sizes = {}
     for flag in ("max_file_size", "max_batch_size", "max_temp_size"):
         try:
             sizes[flag] = parse_size(getattr(args, flag))
         except ValueError as e:
             p.error(f"--{flag.replace('_', '-')}: {e}")
+    problem = port_problem(args.host, args.port)
+    if problem:
+        return fail(problem)
     configure_pillow(args.max_pixels)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # gradio's own startup checks
@@ -132,7 +166,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         app = WebApp(AppConfig(args.model, args.device, args.weights_dir, args.max_pixels, sizes["max_file_size"],
                                args.cache_models, args.models_dir, args.allow_any_model_path, args.allow_downloads,
                                args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"],
-                               args.max_video_seconds))
+                               args.max_video_seconds, args.max_video_frames, args.max_request_pixels,
+                               args.max_request_seconds))
         if args.model:
             app.describe(app.default_spec)  # a bad --model fails now, not on the first click
     except SettingError as e:
@@ -151,8 +186,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     # docker stop and systemd send SIGTERM: shut down as on Ctrl-C, so the temp folders are removed.
     signal.signal(signal.SIGTERM, _interrupt)
     inline_limit = sizes["max_file_size"] * 4 // 3 + (1 << 20)  # an image as base64 in JSON, and the rest
-    serve(app, host=args.host, port=args.port, share=args.share,
-          middleware=[Middleware(BodyLimit, limit=inline_limit), Middleware(UploadQuota, webapp=app)])
+    try:
+        serve(app, host=args.host, port=args.port, share=args.share,
+              middleware=[Middleware(BodyLimit, limit=inline_limit), Middleware(UploadQuota, webapp=app)])
+    except OSError as e:
+        if "Cannot find empty port" not in str(e):
+            raise
+        return fail(port_problem(args.host, args.port) or f"--port {args.port}: already in use; choose another")
     return 0
 
 

@@ -2,8 +2,8 @@
 
 A single-image tab (upload, drag or paste; a before/after slider; the full-resolution PNG to
 download), a batch tab (images or a zip in, a zip of results out), and the ``/restore`` and
-``/batch`` API endpoints. Everything that runs a model shares one concurrency group of size one;
-the work itself is :class:`~.service.WebApp`'s.
+``/batch`` API endpoints. Everything that runs a model shares one concurrency group, whose jobs
+take the device in turn (:class:`~.jobs.FairSlot`); the work itself is :class:`~.service.WebApp`'s.
 """
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence, Tuple
 
 import gradio as gr
+from gradio_client import utils as client_utils
 
 from ..network import SwinIRConfig
-from .service import (CACHE_TTL, CUSTOM, DEVICE_QUEUE, Cancelled, ModelInfo, WebApp, WebError, _md_escape, _settings,
-                      comparison, human_size, make_examples, readable)
+from .service import (CACHE_TTL, CUSTOM, DEVICE_QUEUE, MAX_ACTIVE_JOBS, Cancelled, ModelInfo, WebApp, WebError,
+                      _md_escape, _settings, comparison, human_size, make_examples, readable)
 
 log = logging.getLogger("swinir_app.webui")
 
@@ -36,7 +37,42 @@ THEME_FONTS = dict(font=["system-ui", "-apple-system", "Segoe UI", "Roboto", "sa
                    font_mono=["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"])
 
 
-class ImageUpload(gr.Image):
+CANCELLED = "Cancelled: the run was stopped, there is no result."
+URL_REFUSAL = ("files must be uploaded to this server first (gradio_client's handle_file does it); it does not "
+               "fetch URLs")
+
+
+class UploadsOnly:
+    """For input components: a file given as an http(s) URL is refused, not fetched. Gradio would
+    download it in full, outside the upload limits and the temp-space quota."""
+
+    async def async_move_resource_to_block_cache(self, url_or_file_path):
+        if client_utils.is_http_url_like(str(url_or_file_path or "")):
+            raise gr.Error(URL_REFUSAL, print_exception=False)
+        return await super().async_move_resource_to_block_cache(url_or_file_path)
+
+    def move_resource_to_block_cache(self, url_or_file_path):
+        if client_utils.is_http_url_like(str(url_or_file_path or "")):
+            raise gr.Error(URL_REFUSAL, print_exception=False)
+        return super().move_resource_to_block_cache(url_or_file_path)
+
+    def get_block_name(self) -> str:
+        # The browser side is the gradio component's (the default would name the first base, this mixin).
+        return next(c for c in type(self).__mro__ if c.__module__.startswith("gradio.")).__name__.lower()
+
+    def get_block_class(self) -> str:
+        return self.get_block_name()
+
+
+class UploadedFile(UploadsOnly, gr.File):
+    """gr.File for inputs: uploads only."""
+
+
+class UploadedVideo(UploadsOnly, gr.Video):
+    """gr.Video for inputs: uploads only."""
+
+
+class ImageUpload(UploadsOnly, gr.Image):
     """gr.Image (upload, drop, paste) that hands the uploaded file over undecoded.
 
     gr.Image opens uploads with PIL before the event function runs, and a corrupt file then fails
@@ -123,8 +159,7 @@ class Page:
         spec = (custom_spec or "").strip() if choice == CUSTOM else choice
         hidden = (gr.update(visible=False),) * 3
         if not spec:
-            return (gr.update(visible=choice == CUSTOM),
-                    "Enter a checkpoint path or a zoo name (zoo models are downloaded on first use).", *hidden)
+            return (gr.update(visible=choice == CUSTOM), self.app.custom_hint(), *hidden)
         try:
             info = self.app.describe(spec)
         except WebError as e:
@@ -132,20 +167,20 @@ class Page:
         return (gr.update(visible=choice == CUSTOM), info.markdown(), outscale_update(info.config),
                 level_update(info), degrade_update(info.config))
 
-    async def _page_call(self, request, outputs: int, work: Callable) -> Tuple:
+    async def _page_call(self, request, outputs: int, work: Callable, kind: str) -> Tuple:
         """``work(cancel)`` for the page: every failure is a status line, and the app keeps serving."""
         def guarded(cancel):
             try:
                 return work(cancel)
             except Cancelled:
-                return (None,) * (outputs - 1) + (status("Cancelled."),)
+                return (None,) * (outputs - 1) + (status(CANCELLED),)
             except WebError as e:
                 log.info("failed: %s", e)
                 return (None,) * (outputs - 1) + (status(str(e), failed=True),)
             except Exception as e:
                 log.exception("page request failed")
                 return (None,) * (outputs - 1) + (status(readable(e), failed=True),)
-        return await self.app.run_cancellable(guarded, request)
+        return await self.app.run_cancellable(guarded, request, kind)
 
     async def ui_restore(self, image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                          ensemble_v, request: gr.Request, progress=gr.Progress()):
@@ -159,7 +194,7 @@ class Page:
             path = self.app.result_file(r)
             log.info("done: %s", self.app.info(r))
             return comparison(r.model_input, r.output), str(path), status(self.app.info(r))
-        return await self._page_call(request, 3, work)
+        return await self._page_call(request, 3, work, "single")
 
     async def ui_batch(self, files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                        ensemble_v, request: gr.Request, progress=gr.Progress()):
@@ -168,7 +203,7 @@ class Page:
             b = self.app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
             log.info("batch: %s", b.summary())
             return str(b.zip_path), status(b.markdown(), markdown=True)
-        return await self._page_call(request, 2, work)
+        return await self._page_call(request, 2, work, "batch")
 
     async def ui_video(self, clip, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
                        ensemble_v, request: gr.Request, progress=gr.Progress()):
@@ -179,11 +214,16 @@ class Page:
                                                                                desc="Restoring", unit="frames"))
             log.info("video: %s", v.text())
             return str(v.path), status(v.text())
-        return await self._page_call(request, 2, work)
+        return await self._page_call(request, 2, work, "video")
 
-    def ui_cancel(self, request: gr.Request):
-        self.app.cancel_flag(request).set()  # the running job stops at its next tile
-        return status("Cancelled.")
+    def cancel_button(self, kind: str, outputs: int) -> Callable:
+        """A tab's Cancel: stops that tab's running job (at its next tile) and clears its result, which
+        would otherwise stand beside the new input; with nothing running, it changes nothing."""
+        def ui_cancel(request: gr.Request):
+            if not self.app.cancel(request, kind):
+                return (gr.update(),) * outputs
+            return (None,) * (outputs - 1) + (status(CANCELLED),)
+        return ui_cancel
 
     @staticmethod
     def _settings(choice, custom_spec, *values):
@@ -220,14 +260,13 @@ class Page:
                 return work(cancel)
             except (WebError, Cancelled) as e:
                 raise gr.Error(str(e), print_exception=False) from None
-        return await self.app.run_cancellable(guarded, request)
+        return await self.app.run_cancellable(guarded, request, "api")
 
     # ---- the Blocks ------------------------------------------------------------------------
 
     def build(self) -> gr.Blocks:
         app, cfg = self.app, self.app.config
-        initial, initial_text = None, ("No model here yet: enter a checkpoint path or a zoo name "
-                                       "(zoo models are downloaded on first use).")
+        initial, initial_text = None, f"No model chosen yet. {app.custom_hint()}"
         if app.default_spec:
             try:
                 initial = app.describe(app.default_spec)
@@ -236,10 +275,12 @@ class Page:
                 initial_text = f"⚠️ {_md_escape(str(e))}"  # the page still opens: another model can be chosen
         c0 = initial.config if initial else None
         default_choice = app.default_spec or CUSTOM
-        device_queue = dict(concurrency_limit=1, concurrency_id=DEVICE_QUEUE)
+        # Past gradio's queue, up to MAX_ACTIVE_JOBS jobs wait for the device, served in turn by session.
+        device_queue = dict(concurrency_limit=MAX_ACTIVE_JOBS, concurrency_id=DEVICE_QUEUE)
         quick = dict(api_visibility="private", concurrency_limit=None)
         limits = (f"Limits: {cfg.max_pixels:,} input pixels per image, {human_size(cfg.max_file_size)} per "
-                  f"upload. Device: {app.device}.")
+                  f"upload; per request, {cfg.max_request_pixels:,} input and output pixels and "
+                  f"{cfg.max_request_seconds:g} s of work. Device: {app.device}.")
 
         with gr.Blocks(title="SwinIR upscaler", delete_cache=CACHE_TTL) as demo:
             gr.Markdown("# SwinIR upscaler\nSuper-resolution, denoising and JPEG repair with "
@@ -293,7 +334,7 @@ class Page:
                                             label="Examples: crops of scikit-image's bundled photos")
                         with gr.Tab("Batch", id="batch"):
                             with gr.Row(equal_height=True):
-                                batch_in = gr.File(file_count="multiple", file_types=["image", ".zip"],
+                                batch_in = UploadedFile(file_count="multiple", file_types=["image", ".zip"],
                                                    label="Images or zip files", elem_id="batch-in")
                                 batch_out = gr.File(label="Results (zip, with errors.txt if any failed)",
                                                     interactive=False, elem_id="batch-out")
@@ -303,19 +344,20 @@ class Page:
                             batch_report = gr.Markdown("", elem_id="batch-report")
                         with gr.Tab("Video", id="video"):
                             with gr.Row(equal_height=True):
-                                video_in = gr.Video(sources=["upload"], label="A short clip (.mp4 .mkv .mov .webm "
+                                video_in = UploadedVideo(sources=["upload"], label="A short clip (.mp4 .mkv .mov .webm "
                                                     ".avi)", height=360, elem_id="video-in")
                                 video_out = gr.Video(label="Restored (same container, sound copied)",
                                                      interactive=False, height=360, elem_id="video-out")
                             with gr.Row():
                                 video_btn = gr.Button("Run", variant="primary", elem_id="video-run")
                                 video_cancel = gr.Button("Cancel", variant="stop", elem_id="video-cancel")
-                            video_status = gr.Markdown(f"Clips of at most {cfg.max_video_seconds:g} s. Every frame "
+                            video_status = gr.Markdown(f"Clips of at most {cfg.max_video_seconds:g} s and "
+                                                       f"{cfg.max_video_frames:,} frames. Every frame "
                                                        f"goes through the model, so a clip takes its frame count "
                                                        f"times one image's time.", elem_id="video-status")
             with gr.Column(visible=False):  # the API's inputs and outputs: plain values, no widgets
-                api_image = gr.File(label="image")
-                api_files = gr.File(label="files", file_count="multiple")
+                api_image = UploadedFile(label="image")
+                api_files = UploadedFile(label="files", file_count="multiple")
                 api_options = [gr.Textbox("", label="model"), gr.Number(0, label="outscale"),
                                gr.Number(0, label="degrade"), gr.Textbox("auto", label="tile"),
                                gr.Number(32, label="tile_overlap", precision=0), gr.Textbox("auto", label="precision"),
@@ -339,12 +381,12 @@ class Page:
                                         api_visibility="private", **device_queue)
             video_evt = video_btn.click(self.ui_video, [video_in, *settings_in], [video_out, video_status],
                                         api_visibility="private", **device_queue)
-            cancel_btn.click(self.ui_cancel, None, status_md, cancels=[run_evt], queue=False,
-                             api_visibility="private")
-            video_cancel.click(self.ui_cancel, None, video_status, cancels=[video_evt], queue=False,
-                               api_visibility="private")
-            batch_cancel.click(self.ui_cancel, None, batch_report, cancels=[batch_evt], queue=False,
-                               api_visibility="private")
+            cancel_btn.click(self.cancel_button("single", 3), None, [slider, result, status_md], cancels=[run_evt],
+                             queue=False, api_visibility="private")
+            video_cancel.click(self.cancel_button("video", 2), None, [video_out, video_status], cancels=[video_evt],
+                               queue=False, api_visibility="private")
+            batch_cancel.click(self.cancel_button("batch", 2), None, [batch_out, batch_report], cancels=[batch_evt],
+                               queue=False, api_visibility="private")
 
             # The API: /restore and /batch.
             api_restore_btn.click(self.restore, [api_image, *api_options], [api_result, api_info],

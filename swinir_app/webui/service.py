@@ -8,6 +8,7 @@ device. The engine knows nothing of this package: dependencies point from here t
 from __future__ import annotations
 
 import atexit
+import difflib
 import logging
 import os
 import re
@@ -19,19 +20,20 @@ import zipfile
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import anyio
 import cv2
 import numpy as np
 
 from ..checkpoint import ModelLoadError
-from ..engine import (DEFAULT_MODEL, PRECISIONS, Restorer, SettingError, available_memory, is_oom, parse_tile as
-                      _parse_tile, resize_lanczos, resolve_device, resolve_precision)
+from ..engine import (DEFAULT_MODEL, PRECISIONS, ModelOutputError, Restorer, SettingError, available_memory, is_oom,
+                      parse_tile as _parse_tile, resize_lanczos, resolve_device, resolve_precision)
 from ..images import ImageReadError, LoadedImage, atomic_file, encode_image, read_image
 from ..network import SwinIRConfig
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
 from ..zoo import ZOO, ZooEntry, bundled_entries, find_entry, is_cached, load_model, param_count, weights_home
+from .jobs import Cancelled, FairSlot, Job, OverBudget, Registry, WebError, check
 
 log = logging.getLogger("swinir_app.webui")
 T = TypeVar("T")
@@ -42,6 +44,10 @@ DEFAULT_MAX_FILE_SIZE = "50mb"
 DEFAULT_MAX_BATCH_SIZE = "1gb"  # all the images of one batch request, uncompressed
 DEFAULT_MAX_TEMP_SIZE = "2gb"  # results and uploads on disk, all users together
 DEFAULT_MAX_VIDEO_SECONDS = 30.0  # a clip holds the device for its frames: keep it short
+DEFAULT_MAX_VIDEO_FRAMES = 1_800  # 30 s at 60 fps: counted as decoded, whatever the header says
+DEFAULT_MAX_REQUEST_PIXELS = 1_000_000_000  # input and output pixels of one batch or clip (e.g. 14 4-MP images at x4)
+DEFAULT_MAX_REQUEST_SECONDS = 900.0  # device time of one request
+MAX_ACTIVE_JOBS = 8  # requests past gradio's queue, waiting for the device in turn (each holds its upload)
 MAX_OUTSCALE = 8.0  # as the page's slider
 PREVIEW_MAX_SIDE = 2048  # the slider shows at most this; the download is always full size
 RESULT_TTL = 120.0  # seconds our copy of a result stays: gradio serves the download from its own copy
@@ -55,14 +61,6 @@ CUSTOM = "__custom__"  # the model dropdown's "custom path" entry
 DEVICE_QUEUE = "device"  # the concurrency group of everything that runs a model
 TASK_NAMES = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG artifact removal"}
 _LEVEL_NAME = re.compile(r"^(?P<family>.+-(?:dn|jpeg))-(?P<level>\d+)$")
-
-
-class WebError(Exception):
-    """A request that cannot be done; ``str()`` is one line for the page."""
-
-
-class Cancelled(Exception):
-    """The user pressed Cancel; raised from the tile callback so that the work really stops."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,6 +236,7 @@ class ModelPolicy:
     weights_dir: Optional[str] = None
     allow_any_path: bool = False
     allow_downloads: bool = False
+    offered: Sequence[str] = ()  # what the page lists: typos get a suggestion among these, and only these
 
     def check(self, spec: str) -> str:
         """The spec to load for ``spec``, or :class:`WebError`."""
@@ -250,7 +249,8 @@ class ModelPolicy:
                 if entry.path or is_cached(entry, self.weights_dir) or self.allow_downloads:
                     return entry.name
                 raise WebError(f"{entry.name} is not downloaded on this server, and it does not download models "
-                               f"for its users; its operator can add it (python -m swinir_app.models)")
+                               f"for its users; its operator can fetch it once (python -c \"import swinir_app; "
+                               f"swinir_app.load_model('{entry.name}')\") or start the app with --allow-downloads")
         candidate = Path(spec)
         root = self.models_dir.resolve()
         try:
@@ -260,7 +260,8 @@ class ModelPolicy:
         except (OSError, RuntimeError, ValueError):
             allowed = False
         if not allowed:
-            raise WebError(GENERIC_REFUSAL)
+            close = difflib.get_close_matches(spec, list(self.offered), n=2)  # the page's list: nothing new told
+            raise WebError((f"did you mean {' or '.join(close)}? " if close else "") + GENERIC_REFUSAL)
         return str(real)
 
     def local_files(self, limit: int = 200) -> List[Path]:
@@ -424,8 +425,7 @@ class TileProgress:
         self.passes, self.report, self.cancel, self.finished = passes, report, cancel, 0
 
     def check(self) -> None:
-        if self.cancel.is_set():
-            raise Cancelled("cancelled")
+        check(self.cancel)  # cancelled, or past the request's device time
 
     def __call__(self, done: int, total: int) -> None:
         self.check()
@@ -443,9 +443,10 @@ class BatchResult:
     seconds: float
     label: str
     skipped: List[str] = field(default_factory=list)  # files left out on purpose (hidden files), one line each
+    not_done: int = 0  # images left when the request's budget ran out
 
     def summary(self) -> str:
-        total = self.done + len(self.errors)
+        total = self.done + len(self.errors) + self.not_done
         return f"{self.done} of {total} image{'s' if total != 1 else ''} done in {self.seconds:.1f} s · {self.label}"
 
     def text(self) -> str:
@@ -479,6 +480,9 @@ class AppConfig:
     max_batch_size: int = parse_size(DEFAULT_MAX_BATCH_SIZE)
     max_temp_size: int = parse_size(DEFAULT_MAX_TEMP_SIZE)
     max_video_seconds: float = DEFAULT_MAX_VIDEO_SECONDS
+    max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES
+    max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
+    max_request_seconds: float = DEFAULT_MAX_REQUEST_SECONDS
 
 
 @dataclass
@@ -506,9 +510,12 @@ class WebApp:
         self.policy = ModelPolicy(models_dir, config.model, config.weights_dir, config.allow_any_model_path,
                                   config.allow_downloads)
         self.catalogue = Catalogue(config.model, config.weights_dir, models_dir)
+        self.policy.offered = [v for _, v in self.catalogue.choices() if v != CUSTOM]
         self.models = ModelCache(self.device, config.weights_dir, config.cache_models)
-        self.device_lock = threading.Lock()  # a cancelled job's thread finishes its tile before the next starts
-        self._cancel: Dict[str, threading.Event] = {}
+        # One job on the device at a time, for one image or frame at a time, in turn by owner; a
+        # cancelled job's thread finishes its tile before the next job starts.
+        self.device_lock = FairSlot()
+        self.jobs = Registry()
         self.workdir = Path(tempfile.mkdtemp(prefix="swinir_webui_"))
         atexit.register(shutil.rmtree, self.workdir, True)
         self.default_spec = self.catalogue.default()
@@ -526,30 +533,34 @@ class WebApp:
         return ModelInfo(spec, entry.name if entry else _label(spec), model.config, entry,
                          self.catalogue.siblings(entry))
 
-    def new_job(self, request: Optional[Any]) -> threading.Event:
-        """The session's cancel flag, cleared for a job that starts now."""
-        flag = self.cancel_flag(request)
-        flag.clear()
-        return flag
+    def custom_hint(self) -> str:
+        """What the custom model field takes on this server."""
+        if self.config.allow_any_model_path:
+            return "Enter a checkpoint path, a training folder or a zoo name."
+        zoo = ("a zoo name (zoo models not here yet are downloaded on first use)" if self.config.allow_downloads
+               else "the name of a zoo model already downloaded on this server")
+        return f"Enter a checkpoint file in this server's models folder, or {zoo}."
 
-    async def run_cancellable(self, work: Callable[[threading.Event], T], request: Optional[Any]) -> T:
-        """``work(cancel)`` in a worker thread. When gradio cancels the event (the page's Cancel, or a
-        client's ``job.cancel()``), the flag is set and the work stops at its next tile or residual
-        group, so the device is free for the next user within seconds."""
-        cancel = self.new_job(request)
-        try:
-            return await anyio.to_thread.run_sync(work, cancel, abandon_on_cancel=True)
-        except BaseException:  # the event's cancellation included
-            cancel.set()
-            raise
+    def new_job(self, request: Optional[Any] = None) -> Job:
+        """A job for a request that starts now: its own cancel token, and this server's budgets."""
+        owner = getattr(request, "session_hash", None) or "-"
+        return Job(owner, self.config.max_request_seconds, self.config.max_request_pixels)
 
-    def cancel_flag(self, request: Optional[Any]) -> threading.Event:
-        key = getattr(request, "session_hash", None) or "-"
-        if key not in self._cancel:
-            if len(self._cancel) > 10_000:
-                self._cancel.clear()
-            self._cancel[key] = threading.Event()
-        return self._cancel[key]
+    async def run_cancellable(self, work: Callable[[Job], T], request: Optional[Any], kind: str = "run") -> T:
+        """``work(job)`` in a worker thread. When gradio cancels the event (the page's Cancel, or a
+        client's ``job.cancel()``), that job, and only it, is cancelled: the work stops at its next tile
+        or residual group, so the device is free for the next job within seconds."""
+        job = self.new_job(request)
+        with self.jobs.running(job, kind):
+            try:
+                return await anyio.to_thread.run_sync(work, job, abandon_on_cancel=True)
+            except BaseException:  # the event's cancellation included
+                job.set()
+                raise
+
+    def cancel(self, request: Optional[Any], kind: str = "run") -> int:
+        """The page's Cancel: the session's running jobs of this kind (its later ones are not affected)."""
+        return self.jobs.cancel(getattr(request, "session_hash", None) or "-", kind)
 
     def precisions(self) -> List[str]:
         """The precisions that run natively on the app's device, 'auto' first."""
@@ -602,14 +613,17 @@ class WebApp:
             a = jpeg_compress(a, int(s.degrade))
         progress.check()
         start = time.perf_counter()
-        # Cancel is checked between tiles and between residual groups, so it stops an untiled run too
-        # (an ONNX graph runs in one call: between tiles only).
-        hooks = [layer.register_forward_pre_hook(lambda *_: progress.check())
-                 for layer in getattr(restorer.model, "layers", [])]
+        # Cancel is checked between tiles, residual groups and their transformer blocks, so it stops an
+        # untiled run within a second or two too (an ONNX graph: the engine polls ``cancel`` while it runs).
+        hooks = [m.register_forward_pre_hook(lambda *_: progress.check())
+                 for layer in getattr(restorer.model, "layers", []) for m in layer.modules()
+                 if m is layer or hasattr(m, "attn")]
         try:
-            out = restorer.restore(a, callback=progress)
+            out = restorer.restore(a, callback=progress, cancel=progress.check)
         except (Cancelled, WebError):
             raise
+        except ModelOutputError as e:  # NaN/Inf: a black image must not pass as a result
+            raise WebError(f"{name}: {_one_line(e)}") from None
         except Exception as e:
             if is_oom(e):
                 raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
@@ -644,7 +658,7 @@ class WebApp:
         name = Path(path).name
         loaded = self.read(path, name)
         progress = TileProgress(8 if s.self_ensemble else 1, report, cancel)
-        with self.device_lock:
+        with self.device_lock.hold(cancel):
             progress.check()
             restorer = self.restorer(s)
             return self.process(restorer, loaded, name, s, progress)
@@ -697,9 +711,11 @@ class WebApp:
 
     def restore_video(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
                       report: Optional[Callable[[int, int], None]] = None) -> VideoRun:
-        """A short clip, restored frame by frame into the same container, its sound copied; bounded by
-        ``max_video_seconds``, ``max_pixels`` per frame and ``max_output_pixels``. Cancel stops it
-        at the next tile and leaves no file."""
+        """A short clip, restored frame by frame into the same container, its sound copied. The header
+        must pass ``max_video_seconds``; then every decoded frame is counted (``max_video_frames``) and
+        checked (``max_pixels``, ``max_output_pixels``, the request's pixel budget), since a header can
+        lie or say nothing. Each frame takes the device in turn with other jobs. Cancel stops it at
+        the next tile and leaves no file."""
         from .. import video
         if not path:
             raise WebError("no video: upload a clip first")
@@ -711,42 +727,56 @@ class WebApp:
             info = video.probe(src)
         except video.VideoError as e:
             raise WebError(f"{name}: {e.reason}") from None
-        limit = self.config.max_video_seconds
+        limit, max_frames, max_pixels = self.config.max_video_seconds, self.config.max_video_frames, \
+            self.config.max_pixels
         if info.seconds > limit:
             raise WebError(f"{name}: {info.seconds:.1f} s is longer than this server's limit of {limit:g} s; "
                            f"send a shorter clip")
         w, h = info.width, info.height
-        if w * h > self.config.max_pixels:
-            raise WebError(f"{name}: {w}x{h} frames exceed the limit of {self.config.max_pixels:,} pixels")
+        if w * h > max_pixels:
+            raise WebError(f"{name}: {w}x{h} frames exceed the limit of {max_pixels:,} pixels")
         progress = TileProgress(8 if s.self_ensemble else 1, None, cancel)
-        with self.device_lock:
+        with self.device_lock.hold(cancel):
             progress.check()
             restorer = self.restorer(s)
-            scale = restorer.scale
-            final = s.outscale if restorer.config.task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 \
-                else None
-            if w * h * (final or scale) ** 2 > self.config.max_output_pixels:
-                raise WebError(f"{name}: its frames would have {w * h * (final or scale) ** 2:,.0f} pixels, over the "
-                               f"limit of {self.config.max_output_pixels:,}; choose a smaller output scale")
-            note = self._tile_if_too_big(restorer, h, w)
-            task = restorer.config.task
-            def restore(a: np.ndarray) -> np.ndarray:
-                progress.check()
-                r = self.process(restorer, LoadedImage(a), name, s, progress)
-                return r.output
+        scale = restorer.scale
+        final = s.outscale if restorer.config.task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 \
+            else None
+        if w * h * (final or scale) ** 2 > self.config.max_output_pixels:
+            raise WebError(f"{name}: its frames would have {w * h * (final or scale) ** 2:,.0f} pixels, over the "
+                           f"limit of {self.config.max_output_pixels:,}; choose a smaller output scale")
+        note = self._tile_if_too_big(restorer, h, w)
+        task = restorer.config.task
+        frames = 0
 
-            def frame_done(done: int, total: int) -> None:
-                progress.check()
-                if report:
-                    report(done, total)
-            # The result's size is known only roughly before: room for the input's size again, x scale².
-            folder = self.new_result_folder(int(src.stat().st_size * (final or scale) ** 2))
-            dst = folder / f"{src.stem}{_result_suffix(task, _fmt_scale(final or scale))}{src.suffix.lower()}"
-            start = time.perf_counter()
-            try:
-                result = video.restore_video(src, dst, restore, max_seconds=limit, on_frame=frame_done)
-            except video.VideoError as e:
-                raise WebError(f"{name}: {e.reason}") from None
+        def restore(a: np.ndarray) -> np.ndarray:
+            nonlocal frames
+            progress.check()
+            frames += 1
+            if frames > max_frames:
+                raise WebError(f"{name}: stopped at frame {frames:,}: over this server's limit of {max_frames:,} "
+                               f"frames; send a shorter clip")
+            fh, fw = a.shape[:2]
+            if fw * fh > max_pixels:
+                raise WebError(f"{name}: frame {frames} is {fw}x{fh} = {fw * fh:,} pixels, over the limit of "
+                               f"{max_pixels:,}")
+            if isinstance(cancel, Job):
+                cancel.spend(round(fw * fh * (1 + max(scale, final or 0) ** 2)), f"{name}: stopped at frame {frames}")
+            with self.device_lock.hold(cancel):
+                return self.process(restorer, LoadedImage(a), name, s, progress).output
+
+        def frame_done(done: int, total: int) -> None:
+            progress.check()
+            if report:
+                report(done, total)
+        # The result's size is known only roughly before: room for the input's size again, x scale².
+        folder = self.new_result_folder(int(src.stat().st_size * (final or scale) ** 2))
+        dst = folder / f"{src.stem}{_result_suffix(task, _fmt_scale(final or scale))}{src.suffix.lower()}"
+        start = time.perf_counter()
+        try:
+            result = video.restore_video(src, dst, restore, max_seconds=limit, on_frame=frame_done)
+        except video.VideoError as e:
+            raise WebError(f"{name}: {e.reason}") from None
         return VideoRun(dst, result.frames, (result.width, result.height), time.perf_counter() - start,
                         _label(s.spec), note)
 
@@ -815,23 +845,35 @@ class WebApp:
             raise WebError("no files: add images or a zip first")
         errors: List[str] = []
         opened: List[zipfile.ZipFile] = []
-        done, start, used, written = 0, time.perf_counter(), set(), 0
+        done, start, used, written, not_done = 0, time.perf_counter(), set(), 0, 0
         final = self.new_result_folder(0) / "swinir_results.zip"
         skipped: List[str] = []
         try:
             items = list(self.batch_items(paths, errors, opened, skipped))  # listings only: pixels read one by one
-            with atomic_file(final) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as out, \
-                    self.device_lock:
-                restorer = self.restorer(s)
+            # The device is taken for one image at a time: other users' jobs get their turns in between.
+            with atomic_file(final) as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_STORED) as out:
                 for i, (name, source) in enumerate(items):
                     if report:
                         report(i / len(items), name)
                     tiles = TileProgress(8 if s.self_ensemble else 1, None, cancel)
-                    tiles.check()
                     try:
+                        tiles.check()
                         loaded = self.read(source(), name)
-                        result = self.process(restorer, loaded, name, s, tiles)
+                        with self.device_lock.hold(cancel):
+                            tiles.check()
+                            restorer = self.restorer(s)
+                            if isinstance(cancel, Job):
+                                h, w = loaded.array.shape[:2]
+                                k = s.outscale if restorer.config.task == "sr" and s.outscale else restorer.scale
+                                cancel.spend(round(h * w * (1 + max(k, restorer.scale) ** 2)), name)
+                            result = self.process(restorer, loaded, name, s, tiles)
                         data = encode_image(result.output, ".png", icc_profile=loaded.icc_profile)
+                    except OverBudget as e:  # the rest of the request is not done either
+                        errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
+                        not_done = len(items) - i - 1
+                        if not_done:
+                            skipped.append(f"{not_done:,} more not done: the request's budget is spent")
+                        break
                     except WebError as e:
                         errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
                         continue
@@ -850,7 +892,7 @@ class WebApp:
         finally:
             for zf in opened:
                 zf.close()
-        return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec), skipped)
+        return BatchResult(final, done, errors, time.perf_counter() - start, _label(s.spec), skipped, not_done)
 
 
 def enforce_quota(folders: Sequence[Path], limit: int, min_age: float = 60.0) -> int:
