@@ -6,7 +6,6 @@ bad files, cancel, and a good image again (whose page is saved as tests/artifact
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +21,7 @@ import torch
 from PIL import Image
 
 from conftest import REPO, photo
+from webserver import free_port, serving
 from swinir_app import SwinIR, SwinIRConfig
 from swinir_app.images import read_image
 
@@ -58,12 +58,6 @@ def files(tmp_path_factory):
     return d
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(ckpt, tmp_path_factory):
     """``python app.py`` on a free port; yields a Server (url, log, tmp, proc). The last test stops it
@@ -81,32 +75,9 @@ def server(ckpt, tmp_path_factory):
     cmd = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port), "--model", str(ckpt),
            "--device", "cpu", "--max-pixels", str(MAX_PIXELS), "--max-file-size", MAX_FILE_SIZE,
            "--max-output-pixels", str(MAX_OUTPUT_PIXELS)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not serve {url} in 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serving(cmd, env, url, log_path) as proc:
         yield Server(url, log_path, tmp, proc)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 class Server(tuple):

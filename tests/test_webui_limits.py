@@ -5,7 +5,6 @@ a port in use, and NaN outputs. Each input is built here.
 import http.server
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,7 @@ import pytest
 import torch
 
 from conftest import REPO, photo
+from webserver import free_port, serving
 
 MAX_PIXELS = 5_000  # per image and per frame: a 64 x 48 frame fits, a 100 x 100 one does not
 MAX_OUTPUT_PIXELS = 1_000_000
@@ -33,12 +33,6 @@ VIDEO_FRAMES = 5
 # host: without that, gradio's own check would refuse the URL to our local listener and prove nothing.
 LAUNCH = ("import sys, safehttpx; safehttpx.is_public_ip = lambda ip: True; "
           "from swinir_app.webui.cli import main; sys.exit(main(sys.argv[1:]))")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -65,31 +59,9 @@ def server(ckpt, nan_ckpt, tmp_path_factory):
            "--max-file-size", "1mb", "--max-temp-size", "5mb", "--max-request-pixels", str(REQUEST_PIXELS),
            "--max-request-seconds", str(REQUEST_SECONDS), "--max-video-frames", str(VIDEO_FRAMES)]
     log_path = tmp / "server.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"app.py exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(url, timeout=5) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"app.py did not serve {url} in 180 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.5)
+    with serving(cmd, env, url, log_path):
         yield url, log_path, str(ckpt)
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture(scope="module")
