@@ -75,7 +75,7 @@ def unique_names(files: Sequence[Path], name: Callable[[Path], str], what: str) 
     for path in files:
         first = seen.setdefault(name(path), path)
         if first is not path:
-            raise PrepareError(f"{first} and {path.name} would both be written as {what.format(name(path))}; "
+            raise PrepareError(f"{first} and {path} would both be written as {what.format(name(path))}; "
                                f"rename or move one (nothing was written)")
     return list(files)
 

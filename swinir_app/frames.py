@@ -1,7 +1,8 @@
 """Animated images and multi-page TIFFs: every frame read, restored and written back with its timing.
 
 GIF, APNG and animated WebP are read through Pillow, which composites each frame as a viewer shows
-it (disposal and blending applied), so every frame is a whole picture. They are written back whole:
+it (disposal and blending applied), so every frame is a whole picture, on one canvas (a GIF frame
+that grows the canvas brings the earlier frames to its size). They are written back whole:
 APNG with "source" blending and each frame's own disposal; GIF with each frame's own disposal, except
 that a frame followed by one with new transparent pixels is restored to the background (else the
 old pixels would show through the new frame's holes); WebP with its loop and background. Frame
@@ -21,7 +22,8 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from .images import ImageReadError, _icc_fits, _read_regular_file, atomic_write, gif_frame
+from .images import (ImageReadError, _icc_fits, _read_regular_file, atomic_write, gif_frame, limit_reason,
+                     too_many_pixels)
 
 # The containers that hold frames, by output extension; TIFF pages carry no timing.
 TIMED = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
@@ -111,18 +113,20 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
         background = img.info.get("background") if img.format == "WEBP" else None
         icc = img.info.get("icc_profile")
         frames, durations, disposal = [], [], []
-        total = 0
         for k in range(n):
-            img.seek(k)
+            try:
+                img.seek(k)
+                refused = False
+            except Image.DecompressionBombError:  # a grown canvas over twice Pillow's limit; its size is set
+                refused = True
             # A GIF frame may grow the canvas beyond the header's size (Pillow follows it), so the limit is
-            # checked on every frame as decoded, before its pixels are: canvases never shrink, so this
-            # frame's size counts for each frame still to come.
+            # checked on every frame as decoded, before its pixels are: every frame is brought to the final
+            # canvas (see _on_canvas), so this frame's size counts n times.
             w, h = img.size
-            if max_pixels is not None and total + w * h * (n - k) > max_pixels:
+            if refused or (max_pixels is not None and w * h * n > max_pixels):
                 raise ImageReadError(name, f"frame {k + 1} of {n} enlarges the canvas from {header[0]}x{header[1]} "
-                                           f"to {w}x{h}: {total + w * h * (n - k):,} pixels over the frames exceed "
-                                           f"the limit of {max_pixels:,} (--max-pixels)")
-            total += w * h
+                                           f"to {w}x{h}: {n} frames of {w}x{h} = {w * h * n:,} pixels exceed "
+                                           f"{limit_reason(w * h * n, max_pixels)}")
             img.load()  # frame info (WebP's duration) is set on load
             durations.append(float(img.info.get("duration") or 0))
             disposal.append(int(getattr(img, "disposal_method", img.info.get("disposal", 0)) or 0))
@@ -130,10 +134,11 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
         fmt = img.format
     except ImageReadError:
         raise
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(name, f"too many pixels ({e})") from None
+    except Image.DecompressionBombError:  # the header's size, refused by Image.open
+        raise too_many_pixels(name, data, max_pixels) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many kinds on garbage
         raise ImageReadError(name, f"truncated or corrupt ({e})") from None
+    frames = _on_canvas(frames)
     if all(f[:, :, 3].min() == 255 for f in frames):
         frames = [np.ascontiguousarray(f[:, :, :3]) for f in frames]
     if icc and not _icc_fits(icc, frames[0]):
@@ -142,6 +147,21 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
                      disposal=disposal if fmt in ("GIF", "PNG") else [],
                      background=tuple(background) if isinstance(background, (tuple, list)) else None,
                      icc_profile=icc)
+
+
+def _on_canvas(frames: List[np.ndarray]) -> List[np.ndarray]:
+    """Every RGBA frame on the final canvas: the largest that a GIF frame grew it to (Pillow returns each
+    frame at the canvas size so far, and canvases only grow, right and down). An earlier frame stays at the
+    top-left, where a viewer draws it; the area it does not cover is transparent, as nothing is drawn there
+    yet, with its edge's colour under the transparency so that the model sees no dark seam."""
+    h, w = max(f.shape[0] for f in frames), max(f.shape[1] for f in frames)
+    out = []
+    for f in frames:
+        pad = ((0, h - f.shape[0]), (0, w - f.shape[1]))
+        if pad[0][1] or pad[1][1]:
+            f = np.dstack([np.pad(f[:, :, :3], pad + ((0, 0),), mode="edge"), np.pad(f[:, :, 3], pad)])
+        out.append(f)
+    return out
 
 
 def _read_pages(data: bytes, name: str, max_pixels: Optional[int]) -> Animation:

@@ -17,7 +17,7 @@ import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Optional, Union
+from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
 
 import cv2
 import numpy as np
@@ -42,6 +42,54 @@ def configure_pillow(max_pixels: int) -> None:
 
     Image.MAX_IMAGE_PIXELS = max(int(max_pixels), 1)
     warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+def declared_size(data: bytes) -> Optional[Tuple[int, int]]:
+    """The (width, height) that ``data``'s header declares, found as ``Image.open`` finds the format, for a
+    file that Pillow refused as a decompression bomb (its error names neither the size nor our limit);
+    None if no reader takes it."""
+    Image.init()
+    for fmt in Image.ID:
+        factory, accept = Image.OPEN[fmt]
+        try:
+            ok = accept is None or accept(data[:16])
+            if not ok or isinstance(ok, str):  # a str is Pillow's "this format, but unsupported"
+                continue
+            if isinstance(factory, type):
+                # Readers check too (a GIF sizes its first frame's disposal area while opening): the object
+                # is made first, so the size its header set is still read when its __init__ refuses.
+                img = factory.__new__(factory)
+                try:
+                    img.__init__(io.BytesIO(data), None)
+                except Image.DecompressionBombError:
+                    pass
+            else:
+                img = factory(io.BytesIO(data), None)
+            if img.size[0] * img.size[1] > 0:
+                return img.size
+        except Exception:  # noqa: BLE001 - not this format
+            continue
+    return None
+
+
+def limit_reason(pixels: int, max_pixels: Optional[int]) -> str:
+    """The limit that ``pixels`` exceeds: ``max_pixels`` (--max-pixels), or else Pillow's own refusal at twice
+    ``Image.MAX_IMAGE_PIXELS`` (a library caller that passed a larger limit than Pillow's or none)."""
+    if max_pixels is not None and pixels > max_pixels:
+        return f"the limit of {max_pixels:,} (--max-pixels)"
+    return f"Pillow's limit of {2 * (Image.MAX_IMAGE_PIXELS or 0):,} (PIL.Image.MAX_IMAGE_PIXELS)"
+
+
+def too_many_pixels(name, data: bytes, max_pixels: Optional[int]) -> "ImageReadError":
+    """The one line for a file that ``Image.open`` refused as a decompression bomb (over twice
+    ``Image.MAX_IMAGE_PIXELS``, which :func:`configure_pillow` sets to --max-pixels): its size and the
+    user's limit, as for any image over it, not Pillow's message with twice the limit."""
+    size = declared_size(data)
+    if size is None:  # e.g. a GIF whose first frame is larger than its screen: Pillow refuses inside the reader
+        pillow = 2 * (Image.MAX_IMAGE_PIXELS or 0)
+        return ImageReadError(name, f"more than {pillow:,} pixels exceed {limit_reason(pillow + 1, max_pixels)}")
+    w, h = size
+    return ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds {limit_reason(w * h, max_pixels)}")
 
 
 class ImageReadError(Exception):
@@ -88,13 +136,13 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         if data[:4] in (b"II*\0", b"MM\0*"):  # a TIFF layout Pillow lacks, such as 16-bit gray+alpha
             return _read_tiff(data, name, max_pixels)
         raise ImageReadError(name, "not an image (unrecognised format)") from None
-    except Image.DecompressionBombError as e:
-        raise ImageReadError(name, f"too many pixels ({e})") from None
+    except Image.DecompressionBombError:
+        raise too_many_pixels(name, data, max_pixels) from None
     except Exception as e:  # noqa: BLE001 - Pillow raises many kinds on garbage
         raise ImageReadError(name, f"cannot decode: {e}") from None
     w, h = img.size
     if max_pixels is not None and w * h > max_pixels:
-        raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds the limit of {max_pixels:,} (--max-pixels)")
+        raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds {limit_reason(w * h, max_pixels)}")
     icc = img.info.get("icc_profile")
     fmt = img.format
     white_is_zero = fmt == "TIFF" and img.tag_v2.get(_TIFF_PHOTOMETRIC) == 0

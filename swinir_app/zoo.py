@@ -358,7 +358,7 @@ def _unknown(spec: str) -> str:
     close = difflib.get_close_matches(spec, names, n=3)
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     return (f"unknown model {spec!r}: not a file, a folder or a zoo name; {hint}"
-            f"list the zoo with python -m swinir_app.models")
+            f"list the zoo with swinir-app models")
 
 
 def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:

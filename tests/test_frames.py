@@ -202,6 +202,78 @@ def test_a_gif_frame_that_grows_the_canvas_counts_against_max_pixels(tmp_path, c
     assert read_image(data, max_pixels=500_000).array.shape == (16, 16, 3)  # the web app reads frame 1 only
 
 
+def test_over_twice_max_pixels_gets_our_message_not_pillows(tmp_path, capsys, monkeypatch):
+    """Pillow refuses files over twice its limit (the CLI sets it to --max-pixels) before we see their size,
+    with its own message and twice the limit: the size and the user's limit are said instead."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", Image.MAX_IMAGE_PIXELS)  # the CLI sets it from --max-pixels
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(photo("chelsea")[:30, :40]).save(src / "still.png")  # 1,200 pixels
+    write_animated(src / "anim.gif", moving_frames(2), durations=(80, 80))  # 40x32: refused as Image.open reads it
+    (src / "grow.gif").write_bytes(growing_gif(8, 100))  # 8x8, then 100x100: refused as frame 2 is sought
+    Image.fromarray(photo("chelsea")[:16, :16]).save(src / "ok.png")
+    code = main([str(src), "-o", str(tmp_path / "out"), "--model", str(tiny_model(tmp_path / "m.pth")),
+                 "--device", "cpu", "--max-pixels", "500"])
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err and "decompression bomb" not in err, err
+    assert sorted(line for line in err.splitlines() if line.startswith("error:")) == [
+        f"error: {src / 'anim.gif'}: 40x32 = 1,280 pixels exceeds the limit of 500 (--max-pixels)",
+        f"error: {src / 'grow.gif'}: frame 2 of 2 enlarges the canvas from 8x8 to 100x100: 2 frames of 100x100 = "
+        f"20,000 pixels exceed the limit of 500 (--max-pixels)",
+        f"error: {src / 'still.png'}: 40x30 = 1,200 pixels exceeds the limit of 500 (--max-pixels)"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["ok.png"]
+
+
+def tiny_model(path: Path) -> Path:
+    """An untrained x2 network of one block: fast, for tests of sizes and counts."""
+    import torch
+
+    from swinir_app import SwinIRConfig, build_network
+    torch.save({"params": build_network(SwinIRConfig.preset("lightweight-x2").replace(
+        depths=(1,), num_heads=(1,), embed_dim=8)).state_dict()}, path)
+    return path
+
+
+def grown_canvas_gif() -> bytes:
+    """2 frames of 32x32 on a 32x32 screen, the second placed at left 20, top 10: viewers and Pillow grow
+    the canvas to 52x42 for it."""
+    base = np.ascontiguousarray(photo("chelsea")[60:92, 120:152])
+    first = Image.fromarray(base).quantize(255)
+    second = Image.fromarray(np.roll(base, 5, axis=1)).quantize(palette=first)
+    parts = []
+    for img in (first, second):
+        buf = io.BytesIO()
+        img.save(buf, "GIF", duration=100, optimize=False)
+        parts.append(_gif_parts(buf.getvalue()))
+    (head, one), (_, two) = parts
+    k = next(i for i, block in enumerate(two) if block[0] == 0x2C)  # the image descriptor
+    two[k] = two[k][:1] + (20).to_bytes(2, "little") + (10).to_bytes(2, "little") + two[k][5:]
+    return head + b"".join(one + two) + b";"
+
+
+def test_a_gif_frame_that_grows_the_canvas_is_restored_on_the_grown_canvas(tmp_path, capsys):
+    """Every frame is brought to the final canvas before it is restored: the first at the top-left,
+    transparent beyond it, as a viewer shows it; every timed container then holds frames of one size."""
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / "grow.gif").write_bytes(grown_canvas_gif())
+    with Image.open(src / "grow.gif") as img:
+        assert img.size == (32, 32) and (img.seek(1) or img.size) == (52, 42)
+    read = read_animation(src / "grow.gif")
+    assert [f.shape for f in read.frames] == [(42, 52, 4)] * 2
+    model = tiny_model(tmp_path / "m.pth")
+    for ext in ("gif", "webp", "png"):
+        out = tmp_path / ext
+        assert main([str(src), "-o", str(out), "--model", str(model), "--device", "cpu", "--ext", ext]) == 0, ext
+        assert "error" not in capsys.readouterr().err
+        with Image.open(out / f"grow.{ext}") as img:
+            assert img.n_frames == 2 and img.size == (104, 84), ext
+        after = read_animation(out / f"grow.{ext}")
+        assert [f.shape for f in after.frames] == [(84, 104, 4)] * 2, ext
+        first = after.frames[0][..., 3]
+        assert first[:60, :60].min() > 0 and first[:, 68:].max() == 0 and first[68:].max() == 0, ext
+
+
 # ---- video ----------------------------------------------------------------------------------------
 
 FPS, FRAMES, SAMPLE_RATE = 12, 12, 48000

@@ -99,8 +99,8 @@ def test_same_named_pictures_are_refused_and_counts_are_what_was_written(tmp_pat
             "sr": "the tiles photo_s*.png"}
     for name, args in commands.items():
         assert prepare.main([str(a) for a in args]) == 2, name
-        assert capsys.readouterr().err == (f"error: {src / 'photo.jpg'} and photo.png would both be written as "
-                                           f"{what[name]}; rename or move one (nothing was written)\n")
+        assert capsys.readouterr().err == (f"error: {src / 'photo.jpg'} and {src / 'photo.png'} would both be "
+                                           f"written as {what[name]}; rename or move one (nothing was written)\n")
     assert not out.exists()
     (src / "photo.jpg").unlink()
     for name, args in commands.items():

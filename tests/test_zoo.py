@@ -55,8 +55,9 @@ def test_entries_are_found_by_name_file_name_and_stem():
     assert zoo.find_entry("REAL-X4") is entry
     assert zoo.find_entry("001_classicalSR_DIV2K_s48w8_SwinIR-M_x8.pth").name == "classical-div2k-x8"
     assert zoo.find_entry("real-x3") is None
-    with pytest.raises(ModelLoadError, match="unknown model 'clasical-x4'.*did you mean classical-x4"):
+    with pytest.raises(ModelLoadError, match="unknown model 'clasical-x4'.*did you mean classical-x4") as e:
         load_model("clasical-x4")
+    assert str(e.value).endswith("list the zoo with swinir-app models")  # the command the README documents
 
 
 def test_cache_dir_is_weights_dir_then_env_then_home(tmp_path, monkeypatch):
