@@ -494,8 +494,9 @@ STALE_PART_AGE = 15 * 60.0  # seconds: a .part file untouched this long belongs 
 _PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")  # atomic_file's temp names (and mkstemp's: 8 characters)
 
 
-def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE) -> List[Path]:
-    """Delete the temp files of :func:`atomic_file` in ``folder`` (not below it) older than ``age``.
+def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE, pattern: re.Pattern = _PART) -> List[Path]:
+    """Delete the temp files of :func:`atomic_file` (or other files of ours whose names match ``pattern``) in
+    ``folder`` (not below it) older than ``age`` seconds.
 
     A process killed while writing (SIGKILL, power loss) leaves its ``.part`` file behind; a later run
     removes them. A file still being written is younger than ``age``: its writer touches it.
@@ -508,7 +509,7 @@ def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE) -> List[Path]:
         return removed
     for entry in entries:
         try:
-            if _PART.match(entry.name) and entry.is_file(follow_symlinks=False) \
+            if pattern.match(entry.name) and entry.is_file(follow_symlinks=False) \
                     and now - entry.stat(follow_symlinks=False).st_mtime > age:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))

@@ -79,11 +79,22 @@ def build_parser() -> argparse.ArgumentParser:
                         f"0 is lossless in x264)")
     v.add_argument("--preset", default=video.DEFAULT_PRESET,
                    help=f"x264/x265 speed preset, ultrafast ... veryslow (default: {video.DEFAULT_PRESET})")
-    v.add_argument("--segments", type=int, default=1, metavar="N",
+    v.add_argument("--segments", type=_at_least_one, default=1, metavar="N",
                    help="cut each video into N time slices, restored apart (one per rank under torchrun) and "
                         "joined without re-encoding (default: 1)")
     add_debug(p)
     return p
+
+
+def _at_least_one(text: str) -> int:
+    """--segments: a usage error (``error: argument --segments: must be at least 1, got '0' (see ... --help)``)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
+    return n
 
 
 def collect_inputs(inputs: List[str], out_dir: Path, ext: str, suffix: str, recursive: bool
@@ -244,7 +255,12 @@ def shard(jobs: List[Job], rank: int, world: int) -> List[Job]:
 
 
 def main(argv: Optional[List[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.skip_existing and args.overwrite:  # usage errors: one line that points to --help, exit 2
+        parser.error("--skip-existing and --overwrite exclude each other")
+    if args.outscale is not None and args.outscale <= 0:
+        parser.error("--outscale must be positive")
     try:
         return run(args)
     except KeyboardInterrupt:
@@ -290,8 +306,8 @@ def run(args) -> int:
     for problem in filter(None, (video.encoder_problem(c, args.crf, args.preset) for c in codecs)):
         return fail(problem, args.debug)  # a usage error, before any model work
     for codec in (c for c in codecs if given_crf and main_rank and video.encoder_name(c) not in video.CRF_RANGE):
-        print(f"note: --crf is not used by {codec} (only by {', '.join(video.CRF_RANGE)}); its own default "
-              f"quality applies", file=sys.stderr)
+        print(f"note: --crf is not used by {codec} (only by {', '.join(video.CRF_RANGE)}); "
+              f"{video.quality_without_crf(codec)}", file=sys.stderr)
     inputs = {_identity(job.src) for job in jobs} - {None}
     jobs, refused = plan_kinds(jobs, args.segments)
     folders = sorted({job.dst.parent for job in jobs})
@@ -303,8 +319,10 @@ def run(args) -> int:
             summary.failed += 1
             print(f"error: {job.src}: {refused[job]}", file=sys.stderr)
         elif job.dst.exists() and _identity(job.dst) in inputs:
-            summary.failed += 1
-            print(f"error: {job.src}: its output {job.dst} is an input (the same file); not written", file=sys.stderr)
+            if job.segment is None or job.segment[0] == 0:  # one line and one failure per video, not per slice
+                summary.failed += 1
+                print(f"error: {job.src}: its output {job.dst} is an input (the same file); not written",
+                      file=sys.stderr)
         elif job.dst.exists() and not args.overwrite:
             if job.segment is None or job.segment[0] == 0:  # a video cut in slices is one output
                 summary.skipped += 1
@@ -351,7 +369,7 @@ def run(args) -> int:
     pending: List[Tuple[Job, Future]] = []
     bar = tqdm(total=len(todo), desc="inputs" if world == 1 else f"rank {rank}", unit="file", position=0,
                disable=None)
-    segments_failed: List[str] = []
+    segments_failed: List[Tuple[str, int, str]] = []  # (src, slice, its error line) of this rank's failed slices
     slices: List[tuple] = []  # (src, dst, (k, n), pts of the frames restored) of this rank's time slices
     fresh = _KeepFresh()
 
@@ -366,6 +384,10 @@ def run(args) -> int:
         nxt = reader.submit(_read, todo[0], args.max_pixels) if todo else None
         for i, job in enumerate(todo):
             future, nxt = nxt, (reader.submit(_read, todo[i + 1], args.max_pixels) if i + 1 < len(todo) else None)
+            if job.segment is not None and any(src == str(job.src) for src, _, _ in segments_failed):
+                bar.update()  # a slice of a video that has failed here: it would fail alike
+                continue
+            line = None
             try:
                 if job.kind == "video":
                     result, pixels = restore_one_video(job, restore, args)
@@ -401,17 +423,19 @@ def run(args) -> int:
                                                        args.overwrite)))
                     summary.megapixels += loaded.pixels / 1e6
             except ImageReadError as err:
-                if job.segment is not None:
-                    segments_failed.append(str(job.src))
-                summary.failed += 1
-                tqdm.write(f"error: {err}", file=sys.stderr)
+                line = f"error: {err}"
             except Exception as err:  # noqa: BLE001 - report, keep going with the others
-                summary.failed += 1
-                if job.segment is not None:
-                    segments_failed.append(str(job.src))
                 if args.debug:
                     traceback.print_exc()
-                tqdm.write(f"error: {job.src}: {type(err).__name__}: {err}", file=sys.stderr)
+                line = f"error: {job.src}: {_reason(err)}"
+            if line is not None:
+                if job.segment is None:
+                    summary.failed += 1
+                    tqdm.write(line, file=sys.stderr)
+                else:  # counted once per video, at the join; said there too under torchrun (slices on several ranks)
+                    if world == 1:
+                        tqdm.write(line, file=sys.stderr)
+                    segments_failed.append((str(job.src), job.segment[0], line if world > 1 else ""))
             bar.update()
             pending = _collect_writes(pending, summary, args.debug, wait=False)
         _collect_writes(pending, summary, args.debug, wait=True)
@@ -440,6 +464,21 @@ def run(args) -> int:
               file=sys.stderr)
     distributed.cleanup(d, wait=True)
     return 1 if totals[2] else 0
+
+
+def _reason(err: BaseException) -> str:
+    """An error's text for one line: the reason alone where it says it (the model's NaN output, FFmpeg's
+    own words), prefixed by its class name where that is all that says what happened (KeyError: 'x')."""
+    from .checkpoint import ModelOutputError
+    if isinstance(err, ModelOutputError):
+        return str(err)
+    try:
+        import av
+        if isinstance(err, av.FFmpegError):
+            return video._reason(err)
+    except ImportError:
+        pass
+    return f"{type(err).__name__}: {err}"
 
 
 def plan_kinds(jobs: List[Job], segments: int) -> Tuple[List[Job], Dict[Job, str]]:
@@ -479,6 +518,9 @@ def restore_one_video(job: Job, restore, args) -> Tuple[video.VideoResult, int]:
     from tqdm import tqdm
 
     info = video.probe(job.src)
+    problem = video.container_problem(args.video_codec, job.dst)
+    if problem:
+        raise video.VideoError(job.src, problem)
     if info.width * info.height > args.max_pixels:
         raise video.VideoError(job.src, f"{info.width}x{info.height} frames exceed the limit of "
                                         f"{args.max_pixels:,} pixels (--max-pixels)")
@@ -490,7 +532,8 @@ def restore_one_video(job: Job, restore, args) -> Tuple[video.VideoResult, int]:
         dst = video.segment_path(job.dst, *job.segment) if job.segment else job.dst
         result = video.restore_video(job.src, dst, restore, codec=args.video_codec, crf=args.crf, preset=args.preset,
                                      overwrite=args.overwrite or job.segment is not None, segment=job.segment,
-                                     max_pixels=args.max_pixels, on_frame=lambda done, _: bar.update())
+                                     max_pixels=args.max_pixels, on_frame=lambda done, _: bar.update(),
+                                     encoder_log=args.debug)
     if result.bits < result.source_bits and (job.segment is None or job.segment[0] == 0):
         tqdm.write(f"note: {job.src}: {result.source_bits}-bit video written {result.bits}-bit: "
                    f"{args.video_codec or video.default_codec(job.dst)} has no deeper format here "
@@ -498,13 +541,18 @@ def restore_one_video(job: Job, restore, args) -> Tuple[video.VideoResult, int]:
     return result, info.width * info.height
 
 
-def join_videos(d, todo: List[Job], failed_here: List[str], slices: List[tuple], summary: Summary, args) -> None:
+def join_videos(d, todo: List[Job], failed_here: List[Tuple[str, int, str]], slices: List[tuple],
+                summary: Summary, args) -> None:
     """After every rank has written its time slices: rank 0 joins each video's slices into its
     output (without re-encoding, the input's sound copied in) and removes them. ``slices``: this
     rank's (src, dst, (k, n), restored pts). The joined video must hold exactly the frames restored,
-    at their times, and as many as the input declares: else it fails and is not written."""
+    at their times, and as many as the input declares: else it fails and is not written. ``failed_here``:
+    (src, slice, error line) of this rank's failed slices; a video with any is said (its first slice's
+    line) and counted once, here."""
     distributed.barrier(d)
-    failed = {src for part in distributed.gather(d, failed_here) for src in part}
+    failed: Dict[str, str] = {}
+    for src, _, line in sorted(t for part in distributed.gather(d, failed_here) for t in part):
+        failed.setdefault(src, line)
     videos = sorted({(str(j.src), str(j.dst), j.segment[1]) for j in todo if j.segment is not None})
     videos = sorted({v for part in distributed.gather(d, videos) for v in part})
     restored = {(src, dst, seg[0]): times for part in distributed.gather(d, slices) for src, dst, seg, times in part}
@@ -513,7 +561,11 @@ def join_videos(d, todo: List[Job], failed_here: List[str], slices: List[tuple],
     for src, dst, n in videos:
         parts = [video.segment_path(dst, k, n) for k in range(n)]
         try:
-            if src not in failed:
+            if src in failed:
+                summary.failed += 1
+                if failed[src]:  # not said yet
+                    print(failed[src], file=sys.stderr)
+            else:
                 missing = [str(k + 1) for k in range(n) if (src, dst, k) not in restored]
                 if missing:
                     raise video.VideoError(src, f"slice {', '.join(missing)} of {n} was not restored")

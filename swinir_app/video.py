@@ -21,11 +21,9 @@ stops early, or is interrupted leaves no output behind.
 from __future__ import annotations
 
 import heapq
-import os
 import queue
 import re
 import threading
-import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -33,7 +31,7 @@ from typing import Callable, Iterator, List, Optional, Tuple
 
 import numpy as np
 
-from .images import STALE_PART_AGE, ImageReadError, atomic_file
+from .images import STALE_PART_AGE, ImageReadError, atomic_file, remove_stale_parts
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 CONTAINERS = {".mp4": "mp4", ".mkv": "matroska", ".mov": "mov", ".webm": "webm", ".avi": "avi", ".nut": "nut"}
@@ -170,8 +168,8 @@ _END = object()
 def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, codec: Optional[str] = None,
                   crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, overwrite: bool = False,
                   segment: Optional[Tuple[int, int]] = None, max_seconds: Optional[float] = None,
-                  max_pixels: Optional[int] = None,
-                  on_frame: Optional[Callable[[int, int], None]] = None) -> VideoResult:
+                  max_pixels: Optional[int] = None, on_frame: Optional[Callable[[int, int], None]] = None,
+                  encoder_log: bool = False) -> VideoResult:
     """Restore every frame of ``src`` with ``restore`` and write the video to ``dst``, atomically.
 
     Args:
@@ -189,6 +187,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
             every frame, before it is restored: a header can lie (MJPEG frames are JPEGs of any size).
         on_frame: called as ``on_frame(done, total)`` after each frame (``total`` 0 if unknown);
             raise from it to stop (the output is not written).
+        encoder_log: let encoders that print on their own (x265's summary) do so; else only their errors.
 
     Returns:
         The frame count, output size, the input's and output's bits per sample, and the restored
@@ -198,7 +197,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
     Raises:
         VideoError: ``src`` cannot be decoded, is too long, has too large a frame, stops before its
             declared end, or the written file holds fewer frames than were restored.
-        ValueError: an unknown encoder, or one this container cannot hold.
+        ValueError: an unknown encoder, or settings it does not take.
     """
     import av
     src, dst = Path(src), Path(dst)
@@ -226,7 +225,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
         if start is not None and start > (vs.start_time or 0):
             inp.seek(start, stream=vs, backward=True)
         pipe = _Pipeline(inp, vs, copied, start, end, restore, src, max_pixels,
-                         watched=others if end is None else [])
+                         watched=others if end is None else [], encoder_log=encoder_log)
         try:
             with atomic_file(dst, overwrite=overwrite) as f:
                 with av.open(f, "w", format=CONTAINERS.get(dst.suffix.lower())) as out:
@@ -251,11 +250,15 @@ class _Pipeline:
     """Decode (a thread) -> restore (the caller's thread) -> encode and mux (a thread)."""
 
     def __init__(self, inp, vs, copied, start, end, restore, src: Path, max_pixels: Optional[int] = None,
-                 watched=()):
+                 watched=(), encoder_log: bool = False):
         self.inp, self.vs, self.copied, self.start, self.end = inp, vs, copied, start, end
         # The streams demuxed to see where the file ends (the last slice reads its sound without copying it).
         self.watched = list(dict.fromkeys([*copied, *watched]))
-        self.restore, self.src, self.max_pixels = restore, src, max_pixels
+        self.restore, self.src, self.max_pixels, self.encoder_log = restore, src, max_pixels, encoder_log
+        # Encoders with a fixed set of frame rates (MPEG-1/2) count frames at a standard rate: each one's
+        # own (pts, duration) is put back on its packet, so the output keeps the input's times.
+        self.renumbered: Optional[List[Tuple[int, int]]] = None
+        self.out_range = None  # the output's colour range where the encoder has its own (JPEG: full)
         self.header = (vs.codec_context.width, vs.codec_context.height)  # the decoder updates its own
         self.times: List[int] = []  # pts of the frames sent to the encoder
         self.extents = {s.index: _Extent() for s in (vs, *self.watched)}  # for the truncation check
@@ -330,23 +333,39 @@ class _Pipeline:
                 kind, obj = item
                 if kind == "frame":
                     for p in ostream.encode(obj):
-                        out.mux(p)
+                        self._mux_encoded(out, p)
                 else:
                     obj.stream = streams[obj.stream.index]
                     out.mux(obj)
             if not self.stop.is_set():
                 for p in ostream.encode(None):
-                    out.mux(p)
+                    self._mux_encoded(out, p)
         except BaseException as e:  # noqa: BLE001 - handed to the caller's thread
             self.errors.append(e)
             self.stop.set()
 
+    def _mux_encoded(self, out, packet) -> None:
+        if self.renumbered is not None and packet.pts is not None:
+            pts, duration = self.renumbered[packet.pts]
+            # Without B-frames (set for these encoders) decoding order is display order: dts = pts.
+            packet.pts = packet.dts = pts
+            packet.duration = duration or 0
+            packet.time_base = self.vs.time_base
+        out.mux(packet)
+
     def run(self, out, codec: str, crf: int, preset: str, segment: bool, on_frame, total: int) -> None:
+        self.decoder = threading.Thread(target=self._decode, name="video-decode", daemon=True)
+        self.decoder.start()
+        try:
+            self._run(out, codec, crf, preset, segment, on_frame, total)
+        finally:  # whatever failed (the first frame's restore, the encoder's opening): the decoder must not
+            self.stop.set()  # read on from an input that is about to be closed (a crash in FFmpeg)
+            self.decoder.join()
+
+    def _run(self, out, codec: str, crf: int, preset: str, segment: bool, on_frame, total: int) -> None:
         import av
         vs = self.vs
         # The first frame gives the output size and the rotation; packets before it wait.
-        self.decoder = threading.Thread(target=self._decode, name="video-decode", daemon=True)
-        self.decoder.start()
         held = []
         first = None
         while first is None:
@@ -362,18 +381,31 @@ class _Pipeline:
                 raise VideoError(self.src, "no frames to restore")
         restored = self._restore(first)
         h, w = restored.shape[:2]
-        ostream = out.add_stream(codec, rate=vs.average_rate or vs.guessed_rate or 25)
+        rate = vs.average_rate or vs.guessed_rate or 25
+        standard = _standard_rate(codec, rate, vs.time_base)
+        try:
+            ostream = out.add_stream(codec, rate=standard or rate)
+        except ValueError:  # "'mp4' format does not support 'h263' codec"
+            raise VideoError(self.src, _cannot_hold(out.format.name, codec)) from None
         ostream.width, ostream.height = w, h
         ostream.time_base = vs.time_base
-        ostream.codec_context.time_base = vs.time_base
+        if standard:
+            ostream.codec_context.time_base = 1 / standard
+            ostream.codec_context.max_b_frames = 0
+            self.renumbered, self.encoder_base = [], ostream.codec_context.time_base
+        else:
+            ostream.codec_context.time_base = vs.time_base
         ostream.pix_fmt = _pixel_format(codec, crf, self.deep)
         self.pix_fmt = ostream.pix_fmt
         written = av.VideoFormat(ostream.pix_fmt)
         self.bits = min(self.source_bits, format_bits(written))
-        ostream.options = _options(codec, crf, preset, segment, (w, h), vs.average_rate or vs.guessed_rate)
+        ostream.options = _options(codec, crf, preset, segment, (w, h), vs.average_rate or vs.guessed_rate,
+                                   self.encoder_log)
         # FFV1's gbrp has no YUV matrix or range to describe.
         for tag in ("color_primaries", "color_trc") + (() if written.is_rgb else ("colorspace", "color_range")):
             setattr(ostream.codec_context, tag, getattr(vs.codec_context, tag))  # BT.709, HDR (PQ, HLG), ...
+        if encoder_name(codec) in FULL_RANGE_ENCODERS:  # JPEG's YUV is full range; limited range is refused
+            self.out_range = ostream.codec_context.color_range = 2  # AVCOL_RANGE_JPEG
         if segment:
             ostream.codec_context.max_b_frames = 0
         if first.rotation:
@@ -383,6 +415,7 @@ class _Pipeline:
         except ValueError as e:  # e.g. AAC sound into WebM
             raise VideoError(self.src, f"its {', '.join(s.codec_context.name for s in self.copied)} streams cannot "
                                        f"be copied into {out.format.name} ({e}); write .mkv, which takes any") from None
+        _open_encoder(out, codec, self.src)
         self.size = (w, h)
         encoder = threading.Thread(target=self._encode, args=(out, ostream, streams), name="video-encode",
                                    daemon=True)
@@ -415,7 +448,14 @@ class _Pipeline:
     def _restore(self, frame) -> np.ndarray:
         # RGB through the frame's own matrix and range (full-range "JPEG" YUV included), and back the same way.
         rgb = frame.to_ndarray(format="rgb48le" if self.deep else "rgb24", src_color_range=frame.color_range)
-        out = self.restore(rgb)
+        from .checkpoint import ModelOutputError
+        try:
+            out = self.restore(rgb)
+        except ModelOutputError as e:  # the engine's text speaks of an image
+            reason = str(e).replace("the image would come out black, so it is not written",
+                                    "the frame would come out black, so the video is not written")
+            when = f"at {float(frame.pts * frame.time_base):.2f} s" if frame.pts is not None else "of the video"
+            raise VideoError(self.src, f"the frame {when}: {reason}") from None
         h, w = out.shape[:2]
         return np.ascontiguousarray(out[:h - h % 2, :w - w % 2])  # 4:2:0 needs even sides
 
@@ -423,9 +463,13 @@ class _Pipeline:
         import av
         vf = av.VideoFrame.from_ndarray(array, format="rgb48le" if array.dtype == np.uint16 else "rgb24")
         # AREA: swscale's default (bilinear) 4:2:0 chroma of full-range video is biased (grey 128 -> 127, green).
-        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=frame.colorspace, dst_color_range=frame.color_range,
-                         interpolation="AREA")
-        vf.pts, vf.time_base = frame.pts, frame.time_base
+        vf = vf.reformat(format=self.pix_fmt, dst_colorspace=frame.colorspace,
+                         dst_color_range=self.out_range or frame.color_range, interpolation="AREA")
+        if self.renumbered is not None:
+            self.renumbered.append((frame.pts, frame.duration))  # before the encoder can see the frame
+            vf.pts, vf.time_base = len(self.renumbered) - 1, self.encoder_base
+        else:
+            vf.pts, vf.time_base = frame.pts, frame.time_base
         if not self._put(self.restored, ("frame", vf)):
             raise self.errors[0] if self.errors else RuntimeError("the video encoder stopped")
         self.times.append(frame.pts)
@@ -436,9 +480,10 @@ class _Pipeline:
     def _raise(self, last_pts, total: int) -> None:
         """At the end of decoding: the decoder's error, or a file that stopped before its end: fewer
         frames than the header declares, or (where it declares no count, as Matroska) a video, sound or
-        subtitle stream that ends well before its own declared duration. Never from duration x average
-        rate, which a variable frame rate makes meaningless. A slice that ends before the video's end is
-        judged at the join."""
+        subtitle stream whose last frame or packet ends (its pts plus its own duration) short of the
+        stream's declared duration by more than :data:`TRUNCATION_STEPS` of its last step. Never from
+        duration x average rate, nor a mean step, which a variable frame rate makes meaningless. A slice
+        that ends before the video's end is judged at the join."""
         if self.errors:
             raise self.errors[0]
         if self.end is not None:
@@ -450,37 +495,45 @@ class _Pipeline:
         for stream in [self.vs, *self.watched]:
             seconds = _video_seconds(self.inp, stream)
             reached, step = self.extents[stream.index].end(stream.time_base, float(self.vs.average_rate or 0))
-            if seconds and reached is not None and reached < seconds - 1.5 * step:
+            if seconds and reached is not None and reached < seconds - TRUNCATION_STEPS.get(stream.type, 1.5) * step:
                 what = "the video" if stream is self.vs else f"its {stream.type}"
                 raise VideoError(self.src, f"{what} stops at {reached:.2f} s of its {seconds:.2f} s (truncated)")
 
 
+# How far short of its declared duration a stream may end, in its own last step. A whole video ends there
+# exactly (FFmpeg's Matroska muxer writes each track's DURATION as its last packet's end): half a step
+# refuses even one lost last frame. FFmpeg's AAC tracks declare up to about one packet more than their
+# last packet's demuxed end: sound and subtitles get 1.5.
+TRUNCATION_STEPS = {"video": 0.5, "audio": 1.5, "subtitle": 1.5}
+
+
 class _Extent:
-    """How far decoding got in one stream: the first and last pts seen, and the latest end (pts plus
-    the frame's or packet's own duration, where the container gives one)."""
+    """How far decoding got in one stream: its latest pts, that frame's or packet's own duration (where
+    the container gives one), and the pts before it."""
 
     def __init__(self):
-        self.seen, self.first, self.last, self.reach = 0, None, None, None
+        self.last, self.before, self.duration = None, None, 0
 
     def add(self, pts, duration) -> None:
         if pts is None:
             return
-        self.seen += 1
-        self.first = pts if self.first is None else min(self.first, pts)
-        self.last = pts if self.last is None else max(self.last, pts)
-        self.reach = max(self.reach if self.reach is not None else pts, pts + (duration or 0))
+        if self.last is None or pts > self.last:
+            self.before, self.last, self.duration = self.last, pts, duration or 0
+        elif pts < self.last and (self.before is None or pts > self.before):
+            self.before = pts
 
     def end(self, time_base, rate: float = 0.0) -> Tuple[Optional[float], float]:
-        """Where the stream was seen to end, and the mean step between its timestamps, in seconds
-        (``rate``, the header's, only where a single timestamp was seen: in a VFR stream it is a guess)."""
-        if self.reach is None:
+        """Where the stream was seen to end and the last frame's step, in seconds: its own duration, else
+        the step from the frame before it (``rate``, the header's, only where a single one was seen)."""
+        if self.last is None:
             return None, 0.0
-        step = (float((self.last - self.first) * time_base) / (self.seen - 1) if self.seen > 1
-                else (1 / rate if rate else 0.0))
-        reached = float(self.reach * time_base)
-        if self.reach == self.last:  # the last frame has no duration of its own: a mean one
-            reached += step
-        return reached, step
+        if self.duration:
+            step = float(self.duration * time_base)
+        elif self.before is not None:
+            step = float((self.last - self.before) * time_base)
+        else:
+            step = 1 / rate if rate else 0.0
+        return float(self.last * time_base) + step, step
 
 
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow",
@@ -551,12 +604,27 @@ QSCALE = 2
 BITS_PER_PIXEL = 0.3  # for the other encoders without a quality setting (hardware ones): bits per pixel per frame
 
 
-def _options(codec: str, crf: int, preset: str, segment: bool, size: Tuple[int, int] = (0, 0),
-             rate=None) -> dict:
-    """The encoder's options: ``crf`` and ``preset`` where it takes them, else a quality derived from
-    ``size`` (width, height) and ``rate`` (frames per second) rather than FFmpeg's fixed default bitrate."""
+def quality_without_crf(codec: str) -> str:
+    """What sets the quality of an encoder that takes no crf (for the note that --crf is not used)."""
     name = encoder_name(codec)
-    if name in ("libx264", "libx264rgb", "libx265"):
+    if name in QSCALE_ENCODERS:
+        return f"it runs at a fixed quantiser of {QSCALE} (the finest useful of 1 to 31)"
+    if name in LOSSLESS_ENCODERS:
+        return "it is lossless"
+    if name == "dnxhd":
+        return "its profile's bitrate applies"
+    return f"a bitrate from the frame size applies ({BITS_PER_PIXEL} bit per pixel per frame)"
+
+
+def _options(codec: str, crf: int, preset: str, segment: bool, size: Tuple[int, int] = (0, 0),
+             rate=None, log: bool = False) -> dict:
+    """The encoder's options: ``crf`` and ``preset`` where it takes them, else a quality derived from
+    ``size`` (width, height) and ``rate`` (frames per second) rather than FFmpeg's fixed default bitrate.
+    ``log``: x265 prints its settings and a summary itself (once per time slice): only with it."""
+    name = encoder_name(codec)
+    if name == "libx265":
+        return {"crf": str(crf), "preset": preset, **({} if log else {"x265-params": "log-level=error"})}
+    if name in ("libx264", "libx264rgb"):
         return {"crf": str(crf), "preset": preset}
     if name in ("libvpx-vp9", "libvpx", "libaom-av1", "libsvtav1"):
         return {"crf": str(crf), "b": "0"}
@@ -567,6 +635,69 @@ def _options(codec: str, crf: int, preset: str, segment: bool, size: Tuple[int, 
         return {}
     fps = min(float(rate or 25), 60.0)  # a VFR stream's average rate can read as 1000
     return {"b": str(max(200_000, int(size[0] * size[1] * fps * BITS_PER_PIXEL)))}
+
+
+# JPEG-based encoders: their YUV is full range (FFmpeg refuses limited range as non-standard).
+FULL_RANGE_ENCODERS = ("mjpeg", "amv")
+
+
+def _cannot_hold(container: str, codec: str) -> str:
+    return f"the {container} container cannot hold {codec} video; choose another --video-codec"
+
+
+def container_problem(codec: Optional[str], dst) -> Optional[str]:
+    """Why ``dst``'s container cannot hold ``codec`` video (one line), or None: checked before a video is
+    restored (in time slices, the NUT files hold it and only the join would fail)."""
+    import io
+
+    import av
+    codec = codec or default_codec(dst)
+    fmt = CONTAINERS.get(Path(dst).suffix.lower())
+    try:
+        with av.open(io.BytesIO(), "w", format=fmt) as probe_out:
+            try:
+                probe_out.add_stream(codec)
+            except ValueError:
+                return _cannot_hold(probe_out.format.name, codec)
+    except Exception:  # noqa: BLE001 - nothing written: the restore itself says what is wrong
+        return None
+    return None
+
+
+def _standard_rate(codec: str, rate, time_base) -> Optional[Fraction]:
+    """For an encoder that takes only some frame rates (MPEG-1/2: 25, 30000/1001, ...), the one nearest
+    ``rate``; for one whose time base is 16-bit (MPEG-4 Part 2, H.263) where the stream's is finer (MP4's
+    1/90000), ``rate`` itself; None for the others, which take the stream's own time base."""
+    import av
+    try:
+        rates = list(av.Codec(codec, "w").frame_rates or [])
+    except Exception:  # noqa: BLE001 - encoder_problem has said why
+        return None
+    if encoder_name(codec) == "mpeg1video":
+        rates = rates[:8]  # the rest (5, 10, 12, 15) are Xing's, which FFmpeg refuses as unofficial
+    if not rates:
+        if encoder_name(codec) in QSCALE_ENCODERS and Fraction(time_base).denominator > 65535:
+            return Fraction(rate).limit_denominator(1001)
+        return None
+    return Fraction(min(rates, key=lambda r: abs(Fraction(r) - Fraction(rate))))
+
+
+def _open_encoder(out, codec: str, src) -> None:
+    """Open the encoder (and write the header) now, so that settings it refuses fail in one line with
+    FFmpeg's own reason ("MPEG-1/2 does not support 12800/1 fps"), which it only logs."""
+    import av
+    import av.logging
+    prior = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)  # PyAV keeps the reason only while it listens to the log
+    try:
+        with av.logging.Capture(local=False) as logs:  # not printed: said in the error below
+            out.start_encoding()
+    except av.FFmpegError as e:
+        said = [" ".join(m.split()) for level, _, m in logs if level <= av.logging.ERROR and m.strip()]
+        reason = "; ".join(dict.fromkeys(said)) or _reason(e)
+        raise VideoError(src, f"the encoder {codec} cannot be opened with these settings ({reason})") from None
+    finally:
+        av.logging.set_level(prior)
 
 
 LOSSLESS_ENCODERS = ("ffv1", "ffvhuff", "huffyuv", "utvideo", "magicyuv", "png", "apng", "qtrle", "rawvideo",
@@ -617,13 +748,13 @@ def join_segments(src, parts: List[Path], dst, overwrite: bool = False, expected
                         for p in c.demux(c.streams.video[0]):
                             if not p.size:  # the demuxer's end-of-stream marker
                                 continue
-                            if p.dts is None:
-                                # NUT stores no dts, and its demuxer does not always infer one. Segments are
-                                # encoded without B-frames: decoding order is display order, so dts = pts.
-                                if p.pts is None:
-                                    raise VideoError(src, f"cannot join its segments: {c.name} has a packet "
-                                                          f"without a timestamp")
-                                p.dts = p.pts
+                            # NUT stores no dts: its demuxer infers none, or (MPEG-2) one frame late, which
+                            # repeats a dts at each join. Segments are encoded without B-frames: decoding
+                            # order is display order, so dts = pts.
+                            if p.pts is None:
+                                raise VideoError(src, f"cannot join its segments: {c.name} has a packet "
+                                                      f"without a timestamp")
+                            p.dts = p.pts
                             yield _when(p), 0, p, ovs
 
                 def others():
@@ -682,18 +813,4 @@ def remove_stale_segments(folder: Path, age: float = STALE_PART_AGE) -> List[Pat
     """Delete the time-slice files of :func:`segment_path` in ``folder`` (not below it) older than ``age``
     seconds: those of a run that was killed, or was rerun with another ``--segments`` count. A slice
     still being written is a ``.part`` file; a finished one is kept fresh by its run until the join."""
-    removed = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        try:
-            if _SEGMENT.match(entry.name) and entry.is_file(follow_symlinks=False) \
-                    and now - entry.stat(follow_symlinks=False).st_mtime > age:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:
-            pass
-    return removed
+    return remove_stale_parts(folder, age, _SEGMENT)

@@ -237,17 +237,181 @@ def test_mpeg4_is_not_left_at_ffmpegs_default_bitrate(trained_x2, tmp_path):
     assert worst > 38, worst  # x264 at crf 18: 40 dB; mpeg4 at its default bitrate: 35 dB
 
 
+def torchrun_upscale(*args: str) -> subprocess.CompletedProcess:
+    """``swinir-app upscale ARGS`` under torchrun on two CPU processes."""
+    return subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "swinir_app.upscale", *args], capture_output=True, text=True,
+                          env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+
+
 @pytest.mark.slow
 def test_torchrun_restores_vfr_slices_on_two_ranks(ckpt, vfr_clips, tmp_path):
     # A slice each: the first one's NUT packets come back without dts, which the join used to drop.
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "swinir_app.upscale", str(vfr_clips / "vfr.mp4"), str(vfr_clips / "vfr.mkv"), "-o",
-                        str(out), "--model", str(ckpt), "--device", "cpu", "--segments", "2"],
-                       capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(REPO)), timeout=300)
+    r = torchrun_upscale(str(vfr_clips / "vfr.mp4"), str(vfr_clips / "vfr.mkv"), "-o",
+                         str(out), "--model", str(ckpt), "--device", "cpu", "--segments", "2")
     assert r.returncode == 0, r.stderr[-3000:]
     assert "done 2, skipped 0, failed 0" in r.stderr and "20 frames" in r.stderr and "on 2 processes" in r.stderr
     for name in ("vfr.mp4", "vfr.mkv"):
         assert video_times(out / name) == video_times(vfr_clips / name)
         assert audio_packets(out / name) == audio_packets(vfr_clips / name)
     assert sorted(p.name for p in out.iterdir()) == ["vfr.mkv", "vfr.mp4"]
+
+
+def write_cfr(path: Path, n: int = 6) -> None:
+    """A constant 25 fps 32x24 H.264 clip: an MP4 keeps it in a 1/12800 time base."""
+    base = photo("astronaut")[80:104, 180:212]
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p"
+        for k in range(n):
+            for p in vs.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(base, 3 * k, axis=1)))):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+
+
+def luma_psnr(a, b) -> float:
+    luma = np.array([0.299, 0.587, 0.114])
+    return 10 * np.log10(255 ** 2 / max(np.mean((a @ luma - b @ luma) ** 2), 1e-10))
+
+
+@pytest.mark.parametrize("codec, name, segments", [("mpeg2video", "cfr.mp4", 1), ("mjpeg", "cfr.mp4", 1),
+                                                   ("mpeg2video", "vfr.mkv", 1), ("mpeg1video", "vfr.mkv", 1),
+                                                   ("mpeg2video", "vfr.mp4", 3)])
+def test_mpeg2_and_mjpeg_keep_every_frame_at_its_time(ckpt, trained_x2, vfr_clips, tmp_path, capsys, codec, name,
+                                                      segments):
+    # MPEG-1/2 take only standard frame rates (not a 1/12800 time base); MJPEG only full-range YUV. In slices,
+    # MPEG-2's NUT packets come back with a dts one frame late, which the join must not keep.
+    src = vfr_clips / name
+    if name == "cfr.mp4":
+        src = tmp_path / name
+        write_cfr(src)
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--video-codec", codec,
+                 "--segments", str(segments)]) == 0
+    assert "error" not in capsys.readouterr().err
+    assert video_times(out / name) == video_times(src)
+    restorer = Restorer(trained_x2, device="cpu")
+    got, want = frames_of(out / name), [restorer.restore(f) for f in frames_of(src)]
+    assert min(luma_psnr(a, b) for a, b in zip(got, want)) > 36  # 39 to 41 dB in luma
+
+
+def test_an_encoder_that_cannot_open_says_why_in_one_line(ckpt, vfr_clips, tmp_path, capsys):
+    src = tmp_path / "clip.avi"  # AVI holds H.261, whose encoder takes only 176x144 and 352x288
+    write_cfr(src)
+    out = tmp_path / "out"
+    assert main([str(src), str(vfr_clips / "vfr.mp4"), "-o", str(out), "--model", str(ckpt), "--device", "cpu",
+                 "--video-codec", "h261"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {src}: the encoder h261 cannot be opened with these settings (The specified picture "
+                      f"size of 64x48 is not valid for the H.261 codec. Valid sizes are 176x144, 352x288)",
+                      f"error: {vfr_clips / 'vfr.mp4'}: the mp4 container cannot hold h261 video; choose another "
+                      f"--video-codec"], err
+    assert "Traceback" not in err and "done 0, skipped 0, failed 2" in err and not list(out.iterdir())
+
+
+def test_a_bad_video_in_slices_is_one_line_and_one_failure(ckpt, vfr_clips, tmp_path, capsys, monkeypatch):
+    src = tmp_path / "in"
+    src.mkdir()
+    data = (vfr_clips / "vfr.mp4").read_bytes()
+    (src / "a_trunc.mp4").write_bytes(data[: len(data) // 2])  # the index (moov) is at the end: unreadable
+    (src / "b_fine.mp4").write_bytes(data)
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu", "--segments", "3"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"{src / 'a_trunc.mp4'}: cannot read video" in errors[0], err
+    assert "done 1, skipped 0, failed 1" in err
+    # A model whose output is NaN: one line, that speaks of a frame and a video.
+    from swinir_app.checkpoint import ModelOutputError
+
+    def nan(self, image, *a, **k):
+        raise ModelOutputError("the model (fp32) produced NaN or Inf values (weights that overflow on this input?); "
+                               "the image would come out black, so it is not written")
+    monkeypatch.setattr(Restorer, "restore", nan)
+    Image.fromarray(photo("chelsea")[:24, :32]).save(tmp_path / "still.png")
+    assert main([str(src / "b_fine.mp4"), str(tmp_path / "still.png"), "-o", str(tmp_path / "nan"), "--model",
+                 str(ckpt), "--device", "cpu", "--segments", "3"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    reason = "the model (fp32) produced NaN or Inf values (weights that overflow on this input?); the "
+    assert errors == [f"error: {src / 'b_fine.mp4'}: the frame at 0.00 s: {reason}frame would come out black, so the "
+                      f"video is not written",
+                      f"error: {tmp_path / 'still.png'}: {reason}image would come out black, so it is not written"], err
+    assert "done 0, skipped 0, failed 2" in err and "Error" not in err
+
+
+def write_video_only(path: Path) -> None:
+    """The VFR clip's video alone, in Matroska, without B-frames (so packets are in display order)."""
+    base = photo("astronaut")[80:104, 180:212]
+    with av.open(str(path), "w") as c:
+        vs = c.add_stream("libx264", rate=25, options={"bf": "0"})
+        vs.width, vs.height, vs.pix_fmt = 32, 24, "yuv420p"
+        vs.time_base = vs.codec_context.time_base = Fraction(1, 1000)
+        for k, ms in enumerate(TIMES_MS):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.roll(base, 3 * k, axis=1)), format="rgb24")
+            vf.pts, vf.time_base = ms, Fraction(1, 1000)
+            for p in vs.encode(vf):
+                c.mux(p)
+        for p in vs.encode(None):
+            c.mux(p)
+
+
+def test_a_soundless_mkv_that_loses_its_last_frames_is_refused(ckpt, tmp_path, capsys):
+    # Its last 2 frames (1040 and 1100 ms) of 10 are cut off: the rest ends at 1040 ms of the 1140 declared, within
+    # 1.5 mean frame steps over the whole clip (214 ms), but 2.5 steps of its own last frame (40 ms).
+    src = tmp_path / "in"
+    src.mkdir()
+    write_video_only(src / "whole.mkv")
+    with av.open(str(src / "whole.mkv")) as c:
+        assert (c.streams.video[0].metadata or {}).get("DURATION", "").startswith("00:00:01.14")
+        cut = next(p.pos for p in c.demux(video=0) if p.pts == 1040)
+    (src / "cut.mkv").write_bytes((src / "whole.mkv").read_bytes()[:cut])
+    out = tmp_path / "out"
+    assert main([str(src), "-o", str(out), "--model", str(ckpt), "--device", "cpu"]) == 1
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {src / 'cut.mkv'}: the video stops at 1.04 s of its 1.14 s (truncated)"], err
+    assert "done 1, skipped 0, failed 1" in err and "10 frames" in err
+    assert video_times(out / "whole.mkv") == video_times(src / "whole.mkv")
+    assert sorted(p.name for p in out.iterdir()) == ["whole.mkv"]
+
+
+def test_usage_notes_and_encoder_chatter(ckpt, vfr_clips, tmp_path, capfd):
+    with pytest.raises(SystemExit) as e:
+        main([str(vfr_clips / "vfr.mp4"), "-o", str(tmp_path / "u"), "--segments", "0"])
+    assert e.value.code == 2
+    err = capfd.readouterr().err
+    assert err.endswith("error: argument --segments: must be at least 1, got '0' (see python -m swinir_app.upscale "
+                        "--help)\n"), err
+    for extra, message in ((["--outscale", "0"], "--outscale must be positive"),
+                           (["--overwrite", "--skip-existing"], "--skip-existing and --overwrite exclude each other")):
+        with pytest.raises(SystemExit):
+            main([str(vfr_clips / "vfr.mp4"), "-o", str(tmp_path / "u"), *extra])
+        assert capfd.readouterr().err.endswith(f"error: {message} (see python -m swinir_app.upscale --help)\n")
+    # x265 prints its settings and a summary itself, once per slice: only with --debug.
+    assert main([str(vfr_clips / "vfr.mkv"), "-o", str(tmp_path / "x265"), "--model", str(ckpt), "--device", "cpu",
+                 "--video-codec", "libx265", "--segments", "2", "--crf", "20"]) == 0
+    err = capfd.readouterr().err
+    assert "encoded" not in err and "x265 [info]" not in err and "done 1, skipped 0, failed 0" in err, err
+    assert main([str(vfr_clips / "vfr.mkv"), "-o", str(tmp_path / "m4"), "--model", str(ckpt), "--device", "cpu",
+                 "--video-codec", "mpeg4", "--crf", "20"]) == 0
+    err = capfd.readouterr().err
+    assert "note: --crf is not used by mpeg4 (only by libx264, " in err and "; it runs at a fixed quantiser of 2" in err
+
+
+@pytest.mark.slow
+def test_torchrun_says_a_bad_video_in_slices_once(ckpt, vfr_clips, tmp_path):
+    # Its slices fail on both ranks: one line, one failure.
+    data = (vfr_clips / "vfr.mp4").read_bytes()
+    (tmp_path / "trunc.mp4").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out"
+    r = torchrun_upscale(str(tmp_path / "trunc.mp4"), str(vfr_clips / "vfr.mkv"), "-o",
+                         str(out), "--model", str(ckpt), "--device", "cpu", "--segments", "3")
+    assert r.returncode == 1, r.stderr[-3000:]
+    errors = [line for line in r.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {tmp_path / 'trunc.mp4'}: cannot read video: Invalid data found when processing "
+                      f"input"], r.stderr[-3000:]
+    assert "done 1, skipped 0, failed 1" in r.stderr and sorted(p.name for p in out.iterdir()) == ["vfr.mkv"]
