@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from ..checkpoint import ModelLoadError, read_file
+from ..images import atomic_write
 
 log = logging.getLogger("swinir_app.train")
 STATE_SUFFIX = ".state"
@@ -93,6 +94,24 @@ class Experiment:
         pools = sorted(self.states.glob(f"*.pool_rank{rank}"), key=lambda p: int(p.name.split(".")[0]))
         for old in pools[:-keep]:
             old.unlink(missing_ok=True)
+
+    def write_pool(self, it: int, rank: int, pool_state: Dict[str, Any]) -> None:
+        """The pair pool of process ``rank`` at iteration ``it``; the two latest are kept."""
+        atomic_write(self.pool(it, rank), to_bytes(pool_state))
+        self.prune_pools(rank, keep=2)
+
+    def write_checkpoint(self, it: int, weights: Dict[str, Any], state: Dict[str, Any],
+                         weights_d: Optional[Dict[str, Any]] = None) -> Path:
+        """models/net_g_<it>.pth and net_g_latest.pth, net_d_<it>.pth with a D (before the state, which names
+        it: a resume finds both or neither), then training_states/<it>.state; each atomically. Returns the
+        state's path."""
+        data = to_bytes(weights)
+        atomic_write(self.weights(it), data)
+        atomic_write(self.models / "net_g_latest.pth", data)
+        if weights_d is not None:
+            atomic_write(self.weights_d(it), to_bytes(weights_d))
+        atomic_write(self.state(it), to_bytes(state))
+        return self.state(it)
 
     def load_resume(self, path: Path) -> Resume:
         """The state at ``path`` and the weights of its iteration. Raises :class:`TrainingError`."""
