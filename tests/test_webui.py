@@ -422,7 +422,7 @@ def test_client_batch(client, files):
 def test_model_paths_outside_the_models_folder_say_nothing_about_the_file(client, files, server, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
-    from swinir_app.webui.service import GENERIC_REFUSAL
+    from swinir_app.webui.catalogue import GENERIC_REFUSAL
     secret = tmp_path / "secret.txt"
     secret.write_text("ctoken_4e1f\nsecond line of the file\n")  # read as a pickle: "it imports token_4e1f..."
     unreadable = tmp_path / "unreadable.pth"
@@ -686,7 +686,7 @@ def test_model_choices(tmp_path):
 
 
 def test_limits_parse():
-    from swinir_app.webui.service import WebError, parse_size, parse_tile
+    from swinir_app.webui.settings import WebError, parse_size, parse_tile
     assert parse_size("20mb") == 20 << 20 and parse_size("1.5 GB") == 3 << 29 and parse_size("512") == 512
     with pytest.raises(ValueError, match="not a size"):
         parse_size("lots")
@@ -718,7 +718,7 @@ def test_one_job_at_a_time(webapp):
     in turn by session: a session that queued two jobs waits for the one that queued one."""
     from swinir_app.webui.jobs import Cancelled, FairSlot, Job
     from swinir_app.webui.page import build
-    from swinir_app.webui.service import DEVICE_QUEUE, MAX_ACTIVE_JOBS
+    from swinir_app.webui.settings import DEVICE_QUEUE, MAX_ACTIVE_JOBS
     demo = build(webapp)
     runners = {f.api_name: f for f in demo.fns.values() if f.name in ("ui_restore", "ui_batch", "ui_video", "restore",
                                                                          "batch")}
@@ -823,7 +823,7 @@ def test_uploads_are_refused_when_the_temp_space_is_full(webapp):
 
 
 def test_the_operator_flags_turn_the_model_path_policy_off(ckpt, tmp_path):
-    from swinir_app.webui.service import GENERIC_REFUSAL, ModelPolicy, WebError
+    from swinir_app.webui.catalogue import GENERIC_REFUSAL, ModelPolicy, WebError
     outside = tmp_path / "elsewhere" / "mine.pth"
     outside.parent.mkdir()
     outside.write_bytes(ckpt.read_bytes())
@@ -841,7 +841,7 @@ def test_the_operator_flags_turn_the_model_path_policy_off(ckpt, tmp_path):
 
 
 def test_zip_member_cap_and_batch_budget(webapp, tmp_path):
-    from swinir_app.webui.service import MAX_ZIP_MEMBERS
+    from swinir_app.webui.zips import MAX_ZIP_MEMBERS
     many = tmp_path / "many.zip"
     with zipfile.ZipFile(many, "w") as z:
         for i in range(MAX_ZIP_MEMBERS + 1):

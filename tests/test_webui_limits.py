@@ -214,7 +214,7 @@ def test_nan_outputs_are_a_one_line_failure(client, tmp_path, server):
 def test_model_typos_get_a_suggestion_among_the_offered_models(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
-    from swinir_app.webui.service import GENERIC_REFUSAL
+    from swinir_app.webui.catalogue import GENERIC_REFUSAL
     image = handle_file(str(png(tmp_path / "cat.png", 40, 40)))
     with pytest.raises(AppError) as e:
         client.predict(image, model="nan.ptth", api_name="/restore")

@@ -14,72 +14,12 @@ from ..checkpoint import ModelLoadError
 from ..cli import Parser, add_model, fail
 from ..engine import DEFAULT_MODEL, DEVICES, SettingError
 from ..images import configure_pillow
-from .service import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
-                      DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_REQUEST_SECONDS, DEFAULT_MAX_TEMP_SIZE,
-                      DEFAULT_MAX_VIDEO_FRAMES, DEFAULT_MAX_VIDEO_SECONDS, AppConfig, WebApp, WebError, human_size,
-                      parse_size)
-
-
-class BodyLimit:
-    """ASGI middleware: a request body over ``limit`` bytes gets HTTP 413, except file uploads, which
-    gradio limits per file (``max_file_size``). Images sent inline (a pasted data: URL) are JSON."""
-
-    def __init__(self, app, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"].rstrip("/").endswith("/upload"):
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.limit):
-            return await self._refuse(send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLarge
-            return message
-
-        try:
-            await self.app(scope, counted, send)
-        except _TooLarge:
-            await self._refuse(send)
-
-    async def _refuse(self, send):
-        body = f"request body over {human_size(self.limit)}".encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]})
-        await send({"type": "http.response.body", "body": body})
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class UploadQuota:
-    """ASGI middleware: an upload is accepted only if, after the oldest idle files make room, it fits
-    in ``--max-temp-size`` with everything on disk; else HTTP 507 with the reason (uploads land in
-    gradio's cache before any event runs, so the events' own checks come too late for them)."""
-
-    def __init__(self, app, webapp: WebApp):
-        self.app, self.webapp = app, webapp
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].rstrip("/").endswith("/upload"):
-            length = dict(scope.get("headers") or []).get(b"content-length", b"")
-            size = int(length) if length.isdigit() else self.webapp.config.max_file_size
-            if not self.webapp.make_room(size):
-                body = (f"this server's temporary space ({human_size(self.webapp.config.max_temp_size)}) is full; "
-                        f"try again in a minute").encode()
-                await send({"type": "http.response.start", "status": 507,
-                            "headers": [(b"content-type", b"text/plain"),
-                                        (b"content-length", str(len(body)).encode())]})
-                await send({"type": "http.response.body", "body": body})
-                return
-        return await self.app(scope, receive, send)
+from .jobs import WebError
+from .middleware import BodyLimit, UploadQuota
+from .service import WebApp
+from .settings import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
+                       DEFAULT_MAX_REQUEST_PIXELS, DEFAULT_MAX_REQUEST_SECONDS, DEFAULT_MAX_TEMP_SIZE,
+                       DEFAULT_MAX_VIDEO_FRAMES, DEFAULT_MAX_VIDEO_SECONDS, AppConfig, parse_size)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -19,6 +19,24 @@ class WebError(Exception):
     """A request that cannot be done; ``str()`` is one line for the page."""
 
 
+def one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def readable(err: BaseException, limit: int = 200) -> str:
+    """One line a user can act on, for an error that is not one of ours (a kernel's, the allocator's):
+    what happened and what to change, with the original text cut to ``limit`` characters."""
+    text = one_line(err)
+    low = text.lower()
+    if isinstance(err, MemoryError) or "out of memory" in low or "can't allocate" in low or "cannot allocate" in low:
+        return "out of memory: choose a smaller tile size under Advanced (or auto), or a smaller image"
+    if any(k in low for k in ("primitive descriptor", "mkldnn", "onednn", "not implemented for", "no kernel")):
+        head = text if len(text) <= limit else text[:limit - 1] + "…"
+        return f"this device cannot run the model with these settings; choose fp32 under Advanced ({head})"
+    head = text if len(text) <= limit else text[:limit - 1] + "…"
+    return f"the model failed on this image ({type(err).__name__}: {head}); the server log has the details"
+
+
 class Cancelled(Exception):
     """The user pressed Cancel; raised from the tile callback so that the work really stops."""
 

@@ -3,7 +3,8 @@
 A single-image tab (upload, drag or paste; a before/after slider; the full-resolution PNG to
 download), a batch tab (images or a zip in, a zip of results out), and the ``/restore`` and
 ``/batch`` API endpoints. Everything that runs a model shares one concurrency group, whose jobs
-take the device in turn (:class:`~.jobs.FairSlot`); the work itself is :class:`~.service.WebApp`'s.
+take the device in turn (:class:`~.jobs.FairSlot`); the work itself is :class:`~.service.WebApp`'s
+(and :mod:`.batch`'s). The Markdown shown is rendered here, but for :meth:`~.catalogue.ModelInfo.markdown`.
 """
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ import base64
 import logging
 import tempfile
 from pathlib import Path
-from typing import Callable, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import gradio as gr
+import numpy as np
 from gradio_client import utils as client_utils
 
+from ..images import encode_image
 from ..network import SwinIRConfig
-from .service import (CACHE_TTL, CUSTOM, DEVICE_QUEUE, MAX_ACTIVE_JOBS, Cancelled, ModelInfo, WebApp, WebError,
-                      _md_escape, _settings, comparison, human_size, make_examples, readable)
+from .batch import BatchResult, run_batch
+from .catalogue import CUSTOM, ModelInfo, md_escape
+from .jobs import Cancelled, WebError, readable
+from .service import WebApp, comparison
+from .settings import DEVICE_QUEUE, MAX_ACTIVE_JOBS, _settings, human_size
+from .storage import CACHE_TTL
 
 log = logging.getLogger("swinir_app.webui")
 
@@ -105,9 +112,42 @@ class ImageUpload(UploadsOnly, gr.Image):
         return None
 
 
+def make_examples(folder: Path) -> List[str]:
+    """Small crops of scikit-image's bundled photos, written to ``folder`` (not into the repo)."""
+    try:
+        import skimage.data
+    except ImportError:
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    crops = [("chelsea", (slice(40, 200), slice(100, 300))), ("coffee", (slice(40, 200), slice(150, 390))),
+             ("astronaut", (slice(20, 180), slice(140, 340))), ("camera", (slice(60, 220), slice(180, 380)))]
+    paths = []
+    for name, crop in crops:
+        try:
+            a = getattr(skimage.data, name)()[crop]
+        except Exception:  # noqa: BLE001 - a missing sample is no reason not to start
+            continue
+        path = folder / f"{name}.png"
+        path.write_bytes(encode_image(np.ascontiguousarray(a), ".png"))
+        paths.append(str(path))
+    return paths
+
+
+def batch_markdown(b: BatchResult) -> str:
+    """The batch report: the summary, then what failed and what was skipped."""
+    lines = [f"**{md_escape(b.summary())}**"]
+    if b.errors:
+        lines.append(f"\n**{len(b.errors)} failed** (also listed in errors.txt in the zip):\n")
+        lines += [f"- {md_escape(e)}" for e in b.errors]
+    if b.skipped:
+        lines.append("\n**Skipped:**\n")
+        lines += [f"- {md_escape(e)}" for e in b.skipped]
+    return "\n".join(lines)
+
+
 def status(text: str, failed: bool = False, markdown: bool = False) -> dict:
     """A status line for the page; ``failed`` shows it as an error."""
-    text = text if markdown else _md_escape(text)
+    text = text if markdown else md_escape(text)
     return gr.update(value=f"⚠️ {text}" if failed else text, elem_classes=["failed"] if failed else [])
 
 
@@ -163,7 +203,7 @@ class Page:
         try:
             info = self.app.describe(spec)
         except WebError as e:
-            return (gr.update(visible=choice == CUSTOM), f"⚠️ {_md_escape(str(e))}", *hidden)
+            return (gr.update(visible=choice == CUSTOM), f"⚠️ {md_escape(str(e))}", *hidden)
         return (gr.update(visible=choice == CUSTOM), info.markdown(), outscale_update(info.config),
                 level_update(info), degrade_update(info.config))
 
@@ -200,9 +240,9 @@ class Page:
                        ensemble_v, request: gr.Request, progress=gr.Progress()):
         def work(cancel):
             s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
-            b = self.app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+            b = run_batch(self.app, files or [], s, cancel, lambda f, name: progress(f, desc=name))
             log.info("batch: %s", b.summary())
-            return str(b.zip_path), status(b.markdown(), markdown=True)
+            return str(b.zip_path), status(batch_markdown(b), markdown=True)
         return await self._page_call(request, 2, work, "batch")
 
     async def ui_video(self, clip, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
@@ -249,7 +289,7 @@ class Page:
         def work(cancel):
             s = _settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
                           self_ensemble)
-            b = self.app.run_batch(files or [], s, cancel, lambda f, name: progress(f, desc=name))
+            b = run_batch(self.app, files or [], s, cancel, lambda f, name: progress(f, desc=name))
             return str(b.zip_path), b.text()
         return await self._api_call(request, work)
 
@@ -272,7 +312,7 @@ class Page:
                 initial = app.describe(app.default_spec)
                 initial_text = initial.markdown()
             except WebError as e:
-                initial_text = f"⚠️ {_md_escape(str(e))}"  # the page still opens: another model can be chosen
+                initial_text = f"⚠️ {md_escape(str(e))}"  # the page still opens: another model can be chosen
         c0 = initial.config if initial else None
         default_choice = app.default_spec or CUSTOM
         # Past gradio's queue, up to MAX_ACTIVE_JOBS jobs wait for the device, served in turn by session.
