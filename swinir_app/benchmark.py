@@ -226,7 +226,8 @@ def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, rep
 
     import onnxruntime as ort
 
-    from .deploy import OnnxModel, export_onnx
+    from .deploy import export_onnx
+    from .onnx_runtime import OnnxModel
     torch.manual_seed(0)
     ours = build_network(config).to(device).eval()
     ref = reference(config, ours.state_dict())

@@ -1,4 +1,4 @@
-"""ONNX export with built-in verification, and ONNX Runtime as an inference backend.
+"""ONNX export with built-in verification (ONNX Runtime as a backend is :mod:`swinir_app.onnx_runtime`).
 
 The exported graph is the whole restoration: an image in [0, 1] as (B, C, H, W) float32, any H, W >= 1,
 is mirror-padded to a window multiple, normalised, restored, de-normalised, cropped and clamped to
@@ -23,28 +23,25 @@ import json
 import math
 import os
 import tempfile
-import threading
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import ModelLoadError, ModelOutputError, config_from_dict
 from .network import SwinIR, SwinIRConfig, hardware
-from .network.layers import mirror_index
+# Above the zoo (export_onnx loads specs through it); the backend lies below it. OnnxModel, graph_info and
+# load_onnx are re-exported for old imports: new code takes them from .onnx_runtime.
+from .onnx_runtime import INPUT, META_CONFIG, OUTPUT, OnnxModel, graph_info, inference_session, load_onnx
 
 OPSET = 17
 EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference on the [0, 1] output, against PyTorch fp32
 FP16_MAX = 65504.0
-META_CONFIG = "swinir_app.config"  # the full network config as JSON: what loading needs
-INPUT, OUTPUT = "lq", "output"
-POLL = 0.1  # seconds between checks for Ctrl-C and Cancel while ONNX Runtime runs a graph
 
 
 class ExportError(Exception):
@@ -122,14 +119,6 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def _count_nodes(path: Path) -> int:
     import onnx
     return len(onnx.load(str(path), load_external_data=False).graph.node)
-
-
-def _session(path: Union[str, Path], device: str = "cpu", options=None):
-    import onnxruntime as ort
-    providers = ["CPUExecutionProvider"]
-    if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
-        providers.insert(0, "CUDAExecutionProvider")
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers)
 
 
 def _reference(net: SwinIR, x: Tensor) -> Tuple[np.ndarray, float]:
@@ -250,7 +239,7 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         opts.optimized_model_filepath = str(final)
-        _session(traced, options=opts)
+        inference_session(traced, options=opts)
 
         proto = onnx.load(str(final))
         meta = {
@@ -272,7 +261,7 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
 
         report = ExportReport(out, config, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
                               nodes_traced, len(proto.graph.node), final.stat().st_size)
-        session = _session(final)
+        session = inference_session(final)
         if fixed_size is not None:
             shapes = [(batch or 1, *fixed_size)] + ([(2, *fixed_size)] if batch is None else [])
         else:
@@ -315,167 +304,6 @@ def _pin(proto, batch: Optional[int], fixed_size: Optional[Tuple[int, int]], con
         for dim, size in zip(value.type.tensor_type.shape.dim, sizes):
             if size is not None:
                 dim.dim_value = size  # replaces the dim_param (a oneof)
-
-
-# ---- ONNX Runtime as a backend ---------------------------------------------------------------------
-
-class OnnxModel(nn.Module):
-    """An exported graph run by ONNX Runtime, usable wherever a SwinIR network is (the engine, every
-    front end): ``model(x)`` maps (B, in_chans, H, W) float in [0, 1] to (B, out_chans, H*scale, W*scale)
-    float32 in [0, 1] on the input's device.
-
-    ``config``, ``scale``, ``window_size`` come from the graph's metadata. A fixed batch is met by running
-    in chunks (the last one padded); a fixed-shape graph takes inputs up to its size, mirror-padded to it
-    (the engine tiles larger images). The CPU execution provider runs it, CUDA's when the input is on a GPU
-    and ONNX Runtime has it.
-    """
-
-    graph_precision = True  # the precision is the graph's; the engine runs no autocast around it
-
-    def __init__(self, path: Union[str, os.PathLike]):
-        super().__init__()
-        self.path = Path(path)
-        self._sessions: Dict[str, object] = {}
-        session = self._session("cpu")
-        meta = session.get_modelmeta().custom_metadata_map
-        label = self.path.name
-        if META_CONFIG not in meta:
-            raise ModelLoadError(f"{label}: an ONNX graph without swinir_app metadata; export one with "
-                                 f"swinir-app export MODEL {label}")
-        try:
-            self.config: SwinIRConfig = config_from_dict(json.loads(meta[META_CONFIG]), label)
-        except json.JSONDecodeError:
-            raise ModelLoadError(f"{label}: its {META_CONFIG} metadata is not valid JSON") from None
-        inputs, outputs = session.get_inputs(), session.get_outputs()
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise ModelLoadError(f"{label}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
-        shape = inputs[0].shape
-        if len(shape) != 4:
-            raise ModelLoadError(f"{label}: its input has rank {len(shape)}; expected (batch, channels, height, width)")
-        if isinstance(shape[1], int) and shape[1] != self.config.in_chans:
-            raise ModelLoadError(f"{label}: its input has {shape[1]} channels, its metadata says "
-                                 f"{self.config.in_chans}")
-        if inputs[0].type != "tensor(float)":
-            raise ModelLoadError(f"{label}: its input is {inputs[0].type}; expected tensor(float)")
-        self.input_name = inputs[0].name
-        self.batch: Optional[int] = shape[0] if isinstance(shape[0], int) else None
-        self.fixed_size: Optional[Tuple[int, int]] = (shape[2], shape[3]) if all(
-            isinstance(s, int) for s in shape[2:]) else None
-        self.precision = meta.get("precision", "fp32")
-        self.name = meta.get("name", self.path.stem)
-        self.upscale = self.config.upscale
-        self.window_size = self.config.window_size
-
-    @property
-    def scale(self) -> int:
-        return self.upscale
-
-    def _session(self, device: str):
-        if device not in self._sessions:
-            try:
-                self._sessions[device] = _session(self.path, device)
-            except Exception as e:  # noqa: BLE001 - ORT raises its own types; one line names the file
-                text = str(e).splitlines()[0] if str(e) else type(e).__name__
-                raise ModelLoadError(f"{self.path.name}: ONNX Runtime cannot load it: {text}") from None
-        return self._sessions[device]
-
-    def forward(self, x: Tensor, cancel: Optional[Callable[[], None]] = None) -> Tensor:
-        """Run the graph on ``x``; ``cancel`` is called every 0.1 s while it runs (raise to stop it).
-
-        Raises:
-            ModelOutputError: the graph's output is not (B, out_chans, H*scale, W*scale): a graph whose
-                metadata does not describe it.
-            KeyboardInterrupt, or what ``cancel`` raises: the run is terminated first.
-        """
-        B, C, H, W = x.shape
-        if C != self.config.in_chans:
-            raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
-        s = self.upscale
-        if self.fixed_size is not None:
-            fh, fw = self.fixed_size
-            if H > fh or W > fw:
-                raise ValueError(f"{self.path.name} is a fixed {fh}x{fw} graph; got {H}x{W} (tile the image)")
-            x = _pad_to(x, fh, fw)
-        session = self._session("cuda" if x.device.type == "cuda" else "cpu")
-        xs = x.detach().float().cpu().numpy()
-        n = self.batch or B
-        outs = []
-        for i in range(0, B, n):
-            chunk = xs[i:i + n]
-            if chunk.shape[0] < n:  # a fixed batch: pad with copies of the last image
-                chunk = np.concatenate([chunk] + [chunk[-1:]] * (n - chunk.shape[0]))
-            y = _run_interruptible(session, {self.input_name: np.ascontiguousarray(chunk)}, cancel)
-            want = (chunk.shape[0], self.config.out_chans, chunk.shape[2] * s, chunk.shape[3] * s)
-            if tuple(y.shape) != want:
-                raise ModelOutputError(f"{self.path.name} returned {'x'.join(map(str, y.shape))} for a "
-                                       f"{'x'.join(map(str, chunk.shape))} input; its metadata declares x{s} "
-                                       f"({'x'.join(map(str, want))}), so the graph is not what it says")
-            outs.append(y[:B - i])
-        y = torch.from_numpy(np.concatenate(outs))[:, :, :H * s, :W * s]
-        return y.to(x.device)
-
-    def extra_repr(self) -> str:
-        return f"{self.path.name}, {self.precision}, batch {self.batch or 'dynamic'}, " \
-               f"size {'x'.join(map(str, self.fixed_size)) if self.fixed_size else 'dynamic'}"
-
-
-def _run_interruptible(session, feed, cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
-    """``session.run`` in a worker thread, waited on in slices: a graph that runs long (or loops for ever)
-    is terminated by Ctrl-C or by ``cancel`` raising, which a blocking run would not notice until it ends."""
-    import onnxruntime as ort
-    options = ort.RunOptions()
-    options.log_severity_level = 4  # a terminated run is reported by the caller, not logged as an ORT error
-    result: list = []
-    done = threading.Event()
-
-    def work():
-        try:
-            result.append(session.run(None, feed, options)[0])
-        except BaseException as e:  # noqa: BLE001 - handed to the waiting thread
-            result.append(e)
-        finally:
-            done.set()
-
-    # An Event, not Thread.join: a join interrupted by Ctrl-C marks a running thread as finished (Python 3.11).
-    worker = threading.Thread(target=work, name="onnxruntime", daemon=True)
-    try:
-        worker.start()
-        while not done.wait(POLL):  # a signal (Ctrl-C) interrupts the wait
-            if cancel is not None:
-                cancel()
-    except BaseException:
-        options.terminate = True  # ONNX Runtime checks it between nodes and loop iterations
-        if worker.ident is not None:  # started: it must not be inside ONNX Runtime when the interpreter exits
-            done.wait(10)
-        raise
-    if isinstance(result[0], BaseException):
-        raise result[0]
-    return result[0]
-
-
-def _pad_to(x: Tensor, h: int, w: int) -> Tensor:
-    """Mirror-pad (B, C, H, W) at the bottom and right to exactly h x w, as the network pads."""
-    H, W = x.shape[-2:]
-    return x.index_select(-2, mirror_index(H, h, x.device)).index_select(-1, mirror_index(W, w, x.device))
-
-
-def load_onnx(path: Union[str, os.PathLike]) -> OnnxModel:
-    """An exported graph as an :class:`OnnxModel`. Raises :class:`ModelLoadError` (one line) for a file that is
-    not ONNX, a graph without swinir_app metadata, or a wrong input."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelLoadError(f"{path}: no such file")
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        raise ModelLoadError(f"{path.name}: running ONNX graphs needs onnxruntime (pip install onnxruntime, "
-                             f"or onnxruntime-gpu)") from None
-    return OnnxModel(path)
-
-
-def graph_info(path: Union[str, os.PathLike]) -> Dict[str, str]:
-    """The metadata of an exported graph (its config, task, scale, window, channels, name, source)."""
-    return dict(_session(path).get_modelmeta().custom_metadata_map)
 
 
 __all__: Sequence[str] = ("EXPORT_PRECISIONS", "ExportError", "ExportReport", "Graph", "OnnxModel", "OPSET",

@@ -383,13 +383,13 @@ def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range:
 
     ``model.config`` holds every hyperparameter, read from the file or inferred from its state dict;
     ``img_range`` and (HAT) ``conv_scale`` override what a state dict cannot tell.
-    An exported ``.onnx`` graph loads as a :class:`~swinir_app.deploy.OnnxModel` run by ONNX Runtime.
+    An exported ``.onnx`` graph loads as a :class:`~swinir_app.onnx_runtime.OnnxModel` run by ONNX Runtime.
     Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded.
     """
     if str(spec).lower().endswith(".onnx"):
         if img_range is not None or conv_scale is not None:
             raise ModelLoadError(f"{spec}: img_range and conv_scale are fixed inside an exported graph")
-        from .deploy import load_onnx  # onnxruntime only when a graph is asked for
+        from .onnx_runtime import load_onnx  # onnxruntime only when a graph is asked for
         return load_onnx(spec).to(device)
     return build_model(resolve(spec, weights_dir=weights_dir, img_range=img_range, conv_scale=conv_scale), device)
 

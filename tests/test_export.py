@@ -11,9 +11,10 @@ from PIL import Image
 
 from conftest import photo
 from swinir_app import Restorer, SwinIRConfig, build_network
-from swinir_app.deploy import ExportError, OnnxModel, export_onnx, graph_info
+from swinir_app.deploy import ExportError, export_onnx
 from swinir_app.engine import SettingError
 from swinir_app.export import main as export_main
+from swinir_app.onnx_runtime import OnnxModel, graph_info
 from swinir_app.upscale import main as upscale_main
 from swinir_app.zoo import ModelLoadError, load_model
 

@@ -1,6 +1,8 @@
 """The package's layout, checked from its source: dependencies point one way, front ends are leaves,
 only the web page imports gradio. Imports are read with ``ast``, the deferred ones included."""
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,21 +11,24 @@ from conftest import REPO
 
 PACKAGE = REPO / "swinir_app"
 
-# Lower layers never import higher ones. A module's layer is that of its longest matching prefix.
+# Lower layers never import higher ones. A module's layer is that of its longest matching prefix. Modules on
+# one layer may import each other, so test_no_import_cycles checks that they never do so both ways.
 LAYERS = {
     "swinir_app.network": 0,
     "swinir_app.checkpoint": 1, "swinir_app.hf": 1, "swinir_app.images": 1, "swinir_app.distributed": 1,
     "swinir_app.frames": 1, "swinir_app.video": 1,
     "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
-    "swinir_app.zoo": 2, "swinir_app.deploy": 2,
-    "swinir_app.engine": 3,
-    "swinir_app.protocol": 4,
-    "swinir_app.train": 5, "swinir_app.cli": 5,
-    "swinir_app.upscale": 6, "swinir_app.evaluate": 6, "swinir_app.convert": 6, "swinir_app.models": 6,
-    "swinir_app.export": 6,
-    "swinir_app.benchmark": 6, "swinir_app.train.cli": 6, "swinir_app.train.__main__": 6, "swinir_app.cli.main": 6,
-    "swinir_app.webui": 6,
+    "swinir_app.onnx_runtime": 1,  # ONNX Runtime as a backend: the zoo loads .onnx files through it
+    "swinir_app.zoo": 2,
+    "swinir_app.deploy": 3,  # the ONNX export: loads what it exports through the zoo
+    "swinir_app.engine": 4,
+    "swinir_app.protocol": 5,
+    "swinir_app.train": 6, "swinir_app.cli": 6,
+    "swinir_app.upscale": 7, "swinir_app.evaluate": 7, "swinir_app.convert": 7, "swinir_app.models": 7,
+    "swinir_app.export": 7,
+    "swinir_app.benchmark": 7, "swinir_app.train.cli": 7, "swinir_app.train.__main__": 7, "swinir_app.cli.main": 7,
+    "swinir_app.webui": 7,
 }
 FRONT_ENDS = ("swinir_app.upscale", "swinir_app.evaluate", "swinir_app.convert", "swinir_app.models",
               "swinir_app.export", "swinir_app.benchmark", "swinir_app.train.cli", "swinir_app.train.__main__",
@@ -95,6 +100,55 @@ def test_the_network_imports_nothing_else_of_the_package():
             outside = [t for t in targets if known(t) and t.startswith("swinir_app")
                        and not t.startswith("swinir_app.network")]
             assert outside == [], module
+
+
+def cycles(edges):
+    """Every import cycle among the package's modules, as the list of modules round it (first one repeated),
+    found by a depth-first search over ``edges`` (the deferred imports included). A package's ``__init__``
+    counts only for what it imports itself, not as a step every import of its submodules takes."""
+    graph = {m: sorted(t for t in targets if t in edges and t != m) for m, targets in edges.items()}
+    state, stack, found = {}, [], []  # state: 1 on the stack, 2 done
+
+    def visit(module):
+        state[module] = 1
+        stack.append(module)
+        for target in graph[module]:
+            if state.get(target) == 1:
+                found.append(stack[stack.index(target):] + [target])
+            elif target not in state:
+                visit(target)
+        stack.pop()
+        state[module] = 2
+
+    for module in sorted(graph):
+        if module not in state:
+            visit(module)
+    return found
+
+
+def test_no_import_cycles():
+    assert [" -> ".join(c) for c in cycles(EDGES)] == []
+
+
+def test_the_cycle_check_finds_cycles():
+    edges = {"a": {"b"}, "b": {"c", "gradio"}, "c": {"a"}, "d": {"a", "d"}}
+    assert cycles(edges) == [["a", "b", "c", "a"]]
+    # the circle this layout once had: the base network's module importing a subclass's, deferred
+    with_cycle = {**EDGES, "swinir_app.network.swinir": EDGES["swinir_app.network.swinir"] | {"swinir_app.network.hat"}}
+    assert ["swinir_app.network.hat", "swinir_app.network.swinir", "swinir_app.network.hat"] in cycles(with_cycle)
+
+
+def test_a_protocol_submodule_loads_no_engine_or_zoo():
+    """``protocol/__init__`` re-exports lazily: a DataLoader worker that imports ``protocol.degrade`` loads
+    only what that module imports."""
+    code = ("import sys, swinir_app.protocol.degrade\n"
+            "print(sorted(m for m in ('swinir_app.engine', 'swinir_app.zoo', 'swinir_app.protocol.evaluation') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+    import swinir_app.protocol as protocol
+    from swinir_app.protocol.evaluation import evaluate
+    assert protocol.evaluate is evaluate and set(protocol.__all__) <= set(dir(protocol))
 
 
 def test_nothing_imports_a_front_end():

@@ -17,51 +17,7 @@ from . import winograd
 from .attention import WindowAttention
 from .config import SwinIRConfig
 from .layers import (DropPath, Mlp, cpu_inference, gather_tokens, masked_windows, pad_to_multiple,
-                     relative_position_index, reorder_index, shift_mask, to_image, to_tokens, tracing,
-                     weights_key)
-
-
-def derived_buffers(config: SwinIRConfig) -> dict:
-    """The state-dict entries computed from the config alone (shift masks, position indices and, for
-    Swin2SR, the log-spaced coordinate tables), by key.
-
-    Files may leave them out; adding them back gives a dict the official code loads strictly.
-    """
-    from .hat import relative_position_index_oca
-    from .swin2sr import relative_coords_table
-
-    if config.arch == "hat":
-        return {"relative_position_index_SA": relative_position_index(config.window_size),
-                "relative_position_index_OCA": relative_position_index_oca(config.window_size, config.overlap_ratio)}
-    res = config.img_size // config.patch_size
-    ws = min(res, config.window_size)
-    index = relative_position_index(ws)
-    mask = shift_mask(res, res, ws, ws // 2, torch.device("cpu")) if res > config.window_size else None
-    coords = relative_coords_table(ws) if config.arch == "swin2sr" else None
-    out = {}
-    for i, depth in enumerate(config.depths):
-        for j in range(depth):
-            prefix = f"layers.{i}.residual_group.blocks.{j}."
-            out[prefix + "attn.relative_position_index"] = index
-            if coords is not None:
-                out[prefix + "attn.relative_coords_table"] = coords
-            if j % 2 and mask is not None:
-                out[prefix + "attn_mask"] = mask
-    return out
-
-
-def state_shapes(config: SwinIRConfig) -> dict:
-    """The shape of every state-dict entry of the network of ``config``, by key, built on the meta
-    device.
-
-    Nothing is allocated, so a checkpoint can be checked against its config before any memory is
-    spent on it.
-    """
-    from . import build_network
-
-    with torch.device("meta"):
-        model = build_network(config)
-    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+                     reorder_index, shift_mask, to_image, to_tokens, tracing, weights_key)
 
 
 # CPU inference runs each block over chunks of about this many tokens (whole windows), so that a chunk's
