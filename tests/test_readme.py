@@ -1,8 +1,10 @@
-"""Every code block in the README runs as written, in a sandbox folder that holds the files it names.
+"""Every code block of every Markdown page runs as written, in a sandbox folder that holds the files it names.
 
-A block that cannot run here is marked in the README, on the line before it, with
-``<!-- readme-test: skip (reason) -->``; it is reported as skipped with that reason. Zoo models get
-random weights in the official key layout in a private weights cache, so nothing is downloaded.
+The pages are the README, the root pages (CONTRIBUTING.md, SECURITY.md, ...) and the MkDocs site under
+docs/ (model cards included). A block that cannot run here is marked on the line before it with
+``<!-- readme-test: skip (reason) -->`` (or ``<!-- docs-test: skip (reason) -->``); it is reported as
+skipped with that reason. Zoo models get random weights in the official key layout in a private weights
+cache, so nothing is downloaded. The pages' own rules (README size, navigation, copies) are checked too.
 """
 import os
 import re
@@ -21,14 +23,24 @@ from conftest import REPO, photo
 from swinir_app import SwinIR, zoo
 
 TESTSETS = REPO.parent / "shared" / "testsets"
-BLOCK = re.compile(r"(?:<!-- readme-test: skip \((?P<skip>.*?)\) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)\n```", re.S)
+BLOCK = re.compile(r"(?:<!-- (?:readme|docs)-test: skip \((?P<skip>.*?)\) -->\n)?```(?P<lang>\w*)\n(?P<body>.*?)\n```",
+                   re.S)
+
+
+def markdown_pages():
+    """README.md first, then the other root pages, then the site's pages: paths relative to the repository."""
+    root = sorted(p.name for p in REPO.glob("*.md") if p.name != "README.md")
+    site = sorted(str(p.relative_to(REPO)) for p in (REPO / "docs").rglob("*.md"))
+    return ["README.md", *root, *site]
 
 
 def readme_blocks():
-    text = (REPO / "README.md").read_text()
-    for m in BLOCK.finditer(text):
-        line = text[:m.start("lang")].count("\n") + 1
-        yield pytest.param(m.group("lang"), m.group("body"), m.group("skip"), id=f"L{line}-{m.group('lang') or 'text'}")
+    for page in markdown_pages():
+        text = (REPO / page).read_text()
+        for m in BLOCK.finditer(text):
+            line = text[:m.start("lang")].count("\n") + 1
+            yield pytest.param(page, m.group("lang"), m.group("body"), m.group("skip"),
+                               id=f"{page}:L{line}-{m.group('lang') or 'text'}")
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +79,8 @@ def official_weights(home: Path, body: str) -> None:
         torch.save({"params": SwinIR(entry.config).state_dict()}, home / entry.filename)
 
 
-@pytest.mark.parametrize("lang, body, skip", readme_blocks())
-def test_readme_code_block(lang, body, skip, sandbox, monkeypatch):
+@pytest.mark.parametrize("page, lang, body, skip", readme_blocks())
+def test_readme_code_block(page, lang, body, skip, sandbox, monkeypatch):
     if skip:
         pytest.skip(skip)
     work, home = sandbox
@@ -78,7 +90,7 @@ def test_readme_code_block(lang, body, skip, sandbox, monkeypatch):
     monkeypatch.setenv("SWINIR_APP_HOME", str(home))
     monkeypatch.chdir(work)
     if lang == "python":
-        exec(compile(body, "README.md", "exec"), {"__name__": "readme"})
+        exec(compile(body, page, "exec"), {"__name__": "readme"})
     elif lang == "bash":
         env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
                    no_proxy="*", http_proxy="http://127.0.0.1:9", https_proxy="http://127.0.0.1:9")
@@ -93,7 +105,56 @@ def test_readme_code_block(lang, body, skip, sandbox, monkeypatch):
         raw = parse_yaml((REPO / "options" / "x4.yml").read_text(), "options/x4.yml")
         for section, values in yaml.safe_load(body).items():
             raw.setdefault(section, {}).update(values)
-        parse_options(raw, source="README fragment")
+        parse_options(raw, source=f"{page} fragment")
     else:
         pytest.fail(f"a {lang or 'plain'} block that is not run must be marked: <!-- readme-test: skip (why) -->")
     shutil.rmtree(work / "out", ignore_errors=True)
+
+
+def test_readme_is_short_and_starts_with_the_main_command():
+    """Issue 30: at most 16 KB; the first bash block stays the command tests/test_bundled.py runs."""
+    readme = (REPO / "README.md").read_bytes()
+    assert len(readme) <= 16 * 1024, f"README.md is {len(readme)} bytes; move sections into docs/"
+    first = re.search(r"```bash\n(.*?)\n```", readme.decode(), re.S).group(1)
+    assert first.startswith("python3 -m venv .venv") and "swinir-app upscale" in first
+
+
+def test_every_page_is_in_the_site_navigation():
+    """mkdocs build --strict says so too; this keeps it in the test run, where MkDocs may be absent."""
+    nav = yaml.safe_load((REPO / "mkdocs.yml").read_text())["nav"]
+
+    def pages(entry):
+        if isinstance(entry, str):
+            yield entry
+        elif isinstance(entry, dict):
+            for value in entry.values():
+                yield from pages(value)
+        else:
+            for item in entry:
+                yield from pages(item)
+
+    listed = set(pages(nav))
+    on_disk = {str(p.relative_to(REPO / "docs")) for p in (REPO / "docs").rglob("*.md")}
+    assert on_disk | {"options-reference.md"} == listed  # that one is generated (docs/hooks/)
+
+
+def test_options_reference_lists_every_key_of_the_schema():
+    """The generated page (docs/hooks/options_reference.py) has a row for every key of every section."""
+    pytest.importorskip("mkdocs")
+    sys.path.insert(0, str(REPO / "docs" / "hooks"))
+    try:
+        import options_reference
+    finally:
+        sys.path.remove(str(REPO / "docs" / "hooks"))
+    from swinir_app.options.schema import DatasetOptions, Options, TrainOptions
+
+    page = options_reference.render()
+    for model in (Options, DatasetOptions, TrainOptions):
+        for name, field in model.model_fields.items():
+            assert field.exclude or f"| `{name}` |" in page, name
+
+
+def test_security_page_is_the_security_policy():
+    """SECURITY.md (GitHub's place for it) and the site's Security page are one text, links aside."""
+    root = (REPO / "SECURITY.md").read_text().replace("](docs/", "](")
+    assert root == (REPO / "docs" / "security.md").read_text()
