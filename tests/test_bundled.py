@@ -45,6 +45,7 @@ def test_bundled_x4_beats_bicubic_on_a_held_back_photo():
     assert ours >= base + 1.0, (ours, base)
 
 
+@pytest.mark.slow
 def test_readme_main_command_runs_offline(tmp_path):
     readme = (REPO / "README.md").read_text()
     first = re.search(r"```bash\n(.*?)\n```", readme, re.S).group(1)

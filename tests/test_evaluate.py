@@ -20,7 +20,7 @@ from swinir_app.protocol.degrade import bicubic_downscale, bicubic_upscale, jpeg
 from swinir_app.protocol.inputs import read as read_image
 from swinir_app.protocol.metrics import bt601_y, compute_metrics
 from swinir_app.protocol.runner import official_pad
-from test_metrics import make_lpips_home
+from helpers import make_lpips_home
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTSETS = ROOT.parent / "shared" / "testsets"

@@ -11,6 +11,7 @@ import pytest
 from PIL import Image
 
 from conftest import REPO, photo
+from helpers import FPS, FRAMES, SAMPLE_RATE, describe, moving_frames, write_animated, write_video
 from swinir_app import Restorer
 from swinir_app.frames import read_animation
 from swinir_app.upscale import main
@@ -19,31 +20,6 @@ from swinir_app.upscale import main
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
-def moving_frames(n: int = 3, alpha: bool = True) -> list:
-    """n RGBA frames of a real photo, moving, each with a transparent corner that grows."""
-    base = np.ascontiguousarray(photo("chelsea")[60:92, 120:160])  # 32 x 40
-    frames = []
-    for k in range(n):
-        rgb = np.roll(base, 3 * k, axis=1)
-        a = np.full(rgb.shape[:2], 255, np.uint8)
-        if alpha:
-            a[:4 + 2 * k, :6 + 2 * k] = 0  # new transparent pixels in every frame
-        frames.append(np.dstack([rgb, a]))
-    return frames
-
-
-def write_animated(path: Path, frames: list, durations=(80, 160, 240)) -> None:
-    images = [Image.fromarray(f) for f in frames]
-    kwargs = dict(save_all=True, append_images=images[1:], duration=list(durations), loop=3)
-    if path.suffix == ".png":
-        kwargs.update(disposal=[0, 1, 0], blend=0)
-    elif path.suffix == ".gif":
-        kwargs.update(disposal=2)
-    else:
-        kwargs.update(lossless=True)
-    images[0].save(path, **kwargs)
 
 
 def masked_psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -276,55 +252,6 @@ def test_a_gif_frame_that_grows_the_canvas_is_restored_on_the_grown_canvas(tmp_p
 
 # ---- video ----------------------------------------------------------------------------------------
 
-FPS, FRAMES, SAMPLE_RATE = 12, 12, 48000
-
-
-def write_video(path: Path, n: int = FRAMES, rotation: int = 0, audio: bool = True, bits: int = 8) -> list:
-    """An n-frame 64x48 clip of a moving photo (H.264) with a 440 Hz sine track (AAC); its frames.
-    ``bits=10``: 10-bit H.264 from 16-bit frames (the photo plus a fine ramp of sub-8-bit levels)."""
-    base = photo("astronaut")[80:128, 180:244]
-    if bits > 8:
-        base = base.astype(np.uint16) * 250 + np.linspace(0, 1500, 64, dtype=np.uint16)[None, :, None]
-    frames = [np.ascontiguousarray(np.roll(base, 2 * k, axis=1)) for k in range(n)]
-    with av.open(str(path), "w") as c:
-        vs = c.add_stream("libx264", rate=FPS)
-        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p" if bits == 8 else "yuv420p10le"
-        if rotation:
-            vs.set_display_rotation(rotation)
-        if audio:
-            a = c.add_stream("aac", rate=SAMPLE_RATE)
-            a.layout = "mono"
-        for f in frames:
-            for p in vs.encode(av.VideoFrame.from_ndarray(f, format="rgb24" if bits == 8 else "rgb48le")):
-                c.mux(p)
-        for p in vs.encode(None):
-            c.mux(p)
-        if audio:
-            t = np.arange(SAMPLE_RATE * n // FPS) / SAMPLE_RATE
-            wave = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-            for k in range(0, wave.shape[1], 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(wave[:, k:k + 1024]), format="fltp",
-                                                layout="mono")
-                af.sample_rate = SAMPLE_RATE
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode(None):
-                c.mux(p)
-    return frames
-
-
-def describe(path: Path) -> dict:
-    with av.open(str(path)) as c:
-        vs = c.streams.video[0]
-        decoded = list(c.decode(vs))
-        audio = c.streams.audio[0] if c.streams.audio else None
-        return dict(frames=[f.to_ndarray(format="rgb24") for f in decoded], pts=[f.pts for f in decoded],
-                    time_base=vs.time_base, rate=vs.average_rate, rotation=decoded[0].rotation,
-                    size=(vs.codec_context.width, vs.codec_context.height),
-                    audio=None if audio is None else (audio.codec_context.name,
-                                                      float(audio.duration * audio.time_base)))
-
-
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     path = tmp_path_factory.mktemp("video") / "clip.mp4"
@@ -387,7 +314,6 @@ def test_a_lossless_codec_equals_the_image_path(ckpt, trained_x2, tmp_path):
 
 def test_10bit_video_stays_deeper_than_8_bits(ckpt, trained_x2, tmp_path, capsys):
     # Phones record 10-bit HEVC: frames are restored in 16-bit RGB and written 10-bit where the encoder can.
-    import av
     src = tmp_path / "deep.mkv"
     write_video(src, n=3, audio=False, bits=10)
     out = tmp_path / "out"
@@ -419,7 +345,6 @@ def test_10bit_video_stays_deeper_than_8_bits(ckpt, trained_x2, tmp_path, capsys
 def test_video_keeps_its_colour_description(tmp_path, pix_fmt, tags):
     # (primaries, transfer, matrix, range): BT.709 full range ("JPEG" YUV), and BT.2020 HLG 10-bit (phone HDR).
     # Untagged output would be shown as BT.709 limited range: washed-out HDR, crushed or flat full range.
-    import av
     from swinir_app.video import restore_video
     deep = pix_fmt.endswith("10le")
     img = np.zeros((48, 64, 3))
@@ -457,7 +382,6 @@ def test_video_keeps_its_colour_description(tmp_path, pix_fmt, tags):
 
 def test_full_range_grey_stays_neutral(tmp_path):
     # swscale's default RGB -> 4:2:0 conversion in full range turns grey green (chroma 128 -> 127), pass after pass.
-    import av
     from swinir_app.video import restore_video
     src = tmp_path / "grey.mp4"
     with av.open(str(src), "w") as c:

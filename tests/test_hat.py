@@ -191,7 +191,7 @@ def test_every_front_end_runs_hat(tmp_path, capsys, monkeypatch):
 def test_hat_trains_with_the_pipeline(tmp_path):
     from swinir_app import load_model
     from swinir_app.train import load_options, train
-    from test_train_data import tiny_options, write_pairs
+    from helpers import tiny_options, write_pairs
 
     hr, lr = write_pairs(tmp_path, scale=2, size=(48, 64))
     net = {"type": "HAT", "upscale": 2, "in_chans": 3, "img_size": 16, "window_size": 8, "img_range": 1.0,

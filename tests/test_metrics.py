@@ -1,15 +1,14 @@
 """Metrics: agreement with basicsr on real photos, Y vs RGB, border crop, PSNR-B, LPIPS."""
 import math
 import urllib.error
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import skimage.data
 import torch
-import torchvision
 
+from helpers import make_lpips_home
 from swinir_app._basicsr import calculate_psnr, calculate_ssim
 from swinir_app.protocol.metrics import (LPIPS, LPIPSWeightsMissing, blocking_effect_factor, bt601_y, calculate_psnrb,
                                 compute_metrics, lpips_backbone_file, to_uint8)
@@ -194,16 +193,6 @@ def test_psnrb_y_is_psnrb_of_the_y_channel():
 
 # ---------------------------------------------------------------------------------------------
 # LPIPS (a locally made AlexNet backbone: the real one is a download)
-
-
-def make_lpips_home(root: Path, monkeypatch) -> Path:
-    """TORCH_HOME with a seeded random AlexNet where torchvision looks for the pretrained one."""
-    monkeypatch.setenv("TORCH_HOME", str(root))
-    path, _ = lpips_backbone_file("alex")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.manual_seed(0)
-    torch.save(torchvision.models.alexnet().state_dict(), path)
-    return path
 
 
 @pytest.fixture(scope="module")

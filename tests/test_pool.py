@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from swinir_app.train.pool import PairPool
-from test_train_data import tiny_options, write_pairs
+from helpers import tiny_options, write_pairs
 
 
 def batch(k, b=2):

@@ -55,7 +55,7 @@ def sandbox(tmp_path_factory, trained_x2):
     Image.fromarray(small).save(work / "photo.png")
     Image.fromarray(small).save(work / "huge.tif")
     Image.fromarray(small).save(work / "photo.jpg")
-    from test_frames import moving_frames, write_animated, write_video
+    from helpers import moving_frames, write_animated, write_video
     write_video(work / "clip.mp4", n=3)  # a few frames: the block runs five commands
     write_animated(work / "anim.gif", moving_frames())
     torch.save({"params": trained_x2.state_dict()}, work / "my.pth")
@@ -79,6 +79,7 @@ def official_weights(home: Path, body: str) -> None:
         torch.save({"params": SwinIR(entry.config).state_dict()}, home / entry.filename)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page, lang, body, skip", readme_blocks())
 def test_readme_code_block(page, lang, body, skip, sandbox, monkeypatch):
     if skip:

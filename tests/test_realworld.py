@@ -11,7 +11,7 @@ from swinir_app.train import load_options
 from swinir_app.train.cli import main as train_main
 from swinir_app.train.data import RestorationDataset
 from swinir_app.train.realworld import RealESRGANDegradation, RealESRGANSettings
-from test_train_data import tiny_options, write_pairs
+from helpers import tiny_options, write_pairs
 
 TINY_REAL_WORLD_G = {"type": "SwinIR", "upscale": 4, "in_chans": 3, "img_size": 16, "window_size": 8, "img_range": 1.0,
                      "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2, "upsampler": "nearest+conv",

@@ -302,11 +302,12 @@ def test_every_front_end_runs_swin2sr(tmp_path, capsys, monkeypatch):
 # Training
 
 
+@pytest.mark.slow
 def test_swin2sr_trains_and_resumes_with_the_pipeline(tmp_path):
     """network_g: {type: Swin2SR}: options, EMA, validation, checkpoints and resume, as for SwinIR."""
     from swinir_app import load_model
     from swinir_app.train import load_options, train
-    from test_train_data import tiny_options, write_pairs
+    from helpers import tiny_options, write_pairs
 
     hr, lr = write_pairs(tmp_path, scale=2, size=(48, 64))
     net = {"type": "Swin2SR", "upscale": 2, "in_chans": 3, "img_size": 16, "window_size": 8, "img_range": 1.0,

@@ -1,7 +1,6 @@
 """Training data: aligned paired crops, HR-only with cached bicubic LR, degradations, lmdb, the resumable
-sampler, and the checks that run before the first step. Also the tiny data and options other training
-tests build on (``write_pairs``, ``tiny_options``)."""
-import importlib.util
+sampler, and the checks that run before the first step. The tiny data and options the training tests
+build on (``write_pairs``, ``tiny_options``) are in helpers.py."""
 import itertools
 from pathlib import Path
 
@@ -11,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import photo
+from helpers import PHOTOS, box_downscale, prepare_module, tiny_options, write_pairs, write_rgb
 from swinir_app.protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
 from swinir_app.train import load_options
 from swinir_app.train import data as data_module
@@ -20,81 +19,6 @@ from swinir_app.train.sampler import ResumableSampler, train_loader
 from swinir_app.options import DatasetOptions, IOBackendOptions, parse_options
 
 ROOT = Path(__file__).resolve().parents[1]
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket")
-
-
-def prepare_module():
-    """datasets/prepare.py, imported from its file."""
-    spec = importlib.util.spec_from_file_location("prepare", ROOT / "datasets" / "prepare.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def write_rgb(path: Path, rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    cv2.imwrite(str(path), np.ascontiguousarray(rgb[..., ::-1]) if rgb.ndim == 3 else rgb)
-    return path
-
-
-def box_downscale(img: np.ndarray, s: int) -> np.ndarray:
-    """The rounded mean of every s x s block: an LR whose alignment with the HR is checkable exactly."""
-    h, w = img.shape[0] // s, img.shape[1] // s
-    blocks = img[:h * s, :w * s].astype(np.float64).reshape(h, s, w, s, -1).mean(axis=(1, 3))
-    return np.round(blocks).astype(np.uint8).reshape((h, w) + img.shape[2:])
-
-
-def write_pairs(root: Path, scale: int = 2, size=(72, 90), lr: str = "bicubic", names=PHOTOS) -> tuple:
-    """``root/hr/<name>.png`` real photo crops and ``root/lr/<name>x<scale>.png``; returns (hr, lr)."""
-    hr_dir, lr_dir = root / "hr", root / "lr"
-    for i, name in enumerate(names):
-        img = photo(name)[40 + 7 * i:40 + 7 * i + size[0], 60:60 + size[1] + 2 * i]
-        write_rgb(hr_dir / f"{name}.png", img)
-        low = bicubic_downscale(img, scale)[1] if lr == "bicubic" else box_downscale(img, scale)
-        write_rgb(lr_dir / f"{name}x{scale}.png", low)
-    return hr_dir, lr_dir
-
-
-def tiny_options(root: Path, hr: Path, lr: Path = None, *, scale: int = 2, total_iter: int = 4, name: str = "tiny",
-                 **sections) -> Path:
-    """A tiny x``scale`` SR training options file in ``root`` (experiments in ``root/experiments``).
-
-    ``sections`` update the top-level sections: ``train={"ema_decay": 0.5}`` merges into train.
-    """
-    opts = {
-        "name": name, "model_type": "SwinIRModel", "scale": scale, "num_gpu": 0, "manual_seed": 7,
-        "datasets": {
-            "train": {"name": "photos", "type": "PairedImageDataset", "dataroot_gt": str(hr),
-                      **({"dataroot_lq": str(lr), "filename_tmpl": f"{{}}x{scale}"} if lr else {}),
-                      "io_backend": {"type": "disk"}, "gt_size": 16 * scale, "use_hflip": True, "use_rot": True,
-                      "batch_size_per_gpu": 2, "num_worker_per_gpu": 0, "dataset_enlarge_ratio": 2},
-            "val": {"name": "val_photos", "type": "PairedImageDataset", "dataroot_gt": str(hr),
-                    **({"dataroot_lq": str(lr), "filename_tmpl": f"{{}}x{scale}"} if lr else {})},
-        },
-        "network_g": {"type": "SwinIR", "upscale": scale, "in_chans": 3, "img_size": 16, "window_size": 8,
-                      "img_range": 1.0, "depths": [2], "embed_dim": 16, "num_heads": [2], "mlp_ratio": 2,
-                      "upsampler": "pixelshuffledirect", "resi_connection": "1conv", "drop_path_rate": 0.1},
-        "path": {"pretrain_network_g": None, "strict_load_g": True, "resume_state": None,
-                 "experiments_root": str(root / "experiments" / name)},
-        "train": {"ema_decay": 0.9, "optim_g": {"type": "Adam", "lr": 2e-3, "weight_decay": 0, "betas": [0.9, 0.99]},
-                  "scheduler": {"type": "MultiStepLR", "milestones": [3], "gamma": 0.5},
-                  "total_iter": total_iter, "warmup_iter": -1,
-                  "pixel_opt": {"type": "L1Loss", "loss_weight": 1.0, "reduction": "mean"}},
-        "val": {"val_freq": 2, "save_img": False,
-                "metrics": {"psnr": {"type": "calculate_psnr", "crop_border": scale, "test_y_channel": True},
-                            "ssim": {"type": "calculate_ssim", "crop_border": scale, "test_y_channel": True}}},
-        "logger": {"print_freq": 1, "save_checkpoint_freq": 2, "use_tb_logger": False},
-    }
-    for key, value in sections.items():
-        if isinstance(value, dict) and isinstance(opts.get(key), dict):
-            opts[key].update(value)
-        else:
-            opts[key] = value
-    path = root / f"{name}.yml"
-    path.write_text(yaml.safe_dump(opts, sort_keys=False))
-    return path
-
-
 def dataset(kind="PairedImageDataset", *, scale=2, in_chans=3, gt_size=32, seed=0, cache_dir=None,
             **fields) -> RestorationDataset:
     opts = DatasetOptions(name="t", type=kind, gt_size=gt_size, **fields)

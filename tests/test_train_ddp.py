@@ -11,7 +11,7 @@ from swinir_app import SwinIR, distributed
 from swinir_app.train import load_options
 from swinir_app.zoo import load_model
 from conftest import REPO
-from test_train_data import tiny_options, write_pairs
+from helpers import tiny_options, write_pairs
 
 
 @pytest.mark.slow
@@ -63,6 +63,7 @@ print("gloo threads left:", sorted(t for t in (open(f).read().strip() for f in g
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads the thread names from /proc")
 def test_leaving_the_group_stops_the_gloo_threads(tmp_path):
     """Gloo threads alive at interpreter exit abort a finished rank now and then ("terminate called without an

@@ -12,7 +12,7 @@ from conftest import REPO
 from swinir_app.options import OptionsError
 from swinir_app.train import load_options
 from swinir_app.train.cli import main as train_main
-from test_train_data import tiny_options, write_pairs
+from helpers import tiny_options, write_pairs
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from swinir_app.train.trainer import Trainer, TrainingError
 from swinir_app.zoo import load_model
 from conftest import native_bf16
 from swinir_app.network import hardware
-from test_train_data import tiny_options, write_pairs
+from helpers import tiny_options, write_pairs
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from conftest import photo
 from swinir_app.protocol.degrade import bicubic_downscale
 from swinir_app.train.data import RestorationDataset
 from swinir_app.options import DatasetOptions, IOBackendOptions
-from test_train_data import prepare_module, write_rgb
+from helpers import prepare_module, write_rgb
 
 prepare = prepare_module()
 

@@ -15,7 +15,7 @@ import time
 import pytest
 import torch
 
-from test_train_data import tiny_options, write_pairs
+from helpers import tiny_options, write_pairs
 
 N = 4
 

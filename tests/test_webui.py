@@ -131,6 +131,7 @@ def uploaded(page) -> None:
     expect(page.locator("#input-image button[aria-label='Remove Image']")).to_have_count(1, timeout=TIMEOUT_MS)
 
 
+@pytest.mark.slow
 def test_page_loads_offline_with_the_model(page):
     expect(page.get_by_role("combobox", name="Model")).to_have_value(re.compile("tiny_x2.pth"))
     expect(page.locator("#model-info")).to_contain_text("super-resolution ×2")
@@ -143,6 +144,7 @@ def test_page_loads_offline_with_the_model(page):
         page.eval_on_selector("#model input", "e => [e.value, e.scrollWidth, e.clientWidth]")
 
 
+@pytest.mark.slow
 def test_the_console_names_the_apps_own_url_and_flags(server):
     log = server.log.read_text()
     assert f"SwinIR upscaler at {server.url} (Ctrl-C stops it; --host and --port choose where, --share makes a " \
@@ -150,6 +152,7 @@ def test_the_console_names_the_apps_own_url_and_flags(server):
     assert "share=True" not in log and "launch()" not in log
 
 
+@pytest.mark.slow
 def test_upload_run_and_download_full_resolution(page, files, tmp_path):
     upload(page, files / "small.png")
     uploaded(page)
@@ -185,6 +188,7 @@ def test_upload_run_and_download_full_resolution(page, files, tmp_path):
         assert img.size == (64 * 2, 48 * 2)  # input size x scale: the full result, not a preview
 
 
+@pytest.mark.slow
 def test_bad_files_say_what_is_wrong(page, files, server):
     status = page.locator("#status")
     upload(page, files / "corrupt.png")
@@ -208,6 +212,7 @@ def test_bad_files_say_what_is_wrong(page, files, server):
     assert "Traceback" not in log_path.read_text()
 
 
+@pytest.mark.slow
 def test_cancel_stops_the_work(page, files, server):
     _, log_path = server
     page.get_by_text("Advanced").click()
@@ -232,6 +237,7 @@ def test_cancel_stops_the_work(page, files, server):
     assert "400×300 →" not in log_path.read_text()
 
 
+@pytest.mark.slow
 def test_a_good_image_still_works(page, files):
     upload(page, files / "cat.png")
     uploaded(page)
@@ -246,6 +252,7 @@ def test_a_good_image_still_works(page, files):
     assert page.outside == []
 
 
+@pytest.mark.slow
 def test_cancel_change_the_scale_and_run_again(page, server, tmp_path):
     """In one session: Run, Cancel, change settings, Run. The cancelled job stops (it never finishes),
     its stale result goes, and the new result comes in about one run's time."""
@@ -295,6 +302,7 @@ def test_cancel_change_the_scale_and_run_again(page, server, tmp_path):
     page.get_by_text("Advanced").click()
 
 
+@pytest.mark.slow
 def test_batch_tab(page, files, tmp_path):
     page.get_by_role("tab", name="Batch").click()
     page.locator("#batch-in input[type=file]").set_input_files(
@@ -315,8 +323,9 @@ def test_batch_tab(page, files, tmp_path):
     page.get_by_role("tab", name="Single image").click()
 
 
+@pytest.mark.slow
 def test_video_tab(page, tmp_path):
-    from test_frames import FRAMES, describe, write_video
+    from helpers import FRAMES, describe, write_video
     clip = tmp_path / "clip.mp4"
     write_video(clip)
     page.get_by_role("tab", name="Video").click()
@@ -334,7 +343,7 @@ def test_video_tab(page, tmp_path):
 
 
 def test_video_limits_and_cancel(webapp, tmp_path):
-    from test_frames import write_video
+    from helpers import write_video
     from swinir_app.webui.service import Cancelled, RunSettings, WebError
     clip = tmp_path / "clip.mp4"
     write_video(clip, n=24)  # 2 s
@@ -359,7 +368,7 @@ def test_video_limits_and_cancel(webapp, tmp_path):
 
 def test_video_10bit_stays_10bit(webapp, tmp_path):
     import av
-    from test_frames import write_video
+    from helpers import write_video
     from swinir_app.webui.service import RunSettings
     clip = tmp_path / "deep.mkv"
     write_video(clip, n=2, audio=False, bits=10)
@@ -380,6 +389,7 @@ def client(server):
     return Client(server[0], verbose=False)
 
 
+@pytest.mark.slow
 def test_client_restore(client, files):
     from gradio_client import handle_file
     path, info = client.predict(handle_file(str(files / "small.png")), api_name="/restore")
@@ -391,6 +401,7 @@ def test_client_restore(client, files):
     assert out.dtype == np.uint16 and out.shape == (144, 192, 3)  # 16 bits kept; Lanczos to x3
 
 
+@pytest.mark.slow
 def test_client_errors_are_one_line_and_the_app_keeps_serving(client, files):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -404,6 +415,7 @@ def test_client_errors_are_one_line_and_the_app_keeps_serving(client, files):
     assert Image.open(path).size == (128, 96)
 
 
+@pytest.mark.slow
 def test_client_batch(client, files):
     from gradio_client import handle_file
     zip_path, report = client.predict([handle_file(str(files / f)) for f in ("album.zip", "big.png")],
@@ -419,6 +431,7 @@ def test_client_batch(client, files):
 # A remote user cannot read server files, hang the server, exhaust it, or bypass its limits
 
 
+@pytest.mark.slow
 def test_model_paths_outside_the_models_folder_say_nothing_about_the_file(client, files, server, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -444,6 +457,7 @@ def test_model_paths_outside_the_models_folder_say_nothing_about_the_file(client
         client.predict(image, model="classical-x4", api_name="/restore")
 
 
+@pytest.mark.slow
 def test_output_size_scale_and_tiles_are_bounded(client, files):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -472,6 +486,7 @@ def overlapping_zip(path: Path, entries: int = 100, size: int = 40 << 20) -> Pat
     return path
 
 
+@pytest.mark.slow
 def test_zip_bombs_and_odd_member_names(client, tmp_path):
     from gradio_client import handle_file
     bomb = overlapping_zip(tmp_path / "bomb.zip")
@@ -497,6 +512,7 @@ def test_zip_bombs_and_odd_member_names(client, tmp_path):
         assert sorted(z.namelist()) == ["errors.txt", "odd/fine.png"]
 
 
+@pytest.mark.slow
 def test_inline_images_obey_the_upload_limit(server):
     """The page sends pasted images inline as data: URLs; they get the same 1 MB limit as uploads."""
     import base64
@@ -528,6 +544,7 @@ def test_inline_images_obey_the_upload_limit(server):
     assert [p for p in server.tmp.joinpath("run").rglob("pasted_*")] == cache  # nothing written
 
 
+@pytest.mark.slow
 def test_a_client_cancel_frees_the_device(client, files, server):
     from gradio_client import Client, handle_file
     job = client.submit(handle_file(str(files / "slow.png")), tile="16", tile_overlap=8, api_name="/restore")
@@ -544,6 +561,7 @@ def test_a_client_cancel_frees_the_device(client, files, server):
     assert "400×300 →" not in server.log.read_text()  # the cancelled job never finished
 
 
+@pytest.mark.slow
 def test_a_long_batch_lets_other_users_in_between_its_images(client, files, server, tmp_path):
     """A fair queue: while one client's long batch runs, another client's image is served between two
     of the batch's images, not after the whole batch."""
@@ -763,6 +781,7 @@ def test_engine_does_not_import_the_ui():
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
 
 
+@pytest.mark.slow
 def test_sigterm_leaves_no_temp_files(server, client, files):
     """Last: docker stop and systemd send SIGTERM. The server's temp folders go, as on Ctrl-C."""
     from gradio_client import handle_file

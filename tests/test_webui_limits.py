@@ -75,6 +75,7 @@ def png(path: Path, h: int, w: int) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_a_batch_stops_at_its_pixel_budget(client, tmp_path):
     """Legal small images, many of them: the request does what its pixel budget pays for, and says so."""
     from gradio_client import handle_file
@@ -93,6 +94,7 @@ def test_a_batch_stops_at_its_pixel_budget(client, tmp_path):
         assert sorted(z.namelist()) == ["album/0.png", "album/1.png", "album/2.png", "errors.txt"]
 
 
+@pytest.mark.slow
 def test_a_request_stops_at_its_time_limit(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -155,6 +157,7 @@ def video_run(server, path: Path) -> str:
     return status["value"]
 
 
+@pytest.mark.slow
 def test_video_frames_are_counted_as_decoded(server, tmp_path):
     """A live WebM declares no duration; frames past --max-video-frames stop the run with one line."""
     live = write_clip(tmp_path / "live.webm", 12, "webm", {"live": "1"})
@@ -164,6 +167,7 @@ def test_video_frames_are_counted_as_decoded(server, tmp_path):
                              f"{VIDEO_FRAMES} frames; send a shorter clip")
 
 
+@pytest.mark.slow
 def test_video_frames_larger_than_the_header_says_are_refused(server, tmp_path):
     """MJPEG whose header and first frame say 32x32, and whose second frame decodes to 100x100 (over
     --max-pixels), as a GIF's later frame can enlarge its canvas."""
@@ -172,6 +176,7 @@ def test_video_frames_larger_than_the_header_says_are_refused(server, tmp_path):
     assert video_run(server, clip) == "⚠️ liar.mkv: frame 2 is 100x100 = 10,000 pixels, over the limit of 5,000"
 
 
+@pytest.mark.slow
 def test_urls_are_refused_unfetched(server):
     """A FileData whose path is a URL: gradio would download it in full, past every limit. Nothing is fetched."""
     url = server[0]
@@ -201,6 +206,7 @@ def test_urls_are_refused_unfetched(server):
     assert any("files must be uploaded to this server first" in json.dumps(ev) for ev in events), events
 
 
+@pytest.mark.slow
 def test_nan_outputs_are_a_one_line_failure(client, tmp_path, server):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -211,6 +217,7 @@ def test_nan_outputs_are_a_one_line_failure(client, tmp_path, server):
     assert "server log" not in text and "ModelOutputError" not in text, text
 
 
+@pytest.mark.slow
 def test_model_typos_get_a_suggestion_among_the_offered_models(client, tmp_path):
     from gradio_client import handle_file
     from gradio_client.exceptions import AppError
@@ -227,6 +234,7 @@ def test_model_typos_get_a_suggestion_among_the_offered_models(client, tmp_path)
     assert "--allow-downloads" in str(e.value) and "python -m swinir_app.models" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_port_in_use_is_one_line_before_the_model_loads(ckpt):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
