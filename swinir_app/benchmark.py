@@ -428,7 +428,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.json:
         from pathlib import Path
 
-        from .images import atomic_write
+        from .files import atomic_write
         atomic_write(Path(args.json), json.dumps(asdict(report), indent=2).encode())
     return 0
 

@@ -21,6 +21,7 @@ from typing import Any, Dict, Optional, Union
 import torch
 from torch import Tensor
 
+from .errors import UserError
 from . import hf
 from .network import DERIVED_SUFFIXES, SwinIRConfig, derived_buffers, state_shapes
 
@@ -36,14 +37,14 @@ CONFIG_KEY = "swinir_config"
 _BLOCK = re.compile(r"^layers\.(\d+)\.residual_group\.blocks\.(\d+)\.")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(UserError):
     """A checkpoint or model spec could not be loaded; ``str()`` is one line that says why."""
 
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
 
 
-class ModelOutputError(RuntimeError):
+class ModelOutputError(UserError, RuntimeError):
     """A model's output that must not become an image (NaN/Inf values, a wrong shape); one line. Here, beside
     :class:`ModelLoadError`, so that the engine and the ONNX backend below it raise the same class."""
 
@@ -418,7 +419,7 @@ def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
     """
     from safetensors.torch import save
 
-    from .images import atomic_write
+    from .files import atomic_write
 
     path = Path(path)
     # safetensors refuses views and tensors that share memory; clones of contiguous CPU data are safe.

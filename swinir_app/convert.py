@@ -18,6 +18,7 @@ from typing import Optional, Sequence, Union
 from . import hf
 from .checkpoint import ModelLoadError, save_safetensors
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
+from .errors import UserError
 from .network import SwinIRConfig
 from .zoo import build_model, resolve
 
@@ -73,7 +74,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_weights_dir(parser)
     add_debug(parser)
     args = parser.parse_args(argv)
-    with one_line_errors(args.debug, (ModelLoadError, OSError)):
+    with one_line_errors(args.debug, (UserError, OSError)):
         c = convert(args.input, args.output, name=args.name, img_range=args.img_range,
                     weights_dir=args.weights_dir, to=args.to, description=args.description)
     print(f"wrote {args.output}: {c.name} {c.task} x{c.scale}, {c.upsampler or 'no upsampler'}, embed {c.embed_dim}, "

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import UserError
 from .network import SwinIR, SwinIRConfig, hardware
 # Above the zoo (export_onnx loads specs through it); the backend lies below it. OnnxModel, graph_info and
 # load_onnx are re-exported for old imports: new code takes them from .onnx_runtime.
@@ -44,7 +45,7 @@ TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference on the [0, 1] out
 FP16_MAX = 65504.0
 
 
-class ExportError(Exception):
+class ExportError(UserError):
     """An export that cannot be made or failed its verification; one line."""
 
 

@@ -17,11 +17,13 @@ import torch.distributed as dist
 # ("terminate called without an active exception") at exit.
 import torch.distributed.nn
 
+from .errors import UserError
+
 LAUNCHERS = ("none", "pytorch")
 _TORCHRUN_VARS = ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")
 
 
-class DistributedError(Exception):
+class DistributedError(UserError):
     """A launcher or device setting that cannot work; one line."""
 
 

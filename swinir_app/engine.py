@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .errors import UserError
 from .checkpoint import ModelOutputError
 from .network import SwinIR, SwinIRConfig, hardware
 from .network.hardware import autocast
@@ -26,7 +27,7 @@ TileCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], None]  # polled while a model runs; raises to stop the work
 
 
-class SettingError(ValueError):
+class SettingError(UserError, ValueError):
     """A device, precision or tile setting this machine or model cannot run; one line that names it.
 
     ``str()`` reads ``precision 'bf16': <reason>``; front ends print :meth:`flag` for their own option

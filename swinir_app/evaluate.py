@@ -22,10 +22,12 @@ from typing import Any, List, Optional, Sequence, Union
 from torch import nn
 
 from .cli import Parser, add_debug, add_device, add_model, add_tiles, fail
+from .engine import SettingError
+from .errors import UserError
 from .options import Options, OptionsError
 from .options import load_options as _load_options
 from .protocol.evaluation import BICUBIC, TASKS, EvalError, EvalResult, ModelSpec, evaluate
-from .protocol.metrics import LPIPS_NETS, METRICS, LPIPSWeightsMissing
+from .protocol.metrics import LPIPS_NETS, METRICS
 
 # The library lives in swinir_app.protocol; this module is its command line (and keeps the documented
 # ``from swinir_app.evaluate import evaluate``).
@@ -158,10 +160,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                 metrics=args.metrics, lpips_net=args.lpips_net, crop_border=args.crop_border,
                                 save_images=args.save_images, progress=not args.no_progress,
                                 degradation=args.degradation, gray_noise=args.gray_noise, **common)]
-    except (EvalError, OptionsError, LPIPSWeightsMissing) as e:
+    except UserError as e:
         if args.debug:  # the exception itself, for a debugger or a library caller
             raise
-        return fail(str(e))
+        return fail(e.flag() if isinstance(e, SettingError) else str(e))
     many = len(results) > 1
     for r in results:
         print(r.table(per_image=args.per_image))

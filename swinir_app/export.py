@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .checkpoint import ModelLoadError
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
-from .deploy import EXPORT_PRECISIONS, FP16_MAX, OPSET, ExportError, export_onnx
+from .deploy import EXPORT_PRECISIONS, FP16_MAX, OPSET, export_onnx
+from .errors import UserError
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -41,7 +41,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     def say(text: str) -> None:
         print(f"{text} ...", file=sys.stderr, flush=True)
 
-    with one_line_errors(args.debug, (ModelLoadError, ExportError, OSError)):
+    with one_line_errors(args.debug, (UserError, OSError)):
         r = export_onnx(args.model, args.output, opset=args.opset, precision=args.precision, batch=args.batch,
                         fixed_size=tuple(args.fixed_size) if args.fixed_size else None, name=args.name,
                         weights_dir=args.weights_dir, overwrite=args.overwrite, progress=say)

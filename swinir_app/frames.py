@@ -22,8 +22,8 @@ from typing import Callable, List, Optional, Tuple
 import numpy as np
 from PIL import Image
 
-from .images import (ImageReadError, _icc_fits, _read_regular_file, atomic_write, gif_frame, limit_reason,
-                     too_many_pixels)
+from .files import atomic_write
+from .images import ImageReadError, _icc_fits, _read_regular_file, gif_frame, limit_reason, too_many_pixels
 
 # The containers that hold frames, by output extension; TIFF pages carry no timing.
 TIMED = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}

@@ -17,6 +17,7 @@ from typing import Dict, List, Mapping, Tuple
 import torch
 from torch import Tensor
 
+from .errors import UserError
 from .network import SwinIRConfig
 
 PREFIX = "swin2sr."  # every body key of transformers' model starts with it
@@ -64,7 +65,7 @@ _HF_GROUP_KEY = re.compile(r"^swin2sr\.encoder\.stages\.(\d+)\.(.*)$")
 _DERIVED = ("attn_mask", "relative_position_index", "relative_coords_table")
 
 
-class LayoutError(ValueError):
+class LayoutError(UserError, ValueError):
     """A state dict or config with no counterpart in the other layout; one line."""
 
 
@@ -233,7 +234,7 @@ def write_folder(folder: Path, state: Mapping[str, Tensor], config: SwinIRConfig
     ``model.safetensors``, each written atomically."""
     from safetensors.torch import save
 
-    from .images import atomic_write
+    from .files import atomic_write
 
     hf_state = {k: v.detach().to("cpu").contiguous().clone() for k, v in to_hf(state, config).items()}
     folder = Path(folder)

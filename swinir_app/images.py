@@ -1,27 +1,27 @@
 """Reading and writing images for every front end: any depth, mode and orientation, written atomically.
 
-The one image reader and writer of the package, and the one atomic file writer (:func:`atomic_file`)
-that checkpoints, training states, downloads and reports use too. Importing it changes nothing in
-the process: front ends that raise Pillow's decompression-bomb limit call :func:`configure_pillow`.
+The one image reader and writer of the package; files are written atomically through
+:mod:`swinir_app.files` (whose names are re-exported here for older callers). Importing it changes nothing
+in the process: front ends that raise Pillow's decompression-bomb limit call :func:`configure_pillow`.
 """
 from __future__ import annotations
 
 import functools
 import io
 import os
-import re
-import secrets
-import stat
-import time
 import zlib
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Iterator, List, Optional, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import UserError
+
+from .files import (STALE_PART_AGE, FileReadError, atomic_file, atomic_write,  # noqa: F401 (re-exported)
+                    read_regular_file, remove_stale_parts)
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif")
 WRITABLE = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
@@ -92,7 +92,7 @@ def too_many_pixels(name, data: bytes, max_pixels: Optional[int]) -> "ImageReadE
     return ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds {limit_reason(w * h, max_pixels)}")
 
 
-class ImageReadError(Exception):
+class ImageReadError(UserError):
     """A file that cannot be restored; ``str()`` is one line naming the file and the reason."""
 
     def __init__(self, path, reason: str):
@@ -249,27 +249,11 @@ def _cmyk_to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
 
 
 def _read_regular_file(path: Path, name: str, max_bytes: Optional[int]) -> bytes:
+    """:func:`swinir_app.files.read_regular_file` for an image: raises :class:`ImageReadError`."""
     try:
-        # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting forever.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except PermissionError:
-        raise ImageReadError(name, "permission denied") from None
-    except FileNotFoundError:
-        raise ImageReadError(name, "no such file") from None
-    except OSError as e:
-        raise ImageReadError(name, f"cannot read: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
-        st = os.fstat(fd)
-        if stat.S_ISDIR(st.st_mode):
-            raise ImageReadError(name, "is a directory")
-        if not stat.S_ISREG(st.st_mode):
-            raise ImageReadError(name, "not a regular file (a device, pipe or socket); only files are read")
-        if max_bytes is not None and st.st_size > max_bytes:
-            raise ImageReadError(name, f"{st.st_size:,} bytes is over the limit of {max_bytes:,} for an image")
-        try:
-            return f.read()
-        except OSError as e:
-            raise ImageReadError(name, f"cannot read: {e.strerror or e}") from None
+        return read_regular_file(path, name, max_bytes, limit_for="an image")
+    except FileReadError as e:
+        raise ImageReadError(e.path, e.reason) from None
 
 
 def _is_deep_color(img: Image.Image, data: bytes) -> bool:
@@ -449,73 +433,6 @@ def _encode_16bit(a: np.ndarray, ext: str, icc: Optional[bytes]) -> bytes:
     out = io.BytesIO()
     png.write_chunks(out, [chunks[0], (b"iCCP", iccp), *chunks[1:]])  # right after IHDR, before IDAT
     return out.getvalue()
-
-
-@contextmanager
-def atomic_file(path: Union[str, os.PathLike], overwrite: bool = True) -> Iterator[BinaryIO]:
-    """A file to write ``path`` through: a temp file beside it, moved into place when the block ends.
-
-    If the block raises (Ctrl-C included), the temp file is removed and ``path`` is untouched, so a
-    reader never sees half a file. ``overwrite=False`` fails with FileExistsError if ``path`` appeared
-    meanwhile, without a race with another writer. The temp file is ``.<name>.<8 characters>.part``
-    (see :func:`remove_stale_parts`), created with the usual permissions (0666 less the umask).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-        try:
-            f = open(tmp, "xb")  # O_EXCL, mode 0666 less the umask; f.name is the temp path
-            break
-        except FileExistsError:
-            continue
-    try:
-        with f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        if overwrite:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # fails if path exists: no race with another writer
-            os.unlink(tmp)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def atomic_write(path: Union[str, os.PathLike], data: bytes, overwrite: bool = True) -> None:
-    """Write ``data`` to ``path`` through :func:`atomic_file`: complete or absent, never partial."""
-    with atomic_file(path, overwrite) as f:
-        f.write(data)
-
-
-STALE_PART_AGE = 15 * 60.0  # seconds: a .part file untouched this long belongs to a process that died
-_PART = re.compile(r"^\..+\.[a-z0-9_]{8}\.part$")  # atomic_file's temp names (and mkstemp's: 8 characters)
-
-
-def remove_stale_parts(folder: Path, age: float = STALE_PART_AGE, pattern: re.Pattern = _PART) -> List[Path]:
-    """Delete the temp files of :func:`atomic_file` (or other files of ours whose names match ``pattern``) in
-    ``folder`` (not below it) older than ``age`` seconds.
-
-    A process killed while writing (SIGKILL, power loss) leaves its ``.part`` file behind; a later run
-    removes them. A file still being written is younger than ``age``: its writer touches it.
-    """
-    removed = []
-    now = time.time()
-    try:
-        entries = list(os.scandir(folder))
-    except OSError:
-        return removed
-    for entry in entries:
-        try:
-            if pattern.match(entry.name) and entry.is_file(follow_symlinks=False) \
-                    and now - entry.stat(follow_symlinks=False).st_mtime > age:
-                os.unlink(entry.path)
-                removed.append(Path(entry.path))
-        except OSError:
-            pass
-    return removed
 
 
 def write_image(path: Union[str, os.PathLike], array: np.ndarray, quality: int = 95,

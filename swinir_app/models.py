@@ -5,8 +5,8 @@ import sys
 from pathlib import Path
 from typing import List, Optional, Sequence
 
-from .checkpoint import ModelLoadError
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
+from .errors import UserError
 from .zoo import ZooEntry, all_entries, cache_problem, is_cached, param_count, weights_home
 
 COLUMNS = ("name", "task", "scale", "params", "cached", "file")
@@ -51,7 +51,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     add_debug(parser)
     args = parser.parse_args(argv)
     problems: List[str] = []
-    with one_line_errors(args.debug, (ModelLoadError, OSError)):
+    with one_line_errors(args.debug, (UserError, OSError)):
         data = rows(all_entries(), args.weights_dir, problems)
     print(table(data))
     print(f"\ncache: {weights_home(args.weights_dir)}")

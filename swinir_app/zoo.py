@@ -27,7 +27,7 @@ import torch
 from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint, load_hf_folder,
                          read_safetensors_metadata)
 from .hf import is_hf_folder
-from .images import atomic_file, remove_stale_parts
+from .files import atomic_file, remove_stale_parts
 from .network import SwinIR, SwinIRConfig, build_network
 
 __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",

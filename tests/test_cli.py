@@ -76,3 +76,32 @@ def test_a_wrong_hat_file_says_where_to_get_it_and_is_not_listed_as_cached(zoo_h
     assert rows["hat-x4"][4] == "unusable" and rows["hat-s-x2"][4] == "unusable"
     reasons = [line for line in out.splitlines() if line.startswith("unusable:")]
     assert len(reasons) == 2 and all("XPixelGroup/HAT" in line for line in reasons)
+
+
+def test_every_one_line_error_the_front_ends_caught_is_a_user_error():
+    """Front ends catch :class:`UserError`; the classes they once listed one by one are all under it, and keep
+    their other bases, so that an ``except ValueError`` or ``except RuntimeError`` still catches them."""
+    from swinir_app.checkpoint import ModelLoadError, ModelOutputError
+    from swinir_app.deploy import ExportError
+    from swinir_app.distributed import DistributedError
+    from swinir_app.engine import SettingError
+    from swinir_app.errors import UserError
+    from swinir_app.hf import LayoutError
+    from swinir_app.images import ImageReadError
+    from swinir_app.options import OptionsError
+    from swinir_app.protocol.evaluation import EvalError
+    from swinir_app.protocol.inputs import ImageError
+    from swinir_app.protocol.metrics import LPIPSWeightsMissing, MetricError
+    from swinir_app.train.data import DataError
+    from swinir_app.train.experiment import TrainingError
+    from swinir_app.video import VideoError
+    from swinir_app.webui.jobs import WebError
+
+    listed = (ModelLoadError, ExportError, OptionsError, DataError, DistributedError, TrainingError, EvalError,
+              LPIPSWeightsMissing, WebError, SettingError)  # the front ends' tuples before UserError
+    others = (ModelOutputError, ImageReadError, VideoError, ImageError, MetricError, LayoutError)
+    assert all(issubclass(c, UserError) for c in listed + others)
+    assert issubclass(SettingError, ValueError) and issubclass(MetricError, ValueError)
+    assert issubclass(LayoutError, ValueError)
+    assert issubclass(ModelOutputError, RuntimeError) and issubclass(LPIPSWeightsMissing, RuntimeError)
+    assert issubclass(VideoError, ImageReadError)

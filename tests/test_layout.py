@@ -14,7 +14,8 @@ PACKAGE = REPO / "swinir_app"
 # Lower layers never import higher ones. A module's layer is that of its longest matching prefix. Modules on
 # one layer may import each other, so test_no_import_cycles checks that they never do so both ways.
 LAYERS = {
-    "swinir_app.network": 0,
+    "swinir_app.network": 0, "swinir_app.errors": 0,  # errors: UserError, the base of every one-line error
+    "swinir_app.files": 1,  # atomic writes, stale .part cleanup, capped reads: imports nothing of the package
     "swinir_app.checkpoint": 1, "swinir_app.hf": 1, "swinir_app.images": 1, "swinir_app.distributed": 1,
     "swinir_app.frames": 1, "swinir_app.video": 1,
     "swinir_app._basicsr": 1,
@@ -100,6 +101,10 @@ def test_the_network_imports_nothing_else_of_the_package():
             outside = [t for t in targets if known(t) and t.startswith("swinir_app")
                        and not t.startswith("swinir_app.network")]
             assert outside == [], module
+
+
+def test_the_errors_module_imports_nothing_of_the_package():
+    assert [t for t in EDGES["swinir_app.errors"] if t.startswith("swinir_app")] == []
 
 
 def cycles(edges):

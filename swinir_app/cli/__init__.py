@@ -91,7 +91,8 @@ def fail(message: str, debug: bool = False, code: int = 2) -> int:
 @contextmanager
 def one_line_errors(debug: bool, errors: Tuple[Type[BaseException], ...], code: int = 2) -> Iterator[None]:
     """``errors`` raised in the block become one line on stderr and ``SystemExit(code)``; with --debug,
-    they propagate with their traceback. A :class:`SettingError` names its command-line flag."""
+    they propagate with their traceback. A :class:`SettingError` names its command-line flag. Front ends
+    pass :class:`~swinir_app.errors.UserError` (every one-line error of the package) and what else they expect."""
     try:
         yield
     except errors as e:

@@ -17,14 +17,15 @@ from typing import Any, Dict, Mapping, Sequence, Union
 import torch
 from pydantic import BaseModel, ValidationError
 
-from ..images import ImageReadError, _read_regular_file
+from ..errors import UserError
+from ..files import FileReadError, read_regular_file
 from .schema import GAN_TYPES, SCHEDULERS, Options
 
 PURPOSES = ("train", "test")
 MAX_OPTIONS_BYTES = 16 << 20  # options files are a few KB: a larger one is not one
 
 
-class OptionsError(Exception):
+class OptionsError(UserError):
     """An options file (or override) that cannot be used; ``str()`` is one line naming the key."""
 
 
@@ -45,9 +46,9 @@ def load_options(path: Union[str, os.PathLike], overrides: Sequence[str] = (), *
 def read_text(path: Union[str, os.PathLike]) -> str:
     # Regular files only: -opt on a FIFO would wait forever, on /dev/zero fill memory.
     try:
-        return _read_regular_file(Path(path), str(path), MAX_OPTIONS_BYTES).decode("utf-8")
-    except ImageReadError as e:
-        raise OptionsError(f"cannot read options file {path}: {e.reason.replace(' for an image', '')}") from None
+        return read_regular_file(Path(path), str(path), MAX_OPTIONS_BYTES).decode("utf-8")
+    except FileReadError as e:
+        raise OptionsError(f"cannot read options file {path}: {e.reason}") from None
     except UnicodeDecodeError:
         raise OptionsError(f"cannot read options file {path}: not UTF-8 text") from None
 

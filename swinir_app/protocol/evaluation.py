@@ -21,8 +21,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 from torch import nn
 
+from ..errors import UserError
 from ..engine import Restorer
-from ..images import IMAGE_EXTENSIONS, atomic_write, write_image
+from ..files import atomic_write
+from ..images import IMAGE_EXTENSIONS, write_image
 from ..zoo import ModelLoadError, load_model
 from .degrade import (bicubic_downscale, bicubic_upscale, jpeg_input, noisy_input, parse_realistic,
                       realistic_downscale)
@@ -36,7 +38,7 @@ BICUBIC = "bicubic"
 ModelSpec = Union[str, Path, nn.Module]
 
 
-class EvalError(Exception):
+class EvalError(UserError):
     """A usage error (bad arguments, folders, model); ``str()`` is one line."""
 
 

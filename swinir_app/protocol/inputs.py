@@ -13,7 +13,9 @@ from typing import List, Optional, Union
 import cv2
 import numpy as np
 
-from ..images import IMAGE_EXTENSIONS, ImageReadError, _read_regular_file
+from ..errors import UserError
+from ..files import FileReadError, read_regular_file
+from ..images import IMAGE_EXTENSIONS
 from .metrics import bt601_y
 
 PathLike = Union[str, os.PathLike]
@@ -26,12 +28,12 @@ def read_file(path: PathLike, max_bytes: int = MAX_FILE_BYTES) -> bytes:
     """The bytes of the regular file at ``path``, at most ``max_bytes``: a pipe, device or socket is refused
     without blocking (a FIFO would hang, /dev/zero fill memory). Raises :class:`ImageError` (one line)."""
     try:
-        return _read_regular_file(Path(path), str(path), max_bytes)
-    except ImageReadError as e:
-        raise ImageError(f"{path}: {e.reason.replace(' for an image', '')}") from None
+        return read_regular_file(Path(path), str(path), max_bytes)
+    except FileReadError as e:
+        raise ImageError(f"{path}: {e.reason}") from None
 
 
-class ImageError(Exception):
+class ImageError(UserError):
     """One image that cannot be used; ``str()`` is one line naming the file and the reason."""
 
 

@@ -17,6 +17,7 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from ..errors import UserError
 from .._basicsr import calculate_niqe, calculate_psnr, calculate_ssim
 
 METRICS = ("psnr", "ssim", "psnrb", "lpips", "niqe")
@@ -142,7 +143,7 @@ def calculate_psnrb(img: np.ndarray, img2: np.ndarray, crop_border: int, test_y_
     return float(total / a.shape[2])
 
 
-class LPIPSWeightsMissing(RuntimeError):
+class LPIPSWeightsMissing(UserError, RuntimeError):
     """The torchvision backbone that LPIPS needs is not on disk and could not be downloaded."""
 
 
@@ -210,7 +211,7 @@ class LPIPS:
         return float(self.model(a.to(self.device), b.to(self.device)).item())
 
 
-class MetricError(ValueError):
+class MetricError(UserError, ValueError):
     """An image a metric cannot score (too small for NIQE's blocks); one line."""
 
 

@@ -8,11 +8,10 @@ import argparse
 import sys
 from typing import List, Optional, Sequence
 
-from ..checkpoint import ModelLoadError
 from ..cli import Parser, one_line_errors
-from ..distributed import LAUNCHERS, DistributedError
-from ..options import OptionsError, load_options
-from .data import DataError
+from ..distributed import LAUNCHERS
+from ..errors import UserError
+from ..options import load_options
 from .trainer import Interrupted, TrainingError, train
 
 
@@ -38,8 +37,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     try:
-        with one_line_errors(args.debug, (TrainingError,), code=1), \
-                one_line_errors(args.debug, (OptionsError, DataError, DistributedError, ModelLoadError)):
+        # any other user error stops it before (or outside) training proper: exit code 2, not 1
+        with one_line_errors(args.debug, (UserError,)), one_line_errors(args.debug, (TrainingError,), code=1):
             opts = load_options(args.opt, args.force_yml, debug=args.debug)
             result = train(opts, launcher=args.launcher, auto_resume=args.auto_resume,
                            argv=["python -m swinir_app.train", *argv])

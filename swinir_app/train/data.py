@@ -23,7 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..images import IMAGE_EXTENSIONS, atomic_write
+from ..errors import UserError
+from ..files import atomic_write
+from ..images import IMAGE_EXTENSIONS
 from ..protocol.degrade import bicubic_downscale, jpeg_input, noisy_input
 from ..protocol.inputs import MAX_FILE_BYTES, ImageError, decode as decode_image, find_lq, read_file
 from ..options import SKIMAGE_SCHEME, DatasetOptions
@@ -32,7 +34,7 @@ MEMORY_CACHE_BYTES = 256 << 20  # decoded images (and bicubic LR) kept in memory
 _EXIF_ORIENTATION = 0x0112
 
 
-class DataError(Exception):
+class DataError(UserError):
     """A dataset that cannot be used; ``str()`` is one line naming the file."""
 
 

@@ -20,14 +20,15 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..errors import UserError
 from ..checkpoint import ModelLoadError, read_file
-from ..images import atomic_write
+from ..files import atomic_write
 
 log = logging.getLogger("swinir_app.train")
 STATE_SUFFIX = ".state"
 
 
-class TrainingError(Exception):
+class TrainingError(UserError):
     """Training cannot go on (diverged, unusable resume state); one line."""
 
 

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from ..network.hardware import autocast
-from ..images import atomic_write, remove_stale_parts
+from ..files import atomic_write, remove_stale_parts
 from ..network import SwinIR, build_network
 from .. import distributed
 from .experiment import Experiment, Interrupted, Resume, TrainingError, cpu_state, rng_state, set_rng_state

@@ -11,7 +11,8 @@ from typing import Dict, List, Optional, Tuple
 
 from .. import frames as animations
 from .. import video
-from ..images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, WRITABLE, remove_stale_parts
+from ..files import remove_stale_parts
+from ..images import IMAGE_EXTENSIONS, OUTPUT_FORMATS, WRITABLE
 from .summary import Summary
 
 

@@ -15,7 +15,7 @@ audio muxed back in. Segments are encoded without B-frames, so their packets joi
 the joined file is checked to hold exactly the frames restored, at their times. Variable frame
 rates are kept: frames keep their own timestamps, whole or in slices.
 
-Outputs are written through :func:`swinir_app.images.atomic_file`: a file that cannot be decoded,
+Outputs are written through :func:`swinir_app.files.atomic_file`: a file that cannot be decoded,
 stops early, or is interrupted leaves no output behind.
 
 Modules: ``reading`` (probing, decoding, time-slice bounds, the truncation check's extents), ``encode``

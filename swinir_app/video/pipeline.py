@@ -11,7 +11,7 @@ from typing import Callable, List, Optional, Tuple
 
 import numpy as np
 
-from ..images import atomic_file
+from ..files import atomic_file
 from .encode import (DEFAULT_CRF, DEFAULT_PRESET, FULL_RANGE_ENCODERS, _cannot_hold, _open_encoder, _options,
                      _pixel_format, _standard_rate, default_codec, encoder_name, encoder_problem, format_bits)
 from .reading import (CONTAINERS, TRUNCATION_STEPS, VideoError, _bounds, _Extent, _inside, _reason, _seconds,

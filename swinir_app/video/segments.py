@@ -8,7 +8,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import List, Optional
 
-from ..images import STALE_PART_AGE, atomic_file, remove_stale_parts
+from ..files import STALE_PART_AGE, atomic_file, remove_stale_parts
 from .reading import CONTAINERS, VideoError, _reason, _video_times, probe
 
 def segment_path(dst, k: int, n: int) -> Path:

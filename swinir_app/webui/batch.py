@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
-from ..images import atomic_file, encode_image
+from ..files import atomic_file
+from ..images import encode_image
 from .catalogue import label_of
 from .jobs import Job, OverBudget, WebError, one_line
 from .service import TileProgress, WebApp

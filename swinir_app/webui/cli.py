@@ -10,11 +10,10 @@ import socket
 import sys
 from typing import List, Optional
 
-from ..checkpoint import ModelLoadError
 from ..cli import Parser, add_model, fail
 from ..engine import DEFAULT_MODEL, DEVICES, SettingError
+from ..errors import UserError
 from ..images import configure_pillow
-from .jobs import WebError
 from .middleware import BodyLimit, UploadQuota
 from .service import WebApp
 from .settings import (DEFAULT_MAX_BATCH_SIZE, DEFAULT_MAX_FILE_SIZE, DEFAULT_MAX_OUTPUT_PIXELS, DEFAULT_MAX_PIXELS,
@@ -112,7 +111,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             app.describe(app.default_spec)  # a bad --model fails now, not on the first click
     except SettingError as e:
         return fail(e.flag())
-    except (WebError, ValueError, ModelLoadError) as e:
+    except (UserError, ValueError) as e:
         return fail(str(e))
     if "GRADIO_TEMP_DIR" not in os.environ:
         # Gradio's cache (uploads, result copies) inside our folder: removed with it at exit, and counted in

@@ -12,10 +12,12 @@ import time
 from contextlib import contextmanager
 from typing import Dict, Iterator, List, Optional, Set, Tuple
 
+from ..errors import UserError
+
 MAX_OWNERS = 10_000  # owners remembered for the round-robin; forgotten ones start afresh
 
 
-class WebError(Exception):
+class WebError(UserError):
     """A request that cannot be done; ``str()`` is one line for the page."""
 
 
