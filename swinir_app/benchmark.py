@@ -19,7 +19,8 @@ from typing import Callable, List, Optional, Sequence
 
 import torch
 
-from .network.hardware import DTYPES, autocast
+from .network.hardware import autocast
+from .precision import DTYPES
 from .network import ARCH_NAMES, PRESETS, SwinIRConfig, build_network, hardware
 
 @dataclass
@@ -330,7 +331,8 @@ def format_table(report: Report) -> str:
 
 def runnable(precision: str, device: torch.device) -> Optional[str]:
     """None if ``precision`` runs natively on ``device``, else why not (the engine's own check)."""
-    from .engine import SettingError, resolve_precision
+    from .errors import SettingError
+    from .precision import resolve_precision
 
     try:
         resolve_precision(precision, device)
@@ -341,7 +343,7 @@ def runnable(precision: str, device: torch.device) -> Optional[str]:
 
 def main(argv: Optional[List[str]] = None) -> int:
     from .cli import Parser
-    from .engine import auto_precision
+    from .precision import auto_precision
 
     p = Parser(prog="python -m swinir_app.benchmark", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -382,7 +384,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = SwinIRConfig.preset(args.config)
     if config.arch != args.arch:
         p.error(f"--config {args.config} is a {config.name} network, and --arch is {args.arch}")
-    auto = auto_precision(device, config)
+    with torch.device("meta"):  # what the network declares; nothing allocated
+        auto = auto_precision(device, build_network(config).capabilities)
     precisions = args.precision or list(dict.fromkeys(["fp32", auto]))
 
     report = Report(device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),

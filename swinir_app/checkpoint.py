@@ -176,8 +176,10 @@ def default_img_size(window_size: int, upsampler: str) -> int:
 
 def detect_arch(state: StateDict) -> str:
     """'swin2sr' when the tensors are Swin2SR's (a ``patch_embed.proj`` conv, or cosine attention's
-    ``logit_scale``), 'hat' for HAT's (``relative_position_index_SA``, or channel-attention blocks), else
-    'swinir'."""
+    ``logit_scale``), 'hat' for HAT's (``relative_position_index_SA``, or channel-attention blocks), 'dat'
+    for DAT's (its ``before_RG`` LayerNorm, or spatial-gate FFNs), else 'swinir'."""
+    if "before_RG.1.weight" in state or any(".ffn.sg." in k for k in state):
+        return "dat"
     if "patch_embed.proj.weight" in state or any(k.endswith(".attn.logit_scale") for k in state):
         return "swin2sr"
     if "relative_position_index_SA" in state or any(".conv_block.cab." in k for k in state):
@@ -186,7 +188,7 @@ def detect_arch(state: StateDict) -> str:
 
 
 def infer_config(state: StateDict, *, img_range: Optional[float] = None, source: str = "state dict") -> SwinIRConfig:
-    """Every hyperparameter of the official SwinIR or Swin2SR that made ``state`` (bare official key names).
+    """Every hyperparameter of the official SwinIR, Swin2SR, HAT or DAT that made ``state`` (bare official key names).
 
     ``img_range`` is not stored in the weights: 255 for window-7 restoration networks (the official
     JPEG models), else 1, unless given. ``img_size`` comes from a stored ``attn_mask`` (48 for
@@ -205,6 +207,8 @@ def _infer_config(state: StateDict, img_range: Optional[float], source: str) -> 
             raise ModelLoadError(f"{source} is not a SwinIR state dict: {key} is missing")
         return tuple(state[key].shape)
 
+    if detect_arch(state) == "dat":
+        return _infer_dat(state, img_range, source, shape)
     embed_dim, in_chans = shape("conv_first.weight")[:2]
     depth_of: Dict[int, int] = {}
     for key in state:
@@ -275,6 +279,55 @@ def _infer_hat(state: StateDict, embed_dim: int, window_size: int, shape) -> Dic
             "overlap_ratio": (ows - window_size) / window_size}
 
 
+_DAT_BLOCK = re.compile(r"^layers\.(\d+)\.blocks\.(\d+)\.")
+_DAT_SPLITS = {128: (8, 16), 256: (8, 32), 8: (2, 4)}  # official split sizes by window area
+
+
+def _infer_dat(state: StateDict, img_range: Optional[float], source: str, shape) -> SwinIRConfig:
+    """A DAT's hyperparameters (official key names): widths and heads from the weights, split_size from the
+    spatial branches' coordinates (else their index, else their shift masks), img_size from a shift mask
+    (else the official 64). img_range is not in the weights: 1 unless given, as every released DAT."""
+    embed_dim, in_chans = shape("conv_first.weight")[:2]
+    depth_of: Dict[int, int] = {}
+    for key in state:
+        m = _DAT_BLOCK.match(key)
+        if m:
+            group, block = int(m.group(1)), int(m.group(2))
+            depth_of[group] = max(depth_of.get(group, 0), block + 1)
+    if not depth_of or sorted(depth_of) != list(range(len(depth_of))):
+        raise ModelLoadError(f"{source} is not a DAT state dict: no consecutive layers.N.blocks")
+    depths = tuple(depth_of[i] for i in range(len(depth_of)))
+    # Heads: the channel blocks' temperature (heads, 1, 1); a group of one block has only the spatial one,
+    # whose two branches have half the heads each (its last position-MLP layer gives them).
+    num_heads = tuple(shape(f"layers.{i}.blocks.1.attn.temperature")[0] if depths[i] > 1
+                      else 2 * shape(f"layers.{i}.blocks.0.attn.attns.0.pos.pos3.2.weight")[0]
+                      for i in range(len(depths)))
+    branch = "layers.0.blocks.0.attn.attns.0."
+    masks = [v for k, v in state.items() if k.endswith(".attn_mask_0") and v.dim() == 3]
+    if branch + "rpe_biases" in state and state[branch + "rpe_biases"].dim() == 2:
+        split = tuple(int(v) + 1 for v in state[branch + "rpe_biases"][-1].tolist())  # (h - 1, w - 1) last
+    else:
+        found = [v.shape[-1] for k, v in state.items()
+                 if k.endswith((".attns.0.relative_position_index", ".attn_mask_0"))]
+        if not found or found[0] not in _DAT_SPLITS:
+            raise ModelLoadError(f"{source}: cannot tell DAT's split_size (no rpe_biases, and no official window "
+                                 f"area in its position index or shift masks)")
+        split = _DAT_SPLITS[found[0]]
+    img_size = 64
+    if masks:  # (windows, N, N) for an img_size square: windows * N = img_size ** 2
+        img_size = math.isqrt(masks[0].shape[0] * masks[0].shape[1])
+    upsampler, upscale, num_feat, out_chans = _infer_reconstruction(state, in_chans, source)
+    try:
+        return SwinIRConfig(
+            arch="dat", upscale=upscale, in_chans=in_chans, img_size=img_size, img_range=float(img_range or 1.0),
+            depths=depths, embed_dim=embed_dim, num_heads=num_heads, split_size=split,
+            expansion_factor=shape("layers.0.blocks.0.ffn.fc1.weight")[0] / embed_dim, upsampler=upsampler,
+            resi_connection="3conv" if "conv_after_body.0.weight" in state else "1conv",
+            qkv_bias="layers.0.blocks.0.attn.qkv.bias" in state, num_feat=num_feat, out_chans=out_chans)
+    except ValueError as e:
+        raise ModelLoadError(f"{source} is not a DAT state dict: {e}") from None
+
+
 def _infer_reconstruction(state: StateDict, in_chans: int, source: str) -> tuple[str, int, int, int]:
     """(upsampler, upscale, num_feat, out_chans) from the reconstruction tail's keys and shapes."""
     default_feat = SwinIRConfig.num_feat
@@ -308,8 +361,8 @@ def config_from_dict(d_in: Mapping, source: str) -> SwinIRConfig:
     """A config stored with the weights (training outputs, safetensors metadata)."""
     d = d_in
     d = {k: v for k, v in d.items() if k != "type"}  # BasicSR network options also carry type: SwinIR
-    if str(dict(d_in).get("type", "")).lower() == "swin2sr":
-        d.setdefault("arch", "swin2sr")
+    if str(dict(d_in).get("type", "")).lower() in ("swin2sr", "dat"):
+        d.setdefault("arch", str(dict(d_in)["type"]).lower())
     try:
         return SwinIRConfig.from_dict(d)
     except (TypeError, ValueError) as e:

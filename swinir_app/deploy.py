@@ -35,12 +35,12 @@ from torch import Tensor, nn
 
 from .errors import UserError
 from .network import SwinIR, SwinIRConfig, hardware
-# Above the zoo (export_onnx loads specs through it); the backend lies below it. OnnxModel, graph_info and
-# load_onnx are re-exported for old imports: new code takes them from .onnx_runtime.
-from .onnx_runtime import INPUT, META_CONFIG, OUTPUT, OnnxModel, graph_info, inference_session, load_onnx
+# Above the zoo (export_onnx loads specs through it); the backend (OnnxModel, graph_info, load_onnx) lies
+# below it, in .onnx_runtime.
+from .onnx_runtime import INPUT, META_CONFIG, OUTPUT, inference_session
+from .precision import EXPORT_PRECISIONS
 
 OPSET = 17
-EXPORT_PRECISIONS = ("fp32", "fp16", "bf16")
 TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference on the [0, 1] output, against PyTorch fp32
 FP16_MAX = 65504.0
 
@@ -307,5 +307,5 @@ def _pin(proto, batch: Optional[int], fixed_size: Optional[Tuple[int, int]], con
                 dim.dim_value = size  # replaces the dim_param (a oneof)
 
 
-__all__: Sequence[str] = ("EXPORT_PRECISIONS", "ExportError", "ExportReport", "Graph", "OnnxModel", "OPSET",
-                          "check_sizes", "export_onnx", "graph_info", "load_onnx")
+__all__: Sequence[str] = ("EXPORT_PRECISIONS", "ExportError", "ExportReport", "Graph", "OPSET", "check_sizes",
+                          "export_onnx")

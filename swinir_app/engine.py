@@ -15,32 +15,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .errors import UserError
 from .checkpoint import ModelOutputError
-from .network import SwinIR, SwinIRConfig, hardware
+from .errors import SettingError
+from .network import SwinIRConfig
+from .network.capabilities import AMX_BF16_MIN_EMBED, Capabilities, activation_bytes
 from .network.hardware import autocast
+from .precision import PRECISIONS, auto_precision, resolve_precision
+
+__all__ = ["AMX_BF16_MIN_EMBED", "DEFAULT_MODEL", "DEVICES", "PRECISIONS", "PlanNote", "Restorer", "SettingError",
+           "TilePlan", "auto_precision", "available_memory", "blend_ramp", "bytes_per_pixel", "human_size", "is_oom",
+           "parse_tile", "resize_lanczos", "resolve_device", "resolve_precision", "tile_starts"]
 
 DEFAULT_MODEL = "bundled-x4"  # what the CLI and the web app run unless told otherwise: bundled, offline
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 TileCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], None]  # polled while a model runs; raises to stop the work
-
-
-class SettingError(UserError, ValueError):
-    """A device, precision or tile setting this machine or model cannot run; one line that names it.
-
-    ``str()`` reads ``precision 'bf16': <reason>``; front ends print :meth:`flag` for their own option
-    names (``--precision bf16: <reason>``).
-    """
-
-    def __init__(self, setting: str, value: object, reason: str, advice: Optional[str] = None):
-        self.setting, self.value, self.reason, self.advice = setting, value, reason, advice
-        self.detail = reason + (f"; {advice}" if advice else "")
-        super().__init__(f"{setting} {str(value)!r}: {self.detail}")
-
-    def flag(self) -> str:
-        return f"--{self.setting.replace('_', '-')} {self.value}: {self.detail}"
 
 
 def parse_tile(value: Union[None, int, str]) -> Union[None, int, str]:
@@ -97,54 +86,6 @@ def _mps_available() -> bool:
     return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
 
 
-# bf16 pays on an AMX CPU only when the transformer is wide: measured fp32/bf16 speedups at 128x128 on a
-# 2-core AMX Xeon were 1.73x for SwinIR-M (embed 180), 1.15x for SwinIR-S (60), 1.04x for bundled-x4
-# (48) and 0.89x for bundled-dn (48). Narrow models stay in fp32, which is then as fast and exact.
-AMX_BF16_MIN_EMBED = 96
-
-
-def auto_precision(device: torch.device, config: Optional[SwinIRConfig] = None) -> str:
-    """The precision ``"auto"`` picks for a model on ``device``: the fastest accurate one there.
-
-    - CUDA: bf16 on sm80 and newer, else fp16 (a tile that overflows is redone in fp32);
-    - CPU with AMX-BF16: bf16 for models with ``embed_dim >= 96`` (where it is faster, README
-      Performance), else fp32;
-    - other CPUs (AVX2, AVX512-BF16 without AMX: not measured faster) and MPS: fp32.
-    """
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "bf16" if hardware.gpu(device).bf16 else "fp16"
-    if device.type == "cpu" and hardware.cpu().amx and (config is None or config.embed_dim >= AMX_BF16_MIN_EMBED):
-        return "bf16"
-    return "fp32"
-
-
-def resolve_precision(precision: str, device: torch.device, config: Optional[SwinIRConfig] = None) -> str:
-    """'auto', 'fp32', 'bf16' or 'fp16' -> the precision that will run a ``config`` model on ``device``.
-
-    A half precision this device cannot run natively is refused with :class:`SettingError` (one line
-    saying why and what to use), never left to fail inside a kernel or to run emulated and slow.
-    """
-    if precision not in PRECISIONS:
-        raise SettingError("precision", precision, f"not one of {', '.join(PRECISIONS)}")
-    device = torch.device(device)
-    if precision == "auto":
-        return auto_precision(device, config)
-    if precision == "bf16":
-        if device.type == "cpu" and not hardware.cpu().bf16:
-            raise SettingError("precision", precision, f"this CPU ({hardware.cpu().describe()}) would emulate "
-                                                       f"bf16, about 100x slower than fp32", "use fp32 or auto")
-        if device.type == "cuda" and not hardware.gpu(device).bf16:
-            raise SettingError("precision", precision, f"this GPU ({hardware.gpu(device).describe()}) has no "
-                                                       f"native bf16 (sm80 and newer have it)", "use fp16 or auto")
-        if device.type == "mps":
-            raise SettingError("precision", precision, "not supported on MPS", "use fp16, fp32 or auto")
-    if precision == "fp16" and device.type == "cpu":
-        other = "fp32, bf16 (native on this CPU)" if hardware.cpu().bf16 else "fp32"
-        raise SettingError("precision", precision, "fp16 is for GPUs", f"on this CPU use {other} or auto")
-    return precision
-
-
 def available_memory(device: torch.device) -> int:
     """Bytes free for activations on the device."""
     if device.type == "cuda":
@@ -198,67 +139,193 @@ def blend_ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> Tenso
 _TRANSFORMS = [(k, flip) for flip in (False, True) for k in range(4)]  # the 8 dihedral transforms
 
 
-@dataclass(frozen=True)
-class Tiling:
-    """See :meth:`Restorer.tiling`."""
+def human_size(n: float) -> str:
+    """Bytes in words: '512 bytes', '1.5 MB', '12.3 GB'."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
+        n /= 1024
+    return str(n)
 
-    tile: Optional[int]  # None: the whole image at once
+
+@dataclass(frozen=True)
+class PlanNote:
+    """Something a front end should tell the user about the tile plan, in the words of its own options.
+
+    ``template`` names settings as ``{tile}`` and ``{tile_overlap}``: :meth:`flag` spells them as CLI flags
+    (``--tile-overlap``), ``str()`` in words (``tile overlap``).
+    """
+
+    template: str
+
+    def flag(self) -> str:
+        return self.template.format(tile="--tile", tile_overlap="--tile-overlap")
+
+    def __str__(self) -> str:
+        return self.template.format(tile="tile", tile_overlap="tile overlap")
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How :class:`Restorer` will cut an image (see :meth:`Restorer.plan`).
+
+    Attributes:
+        tile: tile side in input pixels, or None for the whole image at once.
+        overlap: overlap between tiles in input pixels (at most half a tile).
+        count: model passes, self-ensemble included.
+        work: pixels the passes compute over the pixels of the image (1 without tiles).
+        memory: rough peak activation bytes of one pass (fp32).
+        from_memory: the tile size comes from free memory (``tile="auto"``, or a run the memory limit
+            re-planned), so a pass that runs out of memory is retried with smaller tiles.
+        notes: what the user should know (an overlap cut to half the tile, tiles that compute far more
+            pixels than the image has, tiles chosen because the request would not fit in memory).
+    """
+
+    tile: Optional[int]
     overlap: int
-    count: int  # model passes
-    work: float  # pixels computed / pixels of the image (1 without tiles)
+    count: int
+    work: float
+    memory: int
+    from_memory: bool
+    notes: Tuple[PlanNote, ...] = ()
 
 
 class Restorer:
-    """Run a SwinIR model on images of any size, depth and channel layout.
+    """Run a restoration model on images of any size, depth and channel layout.
+
+    Everything the engine knows about the model comes from its declared
+    :class:`~swinir_app.network.capabilities.Capabilities` (``model.capabilities``): scale, channels, the
+    size multiple its tiles keep, its precisions, whether it tiles, where a run reports progress and stops.
 
     Args:
-        model_or_spec: a SwinIR module, or anything :func:`swinir_app.load_model` accepts.
+        model_or_spec: a model module with ``capabilities`` (the native networks, an ONNX graph), or anything
+            :func:`swinir_app.load_model` accepts.
         tile: None (whole image), a tile size in input pixels, or "auto" (from free memory).
         tile_overlap: overlap between tiles, in input pixels.
-        precision: "auto" (the fastest accurate one here, see :func:`auto_precision`), "fp32", "bf16"
-            (CPUs with native bf16, CUDA sm80+) or "fp16" (GPUs).
+        precision: "auto" (the fastest accurate one here, see :func:`~swinir_app.precision.auto_precision`),
+            "fp32", "bf16" (CPUs with native bf16, CUDA sm80+) or "fp16" (GPUs).
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         self_ensemble: average the 8 flips/rotations (x8 slower, a little better).
+        progress: show a tqdm bar over the tiles of each image.
+        memory_share: if set (0 to 1), an image whose requested tiles (or whole image) would need more than
+            this share of free memory is tiled from free memory instead, with a note (the web app: 0.25).
 
     Raises:
         SettingError: a device, precision or tile setting that cannot run here (checked before the
-            model is loaded).
+            model is loaded), or a precision the loaded model does not run.
         ModelLoadError: the model spec cannot be loaded.
     """
 
     def __init__(self, model_or_spec: Union[nn.Module, str, os.PathLike], tile: Union[None, int, str] = None,
                  tile_overlap: int = 32, precision: str = "auto", device: Union[str, torch.device] = "auto",
-                 self_ensemble: bool = False, progress: bool = False, weights_dir: Optional[str] = None):
+                 self_ensemble: bool = False, progress: bool = False, weights_dir: Optional[str] = None,
+                 memory_share: Optional[float] = None):
         if tile not in (None, "auto") and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
             raise SettingError("tile", tile, "must be a positive number of pixels or 'auto'")
         if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or tile_overlap < 0:
             raise SettingError("tile_overlap", tile_overlap, "must be a number of pixels >= 0")
+        if memory_share is not None and not 0 < memory_share <= 1:
+            raise SettingError("memory_share", memory_share, "must be a share of free memory, above 0 and at most 1")
         self.device = resolve_device(device)
         resolve_precision(precision, self.device)  # refuse before loading anything
-        self.tile, self.tile_overlap = tile, tile_overlap
+        self.tile, self.tile_overlap, self.memory_share = tile, tile_overlap, memory_share
         if isinstance(model_or_spec, nn.Module):
             model = model_or_spec
         else:
             from .zoo import load_model
             model = load_model(model_or_spec, device="cpu", weights_dir=weights_dir)
-        self.model: SwinIR = model.to(self.device).eval()
-        self.config = model.config
-        if getattr(model, "graph_precision", False):  # an exported graph (deploy.OnnxModel): its own precision
-            if precision not in ("auto", model.precision):
-                raise SettingError("precision", precision, f"{model.path.name} is a {model.precision} graph",
-                                   f"export it again with --precision {precision}, or use auto"
-                                   if precision in ("fp32", "fp16") else "use auto")
-            self.precision = model.precision
-            if model.fixed_size is not None:  # tiles no larger than the graph's input
-                self.tile_overlap = min(tile_overlap, min(model.fixed_size) // 4)
-                tile = max(model.window_size, min(model.fixed_size) // model.window_size * model.window_size)
-                self.tile = tile if self.tile in (None, "auto") else min(self.tile, tile)
-        else:
-            self.precision = resolve_precision(precision, self.device, self.config)
-        self.scale: int = model.config.upscale
-        self.window: int = model.config.window_size
+        caps = getattr(type(model), "capabilities", None)
+        if caps is None:
+            raise TypeError(f"{type(model).__name__} declares no capabilities; load models with "
+                            f"swinir_app.load_model (or give the module a `capabilities` property)")
+        self.model = model.to(self.device).eval()
+        self.capabilities: Capabilities = model.capabilities
+        self.config: Optional[SwinIRConfig] = getattr(model, "config", None)
+        caps = self.capabilities
+        self.precision = resolve_precision(precision, self.device, caps,
+                                           label=getattr(getattr(model, "path", None), "name", "the model"))
+        self.scale: int = caps.scale
+        self.window: int = caps.size_multiple
+        if caps.fixed_size is not None:  # tiles no larger than the model's largest input
+            self.tile_overlap = min(tile_overlap, min(caps.fixed_size) // 4)
+            most = max(self.window, min(caps.fixed_size) // self.window * self.window)
+            self.tile = most if self.tile in (None, "auto") else min(self.tile, most)
+        if caps.tiling == "internal":
+            self.tile = None
         self.self_ensemble, self.progress = self_ensemble, progress
         self._auto_tile: Optional[int] = None
+        self._replanned: set = set()  # image sizes the memory limit re-planned
+
+    @property
+    def task(self) -> str:
+        """The model's task: "sr", "denoise" or "jpeg"."""
+        return self.capabilities.task
+
+    # ---- the plan --------------------------------------------------------------------------
+
+    def plan(self, H: int, W: int, name: Optional[str] = None) -> TilePlan:
+        """How an H x W image is cut with these settings, with the notes a front end shows.
+
+        The one place the tile policy is decided: every front end asks it (the CLI for its notes, the web
+        app for its limits), and :meth:`restore` follows it. ``name`` words the notes ("a.png").
+        """
+        requested = self._tile_size(H, W)
+        from_memory, notes = self.tile == "auto", []
+        tile = requested
+        bpp = self.bytes_per_pixel()
+        need = bpp * (H * W if tile is None else min(tile, H) * min(tile, W))
+        if self.memory_share is not None and not from_memory and self.capabilities.tiling != "internal":
+            raw = self.tile  # as asked, before rounding to whole windows: the note names what was asked
+            asked = bpp * (H * W if raw is None else min(raw, H) * min(raw, W))
+            if (H, W) in self._replanned or asked > self.memory_share * available_memory(self.device):
+                self._replanned.add((H, W))  # sticky: a video's frames are all cut alike
+                from_memory, tile = True, self._auto_size(H, W)
+                what = "the whole image at once" if raw is None else f"{raw}-pixel tiles"
+                notes.append(PlanNote(f"tiled automatically: {what} would need about {human_size(asked)}"))
+                need = bpp * (H * W if tile is None else min(tile, H) * min(tile, W))
+        if tile is None:
+            passes, work, overlap = 1, 1.0, 0
+        else:
+            overlap = min(self.tile_overlap, tile // 2)
+            th, tw = min(tile, H), min(tile, W)
+            passes = len(tile_starts(H, th, overlap)) * len(tile_starts(W, tw, overlap))
+            work = passes * th * tw / (H * W)
+        count = passes * (len(_TRANSFORMS) if self.self_ensemble else 1)
+        if isinstance(self.tile, int) and not from_memory:
+            if tile is not None and overlap < self.tile_overlap:
+                notes.append(PlanNote(f"{{tile_overlap}} {self.tile_overlap} is more than half of the {tile}-pixel "
+                                      f"tiles: {overlap} is used"))
+            if work > 2:
+                notes.append(PlanNote(f"{{tile}} {self.tile}: {count:,} tiles compute {work:.0f}x the pixels of "
+                                      f"{name or 'the image'} ({W}x{H}); a larger tile, or auto, is faster"))
+        return TilePlan(tile, overlap, count, work, need, from_memory, tuple(notes))
+
+    def _tile_size(self, H: int, W: int) -> Optional[int]:
+        if self.tile is None:
+            return None
+        if self.tile == "auto":
+            return self._auto_size(H, W)
+        return self._whole_windows(self.tile, H, W)
+
+    def _auto_size(self, H: int, W: int) -> Optional[int]:
+        if self._auto_tile is None:
+            self._auto_tile = self.auto_tile_size()
+        return self._whole_windows(self._auto_tile, H, W)
+
+    def _whole_windows(self, tile: int, H: int, W: int) -> Optional[int]:
+        tile = max(self.window, math.ceil(tile / self.window) * self.window)
+        return None if tile >= max(H, W) else tile
+
+    def bytes_per_pixel(self) -> int:
+        """Rough peak activation memory per input pixel, as the model declares it."""
+        return self.capabilities.bytes_per_pixel
+
+    def auto_tile_size(self) -> int:
+        """The tile side "auto" uses: a share of free memory (half on CUDA, a quarter elsewhere), in
+        whole windows, between 4 windows and 2048 pixels."""
+        budget = available_memory(self.device) * (0.5 if self.device.type == "cuda" else 0.25)
+        side = int(math.sqrt(budget / self.bytes_per_pixel()))
+        return int(min(max(side // self.window * self.window, 4 * self.window), 2048))
 
     # ---- tensors ---------------------------------------------------------------------------
 
@@ -269,9 +336,11 @@ class Restorer:
 
         Args:
             x: (B, C, H, W) float in [0, 1], C = the model's ``in_chans``; any device (moved as needed).
-            callback: called as ``callback(done, total)`` after each tile (raise to stop the work).
-            cancel: called before each tile and, while an ONNX graph runs, every 0.1 s; raise to stop the
-                work (a graph's run is terminated then, however long it would take).
+            callback: called as ``callback(done, total)`` in steps of the model's stages (its residual
+                groups) across all tiles, after each stage and each tile; ``done == total`` at the end of
+                the image (of each of the 8 passes with self-ensemble). Raise to stop the work.
+            cancel: called before each tile, before each stage and transformer block of a network, and
+                every 0.1 s while an ONNX graph runs; raise to stop the work (a graph's run is terminated).
 
         Returns:
             (B, out_chans, H * scale, W * scale) float32 on the CPU, not clamped.
@@ -280,70 +349,37 @@ class Restorer:
             ValueError: ``x`` is not (B, in_chans, H, W).
             ModelOutputError: a tile's output holds NaN or Inf (in fp32 too), or has the wrong shape.
         """
-        if x.ndim != 4 or x.shape[1] != self.config.in_chans:
-            raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
+        in_chans = self.capabilities.in_chans
+        if x.ndim != 4 or x.shape[1] != in_chans:
+            raise ValueError(f"expected (B, {in_chans}, H, W), got {tuple(x.shape)}")
         x = x.float().cpu()
-        if not self.self_ensemble:
-            return self._tiled(x, callback, cancel)
-        out = None
-        for i, (k, flip) in enumerate(_TRANSFORMS):
-            t = x.flip(-1) if flip else x
-            y = self._tiled(torch.rot90(t, k, (-2, -1)), callback, cancel)
-            y = torch.rot90(y, -k, (-2, -1))
-            y = y.flip(-1) if flip else y
-            out = y if out is None else out.add_(y)
-        return out.div_(len(_TRANSFORMS))
+        with _Stages(self.model, self.capabilities, callback, cancel) as stages:
+            if not self.self_ensemble:
+                return self._tiled(x, stages)
+            out = None
+            for k, flip in _TRANSFORMS:
+                t = x.flip(-1) if flip else x
+                y = self._tiled(torch.rot90(t, k, (-2, -1)), stages)
+                y = torch.rot90(y, -k, (-2, -1))
+                y = y.flip(-1) if flip else y
+                out = y if out is None else out.add_(y)
+            return out.div_(len(_TRANSFORMS))
 
-    def _tile_size(self, H: int, W: int) -> Optional[int]:
-        if self.tile is None:
-            return None
-        if self.tile == "auto":
-            if self._auto_tile is None:
-                self._auto_tile = self.auto_tile_size()
-            tile = self._auto_tile
-        else:
-            tile = self.tile
-        tile = max(self.window, math.ceil(tile / self.window) * self.window)  # whole windows per tile
-        return None if tile >= max(H, W) else tile
-
-    def tiling(self, H: int, W: int) -> "Tiling":
-        """How an H x W image is cut with these settings: tile side and overlap in input pixels (the
-        overlap is at most half a tile), model passes (self-ensemble included), and the pixels the
-        passes compute over the pixels of the image."""
-        tile = self._tile_size(H, W)
-        if tile is None:
-            passes, work, overlap = 1, 1.0, 0
-        else:
-            overlap = min(self.tile_overlap, tile // 2)
-            th, tw = min(tile, H), min(tile, W)
-            passes = len(tile_starts(H, th, overlap)) * len(tile_starts(W, tw, overlap))
-            work = passes * th * tw / (H * W)
-        n = len(_TRANSFORMS) if self.self_ensemble else 1
-        return Tiling(tile, overlap, passes * n, work)
-
-    def bytes_per_pixel(self) -> int:
-        """Rough peak activation memory per input pixel, for choosing tile sizes (see :func:`bytes_per_pixel`)."""
-        return bytes_per_pixel(self.config)
-
-    def auto_tile_size(self) -> int:
-        budget = available_memory(self.device) * (0.5 if self.device.type == "cuda" else 0.25)
-        side = int(math.sqrt(budget / self.bytes_per_pixel()))
-        return int(min(max(side // self.window * self.window, 4 * self.window), 2048))
-
-    def _tiled(self, x: Tensor, callback: Optional[TileCallback], cancel: Optional[CancelCheck]) -> Tensor:
+    def _tiled(self, x: Tensor, stages: "_Stages") -> Tensor:
         B, C, H, W = x.shape
-        tile = self._tile_size(H, W)
+        plan = self.plan(H, W)
+        tile = plan.tile
         while True:
             try:
                 if tile is None:
-                    out = self._run(x, cancel)
-                    if callback:
-                        callback(1, 1)
+                    stages.start(1)
+                    out = self._run(x, stages)
+                    stages.finished(1)
                     return out
-                return self._run_tiles(x, tile, callback, cancel)
+                return self._run_tiles(x, tile, stages)
             except Exception as err:
                 current = tile or max(H, W)
-                if not (is_oom(err) and self.tile == "auto" and current > 2 * self.window):
+                if not (is_oom(err) and plan.from_memory and current > 2 * self.window):
                     raise
                 if self.device.type == "cuda":
                     torch.cuda.empty_cache()
@@ -351,14 +387,13 @@ class Restorer:
                 self._auto_tile = tile
                 warnings.warn(f"out of memory; retrying with {tile}px tiles", RuntimeWarning, stacklevel=2)
 
-    def _run_tiles(self, x: Tensor, tile: int, callback: Optional[TileCallback],
-                   cancel: Optional[CancelCheck]) -> Tensor:
+    def _run_tiles(self, x: Tensor, tile: int, stages: "_Stages") -> Tensor:
         B, C, H, W = x.shape
         s = self.scale
         th, tw = min(tile, H), min(tile, W)
-        overlap = self.tiling(H, W).overlap
+        overlap = min(self.tile_overlap, tile // 2)
         ys, xs = tile_starts(H, th, overlap), tile_starts(W, tw, overlap)
-        out = torch.zeros(B, self.config.out_chans, H * s, W * s)
+        out = torch.zeros(B, self.capabilities.out_chans, H * s, W * s)
         # Weights are separable and the grid is a product, so the normaliser is too.
         norm_y, norm_x = torch.zeros(H * s), torch.zeros(W * s)
         wys = [blend_ramp(th * s, overlap * s, y0 == 0, y0 + th == H) for y0 in ys]
@@ -368,6 +403,7 @@ class Restorer:
         for x0, wx in zip(xs, wxs):
             norm_x[x0 * s:(x0 + tw) * s] += wx
         total, done = len(ys) * len(xs), 0
+        stages.start(total)
         bar = None
         if self.progress and total > 1:
             from tqdm import tqdm
@@ -375,27 +411,27 @@ class Restorer:
         try:
             for y0, wy in zip(ys, wys):
                 for x0, wx in zip(xs, wxs):
-                    y = self._run(x[:, :, y0:y0 + th, x0:x0 + tw], cancel)
+                    y = self._run(x[:, :, y0:y0 + th, x0:x0 + tw], stages)
                     out[:, :, y0 * s:(y0 + th) * s, x0 * s:(x0 + tw) * s] += y * (wy[:, None] * wx[None, :])
                     done += 1
                     if bar is not None:
                         bar.update()
-                    if callback:
-                        callback(done, total)
+                    stages.finished(done)
         finally:
             if bar is not None:
                 bar.close()
         return out.div_(norm_y[:, None] * norm_x[None, :])
 
-    def _run(self, x: Tensor, cancel: Optional[CancelCheck] = None) -> Tensor:
+    def _run(self, x: Tensor, stages: "_Stages") -> Tensor:
         """One forward at the chosen precision; non-finite output is redone in fp32, and refused there:
         clipped and rounded, NaN and Inf become a black or white image that looks like a result."""
-        if cancel is not None:
-            cancel()
+        stages.poll()
         xd = x.to(self.device, non_blocking=True)
-        graph = getattr(self.model, "graph_precision", False)
-        if self.precision == "fp32" or graph:
-            y = self.model(xd, cancel=cancel) if graph else self.model(xd)
+        caps = self.capabilities
+        if caps.polls_cancel:
+            y = self.model(xd, cancel=stages.cancel)
+        elif self.precision == "fp32" or caps.own_precision:
+            y = self.model(xd)
         else:
             with autocast(self.device, self.precision):
                 y = self.model(xd)
@@ -404,6 +440,7 @@ class Restorer:
                               stacklevel=3)
                 y = self.model(xd)
         if not torch.isfinite(y).all():
+            graph = caps.own_precision is not None
             what = (f"the graph {self.model.path.name}" if graph else "the model") + (
                 f" ({self.precision})" if graph or self.precision == "fp32" else f" ({self.precision}, then fp32)")
             raise ModelOutputError(f"{what} produced NaN or Inf values (weights that overflow on this input?); "
@@ -457,7 +494,7 @@ class Restorer:
     def _restore_color(self, f: np.ndarray, callback: Optional[TileCallback],
                        cancel: Optional[CancelCheck] = None) -> np.ndarray:
         """HxWx1 or HxWx3 float -> restored, same channel count."""
-        model_c, c = self.config.in_chans, f.shape[2]
+        model_c, c = self.capabilities.in_chans, f.shape[2]
         if c == model_c:
             return self._model_hwc(f, callback, cancel)
         if c == 1:  # gray into a color model
@@ -481,14 +518,55 @@ class Restorer:
         return np.clip(r, 0.0, 1.0).reshape(size_hw + a.shape[2:])
 
 
+class _Stages:
+    """Progress and cancel inside a run, as the model declares its stages and cancel points: hooks on those
+    submodules for the length of one :meth:`Restorer.restore_tensor` call, removed after it.
+
+    Progress counts, per pass (a tile, or the whole image), one step per stage and one for the pass's end.
+    """
+
+    def __init__(self, model: nn.Module, caps: Capabilities, callback: Optional[TileCallback],
+                 cancel: Optional[CancelCheck]):
+        self.model, self.caps, self.callback, self.cancel = model, caps, callback, cancel
+        self.unit = len(caps.stages) + 1
+        self.total = self.done = self.base = 0
+        self.hooks: list = []
+
+    def __enter__(self) -> "_Stages":
+        if self.cancel is not None:
+            for name in self.caps.stages + self.caps.cancel_points:
+                self.hooks.append(self.model.get_submodule(name).register_forward_pre_hook(lambda *_: self.cancel()))
+        if self.callback is not None:
+            for name in self.caps.stages:
+                self.hooks.append(self.model.get_submodule(name).register_forward_hook(self._stage_done))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for hook in self.hooks:
+            hook.remove()
+        self.hooks.clear()
+
+    def poll(self) -> None:
+        if self.cancel is not None:
+            self.cancel()
+
+    def start(self, passes: int) -> None:
+        self.total, self.done, self.base = passes * self.unit, 0, 0
+
+    def _stage_done(self, *_) -> None:
+        self.done = min(self.done + 1, self.base + self.unit - 1)  # an fp32 redo does not count twice
+        self.callback(self.done, self.total)
+
+    def finished(self, passes: int) -> None:
+        self.done = self.base = passes * self.unit
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+
 def bytes_per_pixel(c: SwinIRConfig) -> int:
-    """Rough peak activation memory of a forward per input pixel (bytes, fp32), so that every
-    architecture's auto tiles stay within one memory budget."""
-    body = (10 + 2 * c.mlp_ratio) * c.embed_dim * 4
-    if c.arch == "hat":  # OCAB's unfolded windows and the CABs: measured 61-62 KB a pixel for HAT and
-        body *= 3.7      # HAT-S x4 at 128² against SwinIR-M's 29 KB (README, HAT)
-    recon = (c.upscale ** 2) * max(c.num_feat, 3 * c.out_chans) * 4 * 3
-    return int(1.5 * (body + recon))
+    """Rough peak activation memory of a forward per input pixel (bytes, fp32) of a ``c`` network (see
+    :func:`~swinir_app.network.capabilities.activation_bytes`)."""
+    return activation_bytes(c)
 
 
 def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:

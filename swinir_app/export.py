@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
-from .deploy import EXPORT_PRECISIONS, FP16_MAX, OPSET, export_onnx
+from .deploy import FP16_MAX, OPSET, export_onnx
+from .precision import EXPORT_PRECISIONS
 from .errors import UserError
 
 

@@ -29,7 +29,8 @@ def read_regular_file(path: Path, name: str, max_bytes: Optional[int], limit_for
     ``name`` with a one-line reason.
 
     A device (/dev/zero), a pipe or a socket is refused without being read, so it can neither fill memory
-    nor block. ``limit_for`` ("an image") ends the reason for a file over ``max_bytes``.
+    nor block; a folder is refused as "is a folder, not a file". ``limit_for`` ("an image") ends the reason
+    for a file over ``max_bytes`` and names what a folder is not ("is a folder, not an image file").
     """
     try:
         # O_NONBLOCK: opening a FIFO without a writer returns at once instead of waiting forever.
@@ -40,15 +41,21 @@ def read_regular_file(path: Path, name: str, max_bytes: Optional[int], limit_for
         raise FileReadError(name, "no such file") from None
     except OSError as e:
         raise FileReadError(name, f"cannot read: {e.strerror or e}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
+        # Checked on the opened fd, before os.fdopen (which itself refuses a folder with a raw
+        # IsADirectoryError), so what is checked is what would be read.
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
-            raise FileReadError(name, "is a directory")
+            raise FileReadError(name, f"is a folder, not {limit_for + ' file' if limit_for else 'a file'}")
         if not stat.S_ISREG(st.st_mode):
             raise FileReadError(name, "not a regular file (a device, pipe or socket); only files are read")
         if max_bytes is not None and st.st_size > max_bytes:
             what = f" for {limit_for}" if limit_for else ""
             raise FileReadError(name, f"{st.st_size:,} bytes is over the limit of {max_bytes:,}{what}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
         try:
             return f.read()
         except OSError as e:

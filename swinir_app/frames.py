@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from .files import atomic_write
-from .images import ImageReadError, _icc_fits, _read_regular_file, gif_frame, limit_reason, too_many_pixels
+from .images import ImageReadError, gif_frame, image_bytes, icc_fits, limit_reason, too_many_pixels
 
 # The containers that hold frames, by output extension; TIFF pages carry no timing.
 TIMED = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
@@ -95,11 +95,7 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
         ImageReadError: one line naming the file and the reason (not an image, corrupt, more pixels
             over all frames than ``max_pixels``, a page layout that cannot be restored).
     """
-    name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<upload>")
-    if max_bytes is None and max_pixels is not None:
-        max_bytes = max_pixels * 8 + (64 << 20)
-    data = bytes(source) if isinstance(source, (bytes, bytearray)) else _read_regular_file(Path(source), name,
-                                                                                            max_bytes)
+    name, data = image_bytes(source, max_pixels, name, max_bytes)
     if data[:4] in (b"II*\0", b"MM\0*", b"II+\0", b"MM\0+"):
         return _read_pages(data, name, max_pixels)
     try:
@@ -141,7 +137,7 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
     frames = _on_canvas(frames)
     if all(f[:, :, 3].min() == 255 for f in frames):
         frames = [np.ascontiguousarray(f[:, :, :3]) for f in frames]
-    if icc and not _icc_fits(icc, frames[0]):
+    if icc and not icc_fits(icc, frames[0]):
         icc = None
     return Animation(frames=frames, format=fmt, durations=durations, loop=loop,
                      disposal=disposal if fmt in ("GIF", "PNG") else [],
@@ -189,7 +185,7 @@ def _read_pages(data: bytes, name: str, max_pixels: Optional[int]) -> Animation:
         raise
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on garbage
         raise ImageReadError(name, f"truncated or corrupt TIFF ({e})") from None
-    if icc and not _icc_fits(icc, frames[0]):
+    if icc and not icc_fits(icc, frames[0]):
         icc = None
     return Animation(frames=frames, format="TIFF", icc_profile=icc)
 

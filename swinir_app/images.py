@@ -113,6 +113,23 @@ class LoadedImage:
         return self.array.shape[0] * self.array.shape[1]
 
 
+def image_bytes(source, max_pixels: Optional[int] = None, name: Optional[str] = None,
+                max_bytes: Optional[int] = None) -> Tuple[str, bytes]:
+    """The name and bytes of an image given as a path or bytes, read with the readers' limits: a regular
+    file (see :func:`swinir_app.files.read_regular_file`) of at most ``max_bytes`` (default, with
+    ``max_pixels``: what such an image takes uncompressed, 16-bit RGBA, plus 64 MB). Raises
+    :class:`ImageReadError`."""
+    name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<upload>")
+    if max_bytes is None and max_pixels is not None:
+        max_bytes = max_pixels * 8 + (64 << 20)
+    if isinstance(source, (bytes, bytearray)):
+        return name, bytes(source)
+    try:
+        return name, read_regular_file(Path(source), name, max_bytes, limit_for="an image")
+    except FileReadError as e:
+        raise ImageReadError(e.path, e.reason) from None
+
+
 def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = None,
                max_bytes: Optional[int] = None) -> LoadedImage:
     """Decode a path or bytes. Raises :class:`ImageReadError` with a one-line reason.
@@ -121,13 +138,7 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
     opened for reading, so it can neither fill memory nor block. Files over ``max_bytes`` (default,
     with ``max_pixels``: what such an image takes uncompressed, 16-bit RGBA, plus 64 MB) are refused.
     """
-    name = name or (str(source) if not isinstance(source, (bytes, bytearray)) else "<upload>")
-    if max_bytes is None and max_pixels is not None:
-        max_bytes = max_pixels * 8 + (64 << 20)
-    if isinstance(source, (bytes, bytearray)):
-        data = bytes(source)
-    else:
-        data = _read_regular_file(Path(source), name, max_bytes)
+    name, data = image_bytes(source, max_pixels, name, max_bytes)
     if not data:
         raise ImageReadError(name, "empty file (0 bytes)")
     try:
@@ -168,7 +179,7 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         raise ImageReadError(name, f"truncated or corrupt ({e})") from None
     if white_is_zero and array.dtype == np.uint16:  # Pillow inverts 1- and 8-bit MinIsWhite only
         array = _white_is_zero(array)
-    if icc and not _icc_fits(icc, array):
+    if icc and not icc_fits(icc, array):
         icc = None  # a profile of another color space (a CMYK profile on converted pixels) cannot describe them
     return LoadedImage(array=array, icc_profile=icc, format=fmt)
 
@@ -213,7 +224,7 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
     array = _apply_orientation(array[:, :, 0] if channels == 1 else array, int(orientation))
     if photometric == 0:
         array = _white_is_zero(array)
-    icc = bytes(icc) if icc and _icc_fits(bytes(icc), array) else None
+    icc = bytes(icc) if icc and icc_fits(bytes(icc), array) else None
     return LoadedImage(array=np.ascontiguousarray(array), icc_profile=icc, format="TIFF")
 
 
@@ -222,7 +233,9 @@ def icc_color_space(icc: bytes) -> str:
     return icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else ""
 
 
-def _icc_fits(icc: bytes, array: np.ndarray) -> bool:
+def icc_fits(icc: bytes, array: np.ndarray) -> bool:
+    """Whether an ICC profile's color space can describe ``array``'s pixels (GRAY for gray or gray+alpha,
+    RGB for RGB or RGBA)."""
     channels = 1 if array.ndim == 2 else array.shape[2]
     return icc_color_space(icc) == ("GRAY" if channels in (1, 2) else "RGB")
 
@@ -246,14 +259,6 @@ def _cmyk_to_srgb(img: Image.Image, icc: bytes) -> Image.Image:
         return ImageCms.profileToProfile(img, source, srgb, outputMode="RGB", renderingIntent=intent)
     except (ImageCms.PyCMSError, OSError) as e:
         raise ValueError(f"unusable CMYK profile: {e}") from None
-
-
-def _read_regular_file(path: Path, name: str, max_bytes: Optional[int]) -> bytes:
-    """:func:`swinir_app.files.read_regular_file` for an image: raises :class:`ImageReadError`."""
-    try:
-        return read_regular_file(path, name, max_bytes, limit_for="an image")
-    except FileReadError as e:
-        raise ImageReadError(e.path, e.reason) from None
 
 
 def _is_deep_color(img: Image.Image, data: bytes) -> bool:
@@ -358,7 +363,7 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     ext = ext.lower()
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
-    if icc_profile and not _icc_fits(icc_profile, array):
+    if icc_profile and not icc_fits(icc_profile, array):
         icc_profile = None
     if array.dtype == np.uint16 and ext in (".png", ".tif", ".tiff"):
         return _encode_16bit(array, ext, icc_profile)

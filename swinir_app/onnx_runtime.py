@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from .checkpoint import ModelLoadError, ModelOutputError, config_from_dict
 from .network import SwinIRConfig
+from .network.capabilities import Capabilities, activation_bytes
 from .network.layers import mirror_index
 
 META_CONFIG = "swinir_app.config"  # the full network config as JSON: what loading needs
@@ -46,8 +47,6 @@ class OnnxModel(nn.Module):
     (the engine tiles larger images). The CPU execution provider runs it, CUDA's when the input is on a GPU
     and ONNX Runtime has it.
     """
-
-    graph_precision = True  # the precision is the graph's; the engine runs no autocast around it
 
     def __init__(self, path: Union[str, os.PathLike]):
         super().__init__()
@@ -86,6 +85,16 @@ class OnnxModel(nn.Module):
     @property
     def scale(self) -> int:
         return self.upscale
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """The graph's: its own precision (no autocast around it), tiles no larger than a fixed input, and
+        cancel polled while ONNX Runtime runs."""
+        c = self.config
+        return Capabilities(arch=f"ONNX graph of {c.name}", task=c.task, scale=c.upscale, in_chans=c.in_chans,
+                            out_chans=c.out_chans, bytes_per_pixel=activation_bytes(c), size_multiple=c.window_size,
+                            fixed_size=self.fixed_size, precisions=(self.precision,), own_precision=self.precision,
+                            polls_cancel=True)
 
     def _session(self, device: str):
         if device not in self._sessions:

@@ -168,16 +168,44 @@ def is_cached(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> bool:
     return local_path(entry, weights_dir).is_file()
 
 
+_VERDICTS: Dict[tuple, Optional[str]] = {}  # cache_problem's verdicts, by entry and file identity
+_MAX_VERDICTS = 256
+
+
+def _file_key(path: Path) -> Optional[tuple]:
+    """What identifies a file's contents without reading it: path, size, mtime_ns (and inode and ctime_ns,
+    which a replacement that keeps size and mtime still changes); None if it cannot be stat'ed."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return str(path), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns
+
+
 def cache_problem(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Optional[str]:
     """Why the entry's file, where it is there, cannot be loaded as this entry (one line, with what to do
-    about it); None for a file that loads, or no file. Reads the whole file (its values are checked)."""
-    if not is_cached(entry, weights_dir):
+    about it); None for a file that loads, or no file. Never downloads.
+
+    The first call reads the whole file (its values are checked); the verdict is remembered for the file as
+    it is (path, size, mtime), so later calls (another ``models`` listing in the process) do not read an
+    unchanged file again, and a changed one is checked again.
+    """
+    dest = local_path(entry, weights_dir)
+    if not dest.is_file():
         return None
+    key = _file_key(dest)
+    if key is not None and (entry, *key) in _VERDICTS:
+        return _VERDICTS[(entry, *key)]
     try:
-        _entry_checkpoint(entry, weights_dir)
+        _cached_checkpoint(entry, dest)
+        verdict = None
     except ModelLoadError as e:
-        return str(e)
-    return None
+        verdict = str(e)
+    if key is not None and _file_key(dest) == key:  # not changed while it was read: the verdict is its own
+        if len(_VERDICTS) >= _MAX_VERDICTS:
+            _VERDICTS.pop(next(iter(_VERDICTS)))  # the oldest
+        _VERDICTS[(entry, *key)] = verdict
+    return verdict
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,11 +298,7 @@ def _replace_hint(entry: ZooEntry) -> str:
 def _entry_checkpoint(entry: ZooEntry, weights_dir: Optional[PathLike]) -> Checkpoint:
     dest = local_path(entry, weights_dir)
     if dest.is_file():
-        try:
-            ckpt = load_checkpoint(dest)
-        except ModelLoadError as e:
-            raise ModelLoadError(f"{e}; {_replace_hint(entry)}") from None
-        return _check_entry(entry, ckpt, str(dest), _replace_hint(entry))
+        return _cached_checkpoint(entry, dest)
     if entry.manual:
         raise ModelLoadError(f"{entry.name}: {entry.filename} cannot be downloaded automatically (its authors share it "
                              f"through {entry.by_hand}); place it at {dest}")
@@ -287,6 +311,16 @@ def _entry_checkpoint(entry: ZooEntry, weights_dir: Optional[PathLike]) -> Check
         return _check_entry(entry, dataclasses.replace(ckpt, source=str(dest)), label, "nothing was cached")
 
     return download(entry.url, dest, verify, sha256=entry.sha256)
+
+
+def _cached_checkpoint(entry: ZooEntry, dest: Path) -> Checkpoint:
+    """The entry's file that is there, read and checked against the entry; :class:`ModelLoadError` says
+    what to do about a file that does not load."""
+    try:
+        ckpt = load_checkpoint(dest)
+    except ModelLoadError as e:
+        raise ModelLoadError(f"{e}; {_replace_hint(entry)}") from None
+    return _check_entry(entry, ckpt, str(dest), _replace_hint(entry))
 
 
 _BASICSR_NET_G = re.compile(r"net_g_(\d+|latest)\.(pth|safetensors)")

@@ -218,3 +218,28 @@ def test_16bit_cmyk_tiff_stays_16bit_with_pillows_formula(tmp_path, alpha):
         assert np.abs(np.round(got / 257) - pillow).max() <= 1
     (tmp_path / "out.tif").write_bytes(encode_image(got, ".tif"))
     np.testing.assert_array_equal(read_image(tmp_path / "out.tif").array, got)  # and written at 16 bits
+
+
+def test_a_folder_or_a_pipe_is_refused_in_one_line_without_being_read(tmp_path):
+    import os
+    import threading
+
+    from swinir_app.files import FileReadError, read_regular_file
+    from swinir_app.frames import read_animation
+    folder = tmp_path / "photos.png"
+    folder.mkdir()
+    for read in (read_image, read_animation):
+        with pytest.raises(ImageReadError, match=rf"^{folder}: is a folder, not an image file$"):
+            read(folder)
+    with pytest.raises(FileReadError, match=rf"^{folder}: is a folder, not a file$"):
+        read_regular_file(folder, str(folder), None)
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for reading without a writer would wait forever
+    done = threading.Event()
+
+    def read_pipe():
+        with pytest.raises(ImageReadError, match=r"pipe\.png: not a regular file \(a device, pipe or socket\)"):
+            read_image(tmp_path / "pipe.png")
+        done.set()
+
+    threading.Thread(target=read_pipe, daemon=True).start()
+    assert done.wait(10)

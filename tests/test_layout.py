@@ -20,6 +20,7 @@ LAYERS = {
     "swinir_app.frames": 1, "swinir_app.video": 1,
     "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
+    "swinir_app.precision": 1,  # precision names, dtypes, auto and refusals: engine, training, benchmark, export
     "swinir_app.onnx_runtime": 1,  # ONNX Runtime as a backend: the zoo loads .onnx files through it
     "swinir_app.zoo": 2,
     "swinir_app.deploy": 3,  # the ONNX export: loads what it exports through the zoo
@@ -140,7 +141,8 @@ def test_the_cycle_check_finds_cycles():
     assert cycles(edges) == [["a", "b", "c", "a"]]
     # the circle this layout once had: the base network's module importing a subclass's, deferred
     with_cycle = {**EDGES, "swinir_app.network.swinir": EDGES["swinir_app.network.swinir"] | {"swinir_app.network.hat"}}
-    assert ["swinir_app.network.hat", "swinir_app.network.swinir", "swinir_app.network.hat"] in cycles(with_cycle)
+    found = cycles(with_cycle)  # a cycle is reported from whichever of its modules the search reaches first
+    assert any(c[0] == c[-1] and set(c) == {"swinir_app.network.hat", "swinir_app.network.swinir"} for c in found)
 
 
 def test_a_protocol_submodule_loads_no_engine_or_zoo():

@@ -139,20 +139,56 @@ def test_every_page_is_in_the_site_navigation():
     assert on_disk | {"options-reference.md"} == listed  # that one is generated (docs/hooks/)
 
 
-def test_options_reference_lists_every_key_of_the_schema():
-    """The generated page (docs/hooks/options_reference.py) has a row for every key of every section."""
+def _options_reference():
     pytest.importorskip("mkdocs")
     sys.path.insert(0, str(REPO / "docs" / "hooks"))
     try:
         import options_reference
     finally:
         sys.path.remove(str(REPO / "docs" / "hooks"))
-    from swinir_app.options.schema import DatasetOptions, Options, TrainOptions
+    return options_reference
+
+
+def _schema_models():
+    """Every pydantic model that swinir_app/options/schema.py declares (the sections of an options file)."""
+    from pydantic import BaseModel
+
+    from swinir_app.options import schema
+
+    return [m for m in vars(schema).values()
+            if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schema.__name__]
+
+
+def test_every_option_of_the_schema_has_a_description():
+    """The reference's description column comes from Field(description=...): a field without one is a hole."""
+    models = _schema_models()
+    assert {"Options", "DatasetOptions", "TrainOptions", "PathOptions", "MetricOptions"} <= {m.__name__ for m in models}
+    missing = [f"{m.__name__}.{name}" for m in models for name, field in m.model_fields.items()
+               if not (field.description or "").strip()]
+    assert not missing, f"schema fields without Field(description=...): {', '.join(missing)}"
+
+
+def test_options_reference_lists_every_key_of_the_schema():
+    """The generated page (docs/hooks/options_reference.py) has a row for every key of every section: its
+    full YAML path, its type, its default and its description."""
+    options_reference = _options_reference()
+    from swinir_app.options.schema import Options
 
     page = options_reference.render()
-    for model in (Options, DatasetOptions, TrainOptions):
+    rows = [line for line in page.splitlines() if line.startswith("| `")]
+    sections = options_reference._sections(Options, "", {})
+    assert set(sections) == {m for m in _schema_models() if m.model_fields}  # every section is on the page
+    for model, paths in sections.items():
         for name, field in model.model_fields.items():
-            assert field.exclude or f"| `{name}` |" in page, name
+            if field.exclude:
+                continue
+            for path in paths:
+                key = f"`{path}.{name}`" if path else f"`{name}`"
+                row = next((r for r in rows if key in r.split(" | ")[0].replace("<br>", " ").split()), None)
+                assert row is not None, f"no row for {key}"
+                assert field.description, f"{key}: the schema gives no description"
+                assert f" | {field.description.replace('|', chr(92) + '|')} |" in row, f"{key}: description missing"
+                assert "required" in row if field.is_required() else "required" not in row.split(" | ")[2], key
 
 
 def test_security_page_is_the_security_policy():

@@ -605,9 +605,10 @@ class Recorder:
         self.calls.append((progress, desc))
 
 
-@pytest.mark.parametrize("tile, fractions", [("none", False), ("16", True)])
-def test_progress_is_indeterminate_for_a_run_in_one_pass(webapp, files, tile, fractions):
-    """An untiled run reports only its end: the page shows no bar (no "0.0%") until a fraction exists."""
+@pytest.mark.parametrize("tile, steps", [("none", 2), ("16", 10)])
+def test_progress_is_indeterminate_until_a_fraction_exists(webapp, files, tile, steps):
+    """The page shows no bar (no "0.0%") until a fraction exists; then the engine's steps (after each
+    residual group, and each tile) move it, an untiled run's too."""
     import asyncio
 
     from swinir_app.webui.page import Page
@@ -619,10 +620,9 @@ def test_progress_is_indeterminate_for_a_run_in_one_pass(webapp, files, tile, fr
         out = pool.submit(asyncio.run, call).result()
     assert "64×48 → 128×96" in out[-1]["value"]
     shown = [p for p, _ in progress.calls if p is not None]
-    if fractions:
-        assert len(shown) > 10 and all(isinstance(p, tuple) and p[1] > 1 for p in shown)
-    else:
-        assert shown == [] and progress.calls[0] in ((None, "Restoring"), (None, "Loading the model"))
+    assert progress.calls[0] in ((None, "Restoring"), (None, "Loading the model"))
+    assert len(shown) > steps and all(isinstance(p, tuple) and p[1] > 1 for p in shown)
+    assert [d for d, _ in shown] == sorted(d for d, _ in shown) and shown[-1][0] == shown[-1][1]
 
 
 def test_kernel_errors_read_as_one_line_with_advice():
@@ -663,7 +663,7 @@ def test_cancel_stops_between_tiles(webapp, files):
 
 def test_controls_follow_the_task(tmp_path, files):
     """A denoising model: no scale; noise can be added first to try it on a clean photo."""
-    from swinir_app.webui.page import degrade_update, outscale_update
+    from swinir_app.webui.page import degrade_update, model_info_markdown, outscale_update
     from swinir_app.webui.service import AppConfig, RunSettings, WebApp
     config = SwinIRConfig(upscale=1, in_chans=3, img_size=32, window_size=8, depths=(2,), num_heads=(2,),
                           embed_dim=16, upsampler="", drop_path_rate=0.0)
@@ -671,7 +671,7 @@ def test_controls_follow_the_task(tmp_path, files):
     torch.save({"params": SwinIR(config).state_dict()}, path)
     app = WebApp(AppConfig(model=str(path), device="cpu"))
     info = app.describe(str(path))
-    assert info.task == "denoise" and "noise level not recorded" in info.markdown()
+    assert info.task == "denoise" and "noise level not recorded" in model_info_markdown(info)
     assert outscale_update(info.config)["visible"] is False
     degrade = degrade_update(info.config)
     assert degrade["visible"] and "noise" in degrade["label"]
@@ -795,12 +795,12 @@ def test_sigterm_leaves_no_temp_files(server, client, files):
 
 
 def test_untiled_runs_too_big_for_free_memory_are_tiled(webapp, files, monkeypatch):
-    from swinir_app.webui import service as webui
+    from swinir_app import engine
     from swinir_app.webui.service import RunSettings
     small = str(files / "small.png")
     whole = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=None), threading.Event())
     assert whole.note == ""
-    monkeypatch.setattr(webui, "available_memory", lambda device: 4 << 20)  # a machine with 4 MB free
+    monkeypatch.setattr(engine, "available_memory", lambda device: 4 << 20)  # a machine with 4 MB free
     tiled = webapp.restore_file(small, RunSettings(webapp.default_spec, tile=None), threading.Event())
     assert "tiled automatically: the whole image at once would need about" in webapp.info(tiled)
     assert np.abs(tiled.output.astype(int) - whole.output).mean() < 1.0  # seamless tiles

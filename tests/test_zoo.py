@@ -277,3 +277,42 @@ def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path,
     assert lines[-2].startswith("by hand: place the file in the cache folder") and "XPixelGroup/HAT" in lines[-2]
     assert lines[-1].startswith(f"unusable: cannot read {weights / zoo.ZOO['lightweight-x4'].filename}") \
         and lines[-1].endswith("delete it to download it again")
+
+
+def test_cache_verdicts_are_remembered_until_the_file_changes(tmp_path, monkeypatch, capsys):
+    """A second listing in the process reads no unchanged file again; a changed file is read and checked again."""
+    monkeypatch.setattr(zoo, "_VERDICTS", {})
+    reads = []
+    real = zoo.load_checkpoint
+
+    def spy(path, *args, **kwargs):  # the real reader, counted
+        reads.append(os.path.basename(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(zoo, "load_checkpoint", spy)
+    weights = tmp_path / "w"
+    weights.mkdir()
+    good, bad = zoo.ZOO["lightweight-x3"], zoo.ZOO["lightweight-x4"]
+    torch.save({"params": build_network(good.config).state_dict()}, weights / good.filename)
+    (weights / bad.filename).write_bytes(b"not a checkpoint")
+
+    assert zoo.cache_problem(good, weights) is None
+    assert zoo.cache_problem(bad, weights).startswith(f"cannot read {weights / bad.filename}")
+    assert sorted(reads) == sorted([good.filename, bad.filename])
+    for _ in range(2):  # the listing, twice: nothing read again, the same verdicts
+        assert models_main(["--weights-dir", str(weights)]) == 0
+        out = capsys.readouterr().out
+        assert f"unusable: cannot read {weights / bad.filename}" in out
+    assert zoo.cache_problem(good, weights) is None
+    assert len(reads) == 2
+
+    # Replaced by another model's weights: read again, and now refused.
+    torch.save({"params": build_network(zoo.ZOO["lightweight-x2"].config).state_dict()}, weights / good.filename)
+    assert "is not lightweight-x3: it has upscale 2 instead of 3" in zoo.cache_problem(good, weights)
+    assert reads[2:] == [good.filename]
+    assert "is not lightweight-x3" in zoo.cache_problem(good, weights)  # that verdict is remembered too
+    assert zoo.cache_problem(bad, weights) is not None and len(reads) == 3
+
+    # Fixed: read again, and usable.
+    torch.save({"params": build_network(good.config).state_dict()}, weights / good.filename)
+    assert zoo.cache_problem(good, weights) is None and reads[3:] == [good.filename]

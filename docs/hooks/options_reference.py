@@ -1,8 +1,8 @@
 """MkDocs hook: the options reference page, generated from the pydantic schema at every build.
 
-Each section of ``swinir_app.options.schema.Options`` becomes a table of its keys, types, defaults and the
-field descriptions (``Field(description=...)``) that the schema declares, so the page cannot drift from the
-options that ``swinir-app train`` and ``swinir-app evaluate`` accept.
+Each section of ``swinir_app.options.schema.Options`` becomes a table of its keys (full YAML paths), types,
+defaults and the field descriptions (``Field(description=...)``) that the schema declares, so the page
+cannot drift from the options that ``swinir-app train`` and ``swinir-app evaluate`` accept.
 """
 from __future__ import annotations
 
@@ -39,24 +39,27 @@ def _default(field) -> str:
     if field.default_factory is not None:
         return f"`{field.default_factory()!r}`" if field.default_factory in (dict, list) else "(section defaults)"
     value = field.default
-    if isinstance(value, BaseModel):
-        return "(section defaults)"
+    if isinstance(value, BaseModel):  # a section: its own defaults, but for keys the default sets
+        given = value.model_dump(exclude_defaults=True)
+        return f"`{{{', '.join(f'{k}: {v}' for k, v in given.items())}}}`" if given else "(section defaults)"
     return f"`{value!r}`"
 
 
-def _sections(model, prefix, seen):
-    """(key path, model) for the model and every section model it nests, depth first."""
-    if model in seen:
-        return
-    seen.add(model)
-    yield prefix, model
+def _sections(model, prefix, found):
+    """{model: [its key paths]} for the model and every section model it nests, depth first: a model
+    used at several keys (``{type: X, ...}`` sections) is one section with all its paths."""
+    if model in found:
+        found[model].append(prefix)
+        return found
+    found[model] = [prefix]
     for name, field in model.model_fields.items():
         for t in _flatten(field.annotation):
             if inspect.isclass(t) and hasattr(t, "model_fields"):
                 key = f"{prefix}.{name}" if prefix else name
                 if typing.get_origin(field.annotation) is dict or _is_dict(field.annotation):
                     key += ".<key>"
-                yield from _sections(t, key, seen)
+                _sections(t, key, found)
+    return found
 
 
 def _is_dict(t) -> bool:
@@ -80,8 +83,9 @@ def render() -> str:
            "-opt FILE`), generated from the options schema (`swinir_app/options/schema.py`) when the site is "
            "built, so it lists exactly what the code accepts. Any other key is refused in one line. See "
            "[Training](training.md) for how the shipped files use them.", ""]
-    for key, model in _sections(Options, "", set()):
-        out += [f"## `{key}`" if key else "## Top level", ""]
+    for model, paths in _sections(Options, "", {}).items():
+        out += [", ".join(f"## `{p}`" if i == 0 else f"`{p}`" for i, p in enumerate(paths)) if paths[0]
+                else "## Top level", ""]
         doc = inspect.getdoc(model)
         if doc and doc != inspect.getdoc(model.__mro__[1]):
             out += [doc.replace("\n", " "), ""]
@@ -89,9 +93,10 @@ def render() -> str:
         for name, field in model.model_fields.items():
             if field.exclude:
                 continue
+            key = "<br>".join(f"`{p}.{name}`" if p else f"`{name}`" for p in paths)
             desc = (field.description or "").replace("|", "\\|").replace("\n", " ")
             kind = _type(field.annotation).replace("|", "\\|")
-            out.append(f"| `{name}` | {kind} | {_default(field)} | {desc} |")
+            out.append(f"| {key} | {kind} | {_default(field)} | {desc} |")
         out.append("")
     return "\n".join(out)
 

@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Tuple, Type
 
-from ..engine import DEFAULT_MODEL, DEVICES, PRECISIONS, SettingError, parse_tile
+from ..engine import DEFAULT_MODEL, DEVICES, parse_tile
+from ..errors import SettingError
+from ..precision import PRECISIONS
 from ..zoo import DEFAULT_HOME, HOME_ENV
 
 __all__ = ["Parser", "add_debug", "add_device", "add_model", "add_tiles", "add_weights_dir", "fail", "one_line_errors"]

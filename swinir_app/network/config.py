@@ -6,7 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, Optional, Tuple
 
-ARCHS = ("swinir", "swin2sr", "hat")
+ARCHS = ("swinir", "swin2sr", "hat", "dat")
+DAT_FIELDS = {"split_size": (2, 4), "expansion_factor": 4.0}  # official defaults
+# SwinIR's arguments that DAT has not (it has no patch embedding, and expansion_factor is its mlp_ratio), at
+# the values DAT's structure amounts to.
+NOT_DAT_FIELDS = {"mlp_ratio": 4.0, "ape": False, "patch_norm": True, "patch_size": 1}
 HAT_FIELDS = {"compress_ratio": 3, "squeeze_factor": 30, "conv_scale": 0.01, "overlap_ratio": 0.5}  # official defaults
 UPSAMPLERS = ("pixelshuffle", "pixelshuffledirect", "nearest+conv", "", "pixelshuffle_aux")  # the last: Swin2SR only
 RESI_CONNECTIONS = ("1conv", "3conv")
@@ -81,6 +85,11 @@ class SwinIRConfig:
     squeeze_factor: int = 30
     conv_scale: float = 0.01
     overlap_ratio: float = 0.5
+    # DAT only (Chen et al. 2023): the (height, width) of the spatial windows (the second branch of each block
+    # uses them transposed) and the SGFN's width over embed_dim. For DAT, window_size is derived: the
+    # multiple of max(split_size) that its spatial blocks pad to.
+    split_size: Tuple[int, ...] = (2, 4)
+    expansion_factor: float = 4.0
 
     def __post_init__(self):
         """Normalise and check every field; a bad value is a one-line ValueError naming it.
@@ -92,6 +101,8 @@ class SwinIRConfig:
         set_ = lambda name, value: object.__setattr__(self, name, value)  # noqa: E731 - frozen dataclass
         if isinstance(self.img_size, (tuple, list)) and len(self.img_size) > 0:
             set_("img_size", self.img_size[0])
+        if self.arch == "dat":
+            self._check_dat(set_)
         for name, lo, hi in _INT_BOUNDS:
             set_(name, _integer(name, getattr(self, name), lo, hi))
         for name in ("depths", "num_heads"):
@@ -121,6 +132,10 @@ class SwinIRConfig:
         if self.upsampler not in UPSAMPLERS or (self.upsampler == "pixelshuffle_aux" and self.arch != "swin2sr"):
             allowed = UPSAMPLERS if self.arch == "swin2sr" else UPSAMPLERS[:-1]
             raise ValueError(f"upsampler must be one of {allowed} for {self.arch}, got {self.upsampler!r}")
+        if self.arch != "dat":
+            given = [k for k, v in DAT_FIELDS.items() if getattr(self, k) != v]
+            if given:
+                raise ValueError(f"{', '.join(given)}: DAT arguments, and this is {self.arch}")
         if self.arch != "hat":
             given = [k for k, v in HAT_FIELDS.items() if getattr(self, k) != v]
             if given:
@@ -137,6 +152,8 @@ class SwinIRConfig:
             if int(self.window_size * self.overlap_ratio) % 2:
                 raise ValueError(f"window_size {self.window_size} x overlap_ratio {self.overlap_ratio:g} must give an "
                                  f"even overlap: OCAB pads its windows by half of it on each side")
+        if self.arch == "dat":
+            self._check_dat_structure()
         if self.arch == "swin2sr" and self.qk_scale is not None:
             raise ValueError("qk_scale must be None for swin2sr: its cosine attention learns its own scale")
         if self.upsampler == "pixelshuffle_aux" and self.out_chans != 3:
@@ -156,7 +173,8 @@ class SwinIRConfig:
             mb = 4 * (self.img_size * self.window_size) ** 2 / 2 ** 20
             raise ValueError(f"img_size {self.img_size} x window_size {self.window_size} exceeds {_MAX_IMG_X_WINDOW}: "
                              f"its shift masks would take {mb:.0f} MB")
-        body = sum(self.depths) * self.embed_dim ** 2 * (4 + 2 * self.mlp_ratio)  # ~ transformer parameters
+        ratio = self.expansion_factor if self.arch == "dat" else self.mlp_ratio
+        body = sum(self.depths) * self.embed_dim ** 2 * (4 + 2 * ratio)  # ~ transformer parameters
         if body > _MAX_BODY_PARAMS:
             raise ValueError(f"a network of {body / 1e6:.0f}M transformer parameters (depths {list(self.depths)}, "
                              f"embed_dim {self.embed_dim}, mlp_ratio {self.mlp_ratio:g}) is over the limit of "
@@ -169,6 +187,41 @@ class SwinIRConfig:
             raise ValueError(f"nearest+conv supports x2/x4/x8, got x{self.upscale}")
         elif self.upsampler == "pixelshuffledirect" and self.upscale not in (2, 3, 4, 8):
             raise ValueError(f"pixelshuffledirect supports x2/x3/x4/x8, got x{self.upscale}")
+
+    def _check_dat(self, set_) -> None:
+        """DAT's own fields, before the common checks: split_size, expansion_factor, and window_size derived."""
+        value = self.split_size
+        if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or len(tuple(value)) != 2:
+            raise ValueError(f"split_size must be two whole numbers (window height, width), got {value!r}")
+        split = tuple(_integer(f"split_size[{i}]", v, 1, 32) for i, v in enumerate(value))
+        if max(split) % min(split):
+            raise ValueError(f"split_size {list(split)}: the larger must be a multiple of the smaller (both branches "
+                             f"pad to the larger)")
+        set_("split_size", split)
+        set_("expansion_factor", _real("expansion_factor", self.expansion_factor, 0.01, 16.0))
+        given = [k for k, v in {**HAT_FIELDS, **NOT_DAT_FIELDS}.items() if getattr(self, k) != v]
+        if given:
+            raise ValueError(f"{', '.join(given)}: not DAT arguments (DAT's MLP width is expansion_factor)")
+        set_("window_size", max(split))  # what the spatial attention pads to; not a free choice
+
+    def _check_dat_structure(self) -> None:
+        """The shapes DAT's modules need: even heads (two branches), and the widths its convs divide."""
+        if self.upsampler not in ("pixelshuffle", "pixelshuffledirect"):
+            raise ValueError(f"DAT's heads are pixelshuffle and pixelshuffledirect, got {self.upsampler!r}")
+        if self.embed_dim < 32 or self.embed_dim % 2:
+            raise ValueError(f"DAT needs an even embed_dim of at least 32 (its convs take embed_dim // 16 and its "
+                             f"position MLP embed_dim // 32 channels), got {self.embed_dim}")
+        for h in self.num_heads:
+            if h % 2 or (self.embed_dim // 2) % (h // 2):
+                raise ValueError(f"DAT needs even num_heads that split embed_dim / 2 (half the heads per window "
+                                 f"branch), got {list(self.num_heads)} for embed_dim {self.embed_dim}")
+        hidden = int(self.embed_dim * self.expansion_factor)
+        if hidden < 2 or hidden % 2:
+            raise ValueError(f"embed_dim {self.embed_dim} x expansion_factor {self.expansion_factor:g} = {hidden}: "
+                             f"the spatial gate splits it in two halves, so it must be even")
+        if self.img_size % self.split_size[0] or self.img_size % self.split_size[1]:
+            raise ValueError(f"img_size {self.img_size} must be a multiple of split_size {list(self.split_size)}: "
+                             f"the stored shift masks are built for it")
 
     @property
     def scale(self) -> int:
@@ -199,6 +252,13 @@ class SwinIRConfig:
         if self.arch != "hat":
             for k in HAT_FIELDS:
                 del d[k]
+        if self.arch != "dat":
+            for k in DAT_FIELDS:
+                del d[k]
+        else:
+            d["split_size"] = list(self.split_size)
+            for k in NOT_DAT_FIELDS:
+                del d[k]
         return d
 
     @classmethod
@@ -208,6 +268,12 @@ class SwinIRConfig:
         Raises TypeError naming unknown keys, and ValueError (one line) for a bad or out-of-bounds value.
         """
         names = {f.name for f in dataclasses.fields(cls)}
+        if d.get("arch") == "dat":  # the official DAT's names for two of SwinIR's arguments
+            d = dict(d)
+            for official, ours in (("depth", "depths"), ("use_chk", "use_checkpoint")):
+                if official in d and ours not in d:
+                    d[ours] = d.pop(official)
+            d.setdefault("upsampler", "pixelshuffle")  # the official DAT's default
         unknown = set(d) - names
         if unknown:
             raise TypeError(f"unknown SwinIR argument(s): {', '.join(sorted(unknown))}")
@@ -224,7 +290,7 @@ class SwinIRConfig:
         return cls.from_dict({**PRESETS[name], **overrides})
 
 
-ARCH_NAMES = {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT"}
+ARCH_NAMES = {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT", "dat": "DAT"}
 
 
 _M = dict(depths=[6] * 6, embed_dim=180, num_heads=[6] * 6, mlp_ratio=2.0, window_size=8, img_range=1.0)
@@ -264,3 +330,15 @@ for _k in (2, 3, 4):
     PRESETS[f"hat-x{_k}"] = dict(_HAT, upscale=_k, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6)
     PRESETS[f"hat-l-x{_k}"] = dict(_HAT, upscale=_k, embed_dim=180, depths=[6] * 12, num_heads=[6] * 12)
 PRESETS["real-hat-gan-x4"] = dict(_HAT, upscale=4, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6)
+
+# DAT's released models (zhengchen1999/DAT options/Test): DAT, DAT-S and DAT-2 on SwinIR-M's body sizes, DAT-light
+# one group of 18 with the lightweight head. window_size is derived from split_size.
+_DAT = dict(arch="dat", img_size=64, img_range=1.0, in_chans=3, embed_dim=180, depths=[6] * 6, num_heads=[6] * 6,
+            upsampler="pixelshuffle", resi_connection="1conv")
+for _k in (2, 3, 4):
+    PRESETS[f"dat-x{_k}"] = dict(_DAT, upscale=_k, split_size=[8, 32], expansion_factor=4.0)
+    PRESETS[f"dat-s-x{_k}"] = dict(_DAT, upscale=_k, split_size=[8, 16], expansion_factor=2.0)
+    PRESETS[f"dat-2-x{_k}"] = dict(_DAT, upscale=_k, split_size=[8, 32], expansion_factor=2.0)
+    PRESETS[f"dat-light-x{_k}"] = dict(_DAT, upscale=_k, embed_dim=60, depths=[18], num_heads=[6],
+                                       split_size=[8, 32], expansion_factor=2.0, upsampler="pixelshuffledirect",
+                                       resi_connection="3conv")

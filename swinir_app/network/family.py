@@ -2,23 +2,27 @@
 
 :class:`~.swinir.SwinIR` is the base class that :class:`~.swin2sr.Swin2SR` and :class:`~.hat.HAT` extend, so the
 helpers that dispatch on ``config.arch`` (building a network, its derived buffers, its state shapes) live here,
-not in the base network's module, which then never imports its subclasses.
+not in the base network's module, which then never imports its subclasses. :class:`~.dat.DAT` has SwinIR's public
+surface (config, forward, layers) but none of its classes.
 """
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .config import SwinIRConfig
+from .dat import DAT, dat_derived_buffers
 from .hat import HAT, relative_position_index_oca
 from .layers import relative_position_index, shift_mask
 from .swin2sr import Swin2SR, relative_coords_table
 from .swinir import SwinIR
 
-NETWORKS = {"swinir": SwinIR, "swin2sr": Swin2SR, "hat": HAT}
+NETWORKS = {"swinir": SwinIR, "swin2sr": Swin2SR, "hat": HAT, "dat": DAT}
 
 
-def build_network(config: SwinIRConfig) -> SwinIR:
-    """The network of ``config`` (by ``config.arch``): a :class:`SwinIR`, :class:`Swin2SR` or :class:`HAT`."""
+def build_network(config: SwinIRConfig) -> nn.Module:
+    """The network of ``config`` (by ``config.arch``): a :class:`SwinIR`, :class:`Swin2SR`, :class:`HAT` or
+    :class:`DAT` (which is no SwinIR subclass but has its public surface)."""
     return NETWORKS[config.arch](config)
 
 
@@ -28,6 +32,8 @@ def derived_buffers(config: SwinIRConfig) -> dict:
 
     Files may leave them out; adding them back gives a dict the official code loads strictly.
     """
+    if config.arch == "dat":
+        return dat_derived_buffers(config)
     if config.arch == "hat":
         return {"relative_position_index_SA": relative_position_index(config.window_size),
                 "relative_position_index_OCA": relative_position_index_oca(config.window_size, config.overlap_ratio)}

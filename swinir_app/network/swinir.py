@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from . import winograd
 from .attention import WindowAttention
+from .capabilities import FamilyNetwork
 from .config import SwinIRConfig
 from .layers import (DropPath, Mlp, cpu_inference, gather_tokens, masked_windows, pad_to_multiple,
                      reorder_index, shift_mask, to_image, to_tokens, tracing, weights_key)
@@ -258,7 +259,15 @@ class UpsampleOneStep(nn.Sequential):
         super().__init__(nn.Conv2d(num_feat, scale ** 2 * num_out_ch, 3, 1, 1), nn.PixelShuffle(scale))
 
 
-class SwinIR(nn.Module):
+def pixelshuffle_head(net: nn.Module, c: SwinIRConfig) -> None:
+    """The classical reconstruction (``upsampler="pixelshuffle"``), official names: a conv to ``num_feat``
+    with LeakyReLU, pixel-shuffle steps, a last conv."""
+    net.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1), nn.LeakyReLU(inplace=True))
+    net.upsample = Upsample(c.upscale, c.num_feat)
+    net.conv_last = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
+
+
+class SwinIR(FamilyNetwork):
     """SwinIR for super-resolution, denoising and JPEG artifact removal.
 
     Build it from a :class:`SwinIRConfig` or from the official keyword arguments::
@@ -280,21 +289,7 @@ class SwinIR(nn.Module):
             self._build(config, kwargs)
 
     def _build(self, config: Optional[SwinIRConfig], kwargs: dict) -> None:
-        if kwargs.get("norm_layer", nn.LayerNorm) is not nn.LayerNorm:
-            raise ValueError("only nn.LayerNorm is supported as norm_layer")
-        kwargs.pop("norm_layer", None)
-        if config is None:
-            config = SwinIRConfig.from_dict({"arch": self.arch, **kwargs})
-        elif kwargs:
-            config = config.replace(**kwargs)
-        if config.arch != self.arch:
-            raise ValueError(f"a {config.name} config builds a {config.name}, not a {type(self).__name__}; "
-                             f"use swinir_app.network.build_network(config)")
-        self.config = c = config
-        self.upscale, self.upsampler = c.upscale, c.upsampler
-        self.window_size, self.img_range = c.window_size, c.img_range
-        mean = (0.4488, 0.4371, 0.4040) if c.in_chans == 3 else (0.0,) * c.in_chans
-        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1), persistent=False)
+        c = self._setup(config, kwargs)
 
         # 1. shallow feature extraction
         self.conv_first = nn.Conv2d(c.in_chans, c.embed_dim, 3, 1, 1)
@@ -315,10 +310,7 @@ class SwinIR(nn.Module):
 
         # 3. reconstruction
         if c.upsampler == "pixelshuffle":
-            self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1),
-                                                      nn.LeakyReLU(inplace=True))
-            self.upsample = Upsample(c.upscale, c.num_feat)
-            self.conv_last = nn.Conv2d(c.num_feat, c.out_chans, 3, 1, 1)
+            pixelshuffle_head(self, c)
         elif c.upsampler == "pixelshuffle_aux":  # Swin2SR's compressed SR: an LR auxiliary image, plus bicubic
             self.conv_bicubic = nn.Conv2d(c.in_chans, c.num_feat, 3, 1, 1)
             self.conv_before_upsample = nn.Sequential(nn.Conv2d(c.embed_dim, c.num_feat, 3, 1, 1),
@@ -349,20 +341,6 @@ class SwinIR(nn.Module):
         return RSTB(c.embed_dim, resolution, c.depths[i], c.num_heads[i], c.window_size, c.mlp_ratio, c.qkv_bias,
                     c.qk_scale, c.drop_rate, c.attn_drop_rate, drop_path, c.use_checkpoint, c.resi_connection,
                     self.block, embed=c.arch == "swin2sr")
-
-    @staticmethod
-    def _init_weights(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-
-    @property
-    def scale(self) -> int:
-        return self.upscale
 
     def forward_features(self, x: Tensor) -> Tensor:
         x_size = (x.shape[2], x.shape[3])

@@ -22,6 +22,7 @@ import torch
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, InstanceOf, model_validator
 from pydantic_core import PydanticCustomError
 
+from ..precision import AMP_PRECISIONS
 from ..network import ARCH_NAMES, SwinIRConfig
 
 SKIMAGE_SCHEME = "skimage://"  # a dataroot naming scikit-image's bundled photos: skimage://astronaut,coffee
@@ -62,7 +63,7 @@ PERCEPTUAL_ARGS = {"layer_weights": Dict[str, float], "vgg_type": str, "use_inpu
 GAN_ARGS = {"gan_type": str, "real_label_val": float, "fake_label_val": float, "loss_weight": float}
 GAN_TYPES = ("vanilla", "lsgan", "hinge", "wgan", "wgan_softplus")
 TASKS = ("sr", "denoise", "jpeg")
-AMP_DTYPES = ("bf16", "fp16")
+AMP_DTYPES = AMP_PRECISIONS  # train.amp: the precision module's names
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,72 +130,111 @@ class Section(BaseModel):
 
 
 class IOBackendOptions(Section):
-    type: Annotated[str, _one_of("disk", "lmdb")] = "disk"
+    """``datasets.<key>.io_backend``: how ``dataroot_gt`` and ``dataroot_lq`` are stored (BasicSR's key)."""
+
+    type: Annotated[str, _one_of("disk", "lmdb")] = Field("disk", description=(
+        "`disk`: image files in folders; `lmdb`: a BasicSR lmdb (`data.mdb` and `meta_info.txt` in the dataroot). "
+        "Evaluation takes `disk` only."))
+
+
+_RE = "`RealESRGANDataset`, first degradation: "  # Real-ESRGAN's keys: unset = its value (in brackets)
+_RE2 = "`RealESRGANDataset`: the second degradation's "
 
 
 class DatasetOptions(Section):
     """``datasets.<key>``: where the images are and how LQ is made (training, validation, testing)."""
 
-    name: Str = ""
-    type: Annotated[str, _one_of(*DATASET_TYPES)] = "PairedImageDataset"
-    dataroot_gt: Optional[Str] = None
-    dataroot_lq: Optional[Str] = None
-    meta_info_file: Optional[Str] = None
-    filename_tmpl: Str = "{}"
-    io_backend: IOBackendOptions = IOBackendOptions()
-    # training crops and augmentation
-    gt_size: Optional[Int] = None
-    use_hflip: Bool = True
-    use_flip: Optional[Bool] = None  # the older BasicSR name of use_hflip
-    use_rot: Bool = True
-    # degradations made on the fly
-    sigma: Optional[Level] = None  # DenoisingDataset: 15, or [0, 50] drawn per patch
-    quality: Optional[Union[Int, Tuple[Int, Int]]] = None  # JPEGDataset: 40, or [10, 40] drawn per patch
-    noise_seed: Int = 0  # validation noise: reseeded per image, as the official test script
-    lq_cache: Optional[Str] = None  # where MATLAB-bicubic LR images are cached (default: <experiment>/cache)
-    # RealESRGANDataset: Real-ESRGAN's degradation (see REALESRGAN_KEYS; unset = Real-ESRGAN's value)
-    blur_kernel_size: Optional[Int] = None
-    kernel_list: Optional[Tuple[Str, ...]] = None
-    kernel_prob: Optional[Tuple[Float, ...]] = None
-    sinc_prob: Optional[Float] = None
-    blur_sigma: Optional[Pair] = None
-    betag_range: Optional[Pair] = None
-    betap_range: Optional[Pair] = None
-    resize_prob: Optional[Tuple[Float, Float, Float]] = None
-    resize_range: Optional[Pair] = None
-    gaussian_noise_prob: Optional[Float] = None
-    noise_range: Optional[Pair] = None
-    poisson_scale_range: Optional[Pair] = None
-    gray_noise_prob: Optional[Float] = None  # also DenoisingDataset: a share of patches get gray noise
-    jpeg_range: Optional[Pair] = None
-    second_blur_prob: Optional[Float] = None
-    blur_kernel_size2: Optional[Int] = None
-    kernel_list2: Optional[Tuple[Str, ...]] = None
-    kernel_prob2: Optional[Tuple[Float, ...]] = None
-    sinc_prob2: Optional[Float] = None
-    blur_sigma2: Optional[Pair] = None
-    betag_range2: Optional[Pair] = None
-    betap_range2: Optional[Pair] = None
-    resize_prob2: Optional[Tuple[Float, Float, Float]] = None
-    resize_range2: Optional[Pair] = None
-    gaussian_noise_prob2: Optional[Float] = None
-    noise_range2: Optional[Pair] = None
-    poisson_scale_range2: Optional[Pair] = None
-    gray_noise_prob2: Optional[Float] = None
-    jpeg_range2: Optional[Pair] = None
-    final_sinc_prob: Optional[Float] = None
-    gt_usm: Optional[Bool] = None
-    # loader
-    use_shuffle: Bool = True
-    batch_size_per_gpu: Int = 1
-    num_worker_per_gpu: Int = 0
-    dataset_enlarge_ratio: Int = 1
-    pin_memory: Bool = False
-    persistent_workers: Bool = False
-    prefetch_mode: Optional[Str] = None  # accepted for BasicSR files; loading is the DataLoader's workers
-    num_prefetch_queue: Int = 1
-    phase: Optional[Str] = None  # set by BasicSR itself; accepted
-    scale: Optional[Int] = None  # idem
+    name: Str = Field("", description="The set's name in logs, TensorBoard and results; empty: its key (`val_1`).")
+    type: Annotated[str, _one_of(*DATASET_TYPES)] = Field("PairedImageDataset", description=(
+        "How the LQ is made: `PairedImageDataset` (an LR folder, or MATLAB bicubic without `dataroot_lq`), "
+        "`SingleHRDataset` (bicubic, cached), `DenoisingDataset` (noise, `sigma`), `JPEGDataset` (`quality`), "
+        "`RealESRGANDataset` or `BSRGANDataset` (real-world degradations per patch). Evaluation: paired only."))
+    dataroot_gt: Optional[Str] = Field(None, description=(
+        "Required. The HR (ground-truth) images: a folder (searched recursively, symlinks followed), an lmdb "
+        "(`io_backend: {type: lmdb}`) or `skimage://astronaut,coffee`. Relative to the current directory."))
+    dataroot_lq: Optional[Str] = Field(None, description=(
+        "`PairedImageDataset`: the LR images at 1/scale, matched to the HR by `filename_tmpl` (required with "
+        "lmdb); unset: MATLAB-bicubic LR made from the HR."))
+    meta_info_file: Optional[Str] = Field(None, description=(
+        "Folders: a text file listing the HR images to use (first word of a line, relative to `dataroot_gt`; "
+        "`#` lines skipped); unset: every image. An lmdb has its own `meta_info.txt`."))
+    filename_tmpl: Str = Field("{}", description=(
+        "The LR file stem of HR stem `s` is `filename_tmpl.format(s)` (BasicSR's), any image extension; the "
+        "default `{}` tries `<s>x<scale>`, then `<s>`."))
+    io_backend: IOBackendOptions = Field(IOBackendOptions(), description="`{type: disk}` or `{type: lmdb}`.")
+    gt_size: Optional[Int] = Field(None, description=(
+        "Training: the HR patch side in pixels, a multiple of `scale` (LR patch: gt_size / scale). Required for "
+        "`datasets.train`; validation uses whole images."))
+    use_hflip: Bool = Field(True, description="Training: random horizontal flip of the patch (p 0.5), BasicSR's.")
+    use_flip: Optional[Bool] = Field(None, description="The older BasicSR name of `use_hflip`; wins when set.")
+    use_rot: Bool = Field(True, description="Training: random vertical flip and transpose (p 0.5 each), BasicSR's.")
+    sigma: Optional[Level] = Field(None, description=(
+        "`DenoisingDataset` (required): Gaussian noise std in 0-255 levels: `15`, or `[0, 50]` drawn per "
+        "training patch (validation: one number)."))
+    quality: Optional[Union[Int, Tuple[Int, Int]]] = Field(None, description=(
+        "`JPEGDataset` (required): OpenCV JPEG quality 1-100: `40`, or `[10, 40]` drawn per training patch "
+        "(validation: one number)."))
+    noise_seed: Int = Field(0, description=(
+        "Validation: the seed of the noise (reseeded per image, as the official test script) and of the "
+        "Real-ESRGAN/BSRGAN degradations, so every validation sees the same LQ."))
+    lq_cache: Optional[Str] = Field(None, description=(
+        "`datasets.train`: the folder where MATLAB-bicubic LR images are cached (default: "
+        "`<experiments_root>/cache`); validation sets cache in memory only."))
+    blur_kernel_size: Optional[Int] = Field(None, description=_RE + "side the blur kernels (7-21) are padded "
+                                            "to, odd, >= 7 [21].")
+    kernel_list: Optional[Tuple[Str, ...]] = Field(None, description=_RE + "blur kernel kinds: `iso`, `aniso`, "
+                                                   "`generalized_iso`, `generalized_aniso`, `plateau_iso`, "
+                                                   "`plateau_aniso` [all six].")
+    kernel_prob: Optional[Tuple[Float, ...]] = Field(None, description=_RE + "probability of each kind of "
+                                                     "`kernel_list`, in order [0.45, 0.25, 0.12, 0.03, 0.12, 0.03].")
+    sinc_prob: Optional[Float] = Field(None, description=_RE + "probability of a sinc (ringing) kernel [0.1].")
+    blur_sigma: Optional[Pair] = Field(None, description=_RE + "blur sigma range, pixels, min < max [0.2, 3].")
+    betag_range: Optional[Pair] = Field(None, description=_RE + "generalized-Gaussian beta range [0.5, 4].")
+    betap_range: Optional[Pair] = Field(None, description=_RE + "plateau kernel beta range [1, 2].")
+    resize_prob: Optional[Tuple[Float, Float, Float]] = Field(None, description=(
+        _RE + "probabilities of resizing up, down, or not [0.2, 0.7, 0.1]."))
+    resize_range: Optional[Pair] = Field(None, description=_RE + "resize factor range [0.15, 1.5].")
+    gaussian_noise_prob: Optional[Float] = Field(None, description=(
+        _RE + "probability of Gaussian noise (else Poisson) [0.5]."))
+    noise_range: Optional[Pair] = Field(None, description=_RE + "Gaussian noise sigma range, 0-255 levels [1, 30].")
+    poisson_scale_range: Optional[Pair] = Field(None, description=_RE + "Poisson noise scale range [0.05, 3].")
+    gray_noise_prob: Optional[Float] = Field(None, description=(
+        _RE + "probability that the noise is gray (one plane for all channels) [0.4]. Also `DenoisingDataset`: "
+        "the share of training patches given gray noise (unset: none)."))
+    jpeg_range: Optional[Pair] = Field(None, description=_RE + "JPEG quality range, 1-99 [30, 95].")
+    second_blur_prob: Optional[Float] = Field(None, description=(
+        "`RealESRGANDataset`: probability that the second degradation blurs [0.8]."))
+    blur_kernel_size2: Optional[Int] = Field(None, description=_RE2 + "`blur_kernel_size` [21].")
+    kernel_list2: Optional[Tuple[Str, ...]] = Field(None, description=_RE2 + "`kernel_list` [all six].")
+    kernel_prob2: Optional[Tuple[Float, ...]] = Field(None, description=_RE2 + "`kernel_prob` [as the first].")
+    sinc_prob2: Optional[Float] = Field(None, description=_RE2 + "`sinc_prob` [0.1].")
+    blur_sigma2: Optional[Pair] = Field(None, description=_RE2 + "`blur_sigma` [0.2, 1.5].")
+    betag_range2: Optional[Pair] = Field(None, description=_RE2 + "`betag_range` [0.5, 4].")
+    betap_range2: Optional[Pair] = Field(None, description=_RE2 + "`betap_range` [1, 2].")
+    resize_prob2: Optional[Tuple[Float, Float, Float]] = Field(None, description=(
+        _RE2 + "`resize_prob` [0.3, 0.4, 0.3]."))
+    resize_range2: Optional[Pair] = Field(None, description=_RE2 + "`resize_range` [0.3, 1.2].")
+    gaussian_noise_prob2: Optional[Float] = Field(None, description=_RE2 + "`gaussian_noise_prob` [0.5].")
+    noise_range2: Optional[Pair] = Field(None, description=_RE2 + "`noise_range` [1, 25].")
+    poisson_scale_range2: Optional[Pair] = Field(None, description=_RE2 + "`poisson_scale_range` [0.05, 2.5].")
+    gray_noise_prob2: Optional[Float] = Field(None, description=_RE2 + "`gray_noise_prob` [0.4].")
+    jpeg_range2: Optional[Pair] = Field(None, description=_RE2 + "`jpeg_range` [30, 95].")
+    final_sinc_prob: Optional[Float] = Field(None, description=(
+        "`RealESRGANDataset`: probability of the final sinc filter, with the resize back to LR size [0.8]."))
+    gt_usm: Optional[Bool] = Field(None, description=(
+        "`RealESRGANDataset`: the target, and the degradation's start, is the USM-sharpened GT [true]."))
+    use_shuffle: Bool = Field(True, description="Training: shuffle the images every epoch (else file order).")
+    batch_size_per_gpu: Int = Field(1, description="Training: patches per batch per process (>= 1).")
+    num_worker_per_gpu: Int = Field(0, description="Training: DataLoader worker processes per process (0: none).")
+    dataset_enlarge_ratio: Int = Field(1, description="Training: each epoch goes through the images this often.")
+    pin_memory: Bool = Field(False, description="Training: page-locked batches, when training on CUDA.")
+    persistent_workers: Bool = Field(False, description="Accepted for BasicSR files; not used.")
+    prefetch_mode: Optional[Str] = Field(None, description=(
+        "Accepted for BasicSR files (null, `cpu` or `cuda`); loading is the DataLoader's workers."))
+    num_prefetch_queue: Int = Field(1, description="Training: batches prefetched per worker (at least 2).")
+    phase: Optional[Str] = Field(None, description="Set by BasicSR itself; accepted, not used.")
+    scale: Optional[Int] = Field(None, description="Set by BasicSR itself; accepted, not used (the top-level "
+                                 "`scale` counts).")
 
     @property
     def kind(self) -> str:
@@ -211,23 +251,35 @@ class DatasetOptions(Section):
 
 
 class PathOptions(Section):
-    pretrain_network_g: Optional[Str] = None  # anything load_model takes: a zoo name, a file, a training folder
-    strict_load_g: Bool = True
-    param_key_g: Str = "params"
-    pretrain_network_d: Optional[Str] = None  # a net_d_<iter>.pth of an earlier GAN run
-    strict_load_d: Bool = True
-    param_key_d: Str = "params"
-    resume_state: Optional[Str] = None
-    experiments_root: Optional[Str] = None  # default experiments/<name>
-    visualization: Optional[Str] = None  # default <experiments_root>/visualization
-    results_root: Optional[Str] = None  # evaluation: where save_img writes (default results/<name>)
+    """``path``: weights to start from, where a run writes, what it resumes."""
+
+    pretrain_network_g: Optional[Str] = Field(None, description=(
+        "Weights to start from: anything `load_model` takes (a zoo name, a weights file, a training folder); "
+        "ignored on resume. Evaluation: the model scored (or `--model`)."))
+    strict_load_g: Bool = Field(True, description=(
+        "Every key and shape must match `network_g`; false loads what fits (BasicSR's). Evaluation needs true."))
+    param_key_g: Str = Field("params", description=(
+        "The key of the weights in a `pretrain_network_g` file (`params` or `params_ema`); missing: what it has."))
+    pretrain_network_d: Optional[Str] = Field(None, description=(
+        "GAN training: a `net_d_<iter>.pth` of an earlier GAN run to start the discriminator from."))
+    strict_load_d: Bool = Field(True, description="As `strict_load_g`, for `pretrain_network_d`.")
+    param_key_d: Str = Field("params", description="As `param_key_g`, for `pretrain_network_d`.")
+    resume_state: Optional[Str] = Field(None, description=(
+        "A `training_states/<iter>.state` to resume from; unset: a new run (or, with `--auto_resume`, the "
+        "latest state that loads)."))
+    experiments_root: Optional[Str] = Field(None, description="The run's folder (default `experiments/<name>`).")
+    visualization: Optional[Str] = Field(None, description=(
+        "Where validation images go with `val.save_img` (default `<experiments_root>/visualization`)."))
+    results_root: Optional[Str] = Field(None, description=(
+        "Evaluation: where `val.save_img` writes the outputs, a folder per set (default `results/<name>`)."))
 
 
 class TypedOptions(Section):
-    """``{type: X, ...arguments}``: the arguments are checked against what X takes (see TrainOptions)."""
+    """``{type: X, ...arguments}``: the arguments are checked against what X takes (see each key)."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
-    type: Str
+    type: Str = Field(description=(
+        "The class; the other keys are its arguments, checked against what it takes (see the key that holds it)."))
 
     @property
     def args(self) -> Dict[str, Any]:
@@ -235,21 +287,41 @@ class TypedOptions(Section):
 
 
 class TrainOptions(Section):
-    optim_g: TypedOptions
-    total_iter: Int
-    scheduler: Optional[TypedOptions] = None
-    pixel_opt: TypedOptions = TypedOptions(type="L1Loss")
-    ema_decay: Float = 0.0
-    warmup_iter: Int = -1
-    amp: Optional[Annotated[str, _one_of(*AMP_DTYPES)]] = None  # mixed precision for the transformer body
-    grad_clip: Optional[Float] = None  # max total gradient norm
-    nan_tolerance: Int = 10  # consecutive non-finite steps (skipped) before training stops
-    # GAN training (with network_d): BasicSR's SRGANModel / RealESRGANModel keys
-    optim_d: Optional[TypedOptions] = None
-    perceptual_opt: Optional[TypedOptions] = None
-    gan_opt: Optional[TypedOptions] = None
-    net_d_iters: Int = 1  # G is updated every net_d_iters iterations ...
-    net_d_init_iters: Int = 0  # ... and not during the first net_d_init_iters (D alone warms up)
+    """``train``: BasicSR's optimizer, schedule, losses and step options (training files only)."""
+
+    optim_g: TypedOptions = Field(description=(
+        "The generator's optimizer: `type` one of Adam, AdamW, Adamax, SGD, RMSprop, and that "
+        "`torch.optim` class's arguments (`lr` required; `betas`, `weight_decay`, ...)."))
+    total_iter: Int = Field(description="Iterations (optimizer steps) to train, >= 1.")
+    scheduler: Optional[TypedOptions] = Field(None, description=(
+        "BasicSR's learning-rate schedule by iteration: `MultiStepLR`/`MultiStepRestartLR` (`milestones`, "
+        "`gamma` [0.1], `restarts`, `restart_weights`) or `CosineAnnealingRestartLR` (`periods`, "
+        "`restart_weights`, `eta_min` [0]); unset: a constant `lr`."))
+    pixel_opt: TypedOptions = Field(TypedOptions(type="L1Loss"), description=(
+        "The pixel loss: `L1Loss`, `MSELoss` or `CharbonnierLoss` (`eps` [1e-12]), with `loss_weight` [1] and "
+        "`reduction` (`mean` or `sum`)."))
+    ema_decay: Float = Field(0.0, description=(
+        "Decay of the EMA of the weights (`params_ema`), in [0, 1); 0: no EMA (SwinIR's files use 0.999)."))
+    warmup_iter: Int = Field(-1, description=(
+        "Linear learning-rate warmup over this many iterations, as BasicSR's; <= 1: none."))
+    amp: Optional[Annotated[str, _one_of(*AMP_DTYPES)]] = Field(None, description=(
+        "Mixed precision for the transformer body: `bf16` or `fp16` (with a gradient scaler); null: float32. "
+        "Checked against the device before training."))
+    grad_clip: Optional[Float] = Field(None, description="Clip the total gradient norm to this (> 0); null: none.")
+    nan_tolerance: Int = Field(10, description=(
+        "Consecutive non-finite steps (skipped) before training stops as diverged, >= 1."))
+    optim_d: Optional[TypedOptions] = Field(None, description=(
+        "GAN training (with `network_d`, required): the discriminator's optimizer, as `optim_g` (`lr` "
+        "required); it follows the same schedule from its own `lr`."))
+    perceptual_opt: Optional[TypedOptions] = Field(None, description=(
+        "GAN training: basicsr's `PerceptualLoss`: `layer_weights` (required), `vgg_type` [vgg19], "
+        "`use_input_norm`, `range_norm`, `perceptual_weight`, `style_weight`, `criterion` (l1, l2, fro)."))
+    gan_opt: Optional[TypedOptions] = Field(None, description=(
+        "GAN training (with `network_d`, required): basicsr's `GANLoss`: `gan_type` (vanilla, lsgan, hinge, wgan, "
+        "wgan_softplus), `real_label_val`, `fake_label_val`, `loss_weight`."))
+    net_d_iters: Int = Field(1, description="GAN training: G is updated on every n-th iteration only (>= 1).")
+    net_d_init_iters: Int = Field(0, description=(
+        "GAN training: G is not updated in the first n iterations (>= 0), while D alone warms up."))
 
     @property
     def gan(self) -> bool:
@@ -323,11 +395,17 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
 
 
 class MetricOptions(Section):
-    type: Annotated[str, _one_of(*METRIC_TYPES)]
-    crop_border: Optional[Int] = None  # default: scale for SR, 0 for denoising/JPEG
-    test_y_channel: Bool = True
-    better: Annotated[str, _one_of("higher", "lower")] = "higher"
-    net: Annotated[str, _one_of("alex", "vgg")] = "alex"  # calculate_lpips only
+    """``val.metrics.<key>``: one metric, as BasicSR's ``{type: calculate_psnr, crop_border: 4}``."""
+
+    type: Annotated[str, _one_of(*METRIC_TYPES)] = Field(description=(
+        "`calculate_psnr`, `calculate_ssim`, `calculate_psnrb` or `calculate_lpips` (evaluation only)."))
+    crop_border: Optional[Int] = Field(None, description=(
+        "Pixels cropped from each edge before scoring; default: `scale` for SR, 0 for denoising/JPEG."))
+    test_y_channel: Bool = Field(True, description=(
+        "Score the Y channel of YCbCr (the papers' tables) rather than RGB; not for LPIPS."))
+    better: Annotated[str, _one_of("higher", "lower")] = Field("higher", description=(
+        "Whether a `higher` or `lower` value is better, for the best value a training run reports."))
+    net: Annotated[str, _one_of("alex", "vgg")] = Field("alex", description="`calculate_lpips`: its network.")
 
     @property
     def metric(self) -> str:
@@ -335,23 +413,35 @@ class MetricOptions(Section):
 
 
 class ValOptions(Section):
-    val_freq: Int = 5000
-    save_img: Bool = False
-    suffix: Optional[Str] = None
-    pbar: Bool = False
-    metrics: Dict[str, MetricOptions] = Field(default_factory=dict)
+    """``val``: validation during training, and the metrics and outputs of an evaluation."""
+
+    val_freq: Int = Field(5000, description="Training: validate every this many iterations (>= 1).")
+    save_img: Bool = Field(False, description=(
+        "Save the outputs as PNG: training to `path.visualization`, evaluation to `path.results_root`."))
+    suffix: Optional[Str] = Field(None, description=(
+        "Training: saved images are `<image>_<suffix>.png`; unset: `<image>_<iteration>.png`."))
+    pbar: Bool = Field(False, description=(
+        "Evaluation: a progress bar (shown when this key is absent, as without an options file)."))
+    metrics: Dict[str, MetricOptions] = Field(default_factory=dict, description=(
+        "The metrics by name (`psnr: {type: calculate_psnr, ...}`); training takes psnr, ssim, psnrb. Evaluation "
+        "without any: PSNR and SSIM (and PSNR-B for JPEG)."))
 
 
 class LoggerOptions(Section):
-    print_freq: Int = 100
-    save_checkpoint_freq: Int = 5000
-    use_tb_logger: Bool = True
-    wandb: Optional[Dict[str, Any]] = None  # accepted for BasicSR files; not used
+    """``logger``: how often a run logs and saves."""
+
+    print_freq: Int = Field(100, description="Log a progress line every this many iterations (>= 1).")
+    save_checkpoint_freq: Int = Field(5000, description=(
+        "Save the weights and a resume state every this many iterations (>= 1), and at the end."))
+    use_tb_logger: Bool = Field(True, description="Write TensorBoard events to `<experiments_root>/tb_logger`.")
+    wandb: Optional[Dict[str, Any]] = Field(None, description="Accepted for BasicSR files; not used.")
 
 
 class DistOptions(Section):
-    backend: Optional[Str] = None  # accepted; the backend is nccl on CUDA and gloo on CPU
-    port: Optional[Int] = None  # accepted; torchrun sets the rendezvous
+    """``dist_params``: accepted from BasicSR files; ``torchrun`` and the device decide."""
+
+    backend: Optional[Str] = Field(None, description="Accepted; the backend is nccl on CUDA and gloo on CPU.")
+    port: Optional[Int] = Field(None, description="Accepted; torchrun sets the rendezvous.")
 
 
 @dataclass(frozen=True)
@@ -400,25 +490,43 @@ Network = Annotated[InstanceOf[NetworkOptions], BeforeValidator(_network)]
 class Options(Section):
     """An options file, parsed and checked: a training file or a test (evaluation) file."""
 
-    name: Str
-    datasets: Dict[str, DatasetOptions]
-    network_g: Optional[Network] = None
-    network_d: Optional[TypedOptions] = None  # GAN training: UNetDiscriminatorSN or VGGStyleDiscriminator
-    train: Optional[TrainOptions] = None
-    model_type: Annotated[str, _one_of(*MODEL_TYPES)] = "SwinIRModel"
-    scale: Optional[Int] = None
-    num_gpu: Union[Int, Literal["auto"]] = "auto"
-    manual_seed: Optional[Int] = None
-    queue_size: Optional[Int] = None  # Real-ESRGAN's training-pair pool (swinir_app.train.pool), per process
-    path: PathOptions = PathOptions()
-    val: Optional[ValOptions] = None
-    logger: LoggerOptions = LoggerOptions()
-    dist_params: DistOptions = DistOptions()
-    # evaluation: what the LQ is made of when there is no dataroot_lq
-    task: Optional[Annotated[str, _one_of(*TASKS)]] = None
-    noise: Optional[Float] = None
-    jpeg: Optional[Int] = None
-    source: str = Field(default="", exclude=True)  # the file it was read from
+    name: Str = Field(description=(
+        "The experiment's name: `experiments/<name>` (training, `debug_` prefixed with `--debug`), "
+        "`results/<name>` (evaluation)."))
+    datasets: Dict[str, DatasetOptions] = Field(description=(
+        "The sets by key: training `train` and `val`/`val_<anything>`; evaluation `test_1`, ... "
+        "(any key but `train`)."))
+    network_g: Optional[Network] = Field(None, description=(
+        "`{type: SwinIR or Swin2SR, <the official constructor's arguments>}` (`upscale`, `in_chans`, "
+        "`img_size`, `window_size`, `embed_dim`, `depths`, `num_heads`, `upsampler`, ...). Required to train; "
+        "evaluation: checked against the loaded model."))
+    network_d: Optional[TypedOptions] = Field(None, description=(
+        "GAN training: the discriminator, `UNetDiscriminatorSN` (`num_in_ch`, `num_feat`, `skip_connection`) "
+        "or `VGGStyleDiscriminator` (`num_in_ch`, `num_feat`, `input_size` = `gt_size`)."))
+    train: Optional[TrainOptions] = Field(None, description="Required to train: the optimization (see `train`).")
+    model_type: Annotated[str, _one_of(*MODEL_TYPES)] = Field("SwinIRModel", description=(
+        "BasicSR's model class: `SwinIRModel` or `SRModel`; accepted, the same training."))
+    scale: Optional[Int] = Field(None, description=(
+        "The upscaling factor, 1 for denoising/JPEG; default `network_g.upscale` (evaluation: the model's)."))
+    num_gpu: Union[Int, Literal["auto"]] = Field("auto", description=(
+        "`auto`: CUDA when available, else the CPU; 0: the CPU; N > 0: CUDA, an error without it (more "
+        "processes come from `torchrun`, not from N)."))
+    manual_seed: Optional[Int] = Field(None, description=(
+        "The run's seed, 0 to 2**32 - 1; null: a random one (BasicSR's); a resumed run keeps its own. "
+        "Evaluation: the seed of the noise it makes (default 0)."))
+    queue_size: Optional[Int] = Field(None, description=(
+        "Real-ESRGAN's training-pair pool, pairs per process, a multiple of `batch_size_per_gpu`; unset: none."))
+    path: PathOptions = Field(PathOptions(), description="Weights to load, output and resume paths.")
+    val: Optional[ValOptions] = Field(None, description="Validation and metrics; unset: no validation.")
+    logger: LoggerOptions = Field(LoggerOptions(), description="Log and checkpoint frequencies.")
+    dist_params: DistOptions = Field(DistOptions(), description="Accepted from BasicSR files; not used.")
+    task: Optional[Annotated[str, _one_of(*TASKS)]] = Field(None, description=(
+        "Evaluation: `sr`, `denoise` or `jpeg`, to make the LQ without `dataroot_lq` (default: the model's)."))
+    noise: Optional[Float] = Field(None, description=(
+        "Evaluation, denoising: Gaussian noise sigma (0-255, > 0); default: the level in the model's name, else 15."))
+    jpeg: Optional[Int] = Field(None, description=(
+        "Evaluation, JPEG: the quality, 1-100; default: the level in the model's name, else 40."))
+    source: str = Field(default="", exclude=True, description="The file the options were read from (not a key).")
 
     @model_validator(mode="after")
     def _discriminator(self) -> "Options":

@@ -21,7 +21,8 @@ from torch import Tensor
 from .. import distributed
 from ..checkpoint import ModelLoadError, check_finite, check_state, read_file, unwrap
 from ..distributed import Dist
-from ..engine import SettingError, resolve_precision
+from ..errors import SettingError
+from ..precision import resolve_precision
 from ..network import state_shapes
 from ..options import Options, OptionsError
 from .data import RestorationDataset

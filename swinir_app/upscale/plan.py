@@ -228,8 +228,8 @@ def shard(jobs: List[Job], rank: int, world: int) -> List[Job]:
 
 
 def tiling_notes(restorer, job: "Job", args) -> List[str]:
-    """What the tile settings do to the first input (an image, or a video's frames): an overlap cut to
-    half the tile, and tiles so small that they compute far more pixels than the image has."""
+    """The engine's notes on its tile plan for the first input (an image, or a video's frames): an overlap
+    cut to half the tile, and tiles so small that they compute far more pixels than the image has."""
     import stat
 
     from PIL import Image
@@ -248,15 +248,7 @@ def tiling_notes(restorer, job: "Job", args) -> List[str]:
                 w, h = img.size
     except Exception:  # noqa: BLE001 - the reader says what is wrong with it later
         return []
-    plan = restorer.tiling(h, w)
-    lines = []
-    if plan.overlap < args.tile_overlap and plan.tile is not None:
-        lines.append(f"--tile-overlap {args.tile_overlap} is more than half of the {plan.tile}-pixel tiles: "
-                     f"{plan.overlap} is used")
-    if plan.work > 2:
-        lines.append(f"--tile {args.tile}: {plan.count:,} tiles compute {plan.work:.0f}x the pixels of {src.name} "
-                     f"({w}x{h}); a larger tile, or auto, is faster")
-    return lines
+    return [note.flag() for note in restorer.plan(h, w, src.name).notes]
 
 
 def check_output_folders(jobs: List[Job], scale: float) -> Optional[str]:

@@ -16,7 +16,8 @@ from ..images import encode_image
 from .catalogue import label_of
 from .jobs import Job, OverBudget, WebError, one_line
 from .service import TileProgress, WebApp
-from .settings import RunSettings, human_size
+from ..engine import human_size
+from .settings import RunSettings
 from .zips import list_images, safe_arcname, unique
 
 log = logging.getLogger("swinir_app.webui")
@@ -67,7 +68,7 @@ def run_batch(app: WebApp, paths: Sequence[str], s: RunSettings, cancel: threadi
                         restorer = app.restorer(s)
                         if isinstance(cancel, Job):
                             h, w = loaded.array.shape[:2]
-                            k = s.outscale if restorer.config.task == "sr" and s.outscale else restorer.scale
+                            k = s.outscale if restorer.task == "sr" and s.outscale else restorer.scale
                             cancel.spend(round(h * w * (1 + max(k, restorer.scale) ** 2)), name)
                         result = app.process(restorer, loaded, name, s, tiles)
                     data = encode_image(result.output, ".png", icc_profile=loaded.icc_profile)

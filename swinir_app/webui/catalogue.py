@@ -1,5 +1,6 @@
 """The model catalogue and policy (data only): which models the page offers, which specs a remote user
-may load, and what is shown of a model. No gradio here; loading models is the service's.
+may load, and what is known of a model. No gradio and no Markdown here (:mod:`.page` renders it); loading
+models is the service's.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 from ..engine import DEFAULT_MODEL
 from ..network import SwinIRConfig
-from ..zoo import ZOO, ZooEntry, bundled_entries, find_entry, is_cached, param_count, weights_home
+from ..zoo import ZOO, ZooEntry, bundled_entries, find_entry, is_cached, weights_home
 from .jobs import WebError
 
 GENERIC_REFUSAL = ("this model is not available here: choose one from the list, a zoo name, or a file in the "
@@ -52,18 +53,6 @@ class ModelInfo:
     def level(self) -> Optional[int]:
         m = _LEVEL_NAME.match(self.entry.name) if self.entry else None
         return int(m.group("level")) if m else None
-
-    def markdown(self) -> str:
-        c = self.config
-        parts = [f"**{md_escape(self.label)}** · {task_label(c)}", f"{param_count(c) / 1e6:.2f} M parameters",
-                 f"window {c.window_size}"]
-        if self.task == "denoise":
-            parts.append(f"trained for noise σ = {self.level}" if self.level else "noise level not recorded")
-        elif self.task == "jpeg":
-            parts.append(f"trained for JPEG quality {self.level}" if self.level else "JPEG quality not recorded")
-        if self.entry is not None and self.entry.description:
-            parts.append(md_escape(self.entry.description))
-        return " · ".join(parts)
 
 
 def label_of(spec: str) -> str:
@@ -179,7 +168,3 @@ class Catalogue:
             if n and n.group("family") == m.group("family"):
                 found.append((int(n.group("level")), f"{symbol}{n.group('level')}", e.name))
         return [(label, name) for _, label, name in sorted(found)]
-
-
-def md_escape(text: str) -> str:
-    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)

@@ -1,7 +1,7 @@
 """The web server's HTTP middlewares (ASGI): the request body limit and the upload quota. No gradio here."""
 from __future__ import annotations
 
-from .settings import human_size
+from ..engine import human_size
 
 
 class BodyLimit:

@@ -4,12 +4,13 @@ A single-image tab (upload, drag or paste; a before/after slider; the full-resol
 download), a batch tab (images or a zip in, a zip of results out), and the ``/restore`` and
 ``/batch`` API endpoints. Everything that runs a model shares one concurrency group, whose jobs
 take the device in turn (:class:`~.jobs.FairSlot`); the work itself is :class:`~.service.WebApp`'s
-(and :mod:`.batch`'s). The Markdown shown is rendered here, but for :meth:`~.catalogue.ModelInfo.markdown`.
+(and :mod:`.batch`'s). All the Markdown shown is rendered here.
 """
 from __future__ import annotations
 
 import base64
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Callable, List, Optional, Sequence, Tuple
@@ -21,10 +22,12 @@ from gradio_client import utils as client_utils
 from ..images import encode_image
 from ..network import SwinIRConfig
 from .batch import BatchResult, run_batch
-from .catalogue import CUSTOM, ModelInfo, md_escape
+from ..zoo import param_count
+from .catalogue import CUSTOM, ModelInfo, task_label
 from .jobs import Cancelled, WebError, readable
 from .service import WebApp, comparison
-from .settings import DEVICE_QUEUE, MAX_ACTIVE_JOBS, _settings, human_size
+from ..engine import human_size
+from .settings import DEVICE_QUEUE, MAX_ACTIVE_JOBS, run_settings
 from .storage import CACHE_TTL
 
 log = logging.getLogger("swinir_app.webui")
@@ -133,6 +136,25 @@ def make_examples(folder: Path) -> List[str]:
     return paths
 
 
+def md_escape(text: str) -> str:
+    """``text`` shown literally in Markdown: its special characters escaped."""
+    return re.sub(r"([\\`*_{}\[\]<>#|~])", r"\\\1", text)
+
+
+def model_info_markdown(info: ModelInfo) -> str:
+    """One line on a model: its name, task, size and window, the level it was trained for, its description."""
+    c = info.config
+    parts = [f"**{md_escape(info.label)}** · {task_label(c)}", f"{param_count(c) / 1e6:.2f} M parameters",
+             f"window {c.window_size}"]
+    if info.task == "denoise":
+        parts.append(f"trained for noise σ = {info.level}" if info.level else "noise level not recorded")
+    elif info.task == "jpeg":
+        parts.append(f"trained for JPEG quality {info.level}" if info.level else "JPEG quality not recorded")
+    if info.entry is not None and info.entry.description:
+        parts.append(md_escape(info.entry.description))
+    return " · ".join(parts)
+
+
 def batch_markdown(b: BatchResult) -> str:
     """The batch report: the summary, then what failed and what was skipped."""
     lines = [f"**{md_escape(b.summary())}**"]
@@ -204,7 +226,7 @@ class Page:
             info = self.app.describe(spec)
         except WebError as e:
             return (gr.update(visible=choice == CUSTOM), f"⚠️ {md_escape(str(e))}", *hidden)
-        return (gr.update(visible=choice == CUSTOM), info.markdown(), outscale_update(info.config),
+        return (gr.update(visible=choice == CUSTOM), model_info_markdown(info), outscale_update(info.config),
                 level_update(info), degrade_update(info.config))
 
     async def _page_call(self, request, outputs: int, work: Callable, kind: str) -> Tuple:
@@ -229,7 +251,7 @@ class Page:
             # No bar until there is a fraction to show: a run in one pass reports only its end, so the
             # page shows what it does and the time so far (an indeterminate progress) instead of "0%".
             progress(None, desc="Restoring" if s.spec in self.app.models else "Loading the model")
-            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="tiles")
+            r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring", unit="steps")
                                       if t > 1 else progress(None, desc="Restoring"))
             path = self.app.result_file(r)
             log.info("done: %s", self.app.info(r))
@@ -267,7 +289,7 @@ class Page:
 
     @staticmethod
     def _settings(choice, custom_spec, *values):
-        return _settings(custom_spec if choice == CUSTOM else choice, *values)
+        return run_settings(custom_spec if choice == CUSTOM else choice, *values)
 
     async def restore(self, image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
                       request: gr.Request, progress=gr.Progress()):
@@ -276,7 +298,7 @@ class Page:
         Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
         """
         def work(cancel):
-            s = _settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+            s = run_settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
                           self_ensemble)
             r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring")
                                       if t > 1 else progress(None, desc="Restoring"))
@@ -287,7 +309,7 @@ class Page:
                     request: gr.Request, progress=gr.Progress()):
         """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
         def work(cancel):
-            s = _settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
+            s = run_settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
                           self_ensemble)
             b = run_batch(self.app, files or [], s, cancel, lambda f, name: progress(f, desc=name))
             return str(b.zip_path), b.text()
@@ -310,7 +332,7 @@ class Page:
         if app.default_spec:
             try:
                 initial = app.describe(app.default_spec)
-                initial_text = initial.markdown()
+                initial_text = model_info_markdown(initial)
             except WebError as e:
                 initial_text = f"⚠️ {md_escape(str(e))}"  # the page still opens: another model can be chosen
         c0 = initial.config if initial else None

@@ -23,19 +23,24 @@ import cv2
 import numpy as np
 
 from ..checkpoint import ModelLoadError
-from ..engine import (PRECISIONS, ModelOutputError, Restorer, SettingError, available_memory, is_oom, resize_lanczos,
-                      resolve_device, resolve_precision)
+from ..engine import ModelOutputError, Restorer, SettingError, is_oom, resize_lanczos, resolve_device
+from ..precision import PRECISIONS, resolve_precision
 from ..images import ImageReadError, LoadedImage, encode_image, read_image
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
 from ..zoo import find_entry, is_cached, load_model, weights_home
 from .catalogue import CUSTOM, Catalogue, ModelInfo, ModelPolicy, label_of
 from .jobs import Cancelled, FairSlot, Job, Registry, WebError, check, one_line, readable
-from .settings import MAX_PASSES, PREVIEW_MAX_SIDE, UNTILED_MEMORY_SHARE, AppConfig, RunSettings, human_size
+from .settings import MAX_PASSES, PREVIEW_MAX_SIDE, UNTILED_MEMORY_SHARE, AppConfig, RunSettings
 from .storage import TempStorage
 from .zips import list_images
 
 log = logging.getLogger("swinir_app.webui")
 T = TypeVar("T")
+
+
+def _memory_note(plan) -> str:
+    """The engine's note when it tiled a run from free memory because the settings would not fit, or ''."""
+    return "; ".join(str(n) for n in plan.notes if plan.from_memory)
 
 
 def _spec_key(spec: str, device) -> tuple:
@@ -286,7 +291,7 @@ class WebApp:
         model = self.models.get(self.policy.check(s.spec))
         try:
             return Restorer(model, tile=s.tile, tile_overlap=int(s.tile_overlap), precision=s.precision,
-                            device=self.device, self_ensemble=bool(s.self_ensemble))
+                            device=self.device, self_ensemble=bool(s.self_ensemble), memory_share=UNTILED_MEMORY_SHARE)
         except ValueError as e:
             raise WebError(one_line(e)) from None
 
@@ -301,7 +306,7 @@ class WebApp:
     def process(self, restorer: Restorer, loaded: LoadedImage, name: str, s: RunSettings,
                 progress: TileProgress) -> Result:
         a = loaded.array
-        task = restorer.config.task
+        task = restorer.task
         h, w = a.shape[:2]
         scale = restorer.scale
         final = s.outscale if task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 else None
@@ -311,8 +316,8 @@ class WebApp:
             raise WebError(f"{name}: the output would be {round(w * f):,}x{round(h * f):,} = {pixels:,.0f} pixels, "
                            f"over the limit of {self.config.max_output_pixels:,}; choose a smaller output scale or "
                            f"image")
-        note = self._tile_if_too_big(restorer, h, w)
-        passes = restorer.tiling(h, w).count
+        plan = restorer.plan(h, w, name)
+        note, passes = _memory_note(plan), plan.count
         if passes > MAX_PASSES:
             raise WebError(f"{name}: {passes:,} tiles is over the limit of {MAX_PASSES:,}; choose a larger tile size "
                            f"under Advanced (or auto)")
@@ -322,11 +327,8 @@ class WebApp:
             a = jpeg_compress(a, int(s.degrade))
         progress.check()
         start = time.perf_counter()
-        # Cancel is checked between tiles, residual groups and their transformer blocks, so it stops an
-        # untiled run within a second or two too (an ONNX graph: the engine polls ``cancel`` while it runs).
-        hooks = [m.register_forward_pre_hook(lambda *_: progress.check())
-                 for layer in getattr(restorer.model, "layers", []) for m in layer.modules()
-                 if m is layer or hasattr(m, "attn")]
+        # The engine polls Cancel between tiles and inside the model (before each residual group and
+        # transformer block; an ONNX graph every 0.1 s), so an untiled run stops within a second or two.
         try:
             out = restorer.restore(a, callback=progress, cancel=progress.check)
         except (Cancelled, WebError):
@@ -338,27 +340,11 @@ class WebApp:
                 raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
             log.exception("restoring %s failed", name)
             raise WebError(f"{name}: {readable(e)}") from None
-        finally:
-            for hook in hooks:
-                hook.remove()
         if final:
             out = resize_lanczos(out, (max(1, round(h * final)), max(1, round(w * final))))
             scale = final
         seconds = time.perf_counter() - start
         return Result(name, loaded, a, out, seconds, label_of(s.spec), _fmt_scale(scale), task, note)
-
-    def _tile_if_too_big(self, restorer: Restorer, h: int, w: int) -> str:
-        """A run whose tiles (the whole image, untiled) would need over a quarter of free memory is
-        tiled from free memory instead: says so, or ''."""
-        if restorer.tile == "auto":
-            return ""
-        side = restorer.tile
-        need = restorer.bytes_per_pixel() * (h * w if side is None else min(side, h) * min(side, w))
-        if need <= UNTILED_MEMORY_SHARE * available_memory(restorer.device):
-            return ""
-        restorer.tile = "auto"
-        what = "the whole image at once" if side is None else f"{side}-pixel tiles"
-        return f"tiled automatically: {what} would need about {human_size(need)}"
 
     def restore_file(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
                      report: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -422,13 +408,13 @@ class WebApp:
             progress.check()
             restorer = self.restorer(s)
         scale = restorer.scale
-        final = s.outscale if restorer.config.task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 \
+        final = s.outscale if restorer.task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 \
             else None
         if w * h * (final or scale) ** 2 > self.config.max_output_pixels:
             raise WebError(f"{name}: its frames would have {w * h * (final or scale) ** 2:,.0f} pixels, over the "
                            f"limit of {self.config.max_output_pixels:,}; choose a smaller output scale")
-        note = self._tile_if_too_big(restorer, h, w)
-        task = restorer.config.task
+        note = _memory_note(restorer.plan(h, w, name))
+        task = restorer.task
         frames = 0
 
         def restore(a: np.ndarray) -> np.ndarray:

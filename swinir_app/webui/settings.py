@@ -38,14 +38,6 @@ def parse_size(text: Union[str, int]) -> int:
     return int(float(m.group(1)) * 1024 ** " kmgt".index(unit or " "))
 
 
-def human_size(n: int) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.4g} {unit}"
-        n /= 1024
-    return str(n)
-
-
 def parse_tile(value) -> Union[None, int, str]:
     """The Advanced tile setting (the engine's words: 'auto', 'none', pixels); empty is 'auto'."""
     if value is None or str(value).strip() == "":
@@ -91,8 +83,8 @@ class AppConfig:
     max_request_seconds: float = DEFAULT_MAX_REQUEST_SECONDS
 
 
-def _settings(spec, outscale=None, degrade=0, tile="auto", tile_overlap=32, precision="auto",
-              self_ensemble=False) -> RunSettings:
+def run_settings(spec, outscale=None, degrade=0, tile="auto", tile_overlap=32, precision="auto",
+                 self_ensemble=False) -> RunSettings:
     spec = (spec or "").strip()
     if not spec:
         raise WebError("no model: choose one, or enter a checkpoint path or zoo name")

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from .jobs import WebError
-from .settings import AppConfig, human_size
+from ..engine import human_size
+from .settings import AppConfig
 
 RESULT_TTL = 120.0  # seconds our copy of a result stays: gradio serves the download from its own copy
 CACHE_TTL = (600, 1800)  # gradio's cache (uploads, result copies): every 10 min, delete what is over 30 min old

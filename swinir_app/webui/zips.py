@@ -9,7 +9,8 @@ from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, List, Optional, Sequence, Tuple
 
 from .jobs import WebError, one_line
-from .settings import AppConfig, human_size
+from ..engine import human_size
+from .settings import AppConfig
 
 MAX_ZIP_MEMBERS = 1_000
 
