@@ -222,7 +222,7 @@ def test_cancel_stops_the_work(page, files, server):
     upload(page, files / "slow.png")
     uploaded(page)
     page.click("#run")
-    expect(page.locator("#comparison").get_by_text(re.compile(r"tiles"))).to_be_visible()  # the progress bar
+    expect(page.locator("#comparison").get_by_text(re.compile(r"steps"))).to_be_visible()  # the progress bar
     page.click("#cancel")
     expect(page.locator("#status")).to_contain_text("Cancelled", timeout=TIMEOUT_MS)
     tile.fill("auto")
