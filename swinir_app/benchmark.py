@@ -22,6 +22,7 @@ import torch
 from .network.hardware import autocast
 from .precision import DTYPES
 from .network import ARCH_NAMES, PRESETS, SwinIRConfig, build_network, hardware
+from .network.family import capabilities_of
 
 @dataclass
 class Row:
@@ -384,8 +385,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     config = SwinIRConfig.preset(args.config)
     if config.arch != args.arch:
         p.error(f"--config {args.config} is a {config.name} network, and --arch is {args.arch}")
-    with torch.device("meta"):  # what the network declares; nothing allocated
-        auto = auto_precision(device, build_network(config).capabilities)
+    auto = auto_precision(device, capabilities_of(config))
     precisions = args.precision or list(dict.fromkeys(["fp32", auto]))
 
     report = Report(device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),

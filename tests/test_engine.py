@@ -6,7 +6,8 @@ import torch
 
 from conftest import native_bf16, photo
 from oracle import small
-from swinir_app import Restorer, SwinIR, SwinIRConfig, build_network
+from swinir_app import Restorer, SwinIR, SwinIRConfig
+from swinir_app.network.family import capabilities_of
 from swinir_app.engine import SettingError, auto_precision, blend_ramp, resolve_device, tile_starts
 from swinir_app.network import hardware
 
@@ -136,8 +137,7 @@ def test_bf16_without_native_bf16_is_refused_before_loading(trained_x2, tmp_path
 
 
 def test_auto_precision_follows_the_hardware_and_the_model():
-    with torch.device("meta"):  # what the two networks declare; nothing allocated
-        wide, narrow = (build_network(SwinIRConfig.preset(p)).capabilities for p in ("classical-x4", "lightweight-x4"))
+    wide, narrow = (capabilities_of(SwinIRConfig.preset(p)) for p in ("classical-x4", "lightweight-x4"))
     cpu = torch.device("cpu")
     with hardware.override(bf16=True, amx=True):  # an AMX CPU: bf16 where it pays (README, Performance)
         assert auto_precision(cpu, wide) == "bf16" and auto_precision(cpu, narrow) == "fp32"

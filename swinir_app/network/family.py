@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .capabilities import Capabilities
 from .config import SwinIRConfig
 from .dat import DAT, dat_derived_buffers
 from .hat import HAT, relative_position_index_oca
@@ -64,3 +65,10 @@ def state_shapes(config: SwinIRConfig) -> dict:
     with torch.device("meta"):
         model = build_network(config)
     return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def capabilities_of(config: SwinIRConfig) -> Capabilities:
+    """What the network of ``config`` declares (see :class:`~.capabilities.Capabilities`), built on the meta
+    device: nothing allocated, so a zoo entry is described before it is downloaded."""
+    with torch.device("meta"):
+        return build_network(config).capabilities

@@ -9,10 +9,11 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple, Union
 
 from ..engine import DEFAULT_MODEL
 from ..network import SwinIRConfig
+from ..network.capabilities import Capabilities
 from ..zoo import ZOO, ZooEntry, bundled_entries, find_entry, is_cached, weights_home
 from .jobs import WebError
 
@@ -23,31 +24,37 @@ TASK_NAMES = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG ar
 _LEVEL_NAME = re.compile(r"^(?P<family>.+-(?:dn|jpeg))-(?P<level>\d+)$")
 
 
-def task_label(config: SwinIRConfig) -> str:
-    gray = "gray " if config.in_chans == 1 else ""
-    if config.task == "sr":
-        return f"{gray}super-resolution ×{config.upscale}"
-    return gray + TASK_NAMES[config.task]
+def task_label(model: Union[SwinIRConfig, Capabilities]) -> str:
+    """'super-resolution ×4', 'gray denoising', ...: a model's task from its config or its capabilities."""
+    gray = "gray " if model.in_chans == 1 else ""
+    if model.task == "sr":
+        return f"{gray}super-resolution ×{model.scale}"
+    return gray + TASK_NAMES.get(model.task, model.task)
 
 
-def short_task(config: SwinIRConfig) -> str:
+def short_task(model: Union[SwinIRConfig, Capabilities]) -> str:
     """'×4', 'gray ×2', 'denoise', 'JPEG': a task in a word or two, for the model list."""
-    gray = "gray " if config.in_chans == 1 else ""
-    return f"{gray}×{config.upscale}" if config.task == "sr" else gray + {"denoise": "denoise"}.get(
-        config.task, "JPEG")
+    gray = "gray " if model.in_chans == 1 else ""
+    return f"{gray}×{model.scale}" if model.task == "sr" else gray + {"denoise": "denoise"}.get(
+        model.task, "JPEG")
 
 
 @dataclass
 class ModelInfo:
+    """What the page knows of a model: what it declares (any architecture), its size, and for the native
+    networks their config (window size), for zoo models their entry and trained-level siblings."""
+
     spec: str
     label: str
-    config: SwinIRConfig
+    capabilities: Capabilities
+    parameters: int
+    config: Optional[SwinIRConfig] = None
     entry: Optional[ZooEntry] = None
     levels: List[Tuple[str, str]] = field(default_factory=list)  # (label, spec) of sibling variants
 
     @property
     def task(self) -> str:
-        return self.config.task
+        return self.capabilities.task
 
     @property
     def level(self) -> Optional[int]:

@@ -13,7 +13,7 @@ import logging
 import re
 import tempfile
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import gradio as gr
 import numpy as np
@@ -21,8 +21,8 @@ from gradio_client import utils as client_utils
 
 from ..images import encode_image
 from ..network import SwinIRConfig
+from ..network.capabilities import Capabilities
 from .batch import BatchResult, run_batch
-from ..zoo import param_count
 from .catalogue import CUSTOM, ModelInfo, task_label
 from .jobs import Cancelled, WebError, readable
 from .service import WebApp, comparison
@@ -143,9 +143,9 @@ def md_escape(text: str) -> str:
 
 def model_info_markdown(info: ModelInfo) -> str:
     """One line on a model: its name, task, size and window, the level it was trained for, its description."""
-    c = info.config
-    parts = [f"**{md_escape(info.label)}** · {task_label(c)}", f"{param_count(c) / 1e6:.2f} M parameters",
-             f"window {c.window_size}"]
+    c = info.capabilities
+    parts = [f"**{md_escape(info.label)}** · {task_label(c)}", f"{info.parameters / 1e6:.2f} M parameters",
+             f"window {info.config.window_size}" if info.config is not None else md_escape(c.arch)]
     if info.task == "denoise":
         parts.append(f"trained for noise σ = {info.level}" if info.level else "noise level not recorded")
     elif info.task == "jpeg":
@@ -178,12 +178,12 @@ def _props(update: dict) -> dict:
     return {k: v for k, v in update.items() if k != "__type__"}
 
 
-def outscale_update(config: Optional[SwinIRConfig]) -> dict:
-    """SR models: the output scale, the model's own by default."""
-    if config is None or config.task != "sr":
+def outscale_update(model: Union[None, SwinIRConfig, Capabilities]) -> dict:
+    """SR models (a config or what a model declares): the output scale, the model's own by default."""
+    if model is None or model.task != "sr":
         return gr.update(visible=False, value=4, label="Output scale")
-    return gr.update(visible=True, value=config.upscale, label="Output scale",
-                     info=f"The model upscales ×{config.upscale}; other values resize its output with Lanczos.")
+    return gr.update(visible=True, value=model.scale, label="Output scale",
+                     info=f"The model upscales ×{model.scale}; other values resize its output with Lanczos.")
 
 
 def level_update(info: Optional[ModelInfo]) -> dict:
@@ -195,9 +195,9 @@ def level_update(info: Optional[ModelInfo]) -> dict:
                      info="Other trained levels that are here; choosing one switches the model.")
 
 
-def degrade_update(config: Optional[SwinIRConfig]) -> dict:
+def degrade_update(model: Union[None, SwinIRConfig, Capabilities]) -> dict:
     """Denoising and JPEG models: an optional degradation first, to try them on clean photos."""
-    task = config.task if config is not None else None
+    task = model.task if model is not None else None
     if task == "denoise":
         return gr.update(visible=True, minimum=0, maximum=75, value=0, label="Add noise first (σ, 0 = off)",
                          info="To try the model on a clean photo: Gaussian noise is added before restoring.")
@@ -226,8 +226,8 @@ class Page:
             info = self.app.describe(spec)
         except WebError as e:
             return (gr.update(visible=choice == CUSTOM), f"⚠️ {md_escape(str(e))}", *hidden)
-        return (gr.update(visible=choice == CUSTOM), model_info_markdown(info), outscale_update(info.config),
-                level_update(info), degrade_update(info.config))
+        return (gr.update(visible=choice == CUSTOM), model_info_markdown(info), outscale_update(info.capabilities),
+                level_update(info), degrade_update(info.capabilities))
 
     async def _page_call(self, request, outputs: int, work: Callable, kind: str) -> Tuple:
         """``work(cancel)`` for the page: every failure is a status line, and the app keeps serving."""
@@ -335,7 +335,7 @@ class Page:
                 initial_text = model_info_markdown(initial)
             except WebError as e:
                 initial_text = f"⚠️ {md_escape(str(e))}"  # the page still opens: another model can be chosen
-        c0 = initial.config if initial else None
+        c0 = initial.capabilities if initial else None
         default_choice = app.default_spec or CUSTOM
         # Past gradio's queue, up to MAX_ACTIVE_JOBS jobs wait for the device, served in turn by session.
         device_queue = dict(concurrency_limit=MAX_ACTIVE_JOBS, concurrency_id=DEVICE_QUEUE)

@@ -27,7 +27,8 @@ from ..engine import ModelOutputError, Restorer, SettingError, is_oom, resize_la
 from ..precision import PRECISIONS, resolve_precision
 from ..images import ImageReadError, LoadedImage, encode_image, read_image
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
-from ..zoo import find_entry, is_cached, load_model, weights_home
+from ..network.family import capabilities_of
+from ..zoo import find_entry, is_cached, load_model, param_count, weights_home
 from .catalogue import CUSTOM, Catalogue, ModelInfo, ModelPolicy, label_of
 from .jobs import Cancelled, FairSlot, Job, Registry, WebError, check, one_line, readable
 from .settings import MAX_PASSES, PREVIEW_MAX_SIDE, UNTILED_MEMORY_SHARE, AppConfig, RunSettings
@@ -242,9 +243,13 @@ class WebApp:
         entry = find_entry(spec) if not Path(spec).expanduser().exists() else None
         if entry is not None and not (entry.path or is_cached(entry, self.config.weights_dir)):
             # A zoo name not downloaded yet: describe it without downloading (that happens on Run).
-            return ModelInfo(spec, entry.name, entry.config, entry, self.catalogue.siblings(entry))
+            c = entry.config
+            siblings = self.catalogue.siblings(entry)
+            return ModelInfo(spec, entry.name, capabilities_of(c), param_count(c), c, entry, siblings)
         model = self.models.get(spec)
-        return ModelInfo(spec, entry.name if entry else label_of(spec), model.config, entry,
+        config = model.config  # the native networks and graphs of them; None for other architectures
+        parameters = sum(p.numel() for p in model.parameters()) or (param_count(config) if config else 0)
+        return ModelInfo(spec, entry.name if entry else label_of(spec), model.capabilities, parameters, config, entry,
                          self.catalogue.siblings(entry))
 
     def custom_hint(self) -> str:
