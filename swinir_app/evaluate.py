@@ -48,6 +48,9 @@ def _check_network_g(opts: Options, model: nn.Module) -> None:
     """network_g, when given, must describe the loaded model in what it names (img_size aside, which
     changes nothing at inference)."""
     net = opts.network_g
+    if net.given and model.config is None:  # another architecture, loaded through spandrel
+        raise OptionsError(f"{opts.source}: network_g describes a {net.config.name} network, and the model is "
+                           f"{model.capabilities.arch}; leave network_g out to evaluate it")
     for key in net.given:
         if key == "img_size":
             continue

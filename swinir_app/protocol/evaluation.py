@@ -170,20 +170,23 @@ def _runner(model: ModelSpec, *, scale: Optional[int], task: Optional[str], labe
         module, label = model, label or type(model).__name__
     else:
         raise EvalError(f"model must be a spec (str/path) or an nn.Module, got {type(model).__name__}")
-    config = getattr(module, "config", None)
-    if config is None:
-        raise EvalError(f"{label}: the model has no .config (expected a swinir_app SwinIR)")
-    if scale is not None and scale != config.upscale:
-        raise EvalError(f"scale {scale} does not match {label}, an x{config.upscale} model")
+    caps = getattr(type(module), "capabilities", None) and module.capabilities
+    if not caps:
+        raise EvalError(f"{label}: the model declares no capabilities (load it with swinir_app.load_model)")
+    if scale is not None and scale != caps.scale:
+        raise EvalError(f"scale {scale} does not match {label}, an x{caps.scale} model")
     restoration = ("denoise", "jpeg")
-    if task is not None and task != config.task and not (task in restoration and config.task in restoration):
-        raise EvalError(f"task {task} does not fit {label}, a {config.task} model")
+    if task is not None and task != caps.task and not (task in restoration and caps.task in restoration):
+        raise EvalError(f"task {task} does not fit {label}, a {caps.task} model")
     try:
         restorer = Restorer(module, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device,
                             self_ensemble=self_ensemble)
     except ValueError as e:  # tile sizes, precision names
         raise EvalError(str(e)) from None
-    return _Runner(label, task or config.task, config.upscale, config.in_chans, config.window_size, restorer)
+    # The SwinIR family's official test scripts mirror-pad to a window multiple; other architectures' scripts
+    # feed the image as it is (their wrapper pads to what the network needs).
+    window = module.config.window_size if module.config is not None else None
+    return _Runner(label, task or caps.task, caps.scale, caps.in_chans, window, restorer)
 
 
 def _level_in_name(label: str, pattern: str, default: float) -> float:
@@ -255,7 +258,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
         raise EvalError(f"--degradation is for super-resolution models; this is a {task} model")
     # Swin2SR's compressed SR (its pixelshuffle_aux head): the LQ is the bicubic LQ, JPEG-compressed at
     # quality 10, as in the Swin2SR paper (AIM 2022 compressed-input SR).
-    compressed = task == "sr" and run.restorer is not None and run.restorer.config.upsampler == "pixelshuffle_aux"
+    config = run.restorer.config if run.restorer is not None else None
+    compressed = task == "sr" and config is not None and config.upsampler == "pixelshuffle_aux"
     noise = noise if noise is not None else _level_in_name(run.label, r"(?:dn|noise)[-_]?(\d+)", 15)
     jpeg = jpeg if jpeg is not None else int(_level_in_name(run.label, r"jpeg[-_]?(\d+)", 10 if compressed else 40))
     wanted = tuple(metrics) if metrics else (("psnr", "ssim", "psnrb") if task == "jpeg" else ("psnr", "ssim"))
@@ -297,7 +301,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
         dataset=name or dataset_name(gt if reference else lq_dir), model=run.label, task=task, scale=scale,
         crop_border=border,
         y_channel=y_channel and not gray, channels="gray" if gray else "rgb", metrics=wanted,
-        lq_source=lq_source, padding=PADDING if run.window_size else "none (bicubic needs none)",
+        lq_source=lq_source, padding=PADDING if run.window_size else "none" if run.restorer is None else
+        "none (the model's own padding to its size needs)",
         window_size=run.window_size,
         noise_sigma=float(noise) if task == "denoise" and lq_dir is None else None,
         noise_seed=seed if task == "denoise" and lq_dir is None else None,

@@ -5,7 +5,7 @@ logged during training is the number ``evaluate`` gives for the same weights.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -38,14 +38,16 @@ def to_tensor(img: np.ndarray) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))[None]
 
 
-def run_official(model: Callable[[Tensor], Tensor], lq: np.ndarray, scale: int, window_size: int) -> np.ndarray:
+def run_official(model: Callable[[Tensor], Tensor], lq: np.ndarray, scale: int,
+                 window_size: Optional[int]) -> np.ndarray:
     """``lq`` (uint8, or float in [0, 1] for noisy inputs) through ``model`` as the official script does.
 
     ``model`` maps a (1, C, H', W') float tensor to its (1, C, H'*scale, W'*scale) output; the input is
-    mirror-padded (:func:`official_pad`), the output cropped back and rounded with :func:`to_uint8`.
+    mirror-padded (:func:`official_pad`; not with ``window_size=None``), the output cropped back and rounded
+    with :func:`to_uint8`.
     """
     x = to_tensor(lq)
     h, w = x.shape[-2:]
     with torch.inference_mode():
-        y = model(official_pad(x, window_size))[..., :h * scale, :w * scale]
+        y = model(x if window_size is None else official_pad(x, window_size))[..., :h * scale, :w * scale]
     return to_uint8(y)
