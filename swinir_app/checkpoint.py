@@ -125,6 +125,14 @@ def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[di
     Wrappers are followed at most :data:`MAX_WRAPPER_DEPTH` levels deep, and never twice (a dict that
     contains itself is refused, not followed forever).
     """
+    state, config = unwrap_tensors(obj, source)
+    return _network_subtree(state, source), config
+
+
+def unwrap_tensors(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[dict]]:
+    """What :func:`unwrap` does short of finding the SwinIR network among the tensors: the tensors inside the
+    wrappers, without DataParallel and torch.compile prefixes (the state dict of any architecture), and the
+    ``config`` entry if any."""
     config = None
     seen = set()
     while isinstance(obj, Mapping):
@@ -151,7 +159,7 @@ def unwrap(obj: Any, source: str = "checkpoint") -> tuple[StateDict, Optional[di
             state = hf.from_hf(state)
         except hf.LayoutError as e:
             raise ModelLoadError(f"{source}: {e}") from None
-    return _network_subtree(state, source), config
+    return state, config
 
 
 def _network_subtree(state: StateDict, source: str) -> StateDict:
@@ -393,6 +401,12 @@ def load_checkpoint(path: PathLike, *, label: Optional[str] = None) -> Checkpoin
     """
     source = label or str(path)
     raw, metadata = read_file(path, label=source)
+    return checkpoint_from_raw(raw, metadata, source)
+
+
+def checkpoint_from_raw(raw: Any, metadata: Dict[str, str], source: str) -> Checkpoint:
+    """:func:`load_checkpoint` of what :func:`read_file` returned: the file is read once, and what is not a
+    SwinIR-family checkpoint can go on to another loader (:mod:`swinir_app.spandrel_loader`)."""
     state, embedded = unwrap(raw, source)
     config, how = config_from_metadata(metadata, source), "metadata"
     if config is None and embedded is not None:

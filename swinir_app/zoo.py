@@ -11,6 +11,7 @@ import difflib
 import functools
 import hashlib
 import http.client
+import json
 import math
 import os
 import re
@@ -20,14 +21,15 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar
+from typing import Callable, Dict, List, Optional, TypeVar, Union
 
 import torch
+from torch import nn
 
-from .checkpoint import (Checkpoint, ModelLoadError, PathLike, config_from_metadata, load_checkpoint, load_hf_folder,
-                         read_safetensors_metadata)
+from .checkpoint import (CONFIG_KEY, Checkpoint, ModelLoadError, PathLike, checkpoint_from_raw, config_from_metadata,
+                         load_checkpoint, load_hf_folder, read_file, read_safetensors_metadata, unwrap_tensors)
 from .hf import is_hf_folder
-from .files import atomic_file, remove_stale_parts
+from .files import atomic_file, atomic_write, remove_stale_parts
 from .network import SwinIR, SwinIRConfig, build_network
 
 __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
@@ -38,6 +40,7 @@ OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWIN2SR_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
 HAT_PAGE = "the Google Drive links of https://github.com/XPixelGroup/HAT"
 HOME_ENV = "SWINIR_APP_HOME"
+OPENMODELDB_PREFIX = "openmodeldb:"  # a model spec "openmodeldb:ID": OpenModelDB's model ID (openmodeldb.py)
 DEFAULT_HOME = "~/.cache/swinir_app"
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 RETRIES = 3  # attempts per download
@@ -170,6 +173,34 @@ def is_cached(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> bool:
 
 _VERDICTS: Dict[tuple, Optional[str]] = {}  # cache_problem's verdicts, by entry and file identity
 _MAX_VERDICTS = 256
+VERDICTS_FILE = ".verdicts.json"  # cache_problem's verdicts, kept beside the files, for the next process
+
+
+def _entry_key(entry: ZooEntry) -> str:
+    """The entry as a verdict depends on it (its name and what its file is checked against)."""
+    what = repr((entry.filename, entry.config, entry.url, entry.sha256, entry.by_hand))
+    return f"{entry.name}:{hashlib.sha256(what.encode()).hexdigest()[:16]}"
+
+
+def _stored_verdicts(folder: Path) -> Dict[str, list]:
+    """The verdicts of earlier processes on the files of ``folder`` (nothing if unreadable)."""
+    try:
+        stored = json.loads((folder / VERDICTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return stored if isinstance(stored, dict) else {}
+
+
+def _store_verdict(folder: Path, entry: ZooEntry, key: tuple, verdict: Optional[str]) -> None:
+    stored = _stored_verdicts(folder)
+    record = [list(key[1:]), verdict]
+    if stored.get(_entry_key(entry)) == record:
+        return
+    stored[_entry_key(entry)] = record
+    try:
+        atomic_write(folder / VERDICTS_FILE, json.dumps(stored, indent=0).encode())
+    except OSError:
+        pass  # a read-only cache: the file is checked again next time
 
 
 def _file_key(path: Path) -> Optional[tuple]:
@@ -187,8 +218,9 @@ def cache_problem(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Op
     about it); None for a file that loads, or no file. Never downloads.
 
     The first call reads the whole file (its values are checked); the verdict is remembered for the file as
-    it is (path, size, mtime), so later calls (another ``models`` listing in the process) do not read an
-    unchanged file again, and a changed one is checked again.
+    it is (path, size, mtime, inode, ctime), in the process and in ``VERDICTS_FILE`` beside it, so later
+    calls (another ``models`` listing, in this process or the next) do not read an unchanged file again,
+    and a changed one is checked again. Loading the model always checks the file in full.
     """
     dest = local_path(entry, weights_dir)
     if not dest.is_file():
@@ -196,6 +228,12 @@ def cache_problem(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Op
     key = _file_key(dest)
     if key is not None and (entry, *key) in _VERDICTS:
         return _VERDICTS[(entry, *key)]
+    if key is not None:
+        record = _stored_verdicts(dest.parent).get(_entry_key(entry))
+        if isinstance(record, list) and len(record) == 2 and record[0] == list(key[1:]) \
+                and (record[1] is None or isinstance(record[1], str)):
+            _VERDICTS[(entry, *key)] = record[1]
+            return record[1]
     try:
         _cached_checkpoint(entry, dest)
         verdict = None
@@ -205,6 +243,7 @@ def cache_problem(entry: ZooEntry, weights_dir: Optional[PathLike] = None) -> Op
         if len(_VERDICTS) >= _MAX_VERDICTS:
             _VERDICTS.pop(next(iter(_VERDICTS)))  # the oldest
         _VERDICTS[(entry, *key)] = verdict
+        _store_verdict(dest.parent, entry, key, verdict)
     return verdict
 
 
@@ -347,6 +386,15 @@ def latest_weights(folder: PathLike) -> Path:
                          f"or models/<iter>_G.pth (KAIR)")
 
 
+def spec_file(spec: PathLike, weights_dir: Optional[PathLike] = None) -> PathLike:
+    """``spec`` itself, except ``openmodeldb:ID``: the file of OpenModelDB's model ``ID`` in the weights home,
+    downloaded on first use (see :mod:`swinir_app.openmodeldb`). Raises :class:`ModelLoadError`."""
+    if isinstance(spec, str) and spec[:len(OPENMODELDB_PREFIX)].lower() == OPENMODELDB_PREFIX:
+        from .openmodeldb import model_file
+        return model_file(spec[len(OPENMODELDB_PREFIX):], weights_home(weights_dir), download)
+    return spec
+
+
 def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None, img_range: Optional[float] = None,
             conv_scale: Optional[float] = None) -> Checkpoint:
     """The checkpoint that ``spec`` names: an existing file, training folder or transformers Swin2SR folder,
@@ -355,17 +403,20 @@ def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None, img_range
     Zoo files are downloaded on first use. ``img_range`` (and, for HAT, ``conv_scale``: what a state
     dict cannot tell) override the stored or inferred value. Raises :class:`ModelLoadError`.
     """
+    spec = spec_file(spec, weights_dir)  # openmodeldb:ID -> its downloaded file
     path = Path(spec).expanduser()
     if path.is_dir() and is_hf_folder(path):
         ckpt = load_hf_folder(path)
-    elif path.is_dir():
-        ckpt = load_checkpoint(latest_weights(path))
-    elif path.is_file():
-        ckpt = load_checkpoint(path)
+    elif path.is_dir() or path.is_file():
+        ckpt = load_file(latest_weights(path) if path.is_dir() else path, other=False)
     elif entry := find_entry(str(spec)):
         ckpt = _entry_checkpoint(entry, weights_dir)
     else:
         raise ModelLoadError(_unknown(str(spec)))
+    return _override(ckpt, img_range, conv_scale)
+
+
+def _override(ckpt: Checkpoint, img_range: Optional[float], conv_scale: Optional[float]) -> Checkpoint:
     overrides = {k: v for k, v in (("img_range", img_range), ("conv_scale", conv_scale)) if v is not None}
     if "conv_scale" in overrides and ckpt.config.arch != "hat":
         raise ModelLoadError(f"{ckpt.source}: conv_scale is a HAT setting, and this is a {ckpt.config.arch} model")
@@ -380,6 +431,9 @@ def resolve(spec: PathLike, *, weights_dir: Optional[PathLike] = None, img_range
 def unknown_spec(spec: PathLike) -> Optional[str]:
     """Why ``spec`` names no model (no such file, folder or zoo name), without loading or downloading
     anything; None if it names one."""
+    if isinstance(spec, str) and spec[:len(OPENMODELDB_PREFIX)].lower() == OPENMODELDB_PREFIX:
+        from .openmodeldb import unknown
+        return unknown(spec[len(OPENMODELDB_PREFIX):], weights_home())
     if Path(spec).expanduser().exists() or find_entry(str(spec)) is not None:
         return None
     return _unknown(str(spec))
@@ -393,6 +447,31 @@ def _unknown(spec: str) -> str:
     hint = f"did you mean {' or '.join(close)}? " if close else ""
     return (f"unknown model {spec!r}: not a file, a folder or a zoo name; {hint}"
             f"list the zoo with swinir-app models")
+
+
+def load_file(path: PathLike, *, label: Optional[str] = None, other: bool = True) -> Union[Checkpoint, nn.Module]:
+    """A model file, read once and safely (:func:`~swinir_app.checkpoint.read_file`): the checkpoint of a
+    SwinIR, Swin2SR, HAT or DAT, else (``other``) the :class:`~swinir_app.spandrel_loader.SpandrelModel` of
+    an architecture that spandrel recognises.
+
+    With ``other=False`` a file of another architecture is refused, in one line naming it: what needs a
+    SwinIR-family config (convert, export, training from pretrained weights) asks this way.
+    Raises :class:`ModelLoadError`.
+    """
+    source = label or str(path)
+    raw, metadata = read_file(path, label=source)
+    try:
+        return checkpoint_from_raw(raw, metadata, source)
+    except ModelLoadError as native:
+        if CONFIG_KEY in metadata or unwrap_tensors(raw, source)[1] is not None:
+            raise  # it says it is a SwinIR-family checkpoint: why that one does not load is the answer
+        from .spandrel_loader import identify, load_spandrel
+        if not other:
+            arch = identify(raw, source, native_error=native)[1]
+            raise ModelLoadError(f"{source} is a {arch} model, not a SwinIR, Swin2SR, HAT or DAT checkpoint: other "
+                                 f"architectures run through spandrel (upscale, the web app, Restorer, load_model) "
+                                 f"but have no config to convert, export or train from") from None
+        return load_spandrel(raw, source, native_error=native, path=Path(path))
 
 
 def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:
@@ -412,19 +491,33 @@ def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:
 
 
 def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range: Optional[float] = None,
-               conv_scale: Optional[float] = None, weights_dir: Optional[PathLike] = None) -> SwinIR:
-    """A SwinIR in eval mode with its weights, from a zoo name, a checkpoint file or a training folder.
+               conv_scale: Optional[float] = None, weights_dir: Optional[PathLike] = None) -> nn.Module:
+    """A model in eval mode with its weights, from a zoo name, a checkpoint file or a training folder: an
+    ``nn.Module`` that declares its ``capabilities`` (what :class:`~swinir_app.engine.Restorer` reads).
 
-    ``model.config`` holds every hyperparameter, read from the file or inferred from its state dict;
-    ``img_range`` and (HAT) ``conv_scale`` override what a state dict cannot tell.
+    A SwinIR, Swin2SR, HAT or DAT file builds the native network: ``model.config`` holds every
+    hyperparameter, read from the file or inferred from its state dict; ``img_range`` and (HAT)
+    ``conv_scale`` override what a state dict cannot tell. A file (.pth, .pt, .ckpt, .safetensors, .bin) of
+    another architecture that spandrel recognises loads as a
+    :class:`~swinir_app.spandrel_loader.SpandrelModel`, whose ``config`` is None (``info`` says what it is).
     An exported ``.onnx`` graph loads as a :class:`~swinir_app.onnx_runtime.OnnxModel` run by ONNX Runtime.
     Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded.
     """
+    spec = spec_file(spec, weights_dir)  # openmodeldb:ID -> its downloaded file
     if str(spec).lower().endswith(".onnx"):
         if img_range is not None or conv_scale is not None:
             raise ModelLoadError(f"{spec}: img_range and conv_scale are fixed inside an exported graph")
         from .onnx_runtime import load_onnx  # onnxruntime only when a graph is asked for
         return load_onnx(spec).to(device)
+    path = Path(spec).expanduser()
+    if path.is_file() or path.is_dir() and not is_hf_folder(path):
+        loaded = load_file(latest_weights(path) if path.is_dir() else path)
+        if isinstance(loaded, Checkpoint):
+            return build_model(_override(loaded, img_range, conv_scale), device)
+        if img_range is not None or conv_scale is not None:
+            raise ModelLoadError(f"{loaded.path}: img_range and conv_scale are SwinIR-family settings, and this is "
+                                 f"a {loaded.architecture} model")
+        return loaded.to(device)
     return build_model(resolve(spec, weights_dir=weights_dir, img_range=img_range, conv_scale=conv_scale), device)
 
 

@@ -181,7 +181,7 @@ def test_truncated_checkpoint_and_foreign_state_dicts_are_rejected(tmp_path):
     with pytest.raises(ModelLoadError, match="not a valid PyTorch checkpoint"):
         load_model(tmp_path / "cut.pth")
     torch.save({"fc.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
-    with pytest.raises(ModelLoadError, match="not a SwinIR state dict: no conv_first.weight"):
+    with pytest.raises(ModelLoadError, match="is not a model this app knows: no SwinIR/Swin2SR/HAT/DAT keys"):
         load_model(tmp_path / "other.pth")
     del state["layers.1.conv.weight"]
     torch.save(state, tmp_path / "partial.pth")

@@ -22,7 +22,9 @@ LAYERS = {
     "swinir_app.options": 1,
     "swinir_app.precision": 1,  # precision names, dtypes, auto and refusals: engine, training, benchmark, export
     "swinir_app.onnx_runtime": 1,  # ONNX Runtime as a backend: the zoo loads .onnx files through it
+    "swinir_app.spandrel_loader": 1,  # spandrel as a loader and network: the zoo's fallback for other architectures
     "swinir_app.zoo": 2,
+    "swinir_app.openmodeldb": 2,  # the OpenModelDB index and openmodeldb:ID files: the zoo passes its download in
     "swinir_app.deploy": 3,  # the ONNX export: loads what it exports through the zoo
     "swinir_app.engine": 4,
     "swinir_app.protocol": 5,

@@ -5,6 +5,7 @@ import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -250,6 +251,7 @@ def test_bundled_models_are_discovered_and_load_offline(tmp_path):
 
 
 def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path, capsys):
+    """What runs here first (bundled, cached: with a description), then what does not yet (with its file)."""
     make_bundled(tmp_path)
     weights = tmp_path / "w"
     weights.mkdir()
@@ -258,23 +260,32 @@ def test_listing_shows_every_entry_aligned_with_params_and_cache_state(tmp_path,
                weights / zoo.ZOO["lightweight-x3"].filename)
     assert models_main(["--weights-dir", str(weights)]) == 0
     out = capsys.readouterr().out
+    here_part, rest = out.split("\n\n", 1)
+    later_part = rest.split("\n\n", 1)[0]
+    sections = []
+    for part in (here_part, later_part):
+        lines = part.splitlines()[1:]  # under the section's title
+        header = lines[0]
+        for line in lines[1:]:  # aligned: two spaces before the state column
+            assert line[header.index("state") - 2: header.index("state")] == "  "
+        sections.append((header.split(), {line.split()[0]: line for line in lines[1:]}))
+    (here_header, here), (later_header, later) = sections
+    assert here_header == ["name", "task", "scale", "params", "state", "arch", "description"]
+    assert later_header == ["name", "task", "scale", "params", "state", "arch", "file"]
+    assert list(here) == ["bundled-x2", "lightweight-x3"]  # bundled first, then cached
+    assert set(later) == set(zoo.ZOO) - {"lightweight-x3"}
+    assert here["lightweight-x3"].split()[1:6] == ["sr", "x3", "0.92M", "cached", "SwinIR"]
+    assert "lightweight" in here["lightweight-x3"]  # a one-line description
+    assert here["bundled-x2"].split()[4] == "bundled"
+    assert later["classical-x4"].split()[1:6] == ["sr", "x4", "11.9M", "no", "SwinIR"]
+    assert later["lightweight-x4"].split()[3:5] == ["0.93M", "unusable"]  # fails to load: not "cached"
+    assert later["real-x4-large"].split()[3] == "28.0M"
+    assert later["gray-jpeg-10"].split()[1:3] == ["jpeg", "x1"]
+    assert later["hat-x4"].split()[4:7] == ["by", "hand", "HAT"]  # HAT's Google Drive files: placed by hand
     lines = out.splitlines()
-    header = lines[0]
-    assert header.split() == ["name", "task", "scale", "params", "cached", "file"]
-    rows = {line.split()[0]: line for line in lines[1:]
-            if line.strip() and not line.startswith(("cache:", "by hand:", "unusable:"))}
-    assert set(rows) == {*zoo.ZOO, "bundled-x2"}
-    for line in rows.values():
-        assert line[header.index("cached") - 2: header.index("cached")] == "  "
-    assert rows["classical-x4"].split()[1:5] == ["sr", "x4", "11.9M", "no"]
-    assert rows["lightweight-x3"].split()[3:5] == ["0.92M", "yes"]
-    assert rows["lightweight-x4"].split()[3:5] == ["0.93M", "unusable"]  # fails to load: not "cached"
-    assert rows["real-x4-large"].split()[3] == "28.0M"
-    assert rows["gray-jpeg-10"].split()[1:3] == ["jpeg", "x1"]
-    assert rows["bundled-x2"].split()[4] == "bundled"
-    assert rows["hat-x4"].split()[4:6] == ["by", "hand"]  # HAT's Google Drive files: placed by hand
-    assert lines[-3] == f"cache: {weights}"
-    assert lines[-2].startswith("by hand: place the file in the cache folder") and "XPixelGroup/HAT" in lines[-2]
+    assert lines[-4] == f"cache: {weights}"
+    assert lines[-3].startswith("by hand: place the file in the cache folder") and "XPixelGroup/HAT" in lines[-3]
+    assert lines[-2].startswith("more: swinir-app models --search TEXT")
     assert lines[-1].startswith(f"unusable: cannot read {weights / zoo.ZOO['lightweight-x4'].filename}") \
         and lines[-1].endswith("delete it to download it again")
 
@@ -316,3 +327,46 @@ def test_cache_verdicts_are_remembered_until_the_file_changes(tmp_path, monkeypa
     # Fixed: read again, and usable.
     torch.save({"params": build_network(good.config).state_dict()}, weights / good.filename)
     assert zoo.cache_problem(good, weights) is None and reads[3:] == [good.filename]
+
+
+# ---------------------------------------------------------------------------------------------
+# The listing answers fast: no network built, no unchanged file read again, even in a new process
+
+
+@pytest.mark.slow
+def test_the_tabled_parameter_counts_are_those_of_the_networks():
+    from swinir_app.models import ZOO_PARAMS
+
+    assert set(ZOO_PARAMS) == set(zoo.ZOO)
+    assert {name: zoo.param_count(e.config) for name, e in zoo.ZOO.items()} == ZOO_PARAMS
+
+
+def test_the_listing_builds_no_network_and_a_new_process_reads_no_unchanged_file(tmp_path, monkeypatch, capsys):
+    import swinir_app.models as models
+
+    make_bundled(tmp_path)
+    weights = tmp_path / "w"
+    weights.mkdir()
+    good, bad = zoo.ZOO["lightweight-x3"], zoo.ZOO["lightweight-x4"]
+    torch.save({"params": build_network(good.config).state_dict()}, weights / good.filename)
+    (weights / bad.filename).write_bytes(b"not a checkpoint")
+    built = []
+    monkeypatch.setattr(models, "param_count", lambda config: built.append(config))
+    monkeypatch.setattr(zoo, "_VERDICTS", {})
+    assert models_main(["--weights-dir", str(weights)]) == 0
+    first = capsys.readouterr().out
+    counted = models.format_params(zoo.param_count(small("lightweight-x2")))
+    row = next(line.split() for line in first.splitlines() if line.startswith("bundled-x2"))
+    assert built == [] and row[3] == counted  # bundled: counted from the file's header
+    reads = []
+    real = zoo.load_checkpoint
+    monkeypatch.setattr(zoo, "load_checkpoint", lambda path, *a, **k: reads.append(path) or real(path, *a, **k))
+    monkeypatch.setattr(zoo, "_VERDICTS", {})  # as in a new process: the verdicts are read from beside the files
+    assert models_main(["--weights-dir", str(weights)]) == 0
+    assert capsys.readouterr().out == first and reads == []
+    torch.save({"params": build_network(zoo.ZOO["lightweight-x2"].config).state_dict()}, weights / good.filename)
+    monkeypatch.setattr(zoo, "_VERDICTS", {})
+    assert "is not lightweight-x3" in zoo.cache_problem(good, weights)  # changed: read again
+    assert [p.name for p in map(Path, reads)] == [good.filename]
+    assert zoo.cache_problem(bad, weights).startswith(f"cannot read {weights / bad.filename}")  # remembered
+    assert len(reads) == 1
