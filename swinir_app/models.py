@@ -196,7 +196,8 @@ def describe(spec: str, weights_dir: Optional[Path]) -> int:
     config = getattr(model, "config", None)
     params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else info.get("parameters")
     found = openmodeldb.by_path(weights_home(weights_dir), Path(path))
-    licence = (found.license if found else None) or info.get("licence") or NATIVE_LICENCES.get(caps.arch)
+    licence = (found.license if found else None) or info.get("licence") or info.get("code_licence") or \
+        NATIVE_LICENCES.get(caps.arch)
     if found and found.license:
         licence = f"{found.license} (the model's, from OpenModelDB)"
     elif licence:

@@ -28,10 +28,21 @@ NATIVE = ("SwinIR", "Swin2SR", "HAT", "DAT")
 NATIVE_KEYS = "conv_first.weight with layers.N.residual_group, or DAT's before_RG"
 _TILING = {"SUPPORTED": "supported", "DISCOURAGED": "discouraged", "INTERNAL": "internal"}
 
-# What spandrel says of the licences of its main package's architectures (its README): the code of each is
-# under its authors' permissive licence (MIT, Apache-2.0, public domain); the restrictive ones are in
-# spandrel_extra_arches. Spandrel records no licence per architecture, and none of a model's weights.
-CODE_LICENCE = "permissive (spandrel's main package: MIT, Apache-2.0 or public domain code)"
+# The licence of each architecture's code in spandrel's main package (SPDX), read from the LICENSE file in
+# its __arch/ folder of the spandrel repository (github.com/chaiNNer-org/spandrel, at b0c3eb2); the wheel
+# ships none. Restrictive ones live in spandrel_extra_arches. No licence is known of a model's weights.
+CODE_LICENCES = {
+    "ATD": "Apache-2.0", "AuraSR": "CC-BY-SA-4.0", "CRAFT": "Apache-2.0", "Compact": "BSD-3-Clause",
+    "DAT": "Apache-2.0", "DCTLSA": "Apache-2.0", "DITN": "Apache-2.0", "DRCT": "MIT", "DRUNet": "MIT",
+    "DnCNN": "MIT", "ESRGAN": "Apache-2.0", "FBCNN": "Apache-2.0", "FDAT": "MIT", "FFTformer": "MIT",
+    "GFPGAN": "Apache-2.0", "GRL": "MIT", "HAT": "MIT", "HVICIDNet": "MIT", "IPT": "Apache-2.0", "KBNet": "MIT",
+    "LaMa": "Apache-2.0", "MMRealSR": "BSD-3-Clause", "MixDehazeNet": "MIT", "MoESR": "MIT", "MoSR": "MIT",
+    "NAFNet": "MIT", "OmniSR": "Apache-2.0", "PLKSR": "MIT", "RCAN": "MIT", "RGT": "Apache-2.0",
+    "RealCUGAN": "MIT", "RestoreFormer": "Apache-2.0", "RetinexFormer": "MIT", "SAFMN": "Apache-2.0",
+    "SAFMNBCIE": "Apache-2.0", "SCUNet": "Apache-2.0", "SPAN": "Apache-2.0", "SeemoRe": "Apache-2.0",
+    "SwiftSRGAN": "public domain", "Swin2SR": "Apache-2.0", "SwinIR": "Apache-2.0", "Uformer": "MIT",
+}
+UNKNOWN_LICENCE = "unknown (an architecture added to spandrel's registry by other code)"
 
 # Peak activation memory of an fp32 forward per input pixel, in floats per feature channel (the first conv's
 # output channels): at the input's resolution (more where the network has attention and MLPs: linear layers),
@@ -80,7 +91,8 @@ class SpandrelModel(nn.Module):
             "architecture": self.architecture, "scale": caps.scale, "task": caps.task,
             "parameters": sum(p.numel() for p in self.net.parameters()), "in_chans": caps.in_chans,
             "out_chans": caps.out_chans, "tags": list(descriptor.tags), "purpose": descriptor.purpose,
-            "licence": None, "code_licence": CODE_LICENCE, "loader": "spandrel"}
+            "licence": None, "code_licence": CODE_LICENCES.get(descriptor.architecture.id, UNKNOWN_LICENCE),
+            "loader": "spandrel"}
         self.eval()
 
     @property
@@ -275,5 +287,5 @@ def _looks_native(state: StateDict) -> bool:
         ".residual_group." in k or k.endswith("before_RG.1.weight") for k in state)
 
 
-__all__: Sequence[str] = ("CODE_LICENCE", "NATIVE", "PURPOSES", "SpandrelModel", "activation_bytes", "detect",
+__all__: Sequence[str] = ("CODE_LICENCES", "NATIVE", "PURPOSES", "SpandrelModel", "activation_bytes", "detect",
                           "identify", "load_spandrel", "looked_for", "pad", "stages")

@@ -263,3 +263,25 @@ def test_progress_and_cancel_reach_inside_the_network(files):
 
     with pytest.raises(KeyboardInterrupt):
         Restorer(model, precision="fp32", device="cpu").restore_tensor(torch.rand(1, 3, 8, 8), cancel=cancel)
+
+
+def test_the_docs_list_every_restoring_architecture_with_its_code_licence():
+    """docs/models.md has a row for each architecture of spandrel's main registry that runs here, with the
+    licence the loader reports for it (refused purposes and the native four aside)."""
+    import spandrel
+
+    from conftest import REPO
+    from swinir_app.spandrel_loader import CODE_LICENCES, NATIVE
+
+    rows = [line.split("|") for line in (REPO / "docs" / "models.md").read_text().splitlines()
+            if line.startswith("| ") and line.count("|") == 4]
+    refused = {"GFPGAN", "RestoreFormer", "LaMa"}  # faces and inpainting
+    for support in spandrel.MAIN_REGISTRY.architectures():
+        arch = support.architecture
+        if arch.id in refused or arch.id in NATIVE:
+            continue
+        assert arch.id in CODE_LICENCES, arch.id
+        names = {arch.name, arch.id, arch.name.replace("RealESRGAN ", "")}
+        found = [r for r in rows if any(n in r[1] for n in names)]
+        assert found, f"no row for {arch.name} in docs/models.md"
+        assert any(r[3].strip() == CODE_LICENCES[arch.id] for r in found), (arch.name, [r[3] for r in found])

@@ -48,7 +48,7 @@ def add_weights_dir(p: argparse.ArgumentParser) -> None:
 def add_model(p: argparse.ArgumentParser, *, default: Optional[str] = DEFAULT_MODEL,
               help: Optional[str] = None) -> None:
     """-m/--model and --weights-dir."""
-    what = "zoo name, checkpoint file or training folder"
+    what = "zoo name, openmodeldb:ID, checkpoint file (any architecture spandrel knows) or training folder"
     p.add_argument("-m", "--model", default=default,
                    help=help or f"{what} (default: {default})" if default else help or what)
     add_weights_dir(p)
