@@ -68,6 +68,9 @@ def server(ckpt, tmp_path_factory):
     models = tmp / "weights"  # the weights cache, and so the models folder users may pick from
     models.mkdir()
     (models / "mine.pth").write_bytes(ckpt.read_bytes())
+    from spandrel.architectures.Compact import Compact  # another architecture: Real-ESRGAN's SRVGGNet
+    torch.manual_seed(0)
+    torch.save(Compact(num_feat=16, num_conv=4, upscale=2).state_dict(), models / "compact_x2.pth")
     (tmp / "run").mkdir()
     env = {**os.environ, "GRADIO_ANALYTICS_ENABLED": "False", "SWINIR_APP_HOME": str(models),
            "TMPDIR": str(tmp / "run"), "PYTHONUNBUFFERED": "1"}
@@ -186,6 +189,28 @@ def test_upload_run_and_download_full_resolution(page, files, tmp_path):
     with Image.open(path) as img:
         assert img.format == "PNG"
         assert img.size == (64 * 2, 48 * 2)  # input size x scale: the full result, not a preview
+
+
+@pytest.mark.slow
+def test_a_model_of_another_architecture_runs_in_the_page(page, files):
+    """A Compact (SRVGGNet) file in the models folder, picked by path: described from what spandrel
+    detected, and run."""
+    model = page.get_by_role("combobox", name="Model")
+    model.click()
+    page.get_by_role("option", name="Custom checkpoint or zoo name…").click()
+    box = page.locator("#custom-model textarea, #custom-model input").first
+    box.fill("compact_x2.pth")
+    box.press("Enter")
+    expect(page.locator("#model-info")).to_contain_text("super-resolution ×2", timeout=TIMEOUT_MS)
+    expect(page.locator("#model-info")).to_contain_text("RealESRGAN Compact")
+    upload(page, files / "small.png")
+    uploaded(page)
+    page.click("#run")
+    expect(page.locator("#status")).to_contain_text("64×48 → 128×96", timeout=TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("compact_x2.pth")
+    model.click()  # back to the server's model for the tests that follow
+    page.get_by_role("option", name=re.compile("tiny_x2.pth")).click()
+    expect(page.locator("#model-info")).to_contain_text("window 8", timeout=TIMEOUT_MS)
 
 
 @pytest.mark.slow
