@@ -477,9 +477,12 @@ def check_finite(state: StateDict, source: str) -> None:
                                  f"diverged training")
 
 
-def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
+def save_safetensors(path: PathLike, state: StateDict, config: Optional[SwinIRConfig],
                      metadata: Optional[Dict[str, str]] = None) -> Path:
     """Write ``state`` to ``path`` with ``config`` (and ``metadata`` strings) in the header.
+
+    ``config=None`` writes the tensors of another architecture as they are (its loader detects it again
+    from their names and shapes), with ``metadata`` only.
 
     Written to a temp file first and renamed (:func:`atomic_write`), so that a reader never sees half
     a file.
@@ -494,6 +497,10 @@ def save_safetensors(path: PathLike, state: StateDict, config: SwinIRConfig,
     # small models several times smaller, and any img_size loads.
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()
                if not k.endswith(DERIVED_SUFFIXES)}
+    if config is None:
+        atomic_write(path, save({k: v.detach().to("cpu").contiguous().clone() for k, v in state.items()},
+                                metadata={**(metadata or {}), "format": "pt"}))
+        return path
     meta = {"task": config.task, **(metadata or {}), "format": "pt", CONFIG_KEY: json.dumps(config.to_dict())}
     atomic_write(path, save(tensors, metadata=meta))
     return path

@@ -1,5 +1,5 @@
-"""Convert any SwinIR or Swin2SR checkpoint to .safetensors with its config, or a Swin2SR to a
-transformers folder.
+"""Convert any SwinIR, Swin2SR, HAT or DAT checkpoint to .safetensors with its config, a model of another
+architecture (through spandrel) to .safetensors, or a Swin2SR to a transformers folder.
 
     python -m swinir_app.convert IN OUT.safetensors [--name NAME] [--img-range R]
     python -m swinir_app.convert IN OUT_DIR --to transformers
@@ -15,21 +15,26 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence, Union
 
+from torch import nn
+
 from . import hf
 from .checkpoint import ModelLoadError, save_safetensors
 from .cli import Parser, add_debug, add_weights_dir, one_line_errors
 from .errors import UserError
 from .network import SwinIRConfig
-from .zoo import build_model, resolve
+from .network.capabilities import Capabilities
+from .zoo import build_model, load_file, resolve, spec_file
 
 FORMATS = ("safetensors", "transformers")
 
 
 def convert(spec: str, out: Union[str, Path], *, name: Optional[str] = None, img_range: Optional[float] = None,
             weights_dir: Optional[Path] = None, to: str = "safetensors",
-            description: Optional[str] = None) -> SwinIRConfig:
+            description: Optional[str] = None) -> Union[SwinIRConfig, Capabilities]:
     """Write the checkpoint that ``spec`` names to ``out``: a .safetensors file, or with
-    ``to="transformers"`` a transformers folder (Swin2SR only). Returns the config written.
+    ``to="transformers"`` a transformers folder (Swin2SR only). Returns the config written, or for a model
+    of another architecture (its tensors written as spandrel reads them, which loads back the same network)
+    what it declares.
 
     Raises:
         ModelLoadError: one line: the input cannot be loaded, the output name is wrong, or the model has
@@ -42,6 +47,17 @@ def convert(spec: str, out: Union[str, Path], *, name: Optional[str] = None, img
         raise ModelLoadError(f"the output must be a .safetensors file, got {out}")
     if to == "transformers" and out.exists() and not out.is_dir():
         raise ModelLoadError(f"the output must be a folder for --to transformers, and {out} is a file")
+    metadata = {"name": name or Path(str(spec)).stem, **({"description": description} if description else {})}
+    path = Path(spec_file(spec, weights_dir)).expanduser()
+    if to == "safetensors" and path.is_file():
+        loaded = load_file(path, label=str(spec))
+        if isinstance(loaded, nn.Module):  # another architecture, loaded through spandrel
+            if img_range is not None:
+                raise ModelLoadError(f"{spec}: --img-range applies to SwinIR-family models, and this is a "
+                                     f"{loaded.capabilities.arch} model")
+            save_safetensors(out, loaded.net.state_dict(), None,
+                             {**metadata, "source": path.name, "architecture": loaded.capabilities.arch})
+            return loaded.capabilities
     ckpt = resolve(spec, weights_dir=weights_dir, img_range=img_range)
     # Building the model proves that the config fits the weights before anything is written,
     # and its state dict carries every official key (derived buffers included).
@@ -52,16 +68,15 @@ def convert(spec: str, out: Union[str, Path], *, name: Optional[str] = None, img
         except hf.LayoutError as e:
             raise ModelLoadError(f"{ckpt.source}: {e}") from None
         return ckpt.config
-    metadata = {"name": name or Path(str(spec)).stem, "source": Path(ckpt.source).name,
-                **({"description": description} if description else {})}
-    save_safetensors(out, model.state_dict(), ckpt.config, metadata)
+    save_safetensors(out, model.state_dict(), ckpt.config, {**metadata, "source": Path(ckpt.source).name})
     return ckpt.config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = Parser(prog="python -m swinir_app.convert",
-                    description="Convert a SwinIR or Swin2SR checkpoint to .safetensors with its config, or a "
-                                "Swin2SR to a transformers folder.")
+                    description="Convert a SwinIR, Swin2SR, HAT or DAT checkpoint to .safetensors with its config, "
+                                "another architecture's model to .safetensors, or a Swin2SR to a transformers "
+                                "folder.")
     parser.add_argument("input", help="zoo name, checkpoint file, training folder or transformers folder")
     parser.add_argument("output", type=Path, help="the .safetensors file (or, with --to transformers, the folder) "
                                                   "to write")
@@ -77,6 +92,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     with one_line_errors(args.debug, (UserError, OSError)):
         c = convert(args.input, args.output, name=args.name, img_range=args.img_range,
                     weights_dir=args.weights_dir, to=args.to, description=args.description)
+    if isinstance(c, Capabilities):
+        print(f"wrote {args.output}: {c.arch} {c.task} x{c.scale} (another architecture, loaded through spandrel)")
+        return 0
     print(f"wrote {args.output}: {c.name} {c.task} x{c.scale}, {c.upsampler or 'no upsampler'}, embed {c.embed_dim}, "
           f"depths {list(c.depths)}, window {c.window_size}, img_range {c.img_range:g}")
     return 0

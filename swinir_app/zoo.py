@@ -470,7 +470,7 @@ def load_file(path: PathLike, *, label: Optional[str] = None, other: bool = True
             arch = identify(raw, source, native_error=native)[1]
             raise ModelLoadError(f"{source} is a {arch} model, not a SwinIR, Swin2SR, HAT or DAT checkpoint: other "
                                  f"architectures run through spandrel (upscale, the web app, Restorer, load_model) "
-                                 f"but have no config to convert, export or train from") from None
+                                 f"but have no config to export or train from (convert writes them as .safetensors)") from None
         return load_spandrel(raw, source, native_error=native, path=Path(path))
 
 

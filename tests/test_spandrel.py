@@ -285,3 +285,25 @@ def test_the_docs_list_every_restoring_architecture_with_its_code_licence():
         found = [r for r in rows if any(n in r[1] for n in names)]
         assert found, f"no row for {arch.name} in docs/models.md"
         assert any(r[3].strip() == CODE_LICENCES[arch.id] for r in found), (arch.name, [r[3] for r in found])
+
+
+@pytest.mark.parametrize("name", ["ESRGAN-old", "RealPLKSR-DySample"])
+def test_convert_writes_another_architecture_as_safetensors_that_runs_the_same(files, tmp_path, capsys, name):
+    """convert re-saves the tensors as spandrel reads them (the old ESRGAN layout comes out in the new one): the
+    .safetensors holds no code, and loads back into the same network."""
+    from safetensors import safe_open
+
+    from swinir_app.convert import main
+    out = tmp_path / "model.safetensors"
+    assert main([str(files[name]), str(out), "--description", "test"]) == 0
+    assert f"wrote {out}: " in capsys.readouterr().out
+    with safe_open(str(out), "pt") as f:
+        meta = f.metadata()
+    assert meta["architecture"] == load_model(files[name]).capabilities.arch and meta["description"] == "test"
+    x = torch.rand(1, 3, 29, 37)
+    a = Restorer(load_model(files[name]), precision="fp32", device="cpu").restore_tensor(x)
+    b = Restorer(load_model(out), precision="fp32", device="cpu").restore_tensor(x)
+    assert torch.equal(a, b)
+    with pytest.raises(SystemExit):
+        main([str(files[name]), str(tmp_path / "x.safetensors"), "--img-range", "255"])
+    assert "--img-range applies to SwinIR-family models" in capsys.readouterr().err
