@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from conftest import photo
 from swinir_app import Restorer, load_model
 from swinir_app.checkpoint import ModelLoadError
 from swinir_app.network.capabilities import Capabilities
@@ -307,3 +308,28 @@ def test_convert_writes_another_architecture_as_safetensors_that_runs_the_same(f
     with pytest.raises(SystemExit):
         main([str(files[name]), str(tmp_path / "x.safetensors"), "--img-range", "255"])
     assert "--img-range applies to SwinIR-family models" in capsys.readouterr().err
+
+
+def test_evaluate_scores_another_architecture_as_its_own_scripts_run_it(files, tmp_path):
+    """evaluate runs a spandrel model without the SwinIR family's mirror padding, and its PSNR is that of the
+    model's own output, scored by basicsr."""
+    import swinir_app._basicsr  # noqa: F401 - basicsr 1.4.2 needs torchvision's old module name first
+    from basicsr.metrics.psnr_ssim import calculate_psnr
+
+    from swinir_app.evaluate import evaluate
+    from swinir_app.protocol.degrade import bicubic_downscale
+
+    gt_dir = tmp_path / "gt"
+    gt_dir.mkdir()
+    gt = photo("chelsea")[:48, :64]
+    Image.fromarray(gt).save(gt_dir / "a.png")
+    model = load_model(files["Compact"])
+    r = evaluate(model, gt_dir, scale=2, device="cpu", metrics=["psnr"], progress=False)
+    assert r.protocol.padding.startswith("none (the model's own padding") and r.protocol.window_size is None
+    gt, lq = bicubic_downscale(gt, 2)
+    x = torch.from_numpy(lq.astype(np.float32) / 255).permute(2, 0, 1)[None]
+    out = Restorer(model, precision="fp32", device="cpu").restore_tensor(x)[0].clamp(0, 1)
+    sr = np.round(out.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    want = calculate_psnr(sr[..., ::-1], gt[..., ::-1], crop_border=r.protocol.crop_border, input_order="HWC",
+                          test_y_channel=True)  # basicsr's images are BGR
+    assert r.summary["psnr_y"] == pytest.approx(want, abs=1e-9)
