@@ -138,14 +138,22 @@ def forward_flops(model: torch.nn.Module, x: torch.Tensor) -> float:
 
 
 def spandrel_network(config: SwinIRConfig) -> Optional[torch.nn.Module]:
-    """spandrel's port of the official SwinIR, Swin2SR or HAT (it pads and crops itself), or None if not installed."""
+    """spandrel's port of the official SwinIR, Swin2SR, HAT or DAT (it pads and crops itself), or None if not
+    installed."""
     try:
+        from spandrel.architectures.DAT import DAT as SpandrelDAT
         from spandrel.architectures.HAT import HAT as SpandrelHAT
         from spandrel.architectures.Swin2SR import Swin2SR as SpandrelSwin2SR
         from spandrel.architectures.SwinIR import SwinIR as SpandrelSwinIR
     except ImportError:
         return None
     c = config
+    if c.arch == "dat":
+        return SpandrelDAT(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, img_range=c.img_range,
+                           split_size=list(c.split_size), depth=list(c.depths), embed_dim=c.embed_dim,
+                           num_heads=list(c.num_heads), expansion_factor=c.expansion_factor, qkv_bias=c.qkv_bias,
+                           qk_scale=c.qk_scale, resi_connection=c.resi_connection, upsampler=c.upsampler,
+                           drop_path_rate=0.0)
     if c.arch == "hat":
         return SpandrelHAT(upscale=c.upscale, in_chans=c.in_chans, img_size=c.img_size, window_size=c.window_size,
                            img_range=c.img_range, depths=list(c.depths), embed_dim=c.embed_dim,
@@ -164,7 +172,7 @@ def spandrel_network(config: SwinIRConfig) -> Optional[torch.nn.Module]:
 
 def reference(config: SwinIRConfig, state: dict) -> Optional[torch.nn.Module]:
     """The official network holding ``state``: basicsr's SwinIR with the official pad and crop, or for
-    Swin2SR and HAT (whose official code is not on PyPI) spandrel's port; None if that is not installed."""
+    Swin2SR, HAT and DAT (whose official code is not on PyPI) spandrel's port; None if that is not installed."""
     if config.arch != "swinir":
         ref = spandrel_network(config)
         if ref is not None:
@@ -348,10 +356,11 @@ def main(argv: Optional[List[str]] = None) -> int:
 
     p = Parser(prog="python -m swinir_app.benchmark", description=__doc__,
                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=list(ARCH_NAMES), default="swinir",
-                   help="the network family: swinir (default), swin2sr or hat; sets the default --config")
+    p.add_argument("--arch", choices=list(ARCH_NAMES),
+                   help="the network family: swinir, swin2sr, hat or dat; sets the default configs (default: "
+                        "--config's family, else swinir)")
     p.add_argument("--config", choices=list(PRESETS),
-                   help="the network (default classical-x4; swin2sr-classical-x4 or hat-x4 with --arch)")
+                   help="the network (default classical-x4; swin2sr-classical-x4, hat-x4 or dat-s-x4 with --arch)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
     p.add_argument("--precision", nargs="+", choices=list(DTYPES),
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
@@ -363,13 +372,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--train-step", action="store_true", help="also time forward+backward+Adam (lightweight-x4 "
                                                              "by default, batch 16, LR patch 48)")
     p.add_argument("--train-config", choices=list(PRESETS),
-                   help="default lightweight-x4; swin2sr-lightweight-x2 or hat-s-x4 with --arch")
+                   help="default lightweight-x4; swin2sr-lightweight-x2, hat-s-x4 or dat-light-x4 with --arch")
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--patch", type=int, default=48)
     p.add_argument("--scaling", type=int, nargs="*", metavar="SIZE",
                    help="also restore SIZE^2 images with tiles (e.g. 512 1024 2048) with --scaling-config")
     p.add_argument("--scaling-config", choices=list(PRESETS),
-                   help="default lightweight-x4; swin2sr-lightweight-x2 or hat-s-x4 with --arch")
+                   help="default lightweight-x4; swin2sr-lightweight-x2, hat-s-x4 or dat-light-x4 with --arch")
     p.add_argument("--tile", type=int, default=256, help="the tile size of the --scaling rows (default 256)")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
@@ -377,8 +386,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     args = p.parse_args(argv)
     device = torch.device(args.device)
+    args.arch = args.arch or (SwinIRConfig.preset(args.config).arch if args.config else "swinir")
     defaults = {"swinir": ("classical-x4", "lightweight-x4"), "hat": ("hat-x4", "hat-s-x4"),
-                "swin2sr": ("swin2sr-classical-x4", "swin2sr-lightweight-x2")}[args.arch]
+                "swin2sr": ("swin2sr-classical-x4", "swin2sr-lightweight-x2"),
+                "dat": ("dat-s-x4", "dat-light-x4")}[args.arch]
     args.config = args.config or defaults[0]
     args.train_config = args.train_config or defaults[1]
     args.scaling_config = args.scaling_config or defaults[1]

@@ -148,7 +148,7 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
     """Export ``model`` (a network, or any spec ``load_model`` takes) to ``out`` as a verified ONNX graph.
 
     Args:
-        model: a SwinIR / Swin2SR / HAT network, or a zoo name, checkpoint file or training folder.
+        model: a SwinIR / Swin2SR / HAT / DAT network, or a zoo name, checkpoint file or training folder.
         out: the .onnx file; written atomically, only after the graph passed its checks.
         opset: ONNX opset (17 by default; 14 is the lowest that holds every operator used).
         precision: "fp32" (default) or "fp16" (the body's matmuls in fp16; I/O stays float32). "bf16" is
@@ -240,7 +240,11 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
         opts.optimized_model_filepath = str(final)
-        inference_session(traced, options=opts)
+        try:
+            inference_session(traced, options=opts)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
+            reason = " ".join(str(e).split())[:300]
+            raise ExportError(f"ONNX Runtime cannot load the traced graph ({reason}); nothing was written") from None
 
         proto = onnx.load(str(final))
         meta = {

@@ -21,7 +21,7 @@ from .errors import UserError
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = Parser(prog="python -m swinir_app.export",
-                    description="Export a SwinIR, Swin2SR or HAT model to ONNX; ONNX Runtime checks the graph "
+                    description="Export a SwinIR, Swin2SR, HAT or DAT model to ONNX; ONNX Runtime checks the graph "
                                 "against PyTorch at three sizes before the file is written.")
     parser.add_argument("model", help="zoo name, checkpoint file, training folder or transformers folder")
     parser.add_argument("output", type=Path, help="the .onnx file to write")

@@ -43,10 +43,11 @@ ZOO_PARAMS: Dict[str, int] = {
     "hat-x4": 20772507, "hat-x2-imagenet": 20624795, "hat-x3-imagenet": 20809435, "hat-x4-imagenet": 20772507,
     "hat-s-x2": 9473471, "hat-s-x3": 9658111, "hat-s-x4": 9621183, "hat-l-x2": 40698863, "hat-l-x3": 40883503,
     "hat-l-x4": 40846575, "real-hat-gan-x4": 20772507, "real-hat-gan-x4-sharper": 20772507,
+    "dat-x2": 14654339, "dat-x3": 14838979, "dat-x4": 14802051,
 }
 
 # The licence of the native networks' upstream code (the weights may have their own).
-NATIVE_LICENCES = {"SwinIR": "Apache-2.0", "Swin2SR": "Apache-2.0", "HAT": "Apache-2.0", "DAT": "Apache-2.0"}
+NATIVE_LICENCES = {"SwinIR": "Apache-2.0", "Swin2SR": "Apache-2.0", "HAT": "MIT", "DAT": "Apache-2.0"}
 TASKS = {"sr": "super-resolution", "denoise": "denoising", "jpeg": "JPEG artifact removal"}
 _DESCRIPTIONS = (  # official releases: (name pattern, description); \1 is the pattern's first group
     (r"classical-x\d", "SwinIR-M, classical (bicubic) super-resolution, trained on DF2K"),

@@ -38,6 +38,10 @@ __all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
 
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWIN2SR_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
+DAT_URL = "https://huggingface.co/w-e-w/DAT/resolve/main/experiments/pretrained_models/DAT/"
+DAT_SHA256 = {2: "7760aa96e4ee77e29d4f89c3a4486200042e019461fdb8aa286f49aa00b89b51",
+              3: "581973e02c06f90d4eb90acf743ec9604f56f3c2c6f9e1e2c2b38ded1f80d197",
+              4: "391a6ce69899dff5ea3214557e9d585608254579217169faf3d4c353caff049e"}
 HAT_PAGE = "the Google Drive links of https://github.com/XPixelGroup/HAT"
 HOME_ENV = "SWINIR_APP_HOME"
 OPENMODELDB_PREFIX = "openmodeldb:"  # a model spec "openmodeldb:ID": OpenModelDB's model ID (openmodeldb.py)
@@ -122,6 +126,10 @@ _OFFICIAL = [
     *[_by_hand(f"hat-l-x{k}", f"HAT-L_SRx{k}_ImageNet-pretrain.pth", f"hat-l-x{k}") for k in (2, 3, 4)],
     _by_hand("real-hat-gan-x4", "Real_HAT_GAN_SRx4.pth", "real-hat-gan-x4"),
     _by_hand("real-hat-gan-x4-sharper", "Real_HAT_GAN_sharper.pth", "real-hat-gan-x4"),
+    # DAT's released models (zhengchen1999/DAT, code Apache-2.0; Google Drive upstream), from the Hugging Face
+    # mirror that AUTOMATIC1111's web UI downloads them from, with its pinned digests.
+    *[ZooEntry(f"dat-x{k}", f"DAT_x{k}.pth", SwinIRConfig.preset(f"dat-x{k}"), "sr", url=DAT_URL + f"DAT_x{k}.pth",
+               sha256=DAT_SHA256[k]) for k in (2, 3, 4)],
 ]
 ZOO: Dict[str, ZooEntry] = {e.name: e for e in _OFFICIAL}
 
@@ -470,7 +478,8 @@ def load_file(path: PathLike, *, label: Optional[str] = None, other: bool = True
             arch = identify(raw, source, native_error=native)[1]
             raise ModelLoadError(f"{source} is a {arch} model, not a SwinIR, Swin2SR, HAT or DAT checkpoint: other "
                                  f"architectures run through spandrel (upscale, the web app, Restorer, load_model) "
-                                 f"but have no config to export or train from (convert writes them as .safetensors)") from None
+                                 f"but have no config to export or train from (convert writes them as "
+                                 f".safetensors)") from None
         return load_spandrel(raw, source, native_error=native, path=Path(path))
 
 

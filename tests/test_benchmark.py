@@ -71,6 +71,23 @@ def test_benchmark_hat_against_the_official_port(tmp_path):
     assert row["max_abs_diff"] <= 1e-4 and row["ref_ms"] > 0 and "official = spandrel's HAT" in row["note"]
 
 
+def test_benchmark_dat_against_spandrels_port(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["--arch", "dat", "--size", "16", "--precision", "fp32", "--train-step", "--train-config",
+                 "dat-light-x2", "--batch", "2", "--patch", "16", "--repeats", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    inference, train = json.loads(out.read_text())["rows"]
+    assert inference["case"] == "fp32 16x16 x4"  # dat-s-x4, the default for --arch dat
+    assert inference["max_abs_diff"] <= 1e-4 and inference["ref_ms"] > 0 and inference["speedup"] > 0
+    assert "official = spandrel's DAT" in inference["note"] and inference["spandrel_ms"] is None
+    assert train["case"].startswith("train") and train["ref_ms"] > 0
+    # --config alone picks its family
+    assert main(["--config", "dat-light-x2", "--size", "12", "--precision", "fp32", "--repeats", "1", "--warmup", "0",
+                 "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["case"] == "fp32 12x12 x2" and row["max_abs_diff"] <= 1e-4 and "spandrel's DAT" in row["note"]
+
+
 def test_benchmark_onnxruntime_backend_beside_pytorch_and_the_official_network(tmp_path):
     out = tmp_path / "bench.json"
     assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "--backend", "pytorch",

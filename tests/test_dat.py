@@ -165,3 +165,86 @@ def test_presets_round_trip_and_non_dat_arguments_are_refused():
     with pytest.raises(ValueError, match="even num_heads"):
         SwinIRConfig.preset("dat-x4", num_heads=[5] * 6)
     assert "split_size" not in SwinIRConfig.preset("hat-x4").to_dict()
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def dat_training_options(tmp_path, hr, lr, name: str, total_iter: int):
+    """A tiny DAT through helpers.tiny_options, network_g as zhengchen1999/DAT writes it (depth, split_size,
+    expansion_factor, 3conv, pixelshuffledirect); drop_path draws random numbers, BatchNorm keeps statistics."""
+    import yaml
+    from helpers import tiny_options
+
+    opt = tiny_options(tmp_path, hr, lr, name=name, total_iter=total_iter,
+                       logger={"save_checkpoint_freq": 2, "print_freq": 1}, val={"val_freq": 4})
+    options = yaml.safe_load(opt.read_text())
+    options["network_g"] = {"type": "DAT", "upscale": 2, "in_chans": 3, "img_size": 16, "img_range": 1.0,
+                            "split_size": [4, 8], "depth": [2], "embed_dim": 32, "num_heads": [2],
+                            "expansion_factor": 2, "resi_connection": "3conv", "upsampler": "pixelshuffledirect",
+                            "drop_path_rate": 0.1}
+    opt.write_text(yaml.safe_dump(options, sort_keys=False))
+    return opt
+
+
+def test_dat_trains_and_resumes_exactly_with_the_pipeline(tmp_path):
+    """network_g: {type: DAT}: options, EMA, validation, checkpoints, a model load_model reads; 4 iterations, then
+    resumed to 8, equal to 8 straight (weights, EMA and BatchNorm statistics, Adam state)."""
+    from helpers import write_pairs
+    from swinir_app import load_model
+    from swinir_app.train import load_options, train
+
+    hr, lr = write_pairs(tmp_path, scale=2, size=(48, 64))
+    straight = train(load_options(dat_training_options(tmp_path, hr, lr, "straight", 8)))
+    assert straight.iter == 8 and all(torch.isfinite(torch.tensor(loss)) for _, loss in straight.losses)
+    exp = tmp_path / "experiments"
+    model = load_model(str(exp / "straight"))
+    assert isinstance(model, DAT) and model.config.split_size == (4, 8) and model.config.resi_connection == "3conv"
+
+    opt = dat_training_options(tmp_path, hr, lr, "halves", 4)
+    assert train(load_options(opt)).iter == 4
+    resumed = train(load_options(opt, ["train:total_iter=8"]), auto_resume=True)
+    assert resumed.iter == 8
+    a = torch.load(exp / "straight" / "models" / "net_g_8.pth", weights_only=True)
+    b = torch.load(exp / "halves" / "models" / "net_g_8.pth", weights_only=True)
+    for key in ("params", "params_ema"):
+        assert a[key].keys() == b[key].keys()
+        assert max(float((a[key][k].double() - b[key][k].double()).abs().max()) for k in a[key]) <= 1e-6, key
+    stats = [k for k in a["params"] if k.endswith(("running_mean", "running_var"))]
+    assert stats  # the AIM's BatchNorm statistics are compared too, and the EMA carries the trained ones
+    assert all(torch.equal(a["params_ema"][k], a["params"][k]) for k in stats)
+    assert any(a["params_ema"][k].abs().max() > 0 for k in stats if k.endswith("running_mean"))
+    first = torch.load(exp / "straight" / "models" / "net_g_4.pth", weights_only=True)["params"]
+    assert max(float((a["params"][k] - first[k]).abs().max()) for k in first) > 1e-4  # the second half trained
+    sa = torch.load(exp / "straight" / "training_states" / "8.state", weights_only=True)["optimizers"][0]["state"]
+    sb = torch.load(exp / "halves" / "training_states" / "8.state", weights_only=True)["optimizers"][0]["state"]
+    assert all(torch.allclose(sa[i][k], sb[i][k], atol=1e-6) for i in sa for k in sa[i])
+
+
+@pytest.mark.slow
+def test_dat_resumes_under_torchrun_with_two_processes(tmp_path):
+    """DDP (gloo, 2 processes) carries DAT, its BatchNorm statistics included, from a single-process state."""
+    import os
+    import subprocess
+    import sys
+
+    from helpers import write_pairs
+    from swinir_app import load_model
+    from swinir_app.train import load_options, train
+
+    hr, lr = write_pairs(tmp_path, scale=2, size=(48, 64))
+    opt = dat_training_options(tmp_path, hr, lr, "ddp", 4)
+    assert train(load_options(opt)).iter == 4
+    exp = tmp_path / "experiments" / "ddp"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "swinir_app.train", "-opt", str(opt), "--launcher", "pytorch", "--auto_resume",
+                           "--force_yml", "train:total_iter=8"], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    log = sorted(exp.glob("*.log"))[-1].read_text()
+    assert "2 process(es) on cpu" in log and "[iter 8/8]" in log
+    before, after = load_model(str(exp / "models" / "net_g_4.pth")), load_model(str(exp / "models" / "net_g_8.pth"))
+    assert isinstance(after, DAT)
+    changed = [k for k, v in after.state_dict().items() if not torch.equal(v, before.state_dict()[k])]
+    assert any("running_mean" in k for k in changed) and any(k.endswith("qkv.weight") for k in changed)

@@ -31,6 +31,10 @@ FAMILIES = {  # every head and input kind of the SwinIR family, small
                                 **TINY),
     "hat": SwinIRConfig(arch="hat", upscale=2, img_size=64, window_size=8, upsampler="pixelshuffle", compress_ratio=3,
                         squeeze_factor=3, **TINY),
+    # DAT: zero-padded windows of 4x8 and 8x4, shifted and not, channel attention; orders and masks in the graph
+    "dat": SwinIRConfig(arch="dat", upscale=2, img_size=32, split_size=(4, 8), embed_dim=32, depths=(3,),
+                        num_heads=(4,), expansion_factor=2.0, upsampler="pixelshuffledirect", resi_connection="3conv",
+                        drop_path_rate=0.0),
 }
 
 
@@ -372,3 +376,19 @@ def test_fp16_overflow_is_named_and_fp32_is_offered(tmp_path):
     assert "fp16 overflowed" in str(e.value) and "--precision fp32 works" in str(e.value)
     assert list(tmp_path.iterdir()) == []
     export_onnx(net, tmp_path / "f.onnx")  # as the message says
+
+
+def test_dat_exports_from_an_official_style_file_through_the_cli(tmp_path, capsys):
+    """A params-only DAT file (config inferred from its tensors) -> swinir-app export -> a graph the engine's
+    ONNX backend runs, equal to PyTorch at a size that needs padding to the 8-pixel windows."""
+    net = random_net(FAMILIES["dat"], seed=2)
+    torch.save({"params": net.state_dict()}, tmp_path / "DAT_tiny_x2.pth")
+    assert export_main([str(tmp_path / "DAT_tiny_x2.pth"), str(tmp_path / "dat.onnx")]) == 0
+    assert "DAT sr x2" in capsys.readouterr().out
+    graph = OnnxModel(tmp_path / "dat.onnx")
+    assert graph.config.arch == "dat" and graph.config.split_size == (4, 8)
+    x = torch.rand(1, 3, 21, 26)
+    assert np.abs(graph(x).numpy() - torch_run(net, x)).max() <= 1e-4
+    # fp16: the LayerNorms after fp16 linears (the gate's, the position-bias MLP's) take fp32, as under autocast
+    report = export_onnx(net, tmp_path / "dat16.onnx", precision="fp16")
+    assert report.max_diff <= 2e-2 and len(report.checks) == 4

@@ -6,6 +6,7 @@ import pytest
 import torch
 import yaml
 
+from swinir_app.network import SwinIRConfig
 from swinir_app.options import OptionsError, apply_override, load_options, parse_options
 from swinir_app.train.schedule import EMA, lr_schedule, make_loss
 from swinir_app.train.trainer import format_eta
@@ -183,11 +184,25 @@ def test_every_shipped_options_file_parses(path):
     assert opts.train.optim_g.type == "Adam" and opts.train.optim_g.args["lr"] == (1e-4 if path.stem == "hat_x4"
                                                                                    else 2e-4)
     assert opts.train.ema_decay == 0.999 and opts.val.metrics
-    # Swin2SR's and HAT's files: SwinIR's settings, as their papers train them.
-    arch = next((a for a in ("swin2sr", "hat") if path.stem.startswith(a + "_")), "swinir")
+    # Swin2SR's, HAT's and DAT's files: SwinIR's settings, as their papers train them.
+    arch = next((a for a in ("swin2sr", "hat", "dat") if path.stem.startswith(a + "_")), "swinir")
     stem = path.stem.removeprefix(arch + "_")
-    assert (cfg.arch, opts.network_g.type) == (arch, {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT"}[arch])
-    if arch == "hat":  # x2 from scratch; x4 fine-tuned from it, as XPixelGroup/HAT's options/train
+    assert (cfg.arch, opts.network_g.type) == (arch, {"swinir": "SwinIR", "swin2sr": "Swin2SR", "hat": "HAT",
+                                                      "dat": "DAT"}[arch])
+    if arch == "dat":  # DAT-light, zhengchen1999/DAT's options/Train: x2 from scratch, x4 fine-tuned from it
+        k = cfg.upscale
+        assert cfg == SwinIRConfig.preset(f"dat-light-x{k}", drop_path_rate=0.1)  # the official default
+        assert "depths" in opts.network_g.given  # written `depth`, as the official files do
+        assert (opts.scale, opts.train_set.gt_size, opts.train_set.batch_size_per_gpu * 8) == (k, 64 * k, 32)
+        assert opts.train.total_iter == 500000 and opts.train.optim_g.args["betas"] == (0.9, 0.99)
+        assert opts.train.scheduler.args["milestones"] == (250000, 400000, 450000, 475000)
+        assert all(opts.crop_border(m) == k and m.test_y_channel for m in opts.val.metrics.values())
+        if k == 2:
+            assert opts.path.pretrain_network_g is None and opts.path.strict_load_g is True
+        else:
+            assert opts.path.pretrain_network_g == "experiments/DAT_light_SRx2_DF2K/models/net_g_latest.pth"
+            assert opts.path.strict_load_g is False
+    elif arch == "hat":  # x2 from scratch; x4 fine-tuned from it, as XPixelGroup/HAT's options/train
         assert (cfg.window_size, cfg.compress_ratio, cfg.squeeze_factor, cfg.overlap_ratio) == (16, 3, 30, 0.5)
         k = cfg.upscale
         assert opts.train_set.gt_size == 64 * k and opts.train_set.batch_size_per_gpu * 8 == 32
@@ -225,10 +240,27 @@ def test_every_shipped_options_file_parses(path):
 def test_the_shipped_set_is_complete():
     names = {p.stem for p in SHIPPED}
     expected = {"x2", "x3", "x4", "x8", "lightweight_x2", "lightweight_x3", "lightweight_x4", "smoke",
-                "realworld_x4_psnr", "realworld_x4_gan"}
+                "realworld_x4_psnr", "realworld_x4_gan", "hat_x2", "hat_x4", "dat_light_x2", "dat_light_x4"}
     expected |= {f"denoise_{c}_s{s}" for c in ("color", "gray") for s in (15, 25, 50)}
     expected |= {f"jpeg_{c}_q{q}" for c in ("color", "gray") for q in (10, 20, 30, 40)}
     assert expected <= names
+
+
+def test_dat_takes_the_official_argument_names(tmp_path):
+    """network_g: {type: DAT} as zhengchen1999/DAT writes it (depth, use_chk); one name per argument."""
+    text = (ROOT / "options" / "dat_light_x4.yml").read_text()
+    opts = load_options(write(tmp_path, text.replace("  depth: [18]", "  depth: [18]\n  use_chk: true")))
+    assert opts.network_g.config.depths == (18,) and opts.network_g.config.use_checkpoint is True
+    assert {"depths", "use_checkpoint"} <= set(opts.network_g.given)  # evaluation compares them by our names
+    with pytest.raises(OptionsError, match=r"network_g\.depth: and depths are the same argument"):
+        load_options(write(tmp_path, text.replace("  depth: [18]", "  depth: [18]\n  depths: [18]")))
+    with pytest.raises(OptionsError, match=r"unknown option network_g\.depth "):  # SwinIR's name only for SwinIR
+        load_options(write(tmp_path, (ROOT / "options" / "lightweight_x4.yml").read_text().replace(
+            "depths:", "depth:")))
+    with pytest.raises(OptionsError, match=r"network_g: .*mlp_ratio: not DAT arguments"):
+        load_options(write(tmp_path, text.replace("  expansion_factor: 2", "  mlp_ratio: 2")))
+    with pytest.raises(OptionsError, match=r"datasets\.train\.batch_size_per_gpu: DAT needs at least 2 per process"):
+        load_options(write(tmp_path, text.replace("batch_size_per_gpu: 4", "batch_size_per_gpu: 1")))
 
 
 @pytest.mark.parametrize("text", [BASICSR_SRX4, BASICSR_SRX2], ids=["SRx4", "SRx2"])
@@ -391,6 +423,19 @@ def test_ema_is_basicsrs():
     for (k, a), b in zip(ours.module.state_dict().items(), theirs.net_g_ema.state_dict().values()):
         torch.testing.assert_close(a, b, msg=k)
     assert not any(p.requires_grad for p in ours.module.parameters())
+
+
+def test_ema_carries_batchnorm_statistics():
+    """DAT's BatchNorm statistics: the model's, copied at every update (BasicSR's EMA would keep the initial
+    mean 0 and variance 1, and a params_ema model would normalise with them)."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.BatchNorm2d(4))
+    ema = EMA(model, 0.9)
+    model(torch.rand(2, 3, 5, 5) * 3)
+    ema.update()
+    for (k, a), b in zip(ema.module.state_dict().items(), model.state_dict().values()):
+        if "running" in k or "num_batches" in k:
+            assert torch.equal(a, b), k
+    assert ema.module[1].running_mean.abs().max() > 0 and ema.module[1].num_batches_tracked == 1
 
 
 def test_eta_format():

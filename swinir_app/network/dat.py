@@ -24,7 +24,8 @@ windows that the shift mask touches are redone with it; windows are cut and put 
 (partition, shift and padding crop together); BatchNorm is folded into the convs before it; the
 channel attention's output and its per-head matrices are one matmul; the linears are the fused oneDNN ones
 of the SwinIR family, with the residual adds fused in. With gradients (training) the attention is spelled
-out, as in the official code.
+out, as in the official code. While traced (ONNX export) the window orders, the crop and the shift masks are
+computed in the graph from the input's size and the attention is spelled out too (:meth:`traced_plan`).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ from . import winograd
 from .attention import explicit_attention
 from .capabilities import FamilyNetwork
 from .config import SwinIRConfig
-from .layers import DropPath, WeightCache, fusable, linear, to_image, to_tokens, weights_key
+from .layers import DropPath, WeightCache, fusable, linear, to_image, to_tokens, tracing, weights_key
 from .swinir import UpsampleOneStep, conv_block, pixelshuffle_head
 
 # ---------------------------------------------------------------------------------------------
@@ -243,22 +244,53 @@ class AdaptiveSpatialAttention(nn.Module):
         self._plan = (key, out) if not grad and key[-1] is not None else None
         return out
 
+    def traced_plan(self, H, W, like: Tensor) -> list:
+        """:meth:`plan` for a graph (ONNX export): window orders and shift masks computed in the graph from the
+        input's (symbolic) size, bias and mask merged for every window; nothing of the example's size is kept."""
+        m = max(self.split_size)
+        Hp, Wp = (H + m - 1) // m * m, (W + m - 1) // m * m
+        dev = like.device
+        crop = (torch.arange(H, device=dev)[:, None] * Wp + torch.arange(W, device=dev)[None, :]).flatten()
+        out = []
+        for i, attn in enumerate(self.attns):
+            wh, ww, sh, sw = self._geometry(i)
+            idx = torch.arange(Hp * Wp, device=dev).view(Hp, Wp)
+            if self.shifted:
+                idx = torch.roll(idx, shifts=(-sh, -sw), dims=(0, 1))
+            order = idx.view(Hp // wh, wh, Wp // ww, ww).permute(0, 2, 1, 3).flatten()
+            # The inverse permutation by a scatter (a plain graph operator), cropped to H x W.
+            inv = torch.zeros_like(order).scatter_(0, order, torch.arange(Hp * Wp, device=dev))
+            with torch.autocast(dev.type, enabled=False):  # fp32 (an fp16 graph's LayerNorm takes one type)
+                bias = attn.bias().to(like.dtype).unsqueeze(0)  # (1, heads, N, N)
+            if self.shifted:  # the official calculate_mask's three bands per axis, labelled, compared per window
+                r, c = torch.arange(Hp, device=dev), torch.arange(Wp, device=dev)
+                rows = (r >= Hp - wh).long() + (r >= Hp - sh).long()
+                cols = (c >= Wp - ww).long() + (c >= Wp - sw).long()
+                label = (rows[:, None] * 3 + cols[None, :]).view(Hp // wh, wh, Wp // ww, ww)
+                label = label.permute(0, 2, 1, 3).reshape(-1, wh * ww)
+                mask = (label.unsqueeze(1) != label.unsqueeze(2)).to(like.dtype) * -100.0
+                bias = bias + mask.unsqueeze(1)  # (windows, heads, N, N)
+            out.append((order, inv[crop], bias, None))
+        return out
+
     def forward(self, x: Tensor, H: int, W: int, residual: Optional[Tensor] = None) -> Tensor:
         """x: (B, H*W, C) normalised tokens in raster order; ``residual`` is added to the output."""
         B, L, C = x.shape
         fused = fusable(self, x)
-        explicit = torch.is_grad_enabled()
+        traced = tracing()
+        explicit = torch.is_grad_enabled() or traced
         qkv = linear(x, self.qkv, fused)
         v_img = to_image(qkv[..., 2 * C:].contiguous(), (H, W))  # channels_last, no further copy
         m = max(self.split_size)
-        Hp, Wp = -(-H // m) * m, -(-W // m) * m
+        Hp, Wp = (H + m - 1) // m * m, (W + m - 1) // m * m
         padded = qkv
-        if (Hp, Wp) != (H, W):  # zeros after the linear, as the official code pads q, k and v
-            padded = F.pad(qkv.view(B, H, W, 3 * C), (0, 0, 0, Wp - W, 0, Hp - H)).view(B, Hp * Wp, 3 * C)
+        if traced or (Hp, Wp) != (H, W):  # zeros after the linear, as the official code pads q, k and v
+            padded = F.pad(qkv.view(B, H, W, 3 * C), (0, 0, 0, Wp - W, 0, Hp - H)).reshape(B, Hp * Wp, 3 * C)
         parts = padded.view(B, Hp * Wp, 3, 2, C // 2)
         p = self.attn_drop if self.training else 0.0
         halves = []
-        for i, (branch, (order, inv, bias, masked)) in enumerate(zip(self.attns, self.plan(H, W, B, x, explicit))):
+        plan = self.traced_plan(H, W, x) if traced else self.plan(H, W, B, x, explicit)
+        for i, (branch, (order, inv, bias, masked)) in enumerate(zip(self.attns, plan)):
             N, heads = branch.H_sp * branch.W_sp, branch.num_heads
             t = parts[:, :, :, i].index_select(1, order).view(-1, N, 3, heads, C // 2 // heads)
             q, k, v = (t.select(2, j).transpose(1, 2) for j in range(3))  # (B * windows, heads, N, d)
@@ -310,7 +342,7 @@ class AdaptiveChannelAttention(nn.Module):
         B, N, C = x.shape
         h, d = self.num_heads, C // self.num_heads
         fused = fusable(self, x)
-        explicit = torch.is_grad_enabled()
+        explicit = torch.is_grad_enabled() or tracing()  # the block-diagonal write below has no ONNX form
         qkv = linear(x, self.qkv, fused)
         q, k, v = (qkv[..., j * C:(j + 1) * C].view(B, N, h, d) for j in range(3))
         if explicit:  # as the official code
@@ -351,6 +383,8 @@ class SpatialGate(nn.Module):
     def forward(self, x: Tensor, H: int, W: int) -> Tensor:
         """x1 * dwconv(LN(x2)) for the halves x1, x2 of x (B, N, 2C)."""
         x1, x2 = x.chunk(2, dim=-1)
+        if tracing() and torch.is_autocast_enabled(x.device.type):
+            x2 = x2.float()  # what autocast does to a LayerNorm's input, spelled out for the graph
         x2 = to_tokens(self.conv(to_image(self.norm(x2).contiguous(), (H, W))))
         return x1 * x2
 

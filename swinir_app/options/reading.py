@@ -221,6 +221,9 @@ def _check_training(opts: Options) -> str:
         problem = _check_dataset(opts, key, ds, cfg)
         if problem:
             return problem
+    if cfg.arch == "dat" and opts.train_set.batch_size_per_gpu < 2:
+        return ("datasets.train.batch_size_per_gpu: DAT needs at least 2 per process (the BatchNorm after its "
+                "blocks' global average pool needs two samples in training, as in the official network)")
     if opts.queue_size is not None:
         bs = opts.train_set.batch_size_per_gpu
         if opts.queue_size < bs or opts.queue_size % bs:

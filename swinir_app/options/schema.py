@@ -454,7 +454,8 @@ class NetworkOptions:
 
 
 def _network(value: Any) -> Any:
-    """network_g: {type: SwinIR or Swin2SR, <official arguments>} -> NetworkOptions with a checked SwinIRConfig."""
+    """network_g: {type: SwinIR, Swin2SR, HAT or DAT, <official arguments>} -> NetworkOptions with a checked
+    SwinIRConfig."""
     if isinstance(value, NetworkOptions) or value is None:
         return value
     if not isinstance(value, Mapping):
@@ -466,17 +467,26 @@ def _network(value: Any) -> Any:
         raise PydanticCustomError("option", "{where}: {message}",
                                   {"where": "type", "message": f"{kind!r}: one of {', '.join(archs)}"})
     known = [f for f in SwinIRConfig.__dataclass_fields__ if f != "arch"]
+    # The official DAT's names for two of SwinIR's arguments (zhengchen1999/DAT's options files use them).
+    aliases = {"depth": "depths", "use_chk": "use_checkpoint"} if kind == "DAT" else {}
     args = {}
     for key, v in value.items():
         if key == "type":
             continue
+        if key in aliases:
+            if aliases[key] in value:
+                raise PydanticCustomError("option", "{where}: {message}",
+                                          {"where": str(key), "message": f"and {aliases[key]} are the same "
+                                           "argument (the official DAT's name and SwinIR's): give one"})
+            key = aliases[key]
         if key == "arch":  # written by to_dict for Swin2SR; the type already says it
             if v != archs[kind]:
                 raise PydanticCustomError("option", "{where}: {message}",
                                           {"where": "arch", "message": f"{v!r} contradicts type {kind}"})
             continue
         if key not in known:
-            raise PydanticCustomError("unknown", "unknown", {"where": str(key), "known": known + ["type"]})
+            raise PydanticCustomError("unknown", "unknown",
+                                      {"where": str(key), "known": known + list(aliases) + ["type"]})
         args[key] = "" if key == "upsampler" and v is None else v  # KAIR and some BasicSR files write null
     try:
         return NetworkOptions(kind, SwinIRConfig.from_dict({**args, "arch": archs[kind]}), tuple(args))
@@ -497,8 +507,9 @@ class Options(Section):
         "The sets by key: training `train` and `val`/`val_<anything>`; evaluation `test_1`, ... "
         "(any key but `train`)."))
     network_g: Optional[Network] = Field(None, description=(
-        "`{type: SwinIR or Swin2SR, <the official constructor's arguments>}` (`upscale`, `in_chans`, "
-        "`img_size`, `window_size`, `embed_dim`, `depths`, `num_heads`, `upsampler`, ...). Required to train; "
+        "`{type: SwinIR, Swin2SR, HAT or DAT, <the official constructor's arguments>}` (`upscale`, `in_chans`, "
+        "`img_size`, `window_size`, `embed_dim`, `depths`, `num_heads`, `upsampler`, ...; DAT: `split_size`, "
+        "`expansion_factor`, and `depth` for `depths`). Required to train; "
         "evaluation: checked against the loaded model."))
     network_d: Optional[TypedOptions] = Field(None, description=(
         "GAN training: the discriminator, `UNetDiscriminatorSN` (`num_in_ch`, `num_feat`, `skip_connection`) "

@@ -86,15 +86,27 @@ def make_loss(opts: TypedOptions) -> Callable[[Tensor, Tensor], Tensor]:
 
 
 class EMA:
-    """BasicSR's ``model_ema``: after every step, ema = decay * ema + (1 - decay) * weights."""
+    """BasicSR's ``model_ema``: after every step, ema = decay * ema + (1 - decay) * weights.
+
+    Normalisation statistics (BatchNorm's running mean and variance, DAT's) are copied from the model at every
+    update. BasicSR's leaves every buffer as it was when the EMA was made: for the SwinIR family's derived
+    buffers (indices, masks) the same thing, but DAT's BatchNorm statistics would stay at their initial values
+    (mean 0, variance 1) in ``params_ema``, the weights that validation, the saved models and ``load_model`` use.
+    """
 
     def __init__(self, model: nn.Module, decay: float):
         self.decay = decay
         self.module = copy.deepcopy(model).eval().requires_grad_(False)
         self._ema = list(self.module.parameters())
         self._src = list(model.parameters())
+        # Only the statistics that training changes (the derived buffers, masks among them, never change).
+        stats = lambda net: [b for m in net.modules() if isinstance(m, nn.modules.batchnorm._NormBase)  # noqa: E731
+                             for b in m.buffers(recurse=False)]
+        self._ema_buffers, self._src_buffers = stats(self.module), stats(model)
 
     @torch.no_grad()
     def update(self) -> None:
         torch._foreach_mul_(self._ema, self.decay)
         torch._foreach_add_(self._ema, self._src, alpha=1.0 - self.decay)
+        for ema, src in zip(self._ema_buffers, self._src_buffers):
+            ema.copy_(src)
