@@ -16,12 +16,23 @@ The graph is traced by PyTorch's TorchScript-based exporter (``dynamo=False``): 
 one specialises dynamic sizes at the window count 1 and at reshapes, so its graphs are not right at every
 size. After export, ONNX Runtime runs the graph at three sizes (and a second batch) against PyTorch; a
 graph outside the tolerance is deleted, never left behind.
+
+**Other architectures** (a :class:`~swinir_app.spandrel_loader.SpandrelModel`: ESRGAN, Compact, SPAN, ...)
+export their network as spandrel calls it, clamped, with dynamic batch, height and width; what the network
+needs of the input size (a multiple, a minimum, a square) is met by :class:`~swinir_app.onnx_runtime.OnnxModel`,
+which pads as the wrapper does (reflected, then replicated) and crops. Their metadata is the model's
+capabilities (``swinir_app.capabilities``), not a config. The checks run the written graph through
+``OnnxModel`` against the PyTorch model at sizes that need padding. A network that the tracer cannot trace,
+or whose traced graph holds shapes frozen at the example's size (the checks at other sizes fail), is refused
+in one line naming the architecture; ``--fixed-size`` traces at that one size.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 import warnings
@@ -37,7 +48,8 @@ from .errors import UserError
 from .network import SwinIR, SwinIRConfig, hardware
 # Above the zoo (export_onnx loads specs through it); the backend (OnnxModel, graph_info, load_onnx) lies
 # below it, in .onnx_runtime.
-from .onnx_runtime import INPUT, META_CONFIG, OUTPUT, inference_session
+from .network.capabilities import Capabilities
+from .onnx_runtime import INPUT, META_CAPABILITIES, META_CONFIG, OUTPUT, OnnxModel, inference_session
 from .precision import EXPORT_PRECISIONS
 
 OPSET = 17
@@ -61,7 +73,7 @@ class Check:
 class ExportReport:
     """What :func:`export_onnx` wrote, and how the graph checked out."""
     path: Path
-    config: SwinIRConfig
+    config: Optional[SwinIRConfig]  # None for another architecture (see ``capabilities``, ``architecture``)
     precision: str
     opset: int
     batch: Optional[int]  # None: dynamic
@@ -72,6 +84,8 @@ class ExportReport:
     checks: List[Check] = field(default_factory=list)
     activation_peak: float = 0.0  # max |activation| over the residual groups, fp32, on the check inputs
     seconds: float = 0.0
+    capabilities: Optional[Capabilities] = None  # of the exported model (PyTorch's), for every architecture
+    architecture: str = ""  # "SwinIR", ... or spandrel's name ("ESRGAN", "SPAN", ...)
 
     @property
     def max_diff(self) -> float:
@@ -189,24 +203,49 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
         net = model
         spec_name = name or "model"
     else:
-        from .zoo import build_model, resolve
         say("loading the model")
-        ckpt = resolve(model, weights_dir=weights_dir)
-        net = build_model(ckpt)
+        net, ckpt_source = _load(model, weights_dir)
         spec_name = name or Path(str(model)).stem
-        source = source or Path(ckpt.source).name
+        source = source or Path(ckpt_source).name
+    from .spandrel_loader import SpandrelModel
+    if isinstance(net, SpandrelModel):
+        export = _export_spandrel
+    elif isinstance(getattr(net, "config", None), SwinIRConfig):
+        export = _export
+    else:
+        what = "an ONNX graph" if isinstance(net, OnnxModel) else f"a {type(net).__name__}"
+        raise ExportError(f"{spec_name} is {what}: only a SwinIR-family network or a model loaded through "
+                          f"spandrel exports to ONNX")
     was_training = net.training
     try:
-        return _export(net.eval(), out, spec_name, source, opset, precision, batch, fixed_size, tolerance,
-                       example_size, say, t0)
+        return export(net.eval(), out, spec_name, source, opset, precision, batch, fixed_size, tolerance,
+                      example_size, say, t0)
     finally:
         net.train(was_training)
+
+
+def _load(spec, weights_dir) -> Tuple[nn.Module, str]:
+    """The network a spec names (as ``load_model`` loads it, ``.onnx`` files aside) and its source file."""
+    from .checkpoint import Checkpoint
+    from .hf import is_hf_folder
+    from .zoo import build_model, latest_weights, load_file, resolve, spec_file
+    spec = spec_file(spec, weights_dir)  # openmodeldb:ID -> its downloaded file
+    path = Path(spec).expanduser()
+    if path.suffix.lower() == ".onnx":
+        raise ExportError(f"{path.name} is already an ONNX graph")
+    if path.is_file() or path.is_dir() and not is_hf_folder(path):
+        file = latest_weights(path) if path.is_dir() else path
+        loaded = load_file(file)
+        if isinstance(loaded, Checkpoint):
+            return build_model(loaded), loaded.source
+        return loaded, str(file)
+    ckpt = resolve(spec, weights_dir=weights_dir)
+    return build_model(ckpt), ckpt.source
 
 
 def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, precision: str, batch: Optional[int],
             fixed_size: Optional[Tuple[int, int]], tolerance: Optional[float],
             example_size: Optional[Tuple[int, int]], say, t0: float) -> ExportReport:
-    import onnx
 
     config: SwinIRConfig = net.config
     if fixed_size is not None and min(fixed_size) < config.window_size:
@@ -246,32 +285,19 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
             reason = " ".join(str(e).split())[:300]
             raise ExportError(f"ONNX Runtime cannot load the traced graph ({reason}); nothing was written") from None
 
-        proto = onnx.load(str(final))
-        meta = {
+        proto = _finish(final, {
             META_CONFIG: json.dumps(config.to_dict() | {"arch": config.arch}),
             "task": config.task, "scale": str(config.scale), "window_size": str(config.window_size),
             "in_chans": str(config.in_chans), "out_chans": str(config.out_chans), "arch": config.name,
             "name": spec_name, "source": source, "precision": precision,
             "input": "float32 (batch, in_chans, height, width) in [0, 1]; padding is done inside",
-            "output": "float32 (batch, out_chans, height*scale, width*scale) in [0, 1]",
-            "producer": "swinir_app",
-        }
-        _pin(proto, batch, fixed_size, config)
-        del proto.metadata_props[:]
-        for k, v in meta.items():
-            proto.metadata_props.add(key=k, value=v)
-        proto.producer_name = "swinir_app"
-        onnx.checker.check_model(proto)
-        onnx.save(proto, str(final))
+        }, batch, fixed_size, config.scale)
 
         report = ExportReport(out, config, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
-                              nodes_traced, len(proto.graph.node), final.stat().st_size)
+                              nodes_traced, len(proto.graph.node), final.stat().st_size,
+                              capabilities=net.capabilities, architecture=config.name)
         session = inference_session(final)
-        if fixed_size is not None:
-            shapes = [(batch or 1, *fixed_size)] + ([(2, *fixed_size)] if batch is None else [])
-        else:
-            sizes = check_sizes(config)
-            shapes = [(batch or 1, h, w) for h, w in sizes] + ([(2, *sizes[0])] if batch is None else [])
+        shapes = _check_shapes(batch, fixed_size, lambda: check_sizes(config))
         for i, (b, h, w) in enumerate(shapes):
             say(f"checking against PyTorch at {b}x{h}x{w}")
             x = check_input(b, config.in_chans, h, w, seed=i)
@@ -300,9 +326,222 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
         tmp.rmdir()
 
 
-def _pin(proto, batch: Optional[int], fixed_size: Optional[Tuple[int, int]], config: SwinIRConfig) -> None:
+class SpandrelGraph(nn.Module):
+    """What is exported of another architecture: ``clamp(call(net, x), 0, 1)`` as spandrel calls the network
+    (no padding: the runner pads to its size requirements), at ``precision`` (autocast, as in PyTorch)."""
+
+    def __init__(self, model, precision: str = "fp32"):
+        super().__init__()
+        self.net, self.precision = model.net, precision
+        self._call = model._call
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.precision == "fp32":
+            y = self._call(self.net, x)
+        else:
+            with hardware.autocast("cpu", self.precision):
+                y = self._call(self.net, x)
+        return y.float().clamp(0, 1)
+
+
+def spandrel_check_sizes(model) -> List[Tuple[int, int]]:
+    """Three verification sizes for a spandrel model, each (unless its multiple is 1) one that needs padding:
+    a tiny one, an odd one and a larger one, at least the model's minimum."""
+    m, lo = max(model.multiple_of, 1), model.minimum + 1
+    sizes = [(7, 13), (29, 43), (2 * max(m, 16) + 3, 3 * max(m, 16) + 5)]
+    return [(max(h, lo), max(w, lo)) for h, w in sizes]
+
+
+def _first_line(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).strip().splitlines()[0].split()) if str(e).strip() else ""
+    return f"{type(e).__name__}{': ' + text[:limit] if text else ''}"
+
+
+@contextlib.contextmanager
+def _quiet_stdout():
+    """File descriptor 1 sent to a scratch file while the block runs (what C++ code prints there too)."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        with tempfile.TemporaryFile() as scratch:
+            os.dup2(scratch.fileno(), 1)
+            try:
+                yield
+            finally:
+                sys.stdout.flush()
+                os.dup2(saved, 1)
+    finally:
+        os.close(saved)
+
+
+def _reference_spandrel(model, x: Tensor) -> Tuple[np.ndarray, float]:
+    """The SpandrelModel's clamped output for ``x`` (its padding and crop), and max |x| at the output of its
+    stages (fp32; 0 where it declares none)."""
+    peak = [0.0]
+
+    def hook(_m, _i, out):
+        if isinstance(out, Tensor):
+            peak[0] = max(peak[0], float(out.detach().abs().max()))
+    handles = [model.get_submodule(n).register_forward_hook(hook) for n in model.capabilities.stages]
+    try:
+        with torch.inference_mode():
+            ref = model(x).float().clamp(0, 1).numpy()
+    finally:
+        for h in handles:
+            h.remove()
+    return ref, peak[0]
+
+
+def _export_spandrel(model, out: Path, spec_name: str, source: str, opset: int, precision: str,
+                     batch: Optional[int], fixed_size: Optional[Tuple[int, int]], tolerance: Optional[float],
+                     example_size: Optional[Tuple[int, int]], say, t0: float) -> ExportReport:
+    """Export a :class:`~swinir_app.spandrel_loader.SpandrelModel` (see the module's docstring)."""
+
+    caps, arch = model.capabilities, model.architecture
+    if precision not in caps.precisions:
+        raise ExportError(f"--precision {precision}: spandrel marks {arch} as not running in {precision}; "
+                          f"export fp32")
+    m, lo, square = max(model.multiple_of, 1), model.minimum, model.square
+    if fixed_size is not None:
+        fh, fw = fixed_size
+        if fh % m or fw % m or min(fh, fw) < max(lo, 1) or square and fh != fw:
+            need = [f"multiples of {m}"] if m > 1 else []
+            need += [f"at least {lo}"] if lo > 1 else []
+            need += ["equal (a square)"] if square else []
+            raise ExportError(f"--fixed-size {fh} {fw}: {arch} needs sides that are "
+                              f"{', '.join(need) or 'at least 1'}")
+    tolerance = TOLERANCE[precision] if tolerance is None else tolerance
+    graph = SpandrelGraph(model, precision).eval()
+    # Traced at a size the network takes as it is (its multiple, above its minimum), so nothing is padded.
+    ex_h, ex_w = fixed_size or example_size or (max(3 * m, 24, lo), max(4 * m, 32, lo))
+    if square and fixed_size is None:
+        ex_h = ex_w = max(ex_h, ex_w)
+    example = check_input(batch or 1, caps.in_chans, ex_h, ex_w)
+    # A fixed size is traced at that size: shapes that the tracer freezes are then right.
+    dynamic = {0: "batch"} if fixed_size else {0: "batch", 2: "height", 3: "width"}
+    out_axes = {0: "batch"} if fixed_size else {0: "batch", 2: "out_height", 3: "out_width"}
+    if batch is not None:
+        dynamic.pop(0), out_axes.pop(0)
+
+    folder = out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    try:
+        traced, final = tmp / "traced.onnx", tmp / "graph.onnx"
+        say(f"tracing the graph of {arch} (opset {opset}, {precision})")
+        # The exporter prints the whole graph (C++, to stdout) when an operator has no ONNX form: one line instead.
+        try:
+            with warnings.catch_warnings(), torch.no_grad(), _quiet_stdout():
+                warnings.simplefilter("ignore")
+                torch.onnx.export(graph, (example,), str(traced), dynamo=False, opset_version=opset,
+                                  input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+                                  dynamic_axes={INPUT: dynamic, OUTPUT: out_axes})
+        except Exception as e:  # noqa: BLE001 - the tracer and the symbolic functions raise many types
+            raise ExportError(f"{arch} cannot be exported to ONNX: torch.onnx cannot trace it "
+                              f"({_first_line(e)}); nothing was written") from None
+        nodes_traced = _count_nodes(traced)
+
+        say("optimising the graph (ONNX Runtime, basic level: standard operators only)")
+        import onnxruntime as ort
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        opts.optimized_model_filepath = str(final)
+        opts.log_severity_level = 3  # constant folding's notes on shapes frozen by the tracer: the checks say it
+        try:
+            inference_session(traced, options=opts)
+        except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
+            reason = " ".join(str(e).split())[:300]
+            raise ExportError(f"ONNX Runtime cannot load the traced graph of {arch} ({reason}); nothing was "
+                              f"written") from None
+
+        declared = {"arch": arch, "task": caps.task, "scale": caps.scale, "in_chans": caps.in_chans,
+                    "out_chans": caps.out_chans, "size_multiple": m, "minimum": lo, "square": square,
+                    "tiling": caps.tiling, "precision": precision, "bytes_per_pixel": caps.bytes_per_pixel}
+        padding = ("the runner pads (reflected, then replicated) to " + ", ".join(
+            ([f"a multiple of {m}"] if m > 1 else []) + ([f"at least {lo}"] if lo > 1 else []) +
+            (["a square"] if square else [])) + " and crops") if m > 1 or lo > 1 or square else "any size as it is"
+        proto = _finish(final, {
+            META_CAPABILITIES: json.dumps(declared),
+            "architecture": arch, "name": spec_name, "source": source,
+            "task": caps.task, "scale": str(caps.scale), "in_chans": str(caps.in_chans),
+            "out_chans": str(caps.out_chans), "arch": arch, "precision": precision,
+            "input": f"float32 (batch, in_chans, height, width) in [0, 1]; {padding}",
+        }, batch, fixed_size, caps.scale)
+
+        report = ExportReport(out, None, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
+                              nodes_traced, len(proto.graph.node), final.stat().st_size, capabilities=caps,
+                              architecture=arch)
+        runner = OnnxModel(final)  # what loading the file gives: its padding and crop are checked too
+        shapes = _check_shapes(batch, fixed_size, lambda: spandrel_check_sizes(model))
+        for i, (b, h, w) in enumerate(shapes):
+            say(f"checking against PyTorch at {b}x{h}x{w}")
+            shape = f"{b}x{caps.in_chans}x{h}x{w}"
+            x = check_input(b, caps.in_chans, h, w, seed=i)
+            ref, peak = _reference_spandrel(model, x)
+            report.activation_peak = max(report.activation_peak, peak)
+            try:
+                got = runner(x).numpy()
+            except Exception as e:  # noqa: BLE001 - ORT's own types: a shape frozen by the tracer
+                raise ExportError(f"the exported graph of {arch} fails at {shape} in ONNX Runtime "
+                                  f"({_first_line(e, 120)}): the tracer froze a size-dependent shape of "
+                                  f"{arch}; only a --fixed-size graph can be exported; nothing was written") from None
+            diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
+            report.checks.append(Check((b, caps.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
+            if not diff <= tolerance:
+                what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
+                if precision == "fp16" and diff == math.inf and np.isfinite(ref).all():
+                    raise ExportError(f"fp16 overflowed: the graph's output at {shape} is NaN/Inf; --precision "
+                                      f"fp32 works for {arch}; nothing was written")
+                frozen = ""
+                if precision != "fp32":
+                    frozen = f"; {precision} loses too much for {arch}: --precision fp32"
+                elif b != example.shape[0] and all(c.shape[0] == example.shape[0] for c in report.checks[:-1]):
+                    frozen = f"; the tracer froze {arch}'s batch size, so export it with --batch {example.shape[0]}"
+                elif fixed_size is None:
+                    frozen = (f"; {arch} has size-dependent code that the tracer froze at the example's size, so "
+                              f"only a --fixed-size graph can be exported")
+                raise ExportError(f"the exported graph of {arch} differs from PyTorch at {shape}: {what} "
+                                  f"(tolerance {tolerance:g}){frozen}; nothing was written")
+        del runner
+        os.replace(final, out)
+        report.seconds = time.perf_counter() - t0
+        return report
+    finally:
+        for p in tmp.glob("*"):
+            p.unlink()
+        tmp.rmdir()
+
+
+def _check_shapes(batch: Optional[int], fixed_size, sizes) -> List[Tuple[int, int, int]]:
+    """(batch, height, width) of the checks against PyTorch: the fixed size, else ``sizes()``; and a batch of
+    2 where the batch is dynamic."""
+    if fixed_size is not None:
+        return [(batch or 1, *fixed_size)] + ([(2, *fixed_size)] if batch is None else [])
+    found = sizes()
+    return [(batch or 1, h, w) for h, w in found] + ([(2, *found[0])] if batch is None else [])
+
+
+def _finish(final: Path, meta: dict, batch, fixed_size, scale: int):
+    """The traced graph at ``final`` with its shapes pinned, ``meta`` (plus the output and producer) as its
+    metadata, checked and saved in place; returns the proto."""
+    import onnx
+
+    proto = onnx.load(str(final))
+    _pin(proto, batch, fixed_size, scale)
+    del proto.metadata_props[:]
+    meta = {**meta, "output": "float32 (batch, out_chans, height*scale, width*scale) in [0, 1]",
+            "producer": "swinir_app"}
+    for k, v in meta.items():
+        proto.metadata_props.add(key=k, value=v)
+    proto.producer_name = "swinir_app"
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(final))
+    return proto
+
+
+def _pin(proto, batch: Optional[int], fixed_size: Optional[Tuple[int, int]], scale: int) -> None:
     """Fix the batch and/or the input size in the graph's declared input and output shapes."""
-    s = config.scale
+    s = scale
     for value, sizes in ((proto.graph.input[0], (batch, None, *(fixed_size or (None, None)))),
                          (proto.graph.output[0], (batch, None, *((fixed_size[0] * s, fixed_size[1] * s)
                                                                 if fixed_size else (None, None))))):
@@ -311,5 +550,5 @@ def _pin(proto, batch: Optional[int], fixed_size: Optional[Tuple[int, int]], con
                 dim.dim_value = size  # replaces the dim_param (a oneof)
 
 
-__all__: Sequence[str] = ("EXPORT_PRECISIONS", "ExportError", "ExportReport", "Graph", "OPSET", "check_sizes",
-                          "export_onnx")
+__all__: Sequence[str] = ("EXPORT_PRECISIONS", "ExportError", "ExportReport", "Graph", "OPSET", "SpandrelGraph",
+                          "check_sizes", "export_onnx", "spandrel_check_sizes")

@@ -4,8 +4,9 @@
                                 [--fixed-size H W] [--batch N] [--overwrite]
 
 MODEL is anything ``load_model`` takes (zoo name, checkpoint file, training folder, transformers Swin2SR
-folder). The graph maps a float32 image in [0, 1], (batch, C, H, W) with any H, W >= 1, to the restored
-image in [0, 1]; padding is done inside. See :mod:`swinir_app.deploy` for what is checked.
+folder, or a file of another architecture that spandrel recognises: ESRGAN, Compact, SPAN, ...). The graph
+maps a float32 image in [0, 1], (batch, C, H, W) with any H, W >= 1, to the restored image in [0, 1]; padding
+is done inside (for another architecture, by the runner: see :mod:`swinir_app.deploy`, also for what is checked).
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ from .errors import UserError
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = Parser(prog="python -m swinir_app.export",
-                    description="Export a SwinIR, Swin2SR, HAT or DAT model to ONNX; ONNX Runtime checks the graph "
-                                "against PyTorch at three sizes before the file is written.")
-    parser.add_argument("model", help="zoo name, checkpoint file, training folder or transformers folder")
+                    description="Export a SwinIR, Swin2SR, HAT or DAT model, or one of another architecture that "
+                                "spandrel recognises (ESRGAN, Compact, SPAN, ...), to ONNX; ONNX Runtime checks the "
+                                "graph against PyTorch at three sizes before the file is written.")
+    parser.add_argument("model", help="zoo name, checkpoint file, training folder or transformers folder; a file of "
+                                      "another architecture that spandrel recognises")
     parser.add_argument("output", type=Path, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 14 to 21 (default: {OPSET})")
     parser.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
@@ -46,7 +49,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         r = export_onnx(args.model, args.output, opset=args.opset, precision=args.precision, batch=args.batch,
                         fixed_size=tuple(args.fixed_size) if args.fixed_size else None, name=args.name,
                         weights_dir=args.weights_dir, overwrite=args.overwrite, progress=say)
-    c = r.config
+    c = r.capabilities
     for check in r.checks:
         b, ch, h, w = check.shape
         print(f"checked {b}x{ch}x{h}x{w}: max abs difference {check.max_diff:.2e}, PSNR {check.psnr:.1f} dB "
@@ -56,7 +59,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"{level}: activations reach {r.activation_peak:.3g} in fp32 (fp16 holds up to {FP16_MAX:.0f}); the "
               f"residual groups' outputs stay in fp16 here, so check real images", file=sys.stderr)
     size = "x".join(map(str, r.fixed_size)) if r.fixed_size else "any size"
-    print(f"wrote {r.path}: {c.name} {c.task} x{c.scale}, {r.precision}, opset {r.opset}, batch "
+    print(f"wrote {r.path}: {c.arch} {c.task} x{c.scale}, {r.precision}, opset {r.opset}, batch "
           f"{r.batch or 'dynamic'}, {size}; {r.nodes} nodes (traced {r.nodes_traced}), {r.bytes / 2**20:.1f} MiB, "
           f"in {r.seconds:.1f} s")
     return 0

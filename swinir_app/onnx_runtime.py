@@ -19,10 +19,14 @@ from torch import Tensor, nn
 
 from .checkpoint import ModelLoadError, ModelOutputError, config_from_dict
 from .network import SwinIRConfig
-from .network.capabilities import Capabilities, activation_bytes
+from .network.capabilities import TILING, Capabilities, activation_bytes
 from .network.layers import mirror_index
 
 META_CONFIG = "swinir_app.config"  # the full network config as JSON: what loading needs
+# Another architecture's graph (through spandrel): its capabilities as JSON instead of a config.
+META_CAPABILITIES = "swinir_app.capabilities"
+_CAPABILITY_KEYS = ("arch", "task", "scale", "in_chans", "out_chans", "size_multiple", "minimum", "square", "tiling",
+                    "precision")
 INPUT, OUTPUT = "lq", "output"
 POLL = 0.1  # seconds between checks for Ctrl-C and Cancel while ONNX Runtime runs a graph
 
@@ -42,10 +46,13 @@ class OnnxModel(nn.Module):
     front end): ``model(x)`` maps (B, in_chans, H, W) float in [0, 1] to (B, out_chans, H*scale, W*scale)
     float32 in [0, 1] on the input's device.
 
-    ``config``, ``scale``, ``window_size`` come from the graph's metadata. A fixed batch is met by running
-    in chunks (the last one padded); a fixed-shape graph takes inputs up to its size, mirror-padded to it
-    (the engine tiles larger images). The CPU execution provider runs it, CUDA's when the input is on a GPU
-    and ONNX Runtime has it.
+    ``config``, ``scale``, ``window_size`` come from the graph's metadata. A graph of another architecture
+    (exported from a model loaded through spandrel) carries its capabilities instead: ``config`` and
+    ``window_size`` are None, ``architecture`` names it, and ``forward`` pads to its size requirements (a
+    multiple, a minimum, a square; reflected, then replicated, as the PyTorch wrapper pads) and crops. A fixed
+    batch is met by running in chunks (the last one padded); a fixed-shape graph takes inputs up to its size,
+    mirror-padded to it (the engine tiles larger images). The CPU execution provider runs it, CUDA's when the
+    input is on a GPU and ONNX Runtime has it.
     """
 
     def __init__(self, path: Union[str, os.PathLike]):
@@ -55,22 +62,31 @@ class OnnxModel(nn.Module):
         session = self._session("cpu")
         meta = session.get_modelmeta().custom_metadata_map
         label = self.path.name
-        if META_CONFIG not in meta:
+        self.config: Optional[SwinIRConfig] = None
+        self.declared: Optional[dict] = None  # another architecture's capabilities, from the metadata
+        if META_CONFIG in meta:
+            try:
+                self.config = config_from_dict(json.loads(meta[META_CONFIG]), label)
+            except json.JSONDecodeError:
+                raise ModelLoadError(f"{label}: its {META_CONFIG} metadata is not valid JSON") from None
+            c = self.config
+            self.architecture, self.task, self.upscale = c.name, c.task, c.upscale
+            self.in_chans, self.out_chans, self.window_size = c.in_chans, c.out_chans, c.window_size
+        elif META_CAPABILITIES in meta:
+            self.declared = d = _declared(meta[META_CAPABILITIES], label)
+            self.architecture, self.task, self.upscale = d["arch"], d["task"], d["scale"]
+            self.in_chans, self.out_chans, self.window_size = d["in_chans"], d["out_chans"], None
+        else:
             raise ModelLoadError(f"{label}: an ONNX graph without swinir_app metadata; export one with "
                                  f"swinir-app export MODEL {label}")
-        try:
-            self.config: SwinIRConfig = config_from_dict(json.loads(meta[META_CONFIG]), label)
-        except json.JSONDecodeError:
-            raise ModelLoadError(f"{label}: its {META_CONFIG} metadata is not valid JSON") from None
         inputs, outputs = session.get_inputs(), session.get_outputs()
         if len(inputs) != 1 or len(outputs) != 1:
             raise ModelLoadError(f"{label}: expected one input and one output, found {len(inputs)} and {len(outputs)}")
         shape = inputs[0].shape
         if len(shape) != 4:
             raise ModelLoadError(f"{label}: its input has rank {len(shape)}; expected (batch, channels, height, width)")
-        if isinstance(shape[1], int) and shape[1] != self.config.in_chans:
-            raise ModelLoadError(f"{label}: its input has {shape[1]} channels, its metadata says "
-                                 f"{self.config.in_chans}")
+        if isinstance(shape[1], int) and shape[1] != self.in_chans:
+            raise ModelLoadError(f"{label}: its input has {shape[1]} channels, its metadata says {self.in_chans}")
         if inputs[0].type != "tensor(float)":
             raise ModelLoadError(f"{label}: its input is {inputs[0].type}; expected tensor(float)")
         self.input_name = inputs[0].name
@@ -79,8 +95,6 @@ class OnnxModel(nn.Module):
             isinstance(s, int) for s in shape[2:]) else None
         self.precision = meta.get("precision", "fp32")
         self.name = meta.get("name", self.path.stem)
-        self.upscale = self.config.upscale
-        self.window_size = self.config.window_size
 
     @property
     def scale(self) -> int:
@@ -90,7 +104,13 @@ class OnnxModel(nn.Module):
     def capabilities(self) -> Capabilities:
         """The graph's: its own precision (no autocast around it), tiles no larger than a fixed input, and
         cancel polled while ONNX Runtime runs."""
-        c = self.config
+        c, d = self.config, self.declared
+        if d is not None:
+            return Capabilities(arch=f"ONNX graph of {d['arch']}", task=d["task"], scale=d["scale"],
+                                in_chans=d["in_chans"], out_chans=d["out_chans"], bytes_per_pixel=d["bytes_per_pixel"],
+                                size_multiple=d["size_multiple"], fixed_size=self.fixed_size,
+                                precisions=(self.precision,), own_precision=self.precision, polls_cancel=True,
+                                tiling=d["tiling"])
         return Capabilities(arch=f"ONNX graph of {c.name}", task=c.task, scale=c.upscale, in_chans=c.in_chans,
                             out_chans=c.out_chans, bytes_per_pixel=activation_bytes(c), size_multiple=c.window_size,
                             fixed_size=self.fixed_size, precisions=(self.precision,), own_precision=self.precision,
@@ -114,14 +134,18 @@ class OnnxModel(nn.Module):
             KeyboardInterrupt, or what ``cancel`` raises: the run is terminated first.
         """
         B, C, H, W = x.shape
-        if C != self.config.in_chans:
-            raise ValueError(f"expected (B, {self.config.in_chans}, H, W), got {tuple(x.shape)}")
+        if C != self.in_chans:
+            raise ValueError(f"expected (B, {self.in_chans}, H, W), got {tuple(x.shape)}")
         s = self.upscale
         if self.fixed_size is not None:
             fh, fw = self.fixed_size
             if H > fh or W > fw:
                 raise ValueError(f"{self.path.name} is a fixed {fh}x{fw} graph; got {H}x{W} (tile the image)")
             x = _pad_to(x, fh, fw)
+        elif self.declared is not None:  # the graph is the bare network: pad as the PyTorch wrapper pads
+            from .spandrel_loader import pad  # torch only: spandrel itself is not imported
+            d = self.declared
+            x = pad(x, d["minimum"], d["size_multiple"], d["square"])
         session = self._session("cuda" if x.device.type == "cuda" else "cpu")
         xs = x.detach().float().cpu().numpy()
         n = self.batch or B
@@ -131,7 +155,7 @@ class OnnxModel(nn.Module):
             if chunk.shape[0] < n:  # a fixed batch: pad with copies of the last image
                 chunk = np.concatenate([chunk] + [chunk[-1:]] * (n - chunk.shape[0]))
             y = _run_interruptible(session, {self.input_name: np.ascontiguousarray(chunk)}, cancel)
-            want = (chunk.shape[0], self.config.out_chans, chunk.shape[2] * s, chunk.shape[3] * s)
+            want = (chunk.shape[0], self.out_chans, chunk.shape[2] * s, chunk.shape[3] * s)
             if tuple(y.shape) != want:
                 raise ModelOutputError(f"{self.path.name} returned {'x'.join(map(str, y.shape))} for a "
                                        f"{'x'.join(map(str, chunk.shape))} input; its metadata declares x{s} "
@@ -143,6 +167,23 @@ class OnnxModel(nn.Module):
     def extra_repr(self) -> str:
         return f"{self.path.name}, {self.precision}, batch {self.batch or 'dynamic'}, " \
                f"size {'x'.join(map(str, self.fixed_size)) if self.fixed_size else 'dynamic'}"
+
+
+def _declared(text: str, label: str) -> dict:
+    """The capabilities in a graph's ``swinir_app.capabilities`` metadata, checked; one line if they are not."""
+    try:
+        d = json.loads(text)
+    except json.JSONDecodeError:
+        raise ModelLoadError(f"{label}: its {META_CAPABILITIES} metadata is not valid JSON") from None
+    missing = [k for k in _CAPABILITY_KEYS if not isinstance(d, dict) or k not in d]
+    if missing:
+        raise ModelLoadError(f"{label}: its {META_CAPABILITIES} metadata lacks {', '.join(missing)}")
+    ints = ("scale", "in_chans", "out_chans", "size_multiple", "minimum")
+    if any(not isinstance(d[k], int) or isinstance(d[k], bool) or d[k] < (0 if k == "minimum" else 1)
+           or d[k] > 4096 for k in ints) or not isinstance(d["square"], bool) or d["tiling"] not in TILING:
+        raise ModelLoadError(f"{label}: its {META_CAPABILITIES} metadata is out of range ({text[:200]})")
+    d.setdefault("bytes_per_pixel", 4 * 64 * 24)
+    return d
 
 
 def _run_interruptible(session, feed, cancel: Optional[Callable[[], None]] = None) -> np.ndarray:
@@ -200,8 +241,9 @@ def load_onnx(path: Union[str, os.PathLike]) -> OnnxModel:
 
 
 def graph_info(path: Union[str, os.PathLike]) -> Dict[str, str]:
-    """The metadata of an exported graph (its config, task, scale, window, channels, name, source)."""
+    """The metadata of an exported graph (its config or, for another architecture, its capabilities; task,
+    scale, channels, name, source)."""
     return dict(inference_session(path).get_modelmeta().custom_metadata_map)
 
 
-__all__: Sequence[str] = ("INPUT", "META_CONFIG", "OUTPUT", "OnnxModel", "graph_info", "load_onnx")
+__all__: Sequence[str] = ("INPUT", "META_CAPABILITIES", "META_CONFIG", "OUTPUT", "OnnxModel", "graph_info", "load_onnx")

@@ -179,3 +179,19 @@ def make_lpips_home(root: Path, monkeypatch) -> Path:
     torch.manual_seed(0)
     torch.save(torchvision.models.alexnet().state_dict(), path)
     return path
+
+
+def torchrun_resume(opt: Path, total_iter: int = 8) -> str:
+    """``opt`` resumed to ``total_iter`` under torchrun with 2 processes on the CPU (gloo); returns the log
+    of that run, after checking that it ran both processes to the end."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "swinir_app.train", "-opt", str(opt), "--launcher", "pytorch", "--auto_resume",
+                           "--force_yml", f"train:total_iter={total_iter}"], env=env, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done.stdout + done.stderr

@@ -225,11 +225,8 @@ def test_dat_trains_and_resumes_exactly_with_the_pipeline(tmp_path):
 @pytest.mark.slow
 def test_dat_resumes_under_torchrun_with_two_processes(tmp_path):
     """DDP (gloo, 2 processes) carries DAT, its BatchNorm statistics included, from a single-process state."""
-    import os
-    import subprocess
-    import sys
 
-    from helpers import write_pairs
+    from helpers import torchrun_resume, write_pairs
     from swinir_app import load_model
     from swinir_app.train import load_options, train
 
@@ -237,11 +234,7 @@ def test_dat_resumes_under_torchrun_with_two_processes(tmp_path):
     opt = dat_training_options(tmp_path, hr, lr, "ddp", 4)
     assert train(load_options(opt)).iter == 4
     exp = tmp_path / "experiments" / "ddp"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "swinir_app.train", "-opt", str(opt), "--launcher", "pytorch", "--auto_resume",
-                           "--force_yml", "train:total_iter=8"], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    torchrun_resume(opt, 8)
     log = sorted(exp.glob("*.log"))[-1].read_text()
     assert "2 process(es) on cpu" in log and "[iter 8/8]" in log
     before, after = load_model(str(exp / "models" / "net_g_4.pth")), load_model(str(exp / "models" / "net_g_8.pth"))

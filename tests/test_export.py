@@ -392,3 +392,85 @@ def test_dat_exports_from_an_official_style_file_through_the_cli(tmp_path, capsy
     # fp16: the LayerNorms after fp16 linears (the gate's, the position-bias MLP's) take fp32, as under autocast
     report = export_onnx(net, tmp_path / "dat16.onnx", precision="fp16")
     assert report.max_diff <= 2e-2 and len(report.checks) == 4
+
+
+# Other architectures, through spandrel: the network exported as spandrel calls it, the padding done by OnnxModel.
+SPANDREL_EXPORTS = {"Compact": {}, "ESRGAN-new": {}, "SPAN": {},
+                    "DRCT": {"batch": 1}}  # multiple of 16: the runner pads; DRCT's trace freezes the batch
+
+
+def _spandrel_file(tmp_path, name):
+    pytest.importorskip("spandrel")
+    from test_spandrel import CASES
+    torch.manual_seed(0)
+    path = tmp_path / f"4x-{name}.pth"
+    torch.save(CASES[name][0](), path)
+    return path
+
+
+@pytest.mark.parametrize("name", SPANDREL_EXPORTS)
+def test_other_architectures_export_and_run_as_in_pytorch(tmp_path, name):
+    """A spandrel model exports, checks out against PyTorch, loads back with its capabilities as the graph's,
+    and gives the PyTorch model's output at 29x37 (which needs padding where the network has a multiple),
+    directly and through the engine."""
+    from swinir_app.deploy import check_input
+    path = _spandrel_file(tmp_path, name)
+    model = load_model(path)
+    report = export_onnx(path, tmp_path / "m.onnx", **SPANDREL_EXPORTS[name])
+    assert report.config is None and report.architecture == model.architecture and report.max_diff <= 1e-4
+    meta = graph_info(tmp_path / "m.onnx")
+    assert "swinir_app.config" not in meta and meta["architecture"] == model.architecture
+    assert meta["source"] == path.name and meta["name"] == path.stem
+    graph = load_model(tmp_path / "m.onnx")
+    assert isinstance(graph, OnnxModel) and graph.config is None and graph.window_size is None
+    caps, want = graph.capabilities, model.capabilities
+    assert caps.arch == f"ONNX graph of {want.arch}" and caps.own_precision == "fp32"
+    assert (caps.task, caps.scale, caps.in_chans, caps.out_chans, caps.size_multiple, caps.tiling) == \
+        (want.task, want.scale, want.in_chans, want.out_chans, want.size_multiple, want.tiling)
+    x = check_input(1, 3, 29, 37, seed=5)
+    with torch.inference_mode():
+        ref = model(x).clamp(0, 1).numpy()
+    got = graph(x).numpy()
+    assert got.shape == ref.shape == (1, 3, 29 * caps.scale, 37 * caps.scale)
+    assert np.abs(got - ref).max() <= 1e-4
+    image = photo("coffee")[100:129, 200:237]
+    a = Restorer(str(tmp_path / "m.onnx"), device="cpu").restore(image)
+    b = Restorer(model, device="cpu", precision="fp32").restore(image)
+    assert a.shape == b.shape and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_another_architecture_through_the_cli(tmp_path, capsys):
+    path = _spandrel_file(tmp_path, "Compact")
+    assert export_main([str(path), str(tmp_path / "c.onnx"), "--precision", "fp16"]) == 0
+    out, err = capsys.readouterr()
+    assert out.startswith("wrote ") and "RealESRGAN Compact sr x2, fp16" in out and "checked 2x3x" in err
+    declared = json.loads(graph_info(tmp_path / "c.onnx")["swinir_app.capabilities"])
+    assert declared["arch"] == "RealESRGAN Compact" and declared["scale"] == 2 and declared["precision"] == "fp16"
+    assert {"size_multiple", "minimum", "square", "tiling", "in_chans", "out_chans", "task"} <= set(declared)
+    assert export_main([str(path), str(tmp_path / "f.onnx"), "--fixed-size", "24", "32", "--batch", "1"]) == 0
+    graph = load_model(tmp_path / "f.onnx")
+    assert graph.fixed_size == (24, 32) and graph.batch == 1 and graph.capabilities.fixed_size == (24, 32)
+    capsys.readouterr()
+
+
+def test_an_untraceable_architecture_is_refused_in_one_line(tmp_path, capfd):
+    """ATD sorts tokens (torch.onnx has no Sort with an out parameter): one line naming it, no traceback, no
+    graph dump from the exporter's C++ side, and no file."""
+    path = _spandrel_file(tmp_path, "ATD")
+    with pytest.raises(SystemExit) as e:
+        export_main([str(path), str(tmp_path / "a.onnx")])
+    out, err = capfd.readouterr()
+    assert e.value.code == 2 and out == ""
+    lines = [line for line in err.splitlines() if not line.endswith(" ...")]  # progress lines end with ...
+    assert len(lines) == 1 and lines[0].startswith("error: ATD cannot be exported to ONNX: torch.onnx cannot trace")
+    assert "Sort" in lines[0] and not list(tmp_path.glob("*.onnx")) and not list(tmp_path.glob(".export-*"))
+
+
+def test_a_graph_with_shapes_frozen_by_the_tracer_is_refused(tmp_path):
+    """RealPLKSR's DySample computes its sampling grid from the input's size: traced, that size is a constant,
+    so the graph is wrong at every other size. The checks find it; a fixed-size graph of it is right."""
+    path = _spandrel_file(tmp_path, "RealPLKSR-DySample")
+    with pytest.raises(ExportError, match="RealPLKSR has size-dependent code that the tracer froze"):
+        export_onnx(path, tmp_path / "d.onnx")
+    assert not (tmp_path / "d.onnx").exists()
+    assert export_onnx(path, tmp_path / "d.onnx", fixed_size=(24, 24)).max_diff <= 1e-4

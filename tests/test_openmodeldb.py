@@ -2,8 +2,6 @@
 ``openmodeldb:ID`` specs downloaded once (sha256 checked), refused in one line when they cannot be."""
 import hashlib
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import SimpleNamespace
 
 import numpy as np
@@ -11,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from webserver import file_server
 from swinir_app import SwinIRConfig, build_network, load_model, openmodeldb, zoo
 from swinir_app.checkpoint import ModelLoadError
 from swinir_app.cli.main import main as swinir_app
@@ -23,29 +22,8 @@ DRIVE = "https://drive.google.com/file/d/1AbCdEfGh/view?usp=sharing"
 @pytest.fixture
 def server():
     """Serves ``routes[path] = body``; records every requested path in ``hits``."""
-    routes, hits = {}, []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            if self.path not in routes:
-                self.send_error(404)
-                return
-            body = routes[self.path]
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", routes=routes, hits=hits)
-    httpd.shutdown()
-    httpd.server_close()
+    with file_server() as served:
+        yield served
 
 
 def model_json(name, arch, scale, urls, *, sha256, size, tags=("general-upscaler",), licence="CC-BY-4.0",

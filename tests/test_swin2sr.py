@@ -1,9 +1,6 @@
 """Swin2SR: exact against the official network (spandrel's port of mv-lab/swin2sr's network_swin2sr.py), for
 every head, size and batch, in its outputs and in its training gradients."""
 import copy
-import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -307,7 +304,7 @@ def test_swin2sr_trains_and_resumes_with_the_pipeline(tmp_path):
     """network_g: {type: Swin2SR}: options, EMA, validation, checkpoints and resume, as for SwinIR."""
     from swinir_app import load_model
     from swinir_app.train import load_options, train
-    from helpers import tiny_options, write_pairs
+    from helpers import torchrun_resume, tiny_options, write_pairs
 
     hr, lr = write_pairs(tmp_path, scale=2, size=(48, 64))
     net = {"type": "Swin2SR", "upscale": 2, "in_chans": 3, "img_size": 16, "window_size": 8, "img_range": 1.0,
@@ -320,11 +317,7 @@ def test_swin2sr_trains_and_resumes_with_the_pipeline(tmp_path):
     model = load_model(str(exp))
     assert isinstance(model, Swin2SR) and model.config.upsampler == "pixelshuffle_aux"
     # Resumed under torchrun with 2 processes (gloo): DDP carries Swin2SR too.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                           "-m", "swinir_app.train", "-opt", str(opt), "--launcher", "pytorch", "--auto_resume",
-                           "--force_yml", "train:total_iter=8"], env=env, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    torchrun_resume(opt, 8)
     log = sorted(exp.glob("*.log"))[-1].read_text()
     assert "2 process(es) on cpu" in log and "[iter 8/8]" in log
     resumed = load_model(str(exp / "models" / "net_g_8.pth"))

@@ -2,9 +2,7 @@
 import hashlib
 import os
 import socket
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -12,6 +10,7 @@ import pytest
 import torch
 
 from oracle import PaddedOracle, random_state, small
+from webserver import file_server
 from swinir_app import PRESETS, SwinIRConfig, build_network, load_model, zoo
 from swinir_app.checkpoint import ModelLoadError, save_safetensors
 from swinir_app.models import main as models_main
@@ -38,6 +37,10 @@ def test_every_official_release_has_a_name_a_url_and_its_config():
     for e in zoo.ZOO.values():
         if e.manual:  # HAT: no stable URL
             assert e.url is None and e.config.arch == "hat" and "XPixelGroup/HAT" in e.by_hand
+            continue
+        if e.config.arch == "dat":  # the Hugging Face mirror, with the digests pinned where it is used
+            assert e.url == zoo.DAT_URL + e.filename and len(e.sha256) == 64 and e.task == e.config.task
+            assert e.config == SwinIRConfig.preset(e.name)
             continue
         base = ("https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/" if e.config.arch == "swin2sr" else
                 "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/")
@@ -85,29 +88,8 @@ def test_param_count_matches_the_built_network(config):
 @pytest.fixture
 def server():
     """Serves ``routes[path] = (body, content_length)``; records every requested path in ``hits``."""
-    routes, hits = {}, []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self):
-            hits.append(self.path)
-            if self.path not in routes:
-                self.send_error(404)
-                return
-            body, length = routes[self.path]
-            self.send_response(200)
-            self.send_header("Content-Length", str(length))
-            self.end_headers()
-            self.wfile.write(body)  # HTTP/1.0: the connection closes after this, even if short
-
-        def log_message(self, *args):
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", routes=routes, hits=hits)
-    httpd.shutdown()
-    httpd.server_close()
+    with file_server() as served:
+        yield served
 
 
 def checkpoint_bytes(tmp_path, config, seed=0):

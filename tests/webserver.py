@@ -49,3 +49,40 @@ def serving(cmd: List[str], env: Dict[str, str], url: str, log_path: Path) -> It
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@contextmanager
+def file_server() -> Iterator[object]:
+    """A plain HTTP server on 127.0.0.1 for download tests: serves ``routes[path]``, a body or a
+    ``(body, declared Content-Length)`` pair (a short body then ends the connection early); 404 elsewhere.
+    Records every requested path in ``hits``. Yields ``SimpleNamespace(url, routes, hits)``."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from types import SimpleNamespace
+
+    routes, hits = {}, []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            hits.append(self.path)
+            if self.path not in routes:
+                self.send_error(404)
+                return
+            route = routes[self.path]
+            body, length = route if isinstance(route, tuple) else (route, len(route))
+            self.send_response(200)
+            self.send_header("Content-Length", str(length))
+            self.end_headers()
+            self.wfile.write(body)  # HTTP/1.0: the connection closes after this, even if short
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield SimpleNamespace(url=f"http://127.0.0.1:{httpd.server_address[1]}", routes=routes, hits=hits)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
