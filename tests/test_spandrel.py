@@ -167,7 +167,10 @@ def test_padding_is_spandrels():
         assert torch.equal(pad(x, req.minimum, req.multiple_of, req.square), pad_tensor(x, req)[1])
 
 
-def test_the_cli_runs_a_spandrel_model_end_to_end(files, tmp_path, capsys):
+@pytest.mark.parametrize("name", list(CASES))
+def test_the_cli_runs_each_architecture_end_to_end(files, tmp_path, capsys, name):
+    """swinir-app upscale with the file as --model: whole, spandrel's output within a level of 255 after saving
+    (tiled, it is spandrel's tile by tile: the test above)."""
     from swinir_app.images import read_image
     from swinir_app.upscale import main
 
@@ -175,21 +178,19 @@ def test_the_cli_runs_a_spandrel_model_end_to_end(files, tmp_path, capsys):
     lq = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
     (tmp_path / "in").mkdir()
     Image.fromarray(lq).save(tmp_path / "in" / "a.png")
-    rc = main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(files["ESRGAN-new"]),
-               "--device", "cpu", "--precision", "fp32", "--tile", "16"])
-    assert rc == 0, capsys.readouterr().err
-    ref = _reference(files["ESRGAN-new"])
+    ref = _reference(files[name])
     with torch.no_grad():
-        y = ref(torch.from_numpy(lq).permute(2, 0, 1)[None].float() / 255)[0]
+        y = ref(torch.from_numpy(lq).permute(2, 0, 1)[None].float() / 255)[0].clamp(0, 1)
     whole = np.round(y.permute(1, 2, 0).numpy() * 255).astype(int)
-    out = read_image(tmp_path / "out" / "a.png").array
-    assert out.shape == (H * 4, W * 4, 3)
-    # Tiled (16-pixel tiles, the overlap cut to 8) it is spandrel's tile by tile (the test above); whole, it is
-    # spandrel's output within a level of 255 after saving.
-    rc = main([str(tmp_path / "in"), "-o", str(tmp_path / "whole"), "--model", str(files["ESRGAN-new"]),
+    rc = main([str(tmp_path / "in"), "-o", str(tmp_path / "whole"), "--model", str(files[name]),
                "--device", "cpu", "--precision", "fp32", "--tile", "0"])
-    assert rc == 0
-    assert np.abs(read_image(tmp_path / "whole" / "a.png").array.astype(int) - whole).max() <= 1
+    assert rc == 0, capsys.readouterr().err
+    out = read_image(tmp_path / "whole" / "a.png").array
+    assert out.shape == whole.shape and np.abs(out.astype(int) - whole).max() <= 1
+    if name == "ESRGAN-new":  # and tiled, through the CLI's flags
+        rc = main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(files[name]),
+                   "--device", "cpu", "--precision", "fp32", "--tile", "16"])
+        assert rc == 0 and read_image(tmp_path / "out" / "a.png").array.shape == (H * 4, W * 4, 3)
 
 
 def test_a_file_no_loader_knows_is_one_line_naming_what_was_looked_for(tmp_path):
@@ -333,3 +334,33 @@ def test_evaluate_scores_another_architecture_as_its_own_scripts_run_it(files, t
     want = calculate_psnr(sr[..., ::-1], gt[..., ::-1], crop_border=r.protocol.crop_border, input_order="HWC",
                           test_y_channel=True)  # basicsr's images are BGR
     assert r.summary["psnr_y"] == pytest.approx(want, abs=1e-9)
+
+
+def test_a_dat_file_runs_in_the_native_network_through_the_cli(tmp_path, capsys):
+    """A DAT file (spandrel's class, official key layout) is not spandrel's to run: it loads into this app's
+    own DAT, and the CLI's output is spandrel's within a level of 255."""
+    from spandrel.architectures.DAT import DAT as SpandrelDAT
+
+    from swinir_app.images import read_image
+    from swinir_app.network import DAT
+    from swinir_app.upscale import main
+
+    torch.manual_seed(0)
+    net = SpandrelDAT(upscale=2, img_size=16, split_size=[4, 8], depth=[2], embed_dim=32, num_heads=[2],
+                      expansion_factor=2, resi_connection="1conv", upsampler="pixelshuffledirect")
+    state = _random(net)
+    state.update({k: v for k, v in net.state_dict().items() if k.endswith(("rpe_biases", "relative_position_index",
+                                                                           "attn_mask_0", "attn_mask_1"))})
+    torch.save(state, tmp_path / "dat.pth")  # random weights, the position tables as the network makes them
+    assert isinstance(load_model(tmp_path / "dat.pth"), DAT)
+    lq = np.random.default_rng(1).integers(0, 256, (H, W, 3), dtype=np.uint8)
+    (tmp_path / "in").mkdir()
+    Image.fromarray(lq).save(tmp_path / "in" / "a.png")
+    ref = _reference(tmp_path / "dat.pth")
+    with torch.no_grad():
+        y = ref(torch.from_numpy(lq).permute(2, 0, 1)[None].float() / 255)[0].clamp(0, 1)
+    rc = main([str(tmp_path / "in"), "-o", str(tmp_path / "out"), "--model", str(tmp_path / "dat.pth"),
+               "--device", "cpu", "--precision", "fp32", "--tile", "0"])
+    assert rc == 0, capsys.readouterr().err
+    out = read_image(tmp_path / "out" / "a.png").array.astype(int)
+    assert np.abs(out - np.round(y.permute(1, 2, 0).numpy() * 255)).max() <= 1
