@@ -17,7 +17,8 @@ from swinir_app.spandrel_loader import SpandrelModel, pad
 from swinir_app.zoo import resolve
 
 spandrel = pytest.importorskip("spandrel")
-from spandrel.architectures import ATD, DRCT, ESRGAN, PLKSR, RGT, SAFMN, SPAN, Compact, DnCNN, OmniSR  # noqa: E402
+from spandrel.architectures import (ATD, DRCT, ESRGAN, PLKSR, RGT, SAFMN, SPAN, Compact, DnCNN, MoSR,  # noqa: E402
+                                    OmniSR)
 
 H, W = 29, 37  # a multiple of nothing: every model pads
 
@@ -70,6 +71,7 @@ CASES = {
             "supported"),
     "DRCT": (lambda: _random(DRCT.DRCT(embed_dim=12, depths=(2,), num_heads=(2,), window_size=4, upscale=2,
                                        upsampler="pixelshuffle", gc=8)), "DRCT", 2, 16, "supported"),
+    "MoSR": (lambda: _random(MoSR.MoSR(upscale=2, n_block=2, dim=16)), "MoSR", 2, 1, "supported"),
     "DnCNN": (lambda: _random(DnCNN.DnCNN(in_nc=3, out_nc=3, nc=8, nb=4)), "DnCNN", 1, 1, "supported"),
 }
 
