@@ -1,4 +1,5 @@
-"""swinir_app: SwinIR and Swin2SR image restoration — networks, checkpoints, engine, CLI, web UI, training."""
+"""swinir_app: image restoration with the SwinIR family (SwinIR, Swin2SR, HAT, DAT) and any model spandrel knows —
+networks, checkpoints, engine, CLI, web UI, training."""
 from .network import PRESETS, Swin2SR, SwinIR, SwinIRConfig, build_network
 
 __version__ = "0.1.0"

@@ -1,4 +1,4 @@
-"""SwinIR checkpoints: safe reading, unwrapping, config inference and safetensors writing.
+"""Checkpoints: safe reading of any model file, unwrapping, the SwinIR family's config inference, safetensors writing.
 
 This module reads files and state dicts only; it knows the official parameter names but builds no
 network. Pickled checkpoints are read with ``torch.load(weights_only=True)`` and nothing else, so a

@@ -1,4 +1,4 @@
-"""The model zoo and ``load_model``: zoo names, files and training folders to ready SwinIR models.
+"""The model zoo and ``load_model``: zoo names, files (any architecture) and training folders to ready models.
 
 Official SwinIR releases are downloaded on first use into a cache (``~/.cache/swinir_app``, or
 ``$SWINIR_APP_HOME``, or an explicit ``weights_dir``) and verified before they are kept. Bundled

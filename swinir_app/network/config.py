@@ -1,4 +1,4 @@
-"""Typed hyperparameters of the SwinIR family (SwinIR and Swin2SR), and the presets of their official models."""
+"""Typed hyperparameters of the SwinIR family (SwinIR, Swin2SR, HAT, DAT), and the presets of their official models."""
 from __future__ import annotations
 
 import dataclasses

@@ -1,4 +1,4 @@
-"""The network family as a whole: what depends on every architecture, above the three networks.
+"""The network family as a whole: what depends on every architecture, above the networks.
 
 :class:`~.swinir.SwinIR` is the base class that :class:`~.swin2sr.Swin2SR` and :class:`~.hat.HAT` extend, so the
 helpers that dispatch on ``config.arch`` (building a network, its derived buffers, its state shapes) live here,
