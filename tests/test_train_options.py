@@ -141,24 +141,36 @@ def test_every_shipped_options_file_parses(path):
     cfg = opts.network_g.config
     assert opts.train_set.gt_size % opts.scale == 0
     assert parse_options(opts.to_dict(), opts.source) == opts  # the logged options read back as they were
-    if path.stem in ("smoke", "bundled_x4", "bundled_dn", "bundled_dn_gray", "bundled_real_x4") or \
+    retrain = path.stem.startswith("retrain_")  # issue 32: the same recipes on ../shared/trainsets
+    stem = path.stem.removeprefix("retrain_")
+    if stem in ("smoke", "bundled_x4", "bundled_dn", "bundled_dn_gray", "bundled_real_x4") or \
             path.stem.startswith("convergence_"):
+        if retrain:  # today's file's network; trained on the listed photos, validated on the 8 held back
+            today = load_options(path.with_name(stem + ".yml"))
+            assert opts.network_g == today.network_g and opts.train_set.type == today.train_set.type
+            assert opts.train_set.dataroot_gt == opts.val_sets[0].dataroot_gt == "../shared/trainsets"
+            listed = [(ROOT / s.meta_info_file).read_text().split("\n") for s in (opts.train_set, opts.val_sets[0])]
+            train_names, val_names = ({n for n in lines if n and not n.startswith("#")} for lines in listed)
+            assert len(val_names) == 8 and len(train_names) > 500 and not train_names & val_names
+            assert opts.train.scheduler.args["periods"] == (opts.train.total_iter,)
         # short CPU schedules of their own, not the paper's
-        if path.stem.startswith("bundled_dn"):  # blind color denoiser: a level per patch, validated at 25
+        if stem.startswith("bundled_dn"):  # blind color denoiser: a level per patch, validated at 25
             assert opts.train_set.sigma == (0.0, 50.0) and opts.val_sets[0].sigma == 25.0
             assert (cfg.in_chans, cfg.upsampler, cfg.task) == (3, "", "denoise")
             # stage 2 fine-tunes stage 1 with gray noise on part of the patches, on the same photos
-            if path.stem.endswith("gray"):
-                stage1 = load_options(path.with_name("bundled_dn.yml"))
+            if stem.endswith("gray"):
+                stage1 = load_options(path.with_name(path.stem.removesuffix("_gray") + ".yml"))
                 assert opts.train_set.gray_noise_prob == 0.4 and stage1.train_set.gray_noise_prob is None
                 assert opts.network_g == stage1.network_g and opts.train_set.dataroot_gt == stage1.train_set.dataroot_gt
-                assert opts.path.pretrain_network_g == "experiments/bundled_dn/models/net_g_4000.pth"
-        if path.stem == "bundled_real_x4":  # bundled-x4 fine-tuned on Real-ESRGAN's degradation
-            x4 = load_options(path.with_name("bundled_x4.yml"))
-            assert opts.network_g == x4.network_g and opts.path.pretrain_network_g == "bundled-x4"
+                assert opts.path.pretrain_network_g == \
+                    f"experiments/{stage1.name}/models/net_g_{stage1.train.total_iter}.pth"
+        if stem == "bundled_real_x4":  # bundled-x4 fine-tuned on Real-ESRGAN's degradation
+            x4 = load_options(path.with_name(path.stem.replace("real_x4", "x4") + ".yml"))
+            assert opts.network_g == x4.network_g and opts.path.pretrain_network_g == (
+                f"experiments/{x4.name}/models/net_g_{x4.train.total_iter}.pth" if retrain else "bundled-x4")
             assert opts.train_set.type == opts.val_sets[0].type == "RealESRGANDataset"
             assert opts.train_set.dataroot_gt == x4.train_set.dataroot_gt and opts.train_set.gt_usm is False
-            assert "skimage://" in opts.val_sets[0].dataroot_gt
+            assert retrain or "skimage://" in opts.val_sets[0].dataroot_gt
             assert opts.val_sets[0].realesrgan == opts.train_set.realesrgan  # validated on the same degradation
         if path.stem.startswith("convergence_"):  # Swin2SR against SwinIR: one setup, only the network differs
             other = load_options(path.with_name(path.name.replace("swin2sr", "swinir") if "swin2sr" in path.name
