@@ -21,13 +21,15 @@ from .network import SwinIRConfig
 from .network.capabilities import AMX_BF16_MIN_EMBED, Capabilities, activation_bytes
 from .network.hardware import autocast
 from .precision import PRECISIONS, auto_precision, resolve_precision
+from .seamless import wrap_pad, wrap_padding
 
-__all__ = ["AMX_BF16_MIN_EMBED", "DEFAULT_MODEL", "DEVICES", "PRECISIONS", "PlanNote", "Restorer", "SettingError",
-           "TilePlan", "auto_precision", "available_memory", "blend_ramp", "bytes_per_pixel", "human_size", "is_oom",
-           "parse_tile", "resize_lanczos", "resolve_device", "resolve_precision", "tile_starts"]
+__all__ = ["ALPHA_MODES", "AMX_BF16_MIN_EMBED", "DEFAULT_MODEL", "DEVICES", "PRECISIONS", "PlanNote", "Restorer",
+           "SettingError", "TilePlan", "auto_precision", "available_memory", "blend_ramp", "bytes_per_pixel",
+           "human_size", "is_oom", "parse_tile", "resolve_device", "resolve_precision", "tile_starts"]
 
 DEFAULT_MODEL = "bundled-x4"  # what the CLI and the web app run unless told otherwise: bundled, offline
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
+ALPHA_MODES = ("bicubic", "model")  # restore()'s alpha, the default first (measured: docs/python-api.md)
 TileCallback = Callable[[int, int], None]
 CancelCheck = Callable[[], None]  # polled while a model runs; raises to stop the work
 
@@ -209,31 +211,39 @@ class Restorer:
         progress: show a tqdm bar over the tiles of each image.
         memory_share: if set (0 to 1), an image whose requested tiles (or whole image) would need more than
             this share of free memory is tiled from free memory instead, with a note (the web app: 0.25).
+        seamless: wrap-around context at the borders, whole or tiled: a tileable input gives a tileable output.
+        alpha: how :meth:`restore` upscales alpha: "model" (through it as a gray image), or "bicubic".
+        mix: (spec or model, w): weights (1 - w) x the model + w x that one, once (:func:`~swinir_app.zoo.mix_models`).
 
     Raises:
-        SettingError: a device, precision or tile setting that cannot run here (checked before the
-            model is loaded), or a precision the loaded model does not run.
-        ModelLoadError: the model spec cannot be loaded.
+        SettingError: a device, precision, tile, alpha or mix weight setting that cannot run here (checked
+            before the model is loaded), or a precision the loaded model does not run.
+        ModelLoadError: the model spec cannot be loaded, or the two models of ``mix`` cannot be mixed.
     """
 
     def __init__(self, model_or_spec: Union[nn.Module, str, os.PathLike], tile: Union[None, int, str] = None,
                  tile_overlap: int = 32, precision: str = "auto", device: Union[str, torch.device] = "auto",
                  self_ensemble: bool = False, progress: bool = False, weights_dir: Optional[str] = None,
-                 memory_share: Optional[float] = None):
+                 memory_share: Optional[float] = None, seamless: bool = False, alpha: str = ALPHA_MODES[0],
+                 mix: Optional[Tuple[Union[nn.Module, str, os.PathLike], float]] = None):
         if tile not in (None, "auto") and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
             raise SettingError("tile", tile, "must be a positive number of pixels or 'auto'")
         if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or tile_overlap < 0:
             raise SettingError("tile_overlap", tile_overlap, "must be a number of pixels >= 0")
         if memory_share is not None and not 0 < memory_share <= 1:
             raise SettingError("memory_share", memory_share, "must be a share of free memory, above 0 and at most 1")
+        if alpha not in ALPHA_MODES:
+            raise SettingError("alpha", alpha, f"must be {' or '.join(ALPHA_MODES)}")
+        from .zoo import check_mix, load_model, mix_models
+        if mix is not None:
+            mix = check_mix(mix)
         self.device = resolve_device(device)
         resolve_precision(precision, self.device)  # refuse before loading anything
         self.tile, self.tile_overlap, self.memory_share = tile, tile_overlap, memory_share
         if isinstance(model_or_spec, nn.Module):
-            model = model_or_spec
+            model = model_or_spec if mix is None else mix_models(model_or_spec, *mix, weights_dir=weights_dir)
         else:
-            from .zoo import load_model
-            model = load_model(model_or_spec, device="cpu", weights_dir=weights_dir)
+            model = load_model(model_or_spec, device="cpu", weights_dir=weights_dir, mix=mix)
         caps = getattr(type(model), "capabilities", None)
         if caps is None:
             raise TypeError(f"{type(model).__name__} declares no capabilities; load models with "
@@ -252,7 +262,7 @@ class Restorer:
             self.tile = most if self.tile in (None, "auto") else min(self.tile, most)
         if caps.tiling == "internal":
             self.tile = None
-        self.self_ensemble, self.progress = self_ensemble, progress
+        self.self_ensemble, self.progress, self.seamless, self.alpha = self_ensemble, progress, bool(seamless), alpha
         self._auto_tile: Optional[int] = None
         self._replanned: set = set()  # image sizes the memory limit re-planned
 
@@ -269,6 +279,10 @@ class Restorer:
         The one place the tile policy is decided: every front end asks it (the CLI for its notes, the web
         app for its limits), and :meth:`restore` follows it. ``name`` words the notes ("a.png").
         """
+        h, w = H, W  # the image; H x W from here on: what the model sees (with a seamless run's margins)
+        if self.seamless:
+            top, bottom, left, right = wrap_padding(H, W, self.window)
+            H, W = H + top + bottom, W + left + right
         requested = self._tile_size(H, W)
         from_memory, notes = self.tile == "auto", []
         tile = requested
@@ -277,8 +291,8 @@ class Restorer:
         if self.memory_share is not None and not from_memory and self.capabilities.tiling != "internal":
             raw = self.tile  # as asked, before rounding to whole windows: the note names what was asked
             asked = bpp * (H * W if raw is None else min(raw, H) * min(raw, W))
-            if (H, W) in self._replanned or asked > self.memory_share * available_memory(self.device):
-                self._replanned.add((H, W))  # sticky: a video's frames are all cut alike
+            if (h, w) in self._replanned or asked > self.memory_share * available_memory(self.device):
+                self._replanned.add((h, w))  # sticky: a video's frames are all cut alike
                 from_memory, tile = True, self._auto_size(H, W)
                 what = "the whole image at once" if raw is None else f"{raw}-pixel tiles"
                 notes.append(PlanNote(f"tiled automatically: {what} would need about {human_size(asked)}"))
@@ -297,7 +311,7 @@ class Restorer:
                                       f"tiles: {overlap} is used"))
             if work > 2:
                 notes.append(PlanNote(f"{{tile}} {self.tile}: {count:,} tiles compute {work:.0f}x the pixels of "
-                                      f"{name or 'the image'} ({W}x{H}); a larger tile, or auto, is faster"))
+                                      f"{name or 'the image'} ({w}x{h}); a larger tile, or auto, is faster"))
         return TilePlan(tile, overlap, count, work, need, from_memory, tuple(notes))
 
     def _tile_size(self, H: int, W: int) -> Optional[int]:
@@ -366,8 +380,16 @@ class Restorer:
             return out.div_(len(_TRANSFORMS))
 
     def _tiled(self, x: Tensor, stages: "_Stages") -> Tensor:
+        plan = self.plan(*x.shape[-2:])
+        if not self.seamless:
+            return self._planned(x, plan, stages)
+        H, W, s = *x.shape[-2:], self.scale
+        top, bottom, left, right = wrap_padding(H, W, self.window)
+        out = self._planned(wrap_pad(x, top, bottom, left, right), plan, stages)
+        return out[:, :, top * s:(top + H) * s, left * s:(left + W) * s].contiguous()
+
+    def _planned(self, x: Tensor, plan: TilePlan, stages: "_Stages") -> Tensor:
         B, C, H, W = x.shape
-        plan = self.plan(H, W)
         tile = plan.tile
         while True:
             try:
@@ -467,7 +489,8 @@ class Restorer:
 
         Color in a gray model: the luma is restored and the chroma upscaled with bicubic.
         Gray in a color model: the gray is replicated and the result averaged back.
-        Alpha: upscaled separately with bicubic and kept.
+        Alpha: upscaled separately and kept: run through the model as a gray image (``alpha="model"``, a
+        second run that ``callback`` counts as another pass; not for a uniform alpha), or with bicubic.
         """
         a = np.asarray(image)
         if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (1, 2, 3, 4)):
@@ -483,7 +506,11 @@ class Restorer:
         color, alpha = (f[:, :, :-1], f[:, :, -1]) if f.shape[2] in (2, 4) else (f, None)
         out = self._restore_color(color, callback, cancel)
         if alpha is not None:
-            out = np.concatenate([out, self._resize(alpha, out.shape[:2])[:, :, None]], axis=2)
+            if alpha.min() == alpha.max() or self.alpha == "bicubic":  # opaque (or uniform): nothing to restore
+                a_out = self._resize(alpha, out.shape[:2])[:, :, None]
+            else:
+                a_out = self._restore_color(alpha[:, :, None], callback, cancel)
+            out = np.concatenate([out, a_out], axis=2)
         out = np.clip(out, 0.0, 1.0)
         if a.ndim == 2:
             out = out[:, :, 0]
@@ -567,13 +594,3 @@ def bytes_per_pixel(c: SwinIRConfig) -> int:
     """Rough peak activation memory of a forward per input pixel (bytes, fp32) of a ``c`` network (see
     :func:`~swinir_app.network.capabilities.activation_bytes`)."""
     return activation_bytes(c)
-
-
-def resize_lanczos(a: np.ndarray, size_hw: Tuple[int, int]) -> np.ndarray:
-    """Resize uint8/uint16 HxW(xC) pixels to ``size_hw`` (height, width) with Lanczos (OpenCV's 8x8),
-    rounded and clipped to the dtype: the ``outscale`` step after the model."""
-    if a.shape[:2] == tuple(size_hw):
-        return a
-    f = cv2.resize(a.astype(np.float32), (size_hw[1], size_hw[0]), interpolation=cv2.INTER_LANCZOS4)
-    peak = np.iinfo(a.dtype).max
-    return np.clip(np.round(f), 0, peak).astype(a.dtype)

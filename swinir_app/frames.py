@@ -24,6 +24,7 @@ from PIL import Image
 
 from .files import atomic_write
 from .images import ImageReadError, gif_frame, image_bytes, icc_fits, limit_reason, too_many_pixels
+from .metadata import Metadata, finish_encoded, read_metadata, save_options
 
 # The containers that hold frames, by output extension; TIFF pages carry no timing.
 TIMED = {".gif": "GIF", ".png": "PNG", ".webp": "WEBP"}
@@ -43,6 +44,9 @@ class Animation:
         disposal: each frame's disposal method as the format numbers it (GIF, APNG), else empty.
         background: WebP's canvas colour (RGBA), if any.
         icc_profile: embedded again where the format allows.
+        metadata: the file's EXIF and XMP (APNG, WebP; the first TIFF page's XMP and IPTC), written again
+            where the container holds them (not GIF), dimensions updated and orientation as it was (frames
+            are not turned on read); None for none (``--strip-metadata``).
     """
 
     frames: List[np.ndarray]
@@ -52,6 +56,7 @@ class Animation:
     disposal: List[int] = field(default_factory=list)
     background: Optional[tuple] = None
     icc_profile: Optional[bytes] = None
+    metadata: Optional[Metadata] = None
 
     @property
     def kind(self) -> str:
@@ -108,6 +113,7 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
         loop = img.info.get("loop")
         background = img.info.get("background") if img.format == "WEBP" else None
         icc = img.info.get("icc_profile")
+        metadata = read_metadata(img)
         frames, durations, disposal = [], [], []
         for k in range(n):
             try:
@@ -142,7 +148,7 @@ def read_animation(source, max_pixels: Optional[int] = None, name: Optional[str]
     return Animation(frames=frames, format=fmt, durations=durations, loop=loop,
                      disposal=disposal if fmt in ("GIF", "PNG") else [],
                      background=tuple(background) if isinstance(background, (tuple, list)) else None,
-                     icc_profile=icc)
+                     icc_profile=icc, metadata=metadata)
 
 
 def _on_canvas(frames: List[np.ndarray]) -> List[np.ndarray]:
@@ -170,6 +176,8 @@ def _read_pages(data: bytes, name: str, max_pixels: Optional[int]) -> Animation:
                 raise ImageReadError(name, f"{len(pages)} pages of {total:,} pixels in all exceed the limit of "
                                            f"{max_pixels:,} (--max-pixels)")
             frames, icc = [], None
+            from .images import _tifffile_metadata
+            metadata = _tifffile_metadata(pages[0]) if pages else None
             for k, page in enumerate(pages):
                 channels = page.samplesperpixel
                 photometric = int(page.photometric)
@@ -187,7 +195,7 @@ def _read_pages(data: bytes, name: str, max_pixels: Optional[int]) -> Animation:
         raise ImageReadError(name, f"truncated or corrupt TIFF ({e})") from None
     if icc and not icc_fits(icc, frames[0]):
         icc = None
-    return Animation(frames=frames, format="TIFF", icc_profile=icc)
+    return Animation(frames=frames, format="TIFF", icc_profile=icc, metadata=metadata)
 
 
 def output_problem(anim_format: str, frames: int, ext: str) -> Optional[str]:
@@ -243,8 +251,10 @@ def encode_animation(anim: Animation, ext: str, quality: int = 95) -> bytes:
         kwargs["quality"] = quality
         if anim.background is not None:
             kwargs["background"] = anim.background
+    size = (frames[0].shape[1], frames[0].shape[0])
+    kwargs.update(save_options(anim.metadata, fmt, size, upright=False))
     images[0].save(out, format=fmt, **kwargs)
-    return out.getvalue()
+    return finish_encoded(out.getvalue(), fmt, anim.metadata, size, upright=False)
 
 
 def _to_8bit(a: np.ndarray) -> np.ndarray:
@@ -270,12 +280,15 @@ def _gif_disposal(anim: Animation, frames: List[np.ndarray]) -> List[int]:
 
 def _write_pages(out: io.BytesIO, anim: Animation) -> None:
     import tifffile
+
+    from .metadata import tifffile_tags
     with tifffile.TiffWriter(out) as tif:
         for k, a in enumerate(anim.frames):
             channels = 1 if a.ndim == 2 else a.shape[2]
             tif.write(a, photometric="minisblack" if channels <= 2 else "rgb", compression="zlib",
                       extrasamples=("unassalpha",) if channels in (2, 4) else None,
-                      iccprofile=anim.icc_profile if k == 0 and anim.icc_profile else None)
+                      iccprofile=anim.icc_profile if k == 0 and anim.icc_profile else None,
+                      extratags=tifffile_tags(anim.metadata, (a.shape[1], a.shape[0])) if k == 0 else ())
 
 
 def write_animation(path, anim: Animation, quality: int = 95, overwrite: bool = True) -> None:

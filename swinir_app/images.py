@@ -19,14 +19,18 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
+from .metadata import Metadata, finish_encoded, read_metadata, save_options
 
 from .files import (STALE_PART_AGE, FileReadError, atomic_file, atomic_write,  # noqa: F401 (re-exported)
                     read_regular_file, remove_stale_parts)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp", ".gif", ".jfif", ".avif", ".jxl")
 WRITABLE = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".tif": "TIFF", ".tiff": "TIFF",
-            ".gif": "GIF"}  # the extensions written, and their Pillow formats
-OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "gif": ".gif"}  # --ext choices
+            ".gif": "GIF", ".avif": "AVIF", ".jxl": "JXL"}  # the extensions written, and their Pillow formats
+OUTPUT_FORMATS = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tif": ".tif", "gif": ".gif", "avif": ".avif",
+                  "jxl": ".jxl"}  # --ext choices (.jxl needs the optional pillow-jxl-plugin: jxl_problem())
+QUALITY_FORMATS = ("JPEG", "WEBP", "AVIF", "JXL")  # the formats that --quality sets
+JXL_PACKAGE = "pillow-jxl-plugin"  # optional (GPL-3.0-or-later, so not a requirement): .jxl in and out
 _EXIF_ORIENTATION = 0x0112
 _TIFF_PHOTOMETRIC = 262  # 0: MinIsWhite, 1: MinIsBlack, 2: RGB
 
@@ -107,6 +111,19 @@ class LoadedImage:
     array: np.ndarray
     icc_profile: Optional[bytes] = None
     format: Optional[str] = None  # the source's format, e.g. "PNG", "JPEG"
+    metadata: Optional[Metadata] = None  # the source's EXIF, XMP and IPTC (raw); None where it had none
+
+    @property
+    def exif(self) -> Optional[bytes]:
+        return self.metadata.exif if self.metadata else None
+
+    @property
+    def xmp(self) -> Optional[bytes]:
+        return self.metadata.xmp if self.metadata else None
+
+    @property
+    def iptc(self) -> Optional[bytes]:
+        return self.metadata.iptc if self.metadata else None
 
     @property
     def pixels(self) -> int:
@@ -142,7 +159,7 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
     if not data:
         raise ImageReadError(name, "empty file (0 bytes)")
     try:
-        img = Image.open(io.BytesIO(data))
+        img = _open(data, name)
     except UnidentifiedImageError:
         if data[:4] in (b"II*\0", b"MM\0*"):  # a TIFF layout Pillow lacks, such as 16-bit gray+alpha
             return _read_tiff(data, name, max_pixels)
@@ -156,6 +173,7 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         raise ImageReadError(name, f"{w}x{h} = {w * h:,} pixels exceeds {limit_reason(w * h, max_pixels)}")
     icc = img.info.get("icc_profile")
     fmt = img.format
+    metadata = read_metadata(img)
     white_is_zero = fmt == "TIFF" and img.tag_v2.get(_TIFF_PHOTOMETRIC) == 0
     try:
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
@@ -181,7 +199,31 @@ def read_image(source, max_pixels: Optional[int] = None, name: Optional[str] = N
         array = _white_is_zero(array)
     if icc and not icc_fits(icc, array):
         icc = None  # a profile of another color space (a CMYK profile on converted pixels) cannot describe them
-    return LoadedImage(array=array, icc_profile=icc, format=fmt)
+    return LoadedImage(array=array, icc_profile=icc, format=fmt, metadata=metadata)
+
+
+def is_jxl(data: bytes) -> bool:
+    """Whether ``data`` starts as a JPEG XL file does (a bare codestream or the ISO box container)."""
+    return data[:2] == b"\xff\x0a" or data[:12] == b"\0\0\0\x0cJXL \r\n\x87\n"
+
+
+def jxl_problem() -> Optional[str]:
+    """None where JPEG XL can be read and written (the optional pillow-jxl-plugin is installed; importing it
+    registers it with Pillow), else the one line that says what to install."""
+    try:
+        import pillow_jxl  # noqa: F401 - registers the JXL format with Pillow
+    except ImportError:
+        return f"JPEG XL needs the optional package {JXL_PACKAGE} (pip install {JXL_PACKAGE}; GPL-3.0-or-later)"
+    return None
+
+
+def _open(data: bytes, name: str) -> Image.Image:
+    """``Image.open`` on ``data``; a JPEG XL file loads the optional plugin first, or is refused in one line."""
+    if is_jxl(data):
+        problem = jxl_problem()
+        if problem:
+            raise ImageReadError(name, problem)
+    return Image.open(io.BytesIO(data))
 
 
 def _white_is_zero(a: np.ndarray) -> np.ndarray:
@@ -207,7 +249,8 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
             channels = page.samplesperpixel
             if int(page.photometric) == 5 and page.dtype == np.uint16:  # CMYK + alpha, which Pillow cannot open
                 orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
-                return LoadedImage(_apply_orientation(_read_cmyk16(data, name), int(orientation)), format="TIFF")
+                return LoadedImage(_apply_orientation(_read_cmyk16(data, name), int(orientation)), format="TIFF",
+                                   metadata=_tifffile_metadata(page))
             if page.dtype not in (np.uint8, np.uint16) or channels > 4 or page.planarconfig != 1:
                 raise ImageReadError(name, f"unsupported TIFF ({page.dtype}, {channels} samples per pixel)")
             photometric = int(page.photometric)
@@ -217,6 +260,7 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
             array = page.asarray().reshape(h, w, channels)
             icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
+            metadata = _tifffile_metadata(page)
     except ImageReadError:
         raise
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on garbage
@@ -225,7 +269,20 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
     if photometric == 0:
         array = _white_is_zero(array)
     icc = bytes(icc) if icc and icc_fits(bytes(icc), array) else None
-    return LoadedImage(array=np.ascontiguousarray(array), icc_profile=icc, format="TIFF")
+    return LoadedImage(array=np.ascontiguousarray(array), icc_profile=icc, format="TIFF", metadata=metadata)
+
+
+def _tifffile_metadata(page) -> Optional[Metadata]:
+    """The XMP and IPTC of a TIFF page that Pillow cannot open (its EXIF stays behind: tifffile gives no
+    raw EXIF block)."""
+    def raw(tag):
+        if tag not in page.tags:
+            return None
+        v = page.tags[tag].value
+        return bytes(v) if isinstance(v, (bytes, bytearray)) else np.asarray(v).astype(">u4").tobytes() \
+            if tag == 33723 and not isinstance(v, (str, bytes)) else None
+    m = Metadata(xmp=raw(700), iptc=raw(33723))
+    return m if m else None
 
 
 def icc_color_space(icc: bytes) -> str:
@@ -352,21 +409,31 @@ def _pil_to_array(img: Image.Image, name: str) -> np.ndarray:
     return np.asarray(img).copy()
 
 
-def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Optional[bytes] = None) -> bytes:
+def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Optional[bytes] = None,
+                 metadata: Optional[Metadata] = None) -> bytes:
     """Encode HxW / HxWxC (C = 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA) uint8 or uint16 pixels for ``ext``.
 
-    16-bit is kept for PNG and TIFF, in the image's own layout, with its ICC profile; JPEG, WebP and
-    GIF get 8 bits (GIF a 256-colour palette). A profile whose color space is not the image's (a CMYK
-    or RGB profile on gray pixels) is never embedded. JPEG drops alpha (the CLI says so). Raises
-    KeyError for an unknown extension.
+    16-bit is kept for PNG and TIFF, in the image's own layout, with its ICC profile; JPEG, WebP, AVIF,
+    JPEG XL and GIF get 8 bits (GIF a 256-colour palette). A profile whose color space is not the image's
+    (a CMYK or RGB profile on gray pixels) is never embedded. JPEG drops alpha (the CLI says so).
+    ``metadata`` (EXIF, XMP, IPTC: a :class:`LoadedImage`'s ``.metadata``) goes where the format holds it,
+    with the orientation reset to 1 (the pixels are upright) and the pixel dimensions set to ``array``'s
+    size; None writes pixels and the ICC profile only (``--strip-metadata``). Raises KeyError for an
+    unknown extension, ValueError for .jxl without its plugin (:func:`jxl_problem`).
     """
     ext = ext.lower()
+    if WRITABLE[ext] == "JXL":
+        problem = jxl_problem()
+        if problem:
+            raise ValueError(problem)
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if icc_profile and not icc_fits(icc_profile, array):
         icc_profile = None
+    size = (array.shape[1], array.shape[0])
     if array.dtype == np.uint16 and ext in (".png", ".tif", ".tiff"):
-        return _encode_16bit(array, ext, icc_profile)
+        return finish_encoded(_encode_16bit(array, ext, icc_profile, metadata, size), "PNG" if ext == ".png"
+                              else "TIFF", metadata, size, deep=True)
     if array.dtype == np.uint16:  # JPEG/WebP are 8-bit formats
         array = np.round(array / 257.0).astype(np.uint8)
     img = gif_frame(array) if ext == ".gif" else Image.fromarray(array)
@@ -376,13 +443,24 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     kwargs = {"icc_profile": icc_profile} if icc_profile and fmt != "GIF" else {}
     if "transparency" in img.info:
         kwargs["transparency"] = img.info["transparency"]
-    if fmt in ("JPEG", "WEBP"):
+    if fmt in QUALITY_FORMATS:
         kwargs["quality"] = quality
     if fmt == "PNG":
         kwargs["compress_level"] = 3  # big outputs: speed over a few percent of size
+    if fmt == "AVIF":
+        kwargs["speed"] = 8  # libavif's 0 (slowest) to 10: big outputs, little loss in size at 8
+    if fmt == "JXL":
+        kwargs["effort"] = 4
+    kwargs.update(save_options(metadata, fmt, size))
     out = io.BytesIO()
-    img.save(out, format=fmt, **kwargs)
-    return out.getvalue()
+    try:
+        img.save(out, format=fmt, **kwargs)
+    except ValueError as e:  # EXIF or XMP over a JPEG segment's 64 KB: the pixels rather than nothing
+        if "too long" not in str(e):
+            raise
+        out = io.BytesIO()
+        img.save(out, format=fmt, **{**kwargs, **save_options(metadata, fmt, size, small=True)})
+    return finish_encoded(out.getvalue(), fmt, metadata, size)
 
 
 def gif_frame(array: np.ndarray) -> Image.Image:
@@ -410,14 +488,19 @@ def gif_frame(array: np.ndarray) -> Image.Image:
     return frame
 
 
-def _encode_16bit(a: np.ndarray, ext: str, icc: Optional[bytes]) -> bytes:
-    """16-bit PNG (OpenCV; pypng for gray+alpha and for the iCCP chunk) or TIFF (tifffile, with ICC)."""
+def _encode_16bit(a: np.ndarray, ext: str, icc: Optional[bytes], metadata: Optional[Metadata] = None,
+                  size: Tuple[int, int] = (0, 0)) -> bytes:
+    """16-bit PNG (OpenCV; pypng for gray+alpha and for the iCCP chunk) or TIFF (tifffile, with ICC; the
+    metadata's IFD0 tags, XMP and IPTC as extra tags)."""
     channels = 1 if a.ndim == 2 else a.shape[2]
     if ext in (".tif", ".tiff"):
         import tifffile
+
+        from .metadata import tifffile_tags
         out = io.BytesIO()
         tifffile.imwrite(out, a, photometric="minisblack" if channels <= 2 else "rgb", compression="zlib",
-                         extrasamples=("unassalpha",) if channels in (2, 4) else None, iccprofile=icc)
+                         extrasamples=("unassalpha",) if channels in (2, 4) else None, iccprofile=icc,
+                         extratags=tifffile_tags(metadata, size))
         return out.getvalue()
     import png  # pypng: PNG chunks, and 16-bit gray+alpha, which OpenCV cannot write
     if channels == 2:
@@ -441,19 +524,23 @@ def _encode_16bit(a: np.ndarray, ext: str, icc: Optional[bytes]) -> bytes:
 
 
 def write_image(path: Union[str, os.PathLike], array: np.ndarray, quality: int = 95,
-                icc_profile: Optional[bytes] = None, overwrite: bool = True) -> None:
+                icc_profile: Optional[bytes] = None, overwrite: bool = True,
+                metadata: Optional[Metadata] = None) -> None:
     """Encode ``array`` for ``path``'s extension and write it atomically.
 
     Args:
         array: HxW or HxWxC (C = 1 to 4) uint8 or uint16 pixels, RGB(A) order. 16-bit stays 16-bit in
             PNG and TIFF; JPEG and WebP get it rounded to 8 bits.
-        quality: JPEG/WebP quality, 1-100.
+        quality: JPEG/WebP/AVIF/JPEG XL quality, 1-100.
         icc_profile: embedded where the format allows.
+        metadata: the source's EXIF, XMP and IPTC (``LoadedImage.metadata``), written where the format
+            holds them, orientation 1 and dimensions updated (see :func:`encode_image`); None: none.
         overwrite: False raises FileExistsError if ``path`` exists, without replacing it.
 
     Raises:
-        KeyError: an extension other than .png, .jpg/.jpeg, .webp, .tif/.tiff, .gif.
+        KeyError: an extension other than .png, .jpg/.jpeg, .webp, .tif/.tiff, .gif, .avif, .jxl.
+        ValueError: .jxl without the optional pillow-jxl-plugin.
         OSError: the folder cannot be written.
     """
     path = Path(path)
-    atomic_write(path, encode_image(array, path.suffix, quality, icc_profile), overwrite=overwrite)
+    atomic_write(path, encode_image(array, path.suffix, quality, icc_profile, metadata), overwrite=overwrite)

@@ -21,7 +21,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, TypeVar, Union
+from typing import Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 import torch
 from torch import nn
@@ -30,11 +30,13 @@ from .checkpoint import (CONFIG_KEY, Checkpoint, ModelLoadError, PathLike, check
                          load_checkpoint, load_hf_folder, read_file, read_safetensors_metadata, unwrap_tensors)
 from .hf import is_hf_folder
 from .files import atomic_file, atomic_write, remove_stale_parts
+from .mixing import check_weight, mix_into, mixed
 from .network import SwinIR, SwinIRConfig, build_network
 
-__all__ = ["ZOO", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
-           "bundled_entries", "cache_problem", "download", "find_entry", "is_cached", "latest_weights", "load_model",
-           "local_path", "param_count", "resolve", "weights_home"]
+__all__ = ["MIX_PAIRS", "ZOO", "MixPartner", "ZooEntry", "ModelLoadError", "all_entries", "build_model",
+           "bundled_entries", "cache_problem", "check_mix", "download", "find_entry", "is_cached", "latest_weights",
+           "load_model", "local_path", "mix_models", "mix_partner", "param_count", "parse_mix", "resolve",
+           "weights_home"]
 
 OFFICIAL_URL = "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/"
 SWIN2SR_URL = "https://github.com/mv-lab/swin2sr/releases/download/v0.0.1/"
@@ -500,7 +502,8 @@ def build_model(ckpt: Checkpoint, device: torch.device | str = "cpu") -> SwinIR:
 
 
 def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range: Optional[float] = None,
-               conv_scale: Optional[float] = None, weights_dir: Optional[PathLike] = None) -> nn.Module:
+               conv_scale: Optional[float] = None, weights_dir: Optional[PathLike] = None,
+               mix: Optional[Tuple[Union[PathLike, nn.Module], float]] = None) -> nn.Module:
     """A model in eval mode with its weights, from a zoo name, a checkpoint file or a training folder: an
     ``nn.Module`` that declares its ``capabilities`` (what :class:`~swinir_app.engine.Restorer` reads).
 
@@ -510,8 +513,16 @@ def load_model(spec: PathLike, device: torch.device | str = "cpu", *, img_range:
     another architecture that spandrel recognises loads as a
     :class:`~swinir_app.spandrel_loader.SpandrelModel`, whose ``config`` is None (``info`` says what it is).
     An exported ``.onnx`` graph loads as a :class:`~swinir_app.onnx_runtime.OnnxModel` run by ONNX Runtime.
-    Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded.
+    ``mix=(spec_b, w)`` makes the weights (1 - w) x this model + w x ``spec_b``'s (a spec or a loaded model),
+    here, once (see :func:`mix_models`).
+    Raises :class:`ModelLoadError` (a one-line message) when the spec cannot be loaded or the two models cannot
+    be mixed, :class:`~swinir_app.errors.SettingError` for a mix weight outside [0, 1].
     """
+    if mix is not None:
+        other, w = check_mix(mix)
+        model = load_model(spec, "cpu", img_range=img_range, conv_scale=conv_scale, weights_dir=weights_dir)
+        b = other if isinstance(other, nn.Module) else load_model(other, "cpu", weights_dir=weights_dir)
+        return mix_into(model, b, w, (_label(spec), _label(other))).to(device)
     spec = spec_file(spec, weights_dir)  # openmodeldb:ID -> its downloaded file
     if str(spec).lower().endswith(".onnx"):
         if img_range is not None or conv_scale is not None:
@@ -541,3 +552,96 @@ def param_count(config: SwinIRConfig) -> int:
 def _param_count(config: SwinIRConfig) -> int:
     with torch.device("meta"):
         return sum(p.numel() for p in build_network(config).parameters())
+
+
+# ---------------------------------------------------------------------------------------------
+# Mixing two models: a strength between them
+
+
+@dataclass(frozen=True)
+class MixPartner:
+    """A model's mixing partner, as a front end shows it: a slider from ``model_label`` (w = 0: the model) to
+    ``partner_label`` (w = 1: the partner)."""
+
+    model: str
+    partner: str
+    model_label: str
+    partner_label: str
+
+    @property
+    def slider(self) -> str:
+        return f"{self.model_label} \u2194 {self.partner_label}"
+
+
+# Pairs of one architecture and config that are worth mixing, (model, its label, partner, its label): the
+# bundled pair keeps detail (and noise) at one end and cleans at the other. Either model finds the other.
+MIX_PAIRS = (("bundled-x4", "detail", "bundled-real-x4", "clean"),)
+
+
+def mix_partner(spec: PathLike) -> Optional[MixPartner]:
+    """The partner of the model ``spec`` names (a zoo name or file name, any case) in :data:`MIX_PAIRS`,
+    oriented from it (``model`` is the zoo name of ``spec``); None if it has none."""
+    entry = find_entry(str(spec)) if isinstance(spec, (str, os.PathLike)) else None
+    name = entry.name if entry else str(spec)
+    for a, a_label, b, b_label in MIX_PAIRS:
+        if name == a:
+            return MixPartner(a, b, a_label, b_label)
+        if name == b:
+            return MixPartner(b, a, b_label, a_label)
+    return None
+
+
+def parse_mix(text: str) -> Tuple[str, float]:
+    """``MODEL=W`` as users write it (``bundled-real-x4=0.3``) -> (MODEL, W); the last ``=`` splits, so a
+    file name may hold one. Raises :class:`~swinir_app.errors.SettingError` in one line."""
+    from .errors import SettingError
+    spec, sep, weight = str(text).rpartition("=")
+    try:
+        w = float(weight)
+    except ValueError:
+        w = None
+    if not sep or not spec.strip() or w is None:
+        raise SettingError("mix", text, "must be MODEL=W, e.g. bundled-real-x4=0.3 (W from 0 to 1)")
+    try:
+        return spec.strip(), check_weight(w)
+    except SettingError as e:
+        raise SettingError("mix", text, e.reason) from None
+
+
+def check_mix(mix) -> Tuple[Union[PathLike, nn.Module], float]:
+    """A ``mix`` argument, ``(spec or model, w)`` or ``"MODEL=W"``, checked before anything is loaded."""
+    from .errors import SettingError
+    if isinstance(mix, str):
+        return parse_mix(mix)
+    if not isinstance(mix, (tuple, list)) or len(mix) != 2:
+        raise SettingError("mix", mix, "must be (model, weight), e.g. ('bundled-real-x4', 0.3)")
+    return mix[0], check_weight(mix[1])
+
+
+def _label(spec) -> str:
+    if isinstance(spec, nn.Module):
+        path = getattr(spec, "path", None)
+        return path.name if path is not None else f"the {type(spec).__name__}"
+    return str(spec)
+
+
+def mix_models(model_a: Union[PathLike, nn.Module], model_b: Union[PathLike, nn.Module], w: float, *,
+               weights_dir: Optional[PathLike] = None) -> nn.Module:
+    """A model whose weights are (1 - w) x ``model_a`` + w x ``model_b`` (specs or loaded models; a loaded
+    ``model_a`` is copied, never changed): w = 0 gives ``model_a``'s weights, w = 1 ``model_b``'s, exactly.
+
+    The two must be of the same architecture and config (native networks: equal ``model.config``; others:
+    the same architecture and every state-dict key and shape). Parameters are mixed, and buffers that
+    differ (a batch norm's statistics); the derived ones (attention masks, position indices) are kept.
+
+    Raises:
+        ModelLoadError: one line naming what differs ("bundled-x4 and color-dn-15 cannot be mixed: they
+            differ in upscale (4 vs 1), ..."), or a spec that does not load.
+        SettingError: w outside [0, 1].
+    """
+    w = check_weight(w)
+    labels = (_label(model_a), _label(model_b))
+    b = model_b if isinstance(model_b, nn.Module) else load_model(model_b, weights_dir=weights_dir)
+    if isinstance(model_a, nn.Module):
+        return mixed(model_a, b, w, labels)
+    return mix_into(load_model(model_a, weights_dir=weights_dir), b, w, labels)

@@ -94,7 +94,10 @@ def test_gray_and_alpha(trained_x2, lr_photo):
     out = r.restore(rgba)
     assert out.shape == (192, 256, 4)
     assert np.array_equal(out[:, :, :3], r.restore(lr_photo))
-    assert np.abs(out[:, :, 3].astype(int) - np.tile(np.linspace(0, 255, 256), (192, 1))).max() <= 3
+    assert np.abs(out[:, :, 3].astype(int) - np.tile(np.linspace(0, 255, 256), (192, 1))).max() <= 3  # bicubic
+    model = Restorer(trained_x2, device="cpu", alpha="model").restore(rgba)
+    assert np.array_equal(model[:, :, :3], out[:, :, :3])
+    assert np.array_equal(model[:, :, 3], r.restore(alpha))  # alpha="model": the alpha as a gray image
 
     la = np.dstack([gray, alpha])
     assert r.restore(la).shape == (192, 256, 2)
@@ -214,3 +217,60 @@ def test_bad_arguments(trained_x2):
         Restorer(trained_x2, device="cpu").restore(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(TypeError):
         Restorer(trained_x2, device="cpu").restore(np.zeros((4, 4, 3), np.int32))
+
+
+def _wrap_seam(y: np.ndarray, s: int) -> float:
+    """The wrap seam of an x``s`` output (last to first column and row) over the mean step inside it at the same
+    phase (across input-pixel boundaries, as the wrap step is): about 1 for an output that tiles."""
+    y = y.astype(np.float64)
+    seam = np.abs(y[:, 0] - y[:, -1]).mean() + np.abs(y[0] - y[-1]).mean()
+    inside = np.abs(y[:, s::s] - y[:, s - 1:-1:s]).mean() + np.abs(y[s::s] - y[s - 1:-1:s]).mean()
+    return seam / inside
+
+
+def test_seamless_textures_stay_tileable():
+    texture = np.tile(np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8), (3, 3, 1))  # 48 x 48
+    # What the texture's output is inside a tiling of it: the middle of a 2 x 2 tiling, moved back by half.
+    truth = np.roll(Restorer("bundled-x4", device="cpu").restore(np.tile(texture, (2, 2, 1)))[96:288, 96:288],
+                    (96, 96), axis=(0, 1))
+    assert _wrap_seam(truth, 4) < 1.1
+    assert _wrap_seam(Restorer("bundled-x4", device="cpu").restore(texture), 4) > 1.5  # reflected borders
+    for tile in (None, 32):
+        out = Restorer("bundled-x4", tile=tile, tile_overlap=8, device="cpu", seamless=True).restore(texture)
+        assert _wrap_seam(out, 4) < 1.1, tile
+        assert psnr(out, truth) > 40, tile
+
+
+def test_seamless_for_another_architecture():
+    pytest.importorskip("spandrel")
+    from spandrel.architectures import Compact
+    from swinir_app.spandrel_loader import load_spandrel
+    from test_spandrel import _random
+    model = load_spandrel(_random(Compact.Compact(num_feat=8, num_conv=16, upscale=2)), "compact")
+    texture = np.tile(np.random.default_rng(1).integers(0, 256, (16, 16, 3), dtype=np.uint8), (3, 3, 1))
+    truth = Restorer(model, device="cpu").restore(np.tile(texture, (3, 3, 1)))[96:192, 96:192]
+    assert not np.array_equal(Restorer(model, device="cpu").restore(texture), truth)
+    for tile in (None, 32):
+        out = Restorer(model, tile=tile, tile_overlap=8, device="cpu", seamless=True).restore(texture)
+        assert np.abs(out.astype(int) - truth).max() <= 1 and _wrap_seam(out, 2) < 1.1, tile
+
+
+def test_seamless_plan_counts_the_margins():
+    r = Restorer("bundled-x4", tile=32, tile_overlap=8, device="cpu", seamless=True)
+    assert r.plan(48, 48).count == 9  # 48 + 2 x 16 = 80 pixels: 3 x 3 tiles of 32
+    assert Restorer("bundled-x4", tile=32, tile_overlap=8, device="cpu").plan(48, 48).count == 4
+
+
+def test_alpha_through_the_model_beats_bicubic_on_a_cut_out():
+    from PIL import Image, ImageDraw
+    from swinir_app.protocol.degrade import bicubic_downscale
+    mask = Image.new("L", (128, 128), 0)
+    ImageDraw.Draw(mask).polygon([(15, 100), (64, 10), (115, 105), (70, 80)], fill=255)
+    hr, lq = bicubic_downscale(np.dstack([photo("astronaut")[:128, 100:228], np.array(mask)]), 4)
+    got = {mode: Restorer("bundled-x4", device="cpu", alpha=mode).restore(lq) for mode in ("model", "bicubic")}
+    assert psnr(got["model"][:, :, 3], hr[:, :, 3]) > psnr(got["bicubic"][:, :, 3], hr[:, :, 3]) + 1.5
+    assert np.array_equal(got["model"][:, :, :3], got["bicubic"][:, :, :3])
+    opaque = np.dstack([lq[:, :, :3], np.full(lq.shape[:2], 255, np.uint8)])
+    assert (Restorer("bundled-x4", device="cpu", alpha="model").restore(opaque)[:, :, 3] == 255).all()  # not run
+    with pytest.raises(SettingError, match="alpha 'nearest': must be bicubic or model"):
+        Restorer("bundled-x4", device="cpu", alpha="nearest")

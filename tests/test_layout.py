@@ -18,11 +18,15 @@ LAYERS = {
     "swinir_app.files": 1,  # atomic writes, stale .part cleanup, capped reads: imports nothing of the package
     "swinir_app.checkpoint": 1, "swinir_app.hf": 1, "swinir_app.images": 1, "swinir_app.distributed": 1,
     "swinir_app.frames": 1, "swinir_app.video": 1,
+    "swinir_app.metadata": 1,  # EXIF, XMP and IPTC read and written again: images and frames carry them
     "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
     "swinir_app.precision": 1,  # precision names, dtypes, auto and refusals: engine, training, benchmark, export
+    "swinir_app.resize": 1,  # the final size after the model and the Lanczos resize to it
     "swinir_app.onnx_runtime": 1,  # ONNX Runtime as a backend: the zoo loads .onnx files through it
     "swinir_app.spandrel_loader": 1,  # spandrel as a loader and network: the zoo's fallback for other architectures
+    "swinir_app.mixing": 1,  # two models' weights mixed, (1 - w) x A + w x B: the zoo mixes what it loads
+    "swinir_app.seamless": 1,  # wrap-around margins for tileable textures: the engine pads with them
     "swinir_app.zoo": 2,
     "swinir_app.openmodeldb": 2,  # the OpenModelDB index and openmodeldb:ID files: the zoo passes its download in
     "swinir_app.deploy": 3,  # the ONNX export: loads what it exports through the zoo

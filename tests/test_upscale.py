@@ -435,3 +435,47 @@ def test_tiles_too_small_to_pay_are_said(ckpt, small_rgb, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--tile-overlap 8 is more than half of the 8-pixel tiles: 4 is used" in err
     assert "--tile 8: 165 tiles compute 3x the pixels of a.png (64x48); a larger tile, or auto, is faster" in err
+
+
+def test_width_and_height_give_the_final_size_and_bad_ones_are_one_line(ckpt, tmp_path, capsys):
+    """--width alone keeps the aspect ratio, both give exactly that size; with --outscale, one line and exit 2
+    before any work; a size absurd for one image fails that image, the others still run."""
+    from swinir_app.resize import final_size
+
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.ascontiguousarray(photo("chelsea")[:48, :64])).save(src / "a.png")
+    Image.fromarray(np.ascontiguousarray(photo("chelsea")[:2, :200])).save(src / "thin.png")  # 40 px: 20x
+    assert main([str(src / "a.png"), "-o", str(tmp_path / "w"), "--model", str(ckpt), "--width", "100"]) == 0
+    assert Image.open(tmp_path / "w" / "a.png").size == (100, 75)
+    assert f"written to {tmp_path / 'w' / 'a.png'}" in capsys.readouterr().err  # one input: its output named
+    assert main([str(src), "-o", str(tmp_path / "wh"), "--model", str(ckpt), "--width", "90", "--height", "40"]) == 1
+    err = capsys.readouterr().err
+    assert Image.open(tmp_path / "wh" / "a.png").size == (90, 40)  # the good one is still written
+    assert "thin.png" in err and "more than 16x larger along its height" in err and "Traceback" not in err
+    assert f"written to {tmp_path / 'wh'}" in err
+    with pytest.raises(SystemExit) as e:
+        main([str(src), "-o", str(tmp_path / "x"), "--model", str(ckpt), "-s", "2", "--width", "90"])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "give a scale or a width/height, not both" in err and err.count("\n") == 1
+    assert final_size(48, 64, 2) == (96, 128) and final_size(48, 64, 2, outscale=3) == (144, 192)
+    assert final_size(48, 64, 4, height=96) == (96, 128)
+
+
+def test_mix_seamless_and_alpha_reach_the_engine(ckpt, tmp_path, capsys):
+    """--mix MODEL=W with the model itself (any W) gives the plain output; a bad weight is one line, exit 2;
+    --seamless and --alpha bicubic run (their effects are tested in test_engine and test_mix)."""
+    src = tmp_path / "in"
+    src.mkdir()
+    Image.fromarray(np.ascontiguousarray(photo("chelsea")[:24, :32])).save(src / "a.png")
+    base = [str(src), "--model", str(ckpt), "--precision", "fp32"]
+    assert main([*base, "-o", str(tmp_path / "plain")]) == 0
+    assert main([*base, "-o", str(tmp_path / "mixed"), "--mix", f"{ckpt}=0.5"]) == 0
+    plain, mixed = (read_image(tmp_path / d / "a.png").array for d in ("plain", "mixed"))
+    assert np.array_equal(plain, mixed)
+    capsys.readouterr()
+    assert main([*base, "-o", str(tmp_path / "bad"), "--mix", f"{ckpt}=1.5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --mix") and err.count("\n") == 1 and not (tmp_path / "bad" / "a.png").exists()
+    assert main([*base, "-o", str(tmp_path / "s"), "--seamless", "--alpha", "bicubic"]) == 0
+    assert read_image(tmp_path / "s" / "a.png").array.shape == (48, 64, 3)

@@ -2,6 +2,8 @@
 the background; one line for each that fails while the others go on; video slices joined at the end."""
 from __future__ import annotations
 
+import dataclasses
+
 import sys
 import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -11,7 +13,7 @@ import numpy as np
 
 from .. import frames as animations
 from .. import video
-from ..engine import resize_lanczos
+from ..resize import final_size, resize_lanczos
 from ..images import ImageReadError, read_image, write_image
 from .plan import Job
 from .summary import Summary
@@ -70,11 +72,12 @@ class Batch:
             self.fresh.close()
 
     def restore(self, a: np.ndarray) -> np.ndarray:
-        """The model's output for one image or frame, resized to --outscale where given."""
+        """The model's output for one image or frame, resized to --outscale or --width/--height where given."""
         out = self.restorer.restore(a)
-        if self.args.outscale is not None:
+        args = self.args
+        if args.outscale is not None or args.width is not None or args.height is not None:
             h, w = a.shape[:2]
-            out = resize_lanczos(out, (max(1, round(h * self.args.outscale)), max(1, round(w * self.args.outscale))))
+            out = resize_lanczos(out, final_size(h, w, self.restorer.scale, args.outscale, args.width, args.height))
         return out
 
     def _one(self, job: Job, future: Future) -> None:
@@ -116,6 +119,8 @@ class Batch:
                 frame_bar.update()
                 return out
             restored = anim.map(one)
+        if self.args.strip_metadata:
+            restored = dataclasses.replace(restored, metadata=None)
         self.summary.frames += len(anim.frames)
         self.pending.append((job, self.writer.submit(animations.write_animation, job.dst, restored, self.args.quality,
                                                      self.args.overwrite)))
@@ -129,8 +134,9 @@ class Batch:
                 and out[:, :, -1].min() < np.iinfo(out.dtype).max:  # an alpha that hides something
             tqdm.write(f"note: {job.src}: JPEG has no alpha, so its transparency is dropped in "
                        f"{job.dst.name}; --ext png or webp keeps it", file=sys.stderr)
+        metadata = None if self.args.strip_metadata else loaded.metadata  # EXIF (orientation 1, new size), XMP, IPTC
         self.pending.append((job, self.writer.submit(write_image, job.dst, out, self.args.quality, loaded.icc_profile,
-                                                     self.args.overwrite)))
+                                                     self.args.overwrite, metadata)))
         self.summary.megapixels += loaded.pixels / 1e6
 
     def _failed(self, job: Job, line: str) -> None:

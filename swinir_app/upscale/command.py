@@ -16,7 +16,9 @@ from typing import List, Optional, Tuple
 from .. import distributed
 from .. import video
 from ..cli import Parser, add_debug, add_device, add_model, add_tiles, fail
-from ..images import OUTPUT_FORMATS, configure_pillow
+from ..engine import ALPHA_MODES
+from ..errors import SettingError
+from ..images import OUTPUT_FORMATS, configure_pillow, jxl_problem
 from .batch import Batch
 from .plan import Job, Plan
 
@@ -32,16 +34,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p)
     add_tiles(p)
     add_device(p)
-    p.add_argument("--outscale", type=float, default=None,
+    p.add_argument("-s", "--outscale", type=float, default=None,
                    help="final scale relative to the input, resized after the model with Lanczos")
+    p.add_argument("--width", type=int, default=None, metavar="W",
+                   help="final width in pixels (with --height: exactly that size; alone: the aspect ratio kept), "
+                        "resized after the model with Lanczos; not with --outscale")
+    p.add_argument("--height", type=int, default=None, metavar="H", help="final height in pixels (see --width)")
     p.add_argument("--suffix", default="", help="added to output file names, e.g. _x4")
     p.add_argument("--ext", default="auto", choices=["auto", *OUTPUT_FORMATS],
                    help="output format (auto: same as input where possible, else png)")
-    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP quality (default: 95)")
+    p.add_argument("--quality", type=int, default=95, help="JPEG/WebP/AVIF/JPEG XL quality (default: 95)")
+    p.add_argument("--strip-metadata", action="store_true",
+                   help="write only the pixels and the ICC profile (default: EXIF, XMP and IPTC are kept, the "
+                        "orientation reset to 1 and the pixel dimensions updated)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into sub-folders")
     p.add_argument("--skip-existing", action="store_true", help="skip inputs whose output exists")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--self-ensemble", action="store_true", help="average 8 flips/rotations (8x slower)")
+    p.add_argument("--mix", metavar="MODEL=W", default=None,
+                   help="blend the weights with another model of the same architecture and config, once at load: "
+                        "(1-W) x --model + W x MODEL, W from 0 to 1 (e.g. --mix bundled-real-x4=0.3 on bundled-x4: "
+                        "30%% clean)")
+    p.add_argument("--seamless", action="store_true",
+                   help="wrap around at the image's borders (tileable textures stay tileable)")
+    p.add_argument("--alpha", choices=ALPHA_MODES, default=ALPHA_MODES[0],
+                   help="transparency resized with bicubic (default) or run through the model (3-4 dB better with "
+                        "bundled-x4 on cut-outs, shadows and text; one more model pass per RGBA image)")
     p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help=f"refuse larger inputs (decompression bombs; all frames of an animation together); "
                         f"default {DEFAULT_MAX_PIXELS:,}")
@@ -78,6 +96,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error("--skip-existing and --overwrite exclude each other")
     if args.outscale is not None and args.outscale <= 0:
         parser.error("--outscale must be positive")
+    from ..resize import check_final_size
+    try:
+        check_final_size(args.outscale, args.width, args.height)
+    except SettingError as e:
+        parser.error(e.flag())
     try:
         return run(args)
     except KeyboardInterrupt:
@@ -99,7 +122,14 @@ def run(args) -> int:
         return fail("--skip-existing and --overwrite exclude each other", args.debug)
     if args.outscale is not None and args.outscale <= 0:
         return fail("--outscale must be positive", args.debug)
+    from ..resize import check_final_size
+    try:
+        check_final_size(args.outscale, args.width, args.height)
+    except SettingError as e:
+        return fail(e.flag(), args.debug)
 
+    if args.ext == "jxl" and jxl_problem():
+        return fail(f"--ext jxl: {jxl_problem()}", args.debug)
     configure_pillow(args.max_pixels)
     d = distributed.join(args.device)
     plan = Plan(args, d.rank, d.world_size)
@@ -117,7 +147,8 @@ def run(args) -> int:
 
     start = time.perf_counter()
     Batch(restorer, args, plan.summary, d.rank, d.world_size).run(d, plan.todo)
-    code = plan.summary.report(d, time.perf_counter() - start)
+    single = d.world_size == 1 and len(plan.todo) == 1 and plan.todo[0].segment is None
+    code = plan.summary.report(d, time.perf_counter() - start, plan.todo[0].dst if single else args.output)
     distributed.cleanup(d, wait=True)
     return code
 
@@ -135,7 +166,8 @@ def load_model(args, todo: List[Job]) -> Tuple[Optional[object], Optional[int]]:
     try:
         return Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
                         device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble,
-                        progress=True, weights_dir=args.weights_dir), None
+                        progress=True, weights_dir=args.weights_dir, seamless=args.seamless, alpha=args.alpha,
+                        mix=args.mix), None
     except SettingError as err:  # checked before the model is loaded: the setting is the cause
         return None, fail(err.flag(), args.debug)
     except Exception as err:  # noqa: BLE001 - one line for any model problem

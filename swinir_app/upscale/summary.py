@@ -15,9 +15,10 @@ class Summary:
     megapixels: float = 0.0
     frames: int = 0  # of animations and videos
 
-    def report(self, d, seconds: float) -> int:
-        """Add up every rank's counts; rank 0 says them in one line. Returns the exit code: 1 if any
-        input failed on any rank, else 0."""
+    def report(self, d, seconds: float, where=None) -> int:
+        """Add up every rank's counts; rank 0 says them in one line, with ``where`` the outputs went (the
+        output file of a single input, else the output folder) when any was written. Returns the exit code:
+        1 if any input failed on any rank, else 0."""
         world = d.world_size
         totals = distributed.all_sum(d, [self.done, self.skipped, self.failed, self.megapixels, seconds, self.frames])
         if d.rank == 0:
@@ -25,6 +26,6 @@ class Summary:
             rate = mp / secs if secs > 0 else 0.0
             frames = f", {int(totals[5])} frames" if totals[5] else ""
             print(f"done {int(done)}, skipped {int(skipped)}, failed {int(failed)} in {secs:.1f} s "
-                  f"({rate:.3f} input megapixels/s{frames})" + (f" on {world} processes" if world > 1 else ""),
-                  file=sys.stderr)
+                  f"({rate:.3f} input megapixels/s{frames})" + (f" on {world} processes" if world > 1 else "") +
+                  (f"; written to {where}" if where is not None and done else ""), file=sys.stderr)
         return 1 if totals[2] else 0

@@ -23,7 +23,8 @@ import cv2
 import numpy as np
 
 from ..checkpoint import ModelLoadError
-from ..engine import ModelOutputError, Restorer, SettingError, is_oom, resize_lanczos, resolve_device
+from ..engine import ModelOutputError, Restorer, SettingError, is_oom, resolve_device
+from ..resize import resize_lanczos
 from ..precision import PRECISIONS, resolve_precision
 from ..images import ImageReadError, LoadedImage, encode_image, read_image
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
