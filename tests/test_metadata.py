@@ -141,3 +141,34 @@ def test_the_cli_keeps_metadata_unless_told_to_strip_it(ckpt, tmp_path, capsys, 
         assert sub[0x9003] == "2024:05:06 07:08:09" and (sub[0xA002], sub[0xA003]) == (48, 64)
         assert exif.get_ifd(0x8825)[2] == GPS and b"Ada" in img.info["xmp"]
         assert IptcImagePlugin.getiptcinfo(img)[(2, 120)] == b"Caption"
+
+
+def test_a_video_keeps_its_container_tags(ckpt, tmp_path, capsys):
+    """A video's title, comment and creation time reach the output container; the encoder's own tags are the
+    new encoder's."""
+    import av
+
+    from swinir_app.upscale import main
+
+    src = tmp_path / "clip.mkv"
+    with av.open(str(src), "w") as out:
+        out.metadata.update({"title": "Holiday", "comment": "by the sea", "creation_time": "2024-05-06T07:08:09Z"})
+        stream = out.add_stream("mpeg4", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 32, 24, "yuv420p"
+        stream.metadata["language"] = "eng"
+        for i in range(3):
+            frame = av.VideoFrame.from_ndarray(np.full((24, 32, 3), 40 * i, np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+    assert main([str(src), "-o", str(tmp_path / "out"), "--model", str(ckpt)]) == 0, capsys.readouterr().err
+    with av.open(str(tmp_path / "out" / "clip.mkv")) as done:
+        tags = {k.lower(): v for k, v in done.metadata.items()}
+        assert (tags["title"], tags["comment"]) == ("Holiday", "by the sea")
+        assert "2024-05-06" in tags.get("creation_time", tags.get("date", ""))
+        assert done.streams.video[0].metadata.get("language") == "eng"
+        assert done.streams.video[0].width == 64
+    assert main([str(src), "-o", str(tmp_path / "bare"), "--model", str(ckpt), "--strip-metadata"]) == 0
+    with av.open(str(tmp_path / "bare" / "clip.mkv")) as done:
+        assert not {"title", "comment"} & {k.lower() for k in done.metadata}

@@ -36,7 +36,7 @@ def restore_one_video(job: Job, restore, args) -> Tuple[video.VideoResult, int]:
         result = video.restore_video(job.src, dst, restore, codec=args.video_codec, crf=args.crf, preset=args.preset,
                                      overwrite=args.overwrite or job.segment is not None, segment=job.segment,
                                      max_pixels=args.max_pixels, on_frame=lambda done, _: bar.update(),
-                                     encoder_log=args.debug)
+                                     encoder_log=args.debug, keep_metadata=not args.strip_metadata)
     if result.bits < result.source_bits and (job.segment is None or job.segment[0] == 0):
         tqdm.write(f"note: {job.src}: {result.source_bits}-bit video written {result.bits}-bit: "
                    f"{args.video_codec or video.default_codec(job.dst)} has no deeper format here "

@@ -38,7 +38,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
                   crf: int = DEFAULT_CRF, preset: str = DEFAULT_PRESET, overwrite: bool = False,
                   segment: Optional[Tuple[int, int]] = None, max_seconds: Optional[float] = None,
                   max_pixels: Optional[int] = None, on_frame: Optional[Callable[[int, int], None]] = None,
-                  encoder_log: bool = False) -> VideoResult:
+                  encoder_log: bool = False, keep_metadata: bool = True) -> VideoResult:
     """Restore every frame of ``src`` with ``restore`` and write the video to ``dst``, atomically.
 
     Args:
@@ -95,6 +95,7 @@ def restore_video(src, dst, restore: Callable[[np.ndarray], np.ndarray], *, code
             inp.seek(start, stream=vs, backward=True)
         pipe = _Pipeline(inp, vs, copied, start, end, restore, src, max_pixels,
                          watched=others if end is None else [], encoder_log=encoder_log)
+        pipe.keep_metadata = keep_metadata
         try:
             with atomic_file(dst, overwrite=overwrite) as f:
                 with av.open(f, "w", format=CONTAINERS.get(dst.suffix.lower())) as out:
@@ -115,11 +116,25 @@ class _EmptySlice(Exception):
     """A time slice with no frame in it: nothing to write."""
 
 
+# Tags a muxer or encoder writes itself, or that describe the input's encoding rather than the video.
+_OWN_TAGS = ("encoder", "duration", "major_brand", "minor_version", "compatible_brands", "handler_name",
+             "vendor_id", "creation_tool")
+
+
+def kept_metadata(tags) -> dict:
+    """The input's container or stream tags that an output keeps (title, artist, comment, creation_time,
+    location, language, ...), without those the muxer and encoder write for themselves (``_STATISTICS_*``,
+    ``DURATION``, encoder names, brands)."""
+    return {k: v for k, v in dict(tags).items()
+            if k.lower() not in _OWN_TAGS and not k.upper().startswith(("_STATISTICS", "DURATION", "NUMBER_OF_"))}
+
+
 class _Pipeline:
     """Decode (a thread) -> restore (the caller's thread) -> encode and mux (a thread)."""
 
     def __init__(self, inp, vs, copied, start, end, restore, src: Path, max_pixels: Optional[int] = None,
                  watched=(), encoder_log: bool = False):
+        self.keep_metadata = True  # the input's container and stream tags go to the output
         self.inp, self.vs, self.copied, self.start, self.end = inp, vs, copied, start, end
         # The streams demuxed to see where the file ends (the last slice reads its sound without copying it).
         self.watched = list(dict.fromkeys([*copied, *watched]))
@@ -279,6 +294,9 @@ class _Pipeline:
             ostream.codec_context.max_b_frames = 0
         if first.rotation:
             ostream.set_display_rotation(int(first.rotation))
+        if self.keep_metadata:  # title, dates, location, ...: the muxer's own tags (encoder, brands) are its own
+            out.metadata.update(kept_metadata(self.inp.metadata))
+            ostream.metadata.update(kept_metadata(vs.metadata))
         try:
             streams = {s.index: out.add_stream_from_template(s) for s in self.copied}
         except ValueError as e:  # e.g. AAC sound into WebM
