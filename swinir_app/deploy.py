@@ -217,9 +217,15 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
         raise ExportError(f"{spec_name} is {what}: only a SwinIR-family network or a model loaded through "
                           f"spandrel exports to ONNX")
     was_training = net.training
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        return export(net.eval(), out, spec_name, source, opset, precision, batch, fixed_size, tolerance,
-                      example_size, say, t0)
+        # Traced, optimised and verified in a scratch folder beside the output; only a verified graph lands.
+        with tempfile.TemporaryDirectory(prefix=".export-", dir=out.parent) as tmp:
+            report = export(net.eval(), out, Path(tmp), spec_name, source, opset, precision, batch, fixed_size,
+                            tolerance, example_size, say)
+            os.replace(Path(tmp) / "graph.onnx", out)
+        report.seconds = time.perf_counter() - t0
+        return report
     finally:
         net.train(was_training)
 
@@ -243,9 +249,9 @@ def _load(spec, weights_dir) -> Tuple[nn.Module, str]:
     return build_model(ckpt), ckpt.source
 
 
-def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, precision: str, batch: Optional[int],
-            fixed_size: Optional[Tuple[int, int]], tolerance: Optional[float],
-            example_size: Optional[Tuple[int, int]], say, t0: float) -> ExportReport:
+def _export(net: SwinIR, out: Path, tmp: Path, spec_name: str, source: str, opset: int, precision: str,
+            batch: Optional[int], fixed_size: Optional[Tuple[int, int]], tolerance: Optional[float],
+            example_size: Optional[Tuple[int, int]], say) -> ExportReport:
 
     config: SwinIRConfig = net.config
     if fixed_size is not None and min(fixed_size) < config.window_size:
@@ -261,69 +267,59 @@ def _export(net: SwinIR, out: Path, spec_name: str, source: str, opset: int, pre
     dynamic = {0: "batch", 2: "height", 3: "width"}
     out_axes = {0: "batch", 2: "out_height", 3: "out_width"}
 
-    folder = out.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    traced, final = tmp / "traced.onnx", tmp / "graph.onnx"
+    say(f"tracing the graph (opset {opset}, {precision})")
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes (see above)
+        torch.onnx.export(graph, (example,), str(traced), dynamo=False, opset_version=opset,
+                          input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+                          dynamic_axes={INPUT: dynamic, OUTPUT: out_axes})
+    nodes_traced = _count_nodes(traced)
+
+    say("optimising the graph (ONNX Runtime, basic level: standard operators only)")
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(final)
     try:
-        traced, final = tmp / "traced.onnx", tmp / "graph.onnx"
-        say(f"tracing the graph (opset {opset}, {precision})")
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the legacy exporter's deprecation and tracer notes (see above)
-            torch.onnx.export(graph, (example,), str(traced), dynamo=False, opset_version=opset,
-                              input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
-                              dynamic_axes={INPUT: dynamic, OUTPUT: out_axes})
-        nodes_traced = _count_nodes(traced)
+        inference_session(traced, options=opts)
+    except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
+        reason = " ".join(str(e).split())[:300]
+        raise ExportError(f"ONNX Runtime cannot load the traced graph ({reason}); nothing was written") from None
 
-        say("optimising the graph (ONNX Runtime, basic level: standard operators only)")
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = str(final)
-        try:
-            inference_session(traced, options=opts)
-        except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
-            reason = " ".join(str(e).split())[:300]
-            raise ExportError(f"ONNX Runtime cannot load the traced graph ({reason}); nothing was written") from None
+    proto = _finish(final, {
+        META_CONFIG: json.dumps(config.to_dict() | {"arch": config.arch}),
+        "task": config.task, "scale": str(config.scale), "window_size": str(config.window_size),
+        "in_chans": str(config.in_chans), "out_chans": str(config.out_chans), "arch": config.name,
+        "name": spec_name, "source": source, "precision": precision,
+        "input": "float32 (batch, in_chans, height, width) in [0, 1]; padding is done inside",
+    }, batch, fixed_size, config.scale)
 
-        proto = _finish(final, {
-            META_CONFIG: json.dumps(config.to_dict() | {"arch": config.arch}),
-            "task": config.task, "scale": str(config.scale), "window_size": str(config.window_size),
-            "in_chans": str(config.in_chans), "out_chans": str(config.out_chans), "arch": config.name,
-            "name": spec_name, "source": source, "precision": precision,
-            "input": "float32 (batch, in_chans, height, width) in [0, 1]; padding is done inside",
-        }, batch, fixed_size, config.scale)
-
-        report = ExportReport(out, config, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
-                              nodes_traced, len(proto.graph.node), final.stat().st_size,
-                              capabilities=net.capabilities, architecture=config.name)
-        session = inference_session(final)
-        shapes = _check_shapes(batch, fixed_size, lambda: check_sizes(config))
-        for i, (b, h, w) in enumerate(shapes):
-            say(f"checking against PyTorch at {b}x{h}x{w}")
-            x = check_input(b, config.in_chans, h, w, seed=i)
-            ref, peak = _reference(net, x)
-            report.activation_peak = max(report.activation_peak, peak)
-            got = session.run(None, {INPUT: x.numpy()})[0]
-            diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
-            report.checks.append(Check((b, config.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
-            if not diff <= tolerance:
-                what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
-                if precision == "fp16" and got.shape == ref.shape and not np.isfinite(got).all() \
-                        and np.isfinite(ref).all():
-                    where = (f"its activations reach {peak:.3g}, over fp16's largest value {FP16_MAX:g}" if
-                             peak > FP16_MAX else f"a value over fp16's largest, {FP16_MAX:g}, inside a block")
-                    raise ExportError(f"fp16 overflowed: the graph's output at {b}x{config.in_chans}x{h}x{w} is "
-                                      f"NaN/Inf ({where}); --precision fp32 works for this network (its output is "
-                                      f"finite); nothing was written")
-                raise ExportError(f"the exported graph differs from PyTorch at {b}x{config.in_chans}x{h}x{w}: {what} "
-                                  f"(tolerance {tolerance:g}); nothing was written")
-        os.replace(final, out)
-        report.seconds = time.perf_counter() - t0
-        return report
-    finally:
-        for p in tmp.glob("*"):
-            p.unlink()
-        tmp.rmdir()
+    report = ExportReport(out, config, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
+                          nodes_traced, len(proto.graph.node), final.stat().st_size,
+                          capabilities=net.capabilities, architecture=config.name)
+    session = inference_session(final)
+    shapes = _check_shapes(batch, fixed_size, lambda: check_sizes(config))
+    for i, (b, h, w) in enumerate(shapes):
+        say(f"checking against PyTorch at {b}x{h}x{w}")
+        x = check_input(b, config.in_chans, h, w, seed=i)
+        ref, peak = _reference(net, x)
+        report.activation_peak = max(report.activation_peak, peak)
+        got = session.run(None, {INPUT: x.numpy()})[0]
+        diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
+        report.checks.append(Check((b, config.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
+        if not diff <= tolerance:
+            what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
+            if precision == "fp16" and got.shape == ref.shape and not np.isfinite(got).all() \
+                    and np.isfinite(ref).all():
+                where = (f"its activations reach {peak:.3g}, over fp16's largest value {FP16_MAX:g}" if
+                         peak > FP16_MAX else f"a value over fp16's largest, {FP16_MAX:g}, inside a block")
+                raise ExportError(f"fp16 overflowed: the graph's output at {b}x{config.in_chans}x{h}x{w} is "
+                                  f"NaN/Inf ({where}); --precision fp32 works for this network (its output is "
+                                  f"finite); nothing was written")
+            raise ExportError(f"the exported graph differs from PyTorch at {b}x{config.in_chans}x{h}x{w}: {what} "
+                              f"(tolerance {tolerance:g}); nothing was written")
+    return report
 
 
 class SpandrelGraph(nn.Module):
@@ -392,9 +388,9 @@ def _reference_spandrel(model, x: Tensor) -> Tuple[np.ndarray, float]:
     return ref, peak[0]
 
 
-def _export_spandrel(model, out: Path, spec_name: str, source: str, opset: int, precision: str,
+def _export_spandrel(model, out: Path, tmp: Path, spec_name: str, source: str, opset: int, precision: str,
                      batch: Optional[int], fixed_size: Optional[Tuple[int, int]], tolerance: Optional[float],
-                     example_size: Optional[Tuple[int, int]], say, t0: float) -> ExportReport:
+                     example_size: Optional[Tuple[int, int]], say) -> ExportReport:
     """Export a :class:`~swinir_app.spandrel_loader.SpandrelModel` (see the module's docstring)."""
 
     caps, arch = model.capabilities, model.architecture
@@ -423,93 +419,83 @@ def _export_spandrel(model, out: Path, spec_name: str, source: str, opset: int, 
     if batch is not None:
         dynamic.pop(0), out_axes.pop(0)
 
-    folder = out.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".export-", dir=folder))
+    traced, final = tmp / "traced.onnx", tmp / "graph.onnx"
+    say(f"tracing the graph of {arch} (opset {opset}, {precision})")
+    # The exporter prints the whole graph (C++, to stdout) when an operator has no ONNX form: one line instead.
     try:
-        traced, final = tmp / "traced.onnx", tmp / "graph.onnx"
-        say(f"tracing the graph of {arch} (opset {opset}, {precision})")
-        # The exporter prints the whole graph (C++, to stdout) when an operator has no ONNX form: one line instead.
+        with warnings.catch_warnings(), torch.no_grad(), _quiet_stdout():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(graph, (example,), str(traced), dynamo=False, opset_version=opset,
+                              input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
+                              dynamic_axes={INPUT: dynamic, OUTPUT: out_axes})
+    except Exception as e:  # noqa: BLE001 - the tracer and the symbolic functions raise many types
+        raise ExportError(f"{arch} cannot be exported to ONNX: torch.onnx cannot trace it "
+                          f"({_first_line(e)}); nothing was written") from None
+    nodes_traced = _count_nodes(traced)
+
+    say("optimising the graph (ONNX Runtime, basic level: standard operators only)")
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    opts.optimized_model_filepath = str(final)
+    opts.log_severity_level = 3  # constant folding's notes on shapes frozen by the tracer: the checks say it
+    try:
+        inference_session(traced, options=opts)
+    except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
+        reason = " ".join(str(e).split())[:300]
+        raise ExportError(f"ONNX Runtime cannot load the traced graph of {arch} ({reason}); nothing was "
+                          f"written") from None
+
+    declared = {"arch": arch, "task": caps.task, "scale": caps.scale, "in_chans": caps.in_chans,
+                "out_chans": caps.out_chans, "size_multiple": m, "minimum": lo, "square": square,
+                "tiling": caps.tiling, "precision": precision, "bytes_per_pixel": caps.bytes_per_pixel}
+    padding = ("the runner pads (reflected, then replicated) to " + ", ".join(
+        ([f"a multiple of {m}"] if m > 1 else []) + ([f"at least {lo}"] if lo > 1 else []) +
+        (["a square"] if square else [])) + " and crops") if m > 1 or lo > 1 or square else "any size as it is"
+    proto = _finish(final, {
+        META_CAPABILITIES: json.dumps(declared),
+        "architecture": arch, "name": spec_name, "source": source,
+        "task": caps.task, "scale": str(caps.scale), "in_chans": str(caps.in_chans),
+        "out_chans": str(caps.out_chans), "arch": arch, "precision": precision,
+        "input": f"float32 (batch, in_chans, height, width) in [0, 1]; {padding}",
+    }, batch, fixed_size, caps.scale)
+
+    report = ExportReport(out, None, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
+                          nodes_traced, len(proto.graph.node), final.stat().st_size, capabilities=caps,
+                          architecture=arch)
+    runner = OnnxModel(final)  # what loading the file gives: its padding and crop are checked too
+    shapes = _check_shapes(batch, fixed_size, lambda: spandrel_check_sizes(model))
+    for i, (b, h, w) in enumerate(shapes):
+        say(f"checking against PyTorch at {b}x{h}x{w}")
+        shape = f"{b}x{caps.in_chans}x{h}x{w}"
+        x = check_input(b, caps.in_chans, h, w, seed=i)
+        ref, peak = _reference_spandrel(model, x)
+        report.activation_peak = max(report.activation_peak, peak)
         try:
-            with warnings.catch_warnings(), torch.no_grad(), _quiet_stdout():
-                warnings.simplefilter("ignore")
-                torch.onnx.export(graph, (example,), str(traced), dynamo=False, opset_version=opset,
-                                  input_names=[INPUT], output_names=[OUTPUT], do_constant_folding=True,
-                                  dynamic_axes={INPUT: dynamic, OUTPUT: out_axes})
-        except Exception as e:  # noqa: BLE001 - the tracer and the symbolic functions raise many types
-            raise ExportError(f"{arch} cannot be exported to ONNX: torch.onnx cannot trace it "
-                              f"({_first_line(e)}); nothing was written") from None
-        nodes_traced = _count_nodes(traced)
-
-        say("optimising the graph (ONNX Runtime, basic level: standard operators only)")
-        import onnxruntime as ort
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        opts.optimized_model_filepath = str(final)
-        opts.log_severity_level = 3  # constant folding's notes on shapes frozen by the tracer: the checks say it
-        try:
-            inference_session(traced, options=opts)
-        except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
-            reason = " ".join(str(e).split())[:300]
-            raise ExportError(f"ONNX Runtime cannot load the traced graph of {arch} ({reason}); nothing was "
-                              f"written") from None
-
-        declared = {"arch": arch, "task": caps.task, "scale": caps.scale, "in_chans": caps.in_chans,
-                    "out_chans": caps.out_chans, "size_multiple": m, "minimum": lo, "square": square,
-                    "tiling": caps.tiling, "precision": precision, "bytes_per_pixel": caps.bytes_per_pixel}
-        padding = ("the runner pads (reflected, then replicated) to " + ", ".join(
-            ([f"a multiple of {m}"] if m > 1 else []) + ([f"at least {lo}"] if lo > 1 else []) +
-            (["a square"] if square else [])) + " and crops") if m > 1 or lo > 1 or square else "any size as it is"
-        proto = _finish(final, {
-            META_CAPABILITIES: json.dumps(declared),
-            "architecture": arch, "name": spec_name, "source": source,
-            "task": caps.task, "scale": str(caps.scale), "in_chans": str(caps.in_chans),
-            "out_chans": str(caps.out_chans), "arch": arch, "precision": precision,
-            "input": f"float32 (batch, in_chans, height, width) in [0, 1]; {padding}",
-        }, batch, fixed_size, caps.scale)
-
-        report = ExportReport(out, None, precision, opset, batch, tuple(fixed_size) if fixed_size else None,
-                              nodes_traced, len(proto.graph.node), final.stat().st_size, capabilities=caps,
-                              architecture=arch)
-        runner = OnnxModel(final)  # what loading the file gives: its padding and crop are checked too
-        shapes = _check_shapes(batch, fixed_size, lambda: spandrel_check_sizes(model))
-        for i, (b, h, w) in enumerate(shapes):
-            say(f"checking against PyTorch at {b}x{h}x{w}")
-            shape = f"{b}x{caps.in_chans}x{h}x{w}"
-            x = check_input(b, caps.in_chans, h, w, seed=i)
-            ref, peak = _reference_spandrel(model, x)
-            report.activation_peak = max(report.activation_peak, peak)
-            try:
-                got = runner(x).numpy()
-            except Exception as e:  # noqa: BLE001 - ORT's own types: a shape frozen by the tracer
-                raise ExportError(f"the exported graph of {arch} fails at {shape} in ONNX Runtime "
-                                  f"({_first_line(e, 120)}): the tracer froze a size-dependent shape of "
-                                  f"{arch}; only a --fixed-size graph can be exported; nothing was written") from None
-            diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
-            report.checks.append(Check((b, caps.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
-            if not diff <= tolerance:
-                what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
-                if precision == "fp16" and diff == math.inf and np.isfinite(ref).all():
-                    raise ExportError(f"fp16 overflowed: the graph's output at {shape} is NaN/Inf; --precision "
-                                      f"fp32 works for {arch}; nothing was written")
-                frozen = ""
-                if precision != "fp32":
-                    frozen = f"; {precision} loses too much for {arch}: --precision fp32"
-                elif b != example.shape[0] and all(c.shape[0] == example.shape[0] for c in report.checks[:-1]):
-                    frozen = f"; the tracer froze {arch}'s batch size, so export it with --batch {example.shape[0]}"
-                elif fixed_size is None:
-                    frozen = (f"; {arch} has size-dependent code that the tracer froze at the example's size, so "
-                              f"only a --fixed-size graph can be exported")
-                raise ExportError(f"the exported graph of {arch} differs from PyTorch at {shape}: {what} "
-                                  f"(tolerance {tolerance:g}){frozen}; nothing was written")
-        del runner
-        os.replace(final, out)
-        report.seconds = time.perf_counter() - t0
-        return report
-    finally:
-        for p in tmp.glob("*"):
-            p.unlink()
-        tmp.rmdir()
+            got = runner(x).numpy()
+        except Exception as e:  # noqa: BLE001 - ORT's own types: a shape frozen by the tracer
+            raise ExportError(f"the exported graph of {arch} fails at {shape} in ONNX Runtime "
+                              f"({_first_line(e, 120)}): the tracer froze a size-dependent shape of "
+                              f"{arch}; only a --fixed-size graph can be exported; nothing was written") from None
+        diff = float(np.abs(got - ref).max()) if got.shape == ref.shape and np.isfinite(got).all() else math.inf
+        report.checks.append(Check((b, caps.in_chans, h, w), diff, _psnr(got, ref) if diff < math.inf else 0.0))
+        if not diff <= tolerance:
+            what = "non-finite values" if diff == math.inf else f"max abs difference {diff:.3g}"
+            if precision == "fp16" and diff == math.inf and np.isfinite(ref).all():
+                raise ExportError(f"fp16 overflowed: the graph's output at {shape} is NaN/Inf; --precision "
+                                  f"fp32 works for {arch}; nothing was written")
+            frozen = ""
+            if precision != "fp32":
+                frozen = f"; {precision} loses too much for {arch}: --precision fp32"
+            elif b != example.shape[0] and all(c.shape[0] == example.shape[0] for c in report.checks[:-1]):
+                frozen = f"; the tracer froze {arch}'s batch size, so export it with --batch {example.shape[0]}"
+            elif fixed_size is None:
+                frozen = (f"; {arch} has size-dependent code that the tracer froze at the example's size, so "
+                          f"only a --fixed-size graph can be exported")
+            raise ExportError(f"the exported graph of {arch} differs from PyTorch at {shape}: {what} "
+                              f"(tolerance {tolerance:g}){frozen}; nothing was written")
+    del runner  # its ONNX Runtime session holds the file
+    return report
 
 
 def _check_shapes(batch: Optional[int], fixed_size, sizes) -> List[Tuple[int, int, int]]:

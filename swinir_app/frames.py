@@ -176,8 +176,8 @@ def _read_pages(data: bytes, name: str, max_pixels: Optional[int]) -> Animation:
                 raise ImageReadError(name, f"{len(pages)} pages of {total:,} pixels in all exceed the limit of "
                                            f"{max_pixels:,} (--max-pixels)")
             frames, icc = [], None
-            from .images import _tifffile_metadata
-            metadata = _tifffile_metadata(pages[0]) if pages else None
+            from .metadata import read_tifffile_metadata
+            metadata = read_tifffile_metadata(pages[0]) if pages else None
             for k, page in enumerate(pages):
                 channels = page.samplesperpixel
                 photometric = int(page.photometric)

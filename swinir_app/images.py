@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import UserError
-from .metadata import Metadata, finish_encoded, read_metadata, save_options
+from .metadata import Metadata, finish_encoded, read_metadata, read_tifffile_metadata, save_options
 
 from .files import (STALE_PART_AGE, FileReadError, atomic_file, atomic_write,  # noqa: F401 (re-exported)
                     read_regular_file, remove_stale_parts)
@@ -250,7 +250,7 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
             if int(page.photometric) == 5 and page.dtype == np.uint16:  # CMYK + alpha, which Pillow cannot open
                 orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
                 return LoadedImage(_apply_orientation(_read_cmyk16(data, name), int(orientation)), format="TIFF",
-                                   metadata=_tifffile_metadata(page))
+                                   metadata=read_tifffile_metadata(page))
             if page.dtype not in (np.uint8, np.uint16) or channels > 4 or page.planarconfig != 1:
                 raise ImageReadError(name, f"unsupported TIFF ({page.dtype}, {channels} samples per pixel)")
             photometric = int(page.photometric)
@@ -260,7 +260,7 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
             array = page.asarray().reshape(h, w, channels)
             icc = page.tags["InterColorProfile"].value if "InterColorProfile" in page.tags else None
             orientation = page.tags["Orientation"].value if "Orientation" in page.tags else 1
-            metadata = _tifffile_metadata(page)
+            metadata = read_tifffile_metadata(page)
     except ImageReadError:
         raise
     except Exception as e:  # noqa: BLE001 - tifffile raises many kinds on garbage
@@ -270,19 +270,6 @@ def _read_tiff(data: bytes, name: str, max_pixels: Optional[int]) -> LoadedImage
         array = _white_is_zero(array)
     icc = bytes(icc) if icc and icc_fits(bytes(icc), array) else None
     return LoadedImage(array=np.ascontiguousarray(array), icc_profile=icc, format="TIFF", metadata=metadata)
-
-
-def _tifffile_metadata(page) -> Optional[Metadata]:
-    """The XMP and IPTC of a TIFF page that Pillow cannot open (its EXIF stays behind: tifffile gives no
-    raw EXIF block)."""
-    def raw(tag):
-        if tag not in page.tags:
-            return None
-        v = page.tags[tag].value
-        return bytes(v) if isinstance(v, (bytes, bytearray)) else np.asarray(v).astype(">u4").tobytes() \
-            if tag == 33723 and not isinstance(v, (str, bytes)) else None
-    m = Metadata(xmp=raw(700), iptc=raw(33723))
-    return m if m else None
 
 
 def icc_color_space(icc: bytes) -> str:

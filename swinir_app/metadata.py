@@ -15,6 +15,7 @@ import zlib
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
+import numpy as np
 from PIL import Image
 
 _ORIENTATION, _WIDTH, _LENGTH = 0x0112, 0x0100, 0x0101
@@ -252,6 +253,19 @@ def _png_chunks(png_data: bytes, metadata: Metadata, size: Tuple[int, int], upri
 
 def _chunk(kind: bytes, data: bytes) -> bytes:
     return len(data).to_bytes(4, "big") + kind + data + zlib.crc32(kind + data).to_bytes(4, "big")
+
+
+def read_tifffile_metadata(page) -> Optional[Metadata]:
+    """The XMP and IPTC of a TIFF page that Pillow cannot open (its EXIF stays behind: tifffile gives no
+    raw EXIF block)."""
+    def raw(tag):
+        if tag not in page.tags:
+            return None
+        v = page.tags[tag].value
+        return bytes(v) if isinstance(v, (bytes, bytearray)) else np.asarray(v).astype(">u4").tobytes() \
+            if tag == 33723 and not isinstance(v, (str, bytes)) else None
+    m = Metadata(xmp=raw(700), iptc=raw(33723))
+    return m if m else None
 
 
 def tifffile_tags(metadata: Optional[Metadata], size: Tuple[int, int]) -> List[tuple]:

@@ -193,9 +193,9 @@ def describe(spec: str, weights_dir: Optional[Path]) -> int:
     path = spec_file(spec, weights_dir)
     model = load_model(path, weights_dir=weights_dir)
     caps = model.capabilities
-    info = getattr(model, "info", None) or {}
-    config = getattr(model, "config", None)
-    params = sum(p.numel() for p in model.parameters()) if hasattr(model, "parameters") else info.get("parameters")
+    info = getattr(model, "info", None) or {}  # what spandrel detected; the native networks have none
+    config = model.config
+    params = sum(p.numel() for p in model.parameters())
     found = openmodeldb.by_path(weights_home(weights_dir), Path(path))
     licence = (found.license if found else None) or info.get("licence") or info.get("code_licence") or \
         NATIVE_LICENCES.get(caps.arch)
