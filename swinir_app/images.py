@@ -405,8 +405,9 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     (a CMYK or RGB profile on gray pixels) is never embedded. JPEG drops alpha (the CLI says so).
     ``metadata`` (EXIF, XMP, IPTC: a :class:`LoadedImage`'s ``.metadata``) goes where the format holds it,
     with the orientation reset to 1 (the pixels are upright) and the pixel dimensions set to ``array``'s
-    size; None writes pixels and the ICC profile only (``--strip-metadata``). Raises KeyError for an
-    unknown extension, ValueError for .jxl without its plugin (:func:`jxl_problem`).
+    size, and an EXIF thumbnail, where the source had one, made anew from ``array`` (see
+    :mod:`swinir_app.metadata`); None writes pixels and the ICC profile only (``--strip-metadata``).
+    Raises KeyError for an unknown extension, ValueError for .jxl without its plugin (:func:`jxl_problem`).
     """
     ext = ext.lower()
     if WRITABLE[ext] == "JXL":
@@ -420,7 +421,7 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
     size = (array.shape[1], array.shape[0])
     if array.dtype == np.uint16 and ext in (".png", ".tif", ".tiff"):
         return finish_encoded(_encode_16bit(array, ext, icc_profile, metadata, size), "PNG" if ext == ".png"
-                              else "TIFF", metadata, size, deep=True)
+                              else "TIFF", metadata, size, deep=True, pixels=array)
     if array.dtype == np.uint16:  # JPEG/WebP are 8-bit formats
         array = np.round(array / 257.0).astype(np.uint8)
     img = gif_frame(array) if ext == ".gif" else Image.fromarray(array)
@@ -438,7 +439,7 @@ def encode_image(array: np.ndarray, ext: str, quality: int = 95, icc_profile: Op
         kwargs["speed"] = 8  # libavif's 0 (slowest) to 10: big outputs, little loss in size at 8
     if fmt == "JXL":
         kwargs["effort"] = 4
-    kwargs.update(save_options(metadata, fmt, size))
+    kwargs.update(save_options(metadata, fmt, size, pixels=array))
     out = io.BytesIO()
     try:
         img.save(out, format=fmt, **kwargs)

@@ -5,10 +5,15 @@ options where the format holds them: JPEG (APP1; IPTC as a Photoshop APP13 segme
 XMP as the ``iTXt`` chunk "XML:com.adobe.xmp"), WebP, AVIF, JPEG XL (boxes/chunks), TIFF (the EXIF
 and GPS IFDs, XMP tag 700, IPTC tag 33723). GIF holds none. On the way out the orientation is reset to 1
 (the pixels were turned upright when read) and the pixel dimensions are set to the written size, in the
-EXIF (ImageWidth/ImageLength, PixelXDimension/PixelYDimension, where present) and in the XMP.
+EXIF (ImageWidth/ImageLength, PixelXDimension/PixelYDimension, where present) and in the XMP. An EXIF
+thumbnail (IFD1, a camera's 160x120 JPEG) would show the picture before the restore: where the source had
+one, a new one is made from the written pixels, as large as the source's (turned like the output), and
+written where the EXIF is a block of its own (JPEG, PNG, WebP, AVIF, JPEG XL); a TIFF, whose IFD1 would be
+a second page, and an output whose pixels are not given (animations) get none.
 """
 from __future__ import annotations
 
+import io
 import re
 import struct
 import zlib
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 import numpy as np
-from PIL import Image
+from PIL import ExifTags, Image
 
 _ORIENTATION, _WIDTH, _LENGTH = 0x0112, 0x0100, 0x0101
 _EXIF_IFD, _GPS_IFD, _PIXEL_X, _PIXEL_Y = 0x8769, 0x8825, 0xA002, 0xA003
@@ -29,6 +34,9 @@ _TIFF_LAYOUT = {254, 255, 256, 257, 258, 259, 262, 263, 266, 273, 277, 278, 279,
                 _XMP_TAG, _IPTC_TAG, _PHOTOSHOP_TAG}
 _PHOTOSHOP = b"Photoshop 3.0\0"
 _JPEG_SEGMENT = 65533  # the most bytes a JPEG marker segment holds, length field included
+_THUMB_OFFSET, _THUMB_LENGTH, _STRIP_OFFSETS = 0x0201, 0x0202, 0x0111  # IFD1: where the thumbnail's bytes are
+_THUMB_DEFAULT, _THUMB_MOST = (160, 120), 640  # a thumbnail of unknown size; the largest side made
+_THUMB_QUALITY = 85
 
 
 @dataclass
@@ -168,13 +176,100 @@ def _without_maker_note(exif: Image.Exif) -> Image.Exif:
     return exif
 
 
+def _exif_bytes(exif: Image.Exif, metadata: Metadata, pixels: Optional[np.ndarray]) -> bytes:
+    """``exif`` as a block (Pillow writes IFD0 and its sub-IFDs, never IFD1), with a thumbnail made from
+    ``pixels`` where the source's EXIF had one."""
+    raw = exif.tobytes()
+    if pixels is None or not metadata.exif:
+        return raw
+    try:
+        box = _thumbnail_box(metadata.exif)
+        return raw if box is None else _with_thumbnail(raw, _thumbnail_jpeg(pixels, box))
+    except Exception:  # noqa: BLE001 - a thumbnail that cannot be made is left out, never the EXIF
+        return raw
+
+
+def _thumbnail_box(exif: bytes) -> Optional[Tuple[int, int]]:
+    """The (long, short) sides of the thumbnail in an EXIF block's IFD1 (a camera's, typically 160x120):
+    those of its JPEG where it decodes, else of its tags, else 160x120; None where it holds no thumbnail."""
+    loaded = Image.Exif()
+    loaded.load(exif)
+    ifd1 = loaded.get_ifd(ExifTags.IFD.IFD1)
+    tiff = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    offset, length = ifd1.get(_THUMB_OFFSET), ifd1.get(_THUMB_LENGTH)
+    size = None
+    if isinstance(offset, int) and isinstance(length, int) and length > 0:
+        try:
+            with Image.open(io.BytesIO(tiff[offset:offset + length])) as thumb:
+                size = thumb.size
+        except Exception:  # noqa: BLE001 - a broken thumbnail: one of the usual size is made
+            pass
+    elif _STRIP_OFFSETS not in ifd1:  # IFD1 tags without an image
+        return None
+    if size is None and isinstance(ifd1.get(_WIDTH), int) and isinstance(ifd1.get(_LENGTH), int):
+        size = (ifd1[_WIDTH], ifd1[_LENGTH])
+    if size is None or min(size) < 1:
+        size = _THUMB_DEFAULT
+    return min(max(size), _THUMB_MOST), min(min(size), _THUMB_MOST)
+
+
+def _thumbnail_jpeg(pixels: np.ndarray, box: Tuple[int, int]) -> bytes:
+    """A baseline JPEG of ``pixels`` (HxW or HxWxC, uint8 or uint16; alpha left out) fitted inside ``box``
+    (long, short), turned like the pixels: a portrait image gets a portrait thumbnail."""
+    a = np.asarray(pixels)
+    if a.dtype == np.uint16:
+        a = (a >> 8).astype(np.uint8)
+    if a.ndim == 3:
+        if a.shape[2] in (2, 4):
+            a = a[:, :, :-1]
+        if a.shape[2] == 1:
+            a = a[:, :, 0]
+    h, w = a.shape[:2]
+    long, short = box
+    img = Image.fromarray(np.ascontiguousarray(a, dtype=np.uint8))
+    img.thumbnail((long, short) if w >= h else (short, long), Image.Resampling.LANCZOS)
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=_THUMB_QUALITY)
+    return out.getvalue()
+
+
+def _with_thumbnail(raw: bytes, jpeg: bytes) -> bytes:
+    """An EXIF block (as Pillow writes it: IFD0 and its data, no next IFD) with an IFD1 appended that holds
+    ``jpeg`` (Compression 6, 72 dpi, JPEGInterchangeFormat and its length), in the block's byte order."""
+    prefix = b"Exif\0\0" if raw.startswith(b"Exif\0\0") else b""
+    tiff = bytearray(raw[len(prefix):])
+    e = "<" if tiff[:2] == b"II" else ">"
+    ifd0 = struct.unpack_from(e + "L", tiff, 4)[0]
+    next_at = ifd0 + 2 + 12 * struct.unpack_from(e + "H", tiff, ifd0)[0]
+    if next_at + 4 > len(tiff) or struct.unpack_from(e + "L", tiff, next_at)[0]:
+        return raw  # not the layout expected: the EXIF without a thumbnail
+    if len(tiff) % 2:  # IFDs start on a word boundary
+        tiff += b"\0"
+    start = len(tiff)
+    entries = [(0x0103, 3, struct.pack(e + "HH", 6, 0)),  # Compression: JPEG (old-style, as EXIF wants)
+               (0x011A, 5, b""), (0x011B, 5, b""),  # XResolution, YResolution: at ``rational``
+               (0x0128, 3, struct.pack(e + "HH", 2, 0)),  # ResolutionUnit: inches
+               (_THUMB_OFFSET, 4, b""), (_THUMB_LENGTH, 4, struct.pack(e + "L", len(jpeg)))]
+    rational = start + 2 + 12 * len(entries) + 4
+    data = rational + 16
+    values = {0x011A: rational, 0x011B: rational + 8, _THUMB_OFFSET: data}
+    struct.pack_into(e + "L", tiff, next_at, start)
+    tiff += struct.pack(e + "H", len(entries))
+    for tag, typ, value in entries:
+        tiff += struct.pack(e + "HHL", tag, typ, 1) + (value or struct.pack(e + "L", values[tag]))
+    tiff += struct.pack(e + "L", 0) + struct.pack(e + "4L", 72, 1, 72, 1) + jpeg
+    return prefix + bytes(tiff)
+
+
 def save_options(metadata: Optional[Metadata], fmt: str, size: Tuple[int, int], small: bool = False,
-                 upright: bool = True) -> dict:
+                 upright: bool = True, pixels: Optional[np.ndarray] = None) -> dict:
     """Pillow save options that put ``metadata`` into a ``fmt`` file of ``size`` (width, height).
 
-    ``small``: what fits JPEG's 64 KB segments (the MakerNote left out of the EXIF, an XMP packet over a
-    segment left out), for a second try after Pillow refused "too long" data. ``upright``: the orientation
-    is reset to 1 (the pixels were turned when read); False keeps it (frames, which are not turned).
+    ``small``: what fits JPEG's 64 KB segments (the MakerNote and the thumbnail left out of the EXIF, an
+    XMP packet over a segment left out), for a second try after Pillow refused "too long" data. ``upright``:
+    the orientation is reset to 1 (the pixels were turned when read); False keeps it (frames, which are not
+    turned). ``pixels``: the written image, which the EXIF thumbnail is made from where the source had one
+    (None: the thumbnail is left out).
     """
     if not metadata or fmt == "GIF":
         return {}
@@ -196,8 +291,10 @@ def save_options(metadata: Optional[Metadata], fmt: str, size: Tuple[int, int], 
         if metadata.iptc:
             tags[_IPTC_TAG] = metadata.iptc
         return {"exif": tags} if len(tags) else {}
+    if fmt == "AVIF" and exif is not None and exif.get(_ORIENTATION) == 1:
+        del exif[_ORIENTATION]  # else Pillow moves it to AVIF's own boxes and writes the EXIF anew, without IFD1
     if exif is not None:
-        opts["exif"] = exif.tobytes()
+        opts["exif"] = _exif_bytes(exif, metadata, None if small else pixels)
     if xmp:
         if fmt == "PNG":
             from PIL.PngImagePlugin import PngInfo
@@ -210,15 +307,16 @@ def save_options(metadata: Optional[Metadata], fmt: str, size: Tuple[int, int], 
 
 
 def finish_encoded(data: bytes, fmt: str, metadata: Optional[Metadata], size: Tuple[int, int],
-                   deep: bool = False, upright: bool = True) -> bytes:
-    """What Pillow's options cannot add: a JPEG's IPTC (a Photoshop APP13 segment), and the EXIF and XMP
-    of a 16-bit PNG (``deep``: written by OpenCV or pypng, not Pillow)."""
+                   deep: bool = False, upright: bool = True, pixels: Optional[np.ndarray] = None) -> bytes:
+    """What Pillow's options cannot add: a JPEG's IPTC (a Photoshop APP13 segment), and the EXIF (its
+    thumbnail made from ``pixels``, as :func:`save_options`) and XMP of a 16-bit PNG (``deep``: written by
+    OpenCV or pypng, not Pillow)."""
     if not metadata:
         return data
     if fmt == "JPEG" and metadata.iptc and len(metadata.iptc) < _JPEG_SEGMENT - 40:
         return _insert_app13(data, metadata.iptc)
     if fmt == "PNG" and deep:
-        return _png_chunks(data, metadata, size, upright)
+        return _png_chunks(data, metadata, size, upright, pixels)
     return data
 
 
@@ -235,13 +333,14 @@ def _insert_app13(jpeg: bytes, iptc: bytes) -> bytes:
     return jpeg[:pos] + segment + jpeg[pos:]
 
 
-def _png_chunks(png_data: bytes, metadata: Metadata, size: Tuple[int, int], upright: bool) -> bytes:
+def _png_chunks(png_data: bytes, metadata: Metadata, size: Tuple[int, int], upright: bool,
+                pixels: Optional[np.ndarray] = None) -> bytes:
     """A PNG with ``eXIf`` and an ``iTXt`` XMP chunk added right after IHDR."""
     exif = _exif(metadata, size, upright)
     xmp = _xmp(metadata, size, upright)
     extra = b""
     if exif is not None:
-        raw = exif.tobytes()
+        raw = _exif_bytes(exif, metadata, pixels)
         extra += _chunk(b"eXIf", raw[6:] if raw.startswith(b"Exif\0\0") else raw)
     if xmp:
         extra += _chunk(b"iTXt", b"XML:com.adobe.xmp\0\0\0\0\0" + xmp)

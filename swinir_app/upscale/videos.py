@@ -79,7 +79,7 @@ def join_videos(d, todo: List[Job], failed_here: List[Tuple[str, int, str]], sli
                     raise video.VideoError(src, f"the video stops after {len(expected)} of its {declared} frames "
                                                 f"(truncated)")
                 video.join_segments(src, [p for p, t in zip(parts, times) if t], dst, overwrite=args.overwrite,
-                                    expected=expected)
+                                    expected=expected, keep_metadata=not args.strip_metadata)
                 summary.done += 1
         except FileExistsError:
             summary.failed += 1

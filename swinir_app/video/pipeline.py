@@ -129,6 +129,15 @@ def kept_metadata(tags) -> dict:
             if k.lower() not in _OWN_TAGS and not k.upper().startswith(("_STATISTICS", "DURATION", "NUMBER_OF_"))}
 
 
+def copy_tags(inp, out, pairs) -> None:
+    """Put ``inp``'s kept container tags (:func:`kept_metadata`) on ``out``, and each input stream's kept tags
+    (language, title, ...) on its output stream: ``pairs`` of (input stream, output stream). The one place
+    a whole run (:func:`restore_video`) and a join of its time slices take them from, so both keep the same."""
+    out.metadata.update(kept_metadata(inp.metadata))
+    for source, written in pairs:
+        written.metadata.update(kept_metadata(source.metadata))
+
+
 class _Pipeline:
     """Decode (a thread) -> restore (the caller's thread) -> encode and mux (a thread)."""
 
@@ -294,14 +303,13 @@ class _Pipeline:
             ostream.codec_context.max_b_frames = 0
         if first.rotation:
             ostream.set_display_rotation(int(first.rotation))
-        if self.keep_metadata:  # title, dates, location, ...: the muxer's own tags (encoder, brands) are its own
-            out.metadata.update(kept_metadata(self.inp.metadata))
-            ostream.metadata.update(kept_metadata(vs.metadata))
         try:
             streams = {s.index: out.add_stream_from_template(s) for s in self.copied}
         except ValueError as e:  # e.g. AAC sound into WebM
             raise VideoError(self.src, f"its {', '.join(s.codec_context.name for s in self.copied)} streams cannot "
                                        f"be copied into {out.format.name} ({e}); write .mkv, which takes any") from None
+        if self.keep_metadata:  # title, dates, location, ...: the muxer's own tags (encoder, brands) are its own
+            copy_tags(self.inp, out, [(vs, ostream), *((s, streams[s.index]) for s in self.copied)])
         _open_encoder(out, codec, self.src)
         self.size = (w, h)
         encoder = threading.Thread(target=self._encode, args=(out, ostream, streams), name="video-encode",

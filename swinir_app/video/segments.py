@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from ..files import STALE_PART_AGE, atomic_file, remove_stale_parts
+from .pipeline import copy_tags
 from .reading import CONTAINERS, VideoError, _reason, _video_times, probe
 
 def segment_path(dst, k: int, n: int) -> Path:
@@ -17,9 +18,13 @@ def segment_path(dst, k: int, n: int) -> Path:
     return dst.with_name(f".{dst.name}.segment-{k + 1}-of-{n}.nut")
 
 
-def join_segments(src, parts: List[Path], dst, overwrite: bool = False, expected: Optional[List[int]] = None) -> int:
+def join_segments(src, parts: List[Path], dst, overwrite: bool = False, expected: Optional[List[int]] = None,
+                  keep_metadata: bool = True) -> int:
     """Concatenate the video packets of ``parts`` (in order) into ``dst``, without re-encoding, with
     the audio and subtitle streams of ``src`` copied in; returns the video frame count.
+
+    ``keep_metadata``: ``src``'s container tags and its streams' tags (title, comment, language, ...) go to
+    ``dst`` as a whole run (:func:`restore_video`) writes them; False writes none (``--strip-metadata``).
 
     Packets are interleaved by decoding time, so memory holds a few packets, and ``dst`` is written
     atomically. ``expected``: the pts (in ``src``'s video time base) of every frame restored into the
@@ -48,6 +53,8 @@ def join_segments(src, parts: List[Path], dst, overwrite: bool = False, expected
                 if rotation:
                     ovs.set_display_rotation(rotation)
                 streams = {s.index: out.add_stream_from_template(s) for s in copied}
+                if keep_metadata:  # from the input, as a whole run takes them (not from the slices)
+                    copy_tags(inp, out, [(inp.streams.video[0], ovs), *((s, streams[s.index]) for s in copied)])
 
                 def video():
                     for c in opened:
