@@ -214,6 +214,28 @@ def test_a_model_of_another_architecture_runs_in_the_page(page, files):
 
 
 @pytest.mark.slow
+def test_the_mix_slider_follows_the_model(page, files):
+    """The detail <-> clean slider shows for a model with a partner (the bundled pair), and runs the blend."""
+    expect(page.locator("#mix")).to_be_hidden()  # the server's own model has no partner
+    model = page.get_by_role("combobox", name="Model")
+    model.click()
+    page.get_by_role("option", name=re.compile("^bundled-x4 ")).click()
+    expect(page.locator("#mix")).to_be_visible(timeout=TIMEOUT_MS)
+    expect(page.locator("#mix")).to_contain_text("Detail \u2194 clean")
+    page.locator("#mix input[type=number]").fill("0.3")
+    page.locator("#mix input[type=number]").press("Enter")
+    upload(page, files / "small.png")
+    uploaded(page)
+    page.click("#run")
+    expect(page.locator("#status")).to_contain_text("bundled-x4 + 30% bundled-real-x4", timeout=TIMEOUT_MS)
+    expect(page.locator("#status")).to_contain_text("64×48 → 256×192")
+    model.click()  # back to the server's model for the tests that follow
+    page.get_by_role("option", name=re.compile("tiny_x2.pth")).click()
+    expect(page.locator("#model-info")).to_contain_text("window 8", timeout=TIMEOUT_MS)
+    expect(page.locator("#mix")).to_be_hidden()
+
+
+@pytest.mark.slow
 def test_bad_files_say_what_is_wrong(page, files, server):
     status = page.locator("#status")
     upload(page, files / "corrupt.png")
@@ -338,6 +360,7 @@ def test_batch_tab(page, files, tmp_path):
     expect(report).to_contain_text("2 of 4 images done", timeout=TIMEOUT_MS)
     expect(report).to_contain_text("corrupt.png: truncated or corrupt")
     expect(report).to_contain_text("album/holiday/notes.png: not an image")
+    expect(page.locator("#batch-gallery img")).to_have_count(2)  # the results beside the zip
     with page.expect_download() as info:
         page.locator("#batch-out a[download]").first.click()
     path = tmp_path / "results.zip"
@@ -424,6 +447,10 @@ def test_client_restore(client, files):
     path, _ = client.predict(handle_file(str(files / "deep16.png")), outscale=3, api_name="/restore")
     out = read_image(path).array
     assert out.dtype == np.uint16 and out.shape == (144, 192, 3)  # 16 bits kept; Lanczos to x3
+    # Issue #33's options, after the older ones: a target size (the scale ignored), seamless, alpha, no metadata.
+    path, info = client.predict(handle_file(str(files / "small.png")), outscale=3, seamless=True, alpha="model",
+                                width=100, keep_metadata=False, api_name="/restore")
+    assert Image.open(path).size == (100, 75) and "64×48 → 100×75" in info
 
 
 @pytest.mark.slow
@@ -436,6 +463,12 @@ def test_client_errors_are_one_line_and_the_app_keeps_serving(client, files):
         client.predict(handle_file(str(files / "small.png")), model="/nowhere/x.pth", api_name="/restore")
     with pytest.raises(AppError, match="tile size must be"):
         client.predict(handle_file(str(files / "small.png")), tile="big", api_name="/restore")
+    with pytest.raises(AppError, match="width 10000: small.png is 64x48: a 10000x7500 output is more than 16x"):
+        client.predict(handle_file(str(files / "small.png")), width=10000, api_name="/restore")
+    with pytest.raises(AppError, match="tiny_x2.pth has no model to mix with"):
+        client.predict(handle_file(str(files / "small.png")), mix=0.5, api_name="/restore")
+    with pytest.raises(AppError, match="alpha must be bicubic or model"):
+        client.predict(handle_file(str(files / "small.png")), alpha="sharp", api_name="/restore")
     path, _ = client.predict(handle_file(str(files / "small.png")), api_name="/restore")
     assert Image.open(path).size == (128, 96)
 
@@ -548,7 +581,7 @@ def test_inline_images_obey_the_upload_limit(server):
 
     def join(payload: bytes):
         body = json.dumps({"data": [{"url": "data:image/png;base64," + base64.b64encode(payload).decode(),
-                                     "meta": {"_type": "gradio.FileData"}}] + [None] * 8,
+                                     "meta": {"_type": "gradio.FileData"}}] + [None] * 14,
                            "fn_index": fn, "session_hash": "inline1", "event_data": None}).encode()
         req = urllib.request.Request(server.url + "gradio_api/queue/join", data=body,
                                      headers={"Content-Type": "application/json"})
@@ -640,7 +673,7 @@ def test_progress_is_indeterminate_until_a_fraction_exists(webapp, files, tile, 
     from concurrent.futures import ThreadPoolExecutor
     progress = Recorder()
     call = Page(webapp).ui_restore(str(files / "small.png"), webapp.default_spec, "", 2, 0, tile, 8, "auto", False,
-                                   None, progress=progress)
+                                   0, False, "bicubic", 0, 0, True, None, progress=progress)
     with ThreadPoolExecutor(1) as pool:  # its own event loop: the browser tests' may be running in this thread
         out = pool.submit(asyncio.run, call).result()
     assert "64×48 → 128×96" in out[-1]["value"]

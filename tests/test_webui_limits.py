@@ -31,6 +31,8 @@ REQUEST_SECONDS = 2
 VIDEO_FRAMES = 5
 # The server believes 127.0.0.1 is a public address, as a server on the internet believes of the sender's
 # host: without that, gradio's own check would refuse the URL to our local listener and prove nothing.
+# Raw HTTP sends every input (gradio_client fills the defaults): mix, seamless, alpha, width, height, keep_metadata.
+NEW_OPTIONS = [0, False, "bicubic", 0, 0, True]
 LAUNCH = ("import sys, safehttpx; safehttpx.is_public_ip = lambda ip: True; "
           "from swinir_app.webui.cli import main; sys.exit(main(sys.argv[1:]))")
 
@@ -150,7 +152,8 @@ def video_run(server, path: Path) -> str:
     with open(path, "rb") as f:
         uploaded = httpx.post(url + "gradio_api/upload", files={"files": (path.name, f)}).json()[0]
     file = {"path": uploaded, "orig_name": path.name, "meta": {"_type": "gradio.FileData"}}
-    events = call(url, "ui_video", [file, model, "", 2, 0, "auto", 32, "auto", False], f"video-{path.stem}")
+    events = call(url, "ui_video", [file, model, "", 2, 0, "auto", 32, "auto", False, *NEW_OPTIONS],
+                  f"video-{path.stem}")
     done = next(ev for ev in events if ev.get("msg") == "process_completed")
     video, status = done["output"]["data"]
     assert video is None, done
@@ -199,7 +202,7 @@ def test_urls_are_refused_unfetched(server):
     try:
         remote = f"http://127.0.0.1:{listener.server_address[1]}/big.png"
         file = {"path": remote, "url": remote, "meta": {"_type": "gradio.FileData"}}
-        events = call(url, "restore", [file, "", 0, 0, "auto", 32, "auto", False], "urls1")
+        events = call(url, "restore", [file, "", 0, 0, "auto", 32, "auto", False, *NEW_OPTIONS], "urls1")
     finally:
         listener.shutdown()
     assert hits == []

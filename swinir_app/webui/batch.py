@@ -9,15 +9,16 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
 
 from ..files import atomic_file
-from ..images import encode_image
-from .catalogue import label_of
 from .jobs import Job, OverBudget, WebError, one_line
-from .service import TileProgress, WebApp
+from .service import TileProgress, WebApp, to_preview
 from ..engine import human_size
-from .settings import RunSettings
+from .settings import GALLERY_ITEMS, GALLERY_MAX_SIDE, RunSettings
 from .zips import list_images, safe_arcname, unique
 
 log = logging.getLogger("swinir_app.webui")
@@ -32,6 +33,7 @@ class BatchResult:
     label: str
     skipped: List[str] = field(default_factory=list)  # files left out on purpose (hidden files), one line each
     not_done: int = 0  # images left when the request's budget ran out
+    gallery: List[Tuple[np.ndarray, str]] = field(default_factory=list)  # the first results: (preview, name)
 
     def summary(self) -> str:
         total = self.done + len(self.errors) + self.not_done
@@ -40,6 +42,22 @@ class BatchResult:
     def text(self) -> str:
         return "\n".join([self.summary(), *self.errors, *self.skipped])
 
+    def gallery_label(self) -> str:
+        shown = len(self.gallery)
+        if self.done > shown:
+            return f"Results: the first {shown} of {self.done} (all are in the zip)"
+        return "Results"
+
+
+def thumbnail(a: np.ndarray, side: int = GALLERY_MAX_SIDE) -> np.ndarray:
+    """8-bit pixels for the gallery, at most ``side`` pixels on a side (the zip has the full size)."""
+    a = to_preview(a)
+    h, w = a.shape[:2]
+    f = side / max(h, w)
+    if f < 1:
+        a = cv2.resize(a, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    return a
+
 
 def run_batch(app: WebApp, paths: Sequence[str], s: RunSettings, cancel: threading.Event,
               report: Optional[Callable[[float, str], None]] = None) -> BatchResult:
@@ -47,11 +65,13 @@ def run_batch(app: WebApp, paths: Sequence[str], s: RunSettings, cancel: threadi
     paths = [str(p) for p in (paths or []) if p]
     if not paths:
         raise WebError("no files: add images or a zip first")
+    label = app.label(s)  # a mix weight for a model that has no partner: refused before any work
     errors: List[str] = []
     opened: List[zipfile.ZipFile] = []
     done, start, used, written, not_done = 0, time.perf_counter(), set(), 0, 0
     final = app.storage.new_result_folder(0) / "swinir_results.zip"
     skipped: List[str] = []
+    gallery: List[Tuple[np.ndarray, str]] = []
     try:
         items = list(list_images(app.config, paths, errors, opened, skipped))  # listings only: pixels read one by one
         # The device is taken for one image at a time: other users' jobs get their turns in between.
@@ -68,10 +88,11 @@ def run_batch(app: WebApp, paths: Sequence[str], s: RunSettings, cancel: threadi
                         restorer = app.restorer(s)
                         if isinstance(cancel, Job):
                             h, w = loaded.array.shape[:2]
-                            k = s.outscale if restorer.task == "sr" and s.outscale else restorer.scale
-                            cancel.spend(round(h * w * (1 + max(k, restorer.scale) ** 2)), name)
+                            size = app.output_size(restorer, h, w, s, name)
+                            out_pixels = max(h * w * restorer.scale ** 2, size[0] * size[1] if size else 0)
+                            cancel.spend(h * w + out_pixels, name)
                         result = app.process(restorer, loaded, name, s, tiles)
-                    data = encode_image(result.output, ".png", icc_profile=loaded.icc_profile)
+                    data = app.result_png(result)  # metadata kept unless the request said otherwise
                 except OverBudget as e:  # the rest of the request is not done either
                     errors.append(str(e) if str(e).startswith(name) else f"{name}: {e}")
                     not_done = len(items) - i - 1
@@ -89,11 +110,14 @@ def run_batch(app: WebApp, paths: Sequence[str], s: RunSettings, cancel: threadi
                 if written > app.config.max_temp_size:
                     raise WebError(f"the results pass this server's temporary space "
                                    f"({human_size(app.config.max_temp_size)}); send fewer or smaller images")
-                out.writestr(unique(safe_arcname(name), used), data)
+                arcname = unique(safe_arcname(name), used)
+                out.writestr(arcname, data)
                 done += 1
+                if len(gallery) < GALLERY_ITEMS:
+                    gallery.append((thumbnail(result.output), arcname))
             if errors or skipped:
                 out.writestr("errors.txt", "\n".join(errors + skipped) + "\n")
     finally:
         for zf in opened:
             zf.close()
-    return BatchResult(final, done, errors, time.perf_counter() - start, label_of(s.spec), skipped, not_done)
+    return BatchResult(final, done, errors, time.perf_counter() - start, label, skipped, not_done, gallery)

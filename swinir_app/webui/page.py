@@ -19,15 +19,17 @@ import gradio as gr
 import numpy as np
 from gradio_client import utils as client_utils
 
+from ..engine import ALPHA_MODES
 from ..images import encode_image
 from ..network import SwinIRConfig
 from ..network.capabilities import Capabilities
 from .batch import BatchResult, run_batch
 from .catalogue import CUSTOM, ModelInfo, task_label
+from ..zoo import MixPartner
 from .jobs import Cancelled, WebError, readable
 from .service import WebApp, comparison
 from ..engine import human_size
-from .settings import DEVICE_QUEUE, MAX_ACTIVE_JOBS, run_settings
+from .settings import DEVICE_QUEUE, GALLERY_ITEMS, MAX_ACTIVE_JOBS, MAX_SIDE, run_settings
 from .storage import CACHE_TTL
 
 log = logging.getLogger("swinir_app.webui")
@@ -183,7 +185,26 @@ def outscale_update(model: Union[None, SwinIRConfig, Capabilities]) -> dict:
     if model is None or model.task != "sr":
         return gr.update(visible=False, value=4, label="Output scale")
     return gr.update(visible=True, value=model.scale, label="Output scale",
-                     info=f"The model upscales ×{model.scale}; other values resize its output with Lanczos.")
+                     info=f"The model upscales ×{model.scale}; other values resize its output with Lanczos. "
+                          f"Ignored when a target width or height is set.")
+
+
+def size_update(model: Union[None, SwinIRConfig, Capabilities], which: str) -> dict:
+    """SR models: a target width or height (0: not set), instead of the output scale."""
+    info = {"width": "Pixels, 0: not set. Either one overrides the output scale.",
+            "height": "One alone keeps the aspect ratio; both: exactly that size."}[which]
+    if model is None or model.task != "sr":
+        return gr.update(visible=False, value=0, label=f"Target {which}", info=info)
+    return gr.update(visible=True, label=f"Target {which}", info=info)
+
+
+def mix_update(partner: Optional[MixPartner]) -> dict:
+    """A model with a mixing partner (the bundled pair): how much of the partner's weights, 0 = the model."""
+    if partner is None:
+        return gr.update(visible=False, value=0, label="Detail \u2194 clean")
+    return gr.update(visible=True, value=0, label=partner.slider.capitalize(),
+                     info=f"0: {partner.model} alone; 1: {partner.partner}; between: their weights blended "
+                          f"({partner.model_label} to {partner.partner_label}).")
 
 
 def level_update(info: Optional[ModelInfo]) -> dict:
@@ -219,15 +240,18 @@ class Page:
     def on_model(self, choice, custom_spec):
         """The model changed: its description, and the controls of its task."""
         spec = (custom_spec or "").strip() if choice == CUSTOM else choice
-        hidden = (gr.update(visible=False),) * 3
+        hidden = (gr.update(visible=False),) * 3 + (mix_update(None), size_update(None, "width"),
+                                                    size_update(None, "height"))
         if not spec:
             return (gr.update(visible=choice == CUSTOM), self.app.custom_hint(), *hidden)
         try:
             info = self.app.describe(spec)
         except WebError as e:
             return (gr.update(visible=choice == CUSTOM), f"⚠️ {md_escape(str(e))}", *hidden)
-        return (gr.update(visible=choice == CUSTOM), model_info_markdown(info), outscale_update(info.capabilities),
-                level_update(info), degrade_update(info.capabilities))
+        c = info.capabilities
+        return (gr.update(visible=choice == CUSTOM), model_info_markdown(info), outscale_update(c),
+                level_update(info), degrade_update(c), mix_update(self.app.partner(info.spec)),
+                size_update(c, "width"), size_update(c, "height"))
 
     async def _page_call(self, request, outputs: int, work: Callable, kind: str) -> Tuple:
         """``work(cancel)`` for the page: every failure is a status line, and the app keeps serving."""
@@ -245,9 +269,11 @@ class Page:
         return await self.app.run_cancellable(guarded, request, kind)
 
     async def ui_restore(self, image, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                         ensemble_v, request: gr.Request, progress=gr.Progress()):
+                         ensemble_v, mix_v, seamless_v, alpha_v, width_v, height_v, metadata_v, request: gr.Request,
+                         progress=gr.Progress()):
         def work(cancel):
-            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v,
+                               mix_v, seamless_v, alpha_v, width_v, height_v, metadata_v)
             # No bar until there is a fraction to show: a run in one pass reports only its end, so the
             # page shows what it does and the time so far (an indeterminate progress) instead of "0%".
             progress(None, desc="Restoring" if s.spec in self.app.models else "Loading the model")
@@ -259,18 +285,23 @@ class Page:
         return await self._page_call(request, 3, work, "single")
 
     async def ui_batch(self, files, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                       ensemble_v, request: gr.Request, progress=gr.Progress()):
+                       ensemble_v, mix_v, seamless_v, alpha_v, width_v, height_v, metadata_v, request: gr.Request,
+                       progress=gr.Progress()):
         def work(cancel):
-            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v,
+                               mix_v, seamless_v, alpha_v, width_v, height_v, metadata_v)
             b = run_batch(self.app, files or [], s, cancel, lambda f, name: progress(f, desc=name))
             log.info("batch: %s", b.summary())
-            return str(b.zip_path), status(batch_markdown(b), markdown=True)
-        return await self._page_call(request, 2, work, "batch")
+            gallery = gr.update(value=b.gallery or None, label=b.gallery_label())
+            return str(b.zip_path), gallery, status(batch_markdown(b), markdown=True)
+        return await self._page_call(request, 3, work, "batch")
 
     async def ui_video(self, clip, choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v,
-                       ensemble_v, request: gr.Request, progress=gr.Progress()):
+                       ensemble_v, mix_v, seamless_v, alpha_v, width_v, height_v, metadata_v, request: gr.Request,
+                       progress=gr.Progress()):
         def work(cancel):
-            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v)
+            s = self._settings(choice, custom_spec, outscale_v, degrade_v, tile_v, overlap_v, precision_v, ensemble_v,
+                               mix_v, seamless_v, alpha_v, width_v, height_v, metadata_v)
             progress(None, desc="Restoring" if s.spec in self.app.models else "Loading the model")
             v = self.app.restore_video(clip, s, cancel, lambda d, t: progress((d, t) if t else None,
                                                                                desc="Restoring", unit="frames"))
@@ -292,25 +323,28 @@ class Page:
         return run_settings(custom_spec if choice == CUSTOM else choice, *values)
 
     async def restore(self, image, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
-                      request: gr.Request, progress=gr.Progress()):
+                      mix=0, seamless=False, alpha=ALPHA_MODES[0], width=0, height=0, keep_metadata=True,
+                      request: gr.Request = None, progress=gr.Progress()):
         """Restore one image with a model (zoo name or checkpoint path; empty: the app's default).
 
-        Returns the full-resolution PNG (16-bit kept) and a line: time, sizes, model.
+        Returns the full-resolution PNG (16-bit kept; EXIF, XMP and IPTC kept unless keep_metadata is off)
+        and a line: time, sizes, model.
         """
         def work(cancel):
             s = run_settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
-                          self_ensemble)
+                             self_ensemble, mix, seamless, alpha, width, height, keep_metadata)
             r = self.app.restore_file(image, s, cancel, lambda d, t: progress((d, t), desc="Restoring")
                                       if t > 1 else progress(None, desc="Restoring"))
             return str(self.app.result_file(r)), self.app.info(r)
         return await self._api_call(request, work)
 
     async def batch(self, files, model, outscale, degrade, tile, tile_overlap, precision, self_ensemble,
-                    request: gr.Request, progress=gr.Progress()):
+                    mix=0, seamless=False, alpha=ALPHA_MODES[0], width=0, height=0, keep_metadata=True,
+                    request: gr.Request = None, progress=gr.Progress()):
         """Restore images and the images in zip files. Returns a zip of PNGs (with errors.txt) and a report."""
         def work(cancel):
             s = run_settings(model or self.app.default_spec, outscale, degrade, tile, tile_overlap, precision,
-                          self_ensemble)
+                             self_ensemble, mix, seamless, alpha, width, height, keep_metadata)
             b = run_batch(self.app, files or [], s, cancel, lambda f, name: progress(f, desc=name))
             return str(b.zip_path), b.text()
         return await self._api_call(request, work)
@@ -336,6 +370,7 @@ class Page:
             except WebError as e:
                 initial_text = f"⚠️ {md_escape(str(e))}"  # the page still opens: another model can be chosen
         c0 = initial.capabilities if initial else None
+        partner0 = app.partner(initial.spec) if initial else None
         default_choice = app.default_spec or CUSTOM
         # Past gradio's queue, up to MAX_ACTIVE_JOBS jobs wait for the device, served in turn by session.
         device_queue = dict(concurrency_limit=MAX_ACTIVE_JOBS, concurrency_id=DEVICE_QUEUE)
@@ -356,6 +391,12 @@ class Page:
                                         elem_id="custom-model")
                     model_md = gr.Markdown(initial_text, elem_id="model-info")
                     outscale = gr.Slider(1, 8, step=0.5, elem_id="outscale", **_props(outscale_update(c0)))
+                    with gr.Row():
+                        width = gr.Number(minimum=0, maximum=MAX_SIDE, step=1, precision=0, elem_id="width",
+                                          **_props(size_update(c0, "width")))
+                        height = gr.Number(minimum=0, maximum=MAX_SIDE, step=1, precision=0, elem_id="height",
+                                           **_props(size_update(c0, "height")))
+                    mix = gr.Slider(0, 1, step=0.1, elem_id="mix", **_props(mix_update(partner0)))
                     level = gr.Radio(elem_id="level", **_props(level_update(initial)))
                     degrade = gr.Slider(step=1, elem_id="degrade", **_props(degrade_update(c0)))
                     with gr.Accordion("Advanced", open=False):
@@ -368,6 +409,16 @@ class Page:
                                                   "(see the README); only precisions native here are offered")
                         ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations: 8× slower, a bit "
                                                             "better)")
+                        seamless = gr.Checkbox(False, label="Seamless (tileable texture)", elem_id="seamless",
+                                               info="The borders wrap around, so a texture that tiles still tiles "
+                                                    "after restoring.")
+                        alpha = gr.Radio(list(ALPHA_MODES), value=ALPHA_MODES[0], label="Transparency (alpha)",
+                                         elem_id="alpha", info="bicubic: resized, fast and smooth; model: run "
+                                         "through the model too (sharper cut-out edges, one more pass per image).")
+                    keep_metadata = gr.Checkbox(True, label="Keep photo metadata (EXIF, XMP, IPTC)",
+                                                elem_id="keep-metadata",
+                                                info="Camera, dates, GPS... go into the PNG (orientation reset, new "
+                                                     "size); off: only the pixels and the color profile.")
                     gr.Markdown(limits, elem_classes="limits")
                 with gr.Column(scale=3):
                     with gr.Tabs():
@@ -404,6 +455,9 @@ class Page:
                                 batch_btn = gr.Button("Run batch", variant="primary", elem_id="batch-run")
                                 batch_cancel = gr.Button("Cancel", variant="stop", elem_id="batch-cancel")
                             batch_report = gr.Markdown("", elem_id="batch-report")
+                            batch_gallery = gr.Gallery(label=f"Results (the first {GALLERY_ITEMS})", format="png",
+                                                       columns=6, height=360, interactive=False,
+                                                       elem_id="batch-gallery", buttons=["fullscreen"])
                         with gr.Tab("Video", id="video"):
                             with gr.Row(equal_height=True):
                                 video_in = UploadedVideo(sources=["upload"], label="A short clip (.mp4 .mkv .mov .webm "
@@ -423,32 +477,38 @@ class Page:
                 api_options = [gr.Textbox("", label="model"), gr.Number(0, label="outscale"),
                                gr.Number(0, label="degrade"), gr.Textbox("auto", label="tile"),
                                gr.Number(32, label="tile_overlap", precision=0), gr.Textbox("auto", label="precision"),
-                               gr.Checkbox(False, label="self_ensemble")]
+                               gr.Checkbox(False, label="self_ensemble"),
+                               # Added later: at the end, with defaults, so that older clients' calls still work.
+                               gr.Number(0, label="mix"), gr.Checkbox(False, label="seamless"),
+                               gr.Textbox(ALPHA_MODES[0], label="alpha"), gr.Number(0, label="width", precision=0),
+                               gr.Number(0, label="height", precision=0), gr.Checkbox(True, label="keep_metadata")]
                 api_result, api_info = gr.File(label="result"), gr.Textbox(label="info")
                 api_zip, api_report = gr.File(label="results_zip"), gr.Textbox(label="report")
                 api_restore_btn, api_batch_btn = gr.Button("restore"), gr.Button("batch")
 
             # The model choice: the controls follow the model's task.
-            model_outputs = [custom, model_md, outscale, level, degrade]
+            model_outputs = [custom, model_md, outscale, level, degrade, mix, width, height]
             model_dd.change(self.on_model, [model_dd, custom], model_outputs, **quick)
             custom.submit(self.on_model, [model_dd, custom], model_outputs, **quick)
             custom.blur(self.on_model, [model_dd, custom], model_outputs, **quick)
             level.input(lambda name: gr.update(value=name), level, model_dd, **quick)
 
             # The page's runs, and their Cancel buttons.
-            settings_in = [model_dd, custom, outscale, degrade, tile, overlap, precision, ensemble]
+            settings_in = [model_dd, custom, outscale, degrade, tile, overlap, precision, ensemble, mix, seamless,
+                           alpha, width, height, keep_metadata]
             run_evt = run_btn.click(self.ui_restore, [image_in, *settings_in], [slider, result, status_md],
                                     api_visibility="private", **device_queue)
-            batch_evt = batch_btn.click(self.ui_batch, [batch_in, *settings_in], [batch_out, batch_report],
-                                        api_visibility="private", **device_queue)
+            batch_evt = batch_btn.click(self.ui_batch, [batch_in, *settings_in],
+                                        [batch_out, batch_gallery, batch_report], api_visibility="private",
+                                        **device_queue)
             video_evt = video_btn.click(self.ui_video, [video_in, *settings_in], [video_out, video_status],
                                         api_visibility="private", **device_queue)
             cancel_btn.click(self.cancel_button("single", 3), None, [slider, result, status_md], cancels=[run_evt],
                              queue=False, api_visibility="private")
             video_cancel.click(self.cancel_button("video", 2), None, [video_out, video_status], cancels=[video_evt],
                                queue=False, api_visibility="private")
-            batch_cancel.click(self.cancel_button("batch", 2), None, [batch_out, batch_report], cancels=[batch_evt],
-                               queue=False, api_visibility="private")
+            batch_cancel.click(self.cancel_button("batch", 3), None, [batch_out, batch_gallery, batch_report],
+                               cancels=[batch_evt], queue=False, api_visibility="private")
 
             # The API: /restore and /batch.
             api_restore_btn.click(self.restore, [api_image, *api_options], [api_result, api_info],

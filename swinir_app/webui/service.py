@@ -24,12 +24,12 @@ import numpy as np
 
 from ..checkpoint import ModelLoadError
 from ..engine import ModelOutputError, Restorer, SettingError, is_oom, resolve_device
-from ..resize import resize_lanczos
+from ..resize import final_size, resize_lanczos
 from ..precision import PRECISIONS, resolve_precision
 from ..images import ImageReadError, LoadedImage, encode_image, read_image
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
 from ..network.family import capabilities_of
-from ..zoo import find_entry, is_cached, load_model, param_count, weights_home
+from ..zoo import MixPartner, find_entry, is_cached, load_model, mix_partner, param_count, weights_home
 from .catalogue import CUSTOM, Catalogue, ModelInfo, ModelPolicy, label_of
 from .jobs import Cancelled, FairSlot, Job, Registry, WebError, check, one_line, readable
 from .settings import MAX_PASSES, PREVIEW_MAX_SIDE, UNTILED_MEMORY_SHARE, AppConfig, RunSettings
@@ -63,8 +63,10 @@ class ModelCache:
         self._lock = threading.Lock()
         self.loads = 0
 
-    def get(self, spec: str):
-        key = _spec_key(spec, self.device)
+    def get(self, spec: str, mix: Optional[Tuple[str, float]] = None):
+        """The model ``spec`` names, loaded once; with ``mix`` = (partner, w), its weights blended with the
+        partner's, once per (model, partner, w): a cache entry of its own."""
+        key = _spec_key(spec, self.device) + (("mix", *_spec_key(mix[0], self.device), mix[1]) if mix else ())
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -75,7 +77,7 @@ class ModelCache:
                     import torch
                     torch.cuda.empty_cache()
             try:
-                model = load_model(spec, device=self.device, weights_dir=self.weights_dir)
+                model = load_model(spec, device=self.device, weights_dir=self.weights_dir, mix=mix)
             except ModelLoadError as e:
                 raise WebError(f"cannot load model {spec}: {e}") from None
             except Exception as e:  # noqa: BLE001 - device or memory trouble: one line
@@ -85,7 +87,7 @@ class ModelCache:
             return model
 
     def __contains__(self, spec: str) -> bool:
-        return _spec_key(spec, self.device) in self._models
+        return _spec_key(spec, self.device) in self._models  # the model alone (a mixed one is another entry)
 
 
 @dataclass
@@ -99,6 +101,8 @@ class Result:
     scale_text: str
     task: str
     note: str = ""  # e.g. that the run was tiled automatically
+    sized: bool = False  # resized to a target width/height (the file name then says the size)
+    keep_metadata: bool = True  # the result file carries the source's EXIF (orientation 1), XMP and IPTC
 
 
 @dataclass
@@ -175,9 +179,17 @@ def comparison(before: np.ndarray, after: np.ndarray) -> Tuple[np.ndarray, np.nd
     return b, a
 
 
-def _result_suffix(task: str, scale_text: str) -> str:
-    """What a result's file name gets after the input's stem: _x4, _denoised, _dejpeg."""
+def _result_suffix(task: str, scale_text: str, size: Optional[Tuple[int, int]] = None) -> str:
+    """What a result's file name gets after the input's stem: _x4, _denoised, _dejpeg; _1920x1080 for a
+    target size (width x height)."""
+    if size is not None:
+        return f"_{size[0]}x{size[1]}"
     return {"sr": f"_x{scale_text}", "denoise": "_denoised", "jpeg": "_dejpeg"}[task]
+
+
+def _has_alpha_to_restore(a: np.ndarray) -> bool:
+    """An alpha channel that the engine runs through the model with alpha="model" (not a uniform one)."""
+    return a.ndim == 3 and a.shape[2] in (2, 4) and a[:, :, -1].min() != a[:, :, -1].max()
 
 
 def _fmt_scale(s: float) -> str:
@@ -293,13 +305,51 @@ class WebApp:
                 pass
         return ok
 
+    def partner(self, spec: str) -> Optional[MixPartner]:
+        """The model's mixing partner (the bundled pair), oriented from it; None if it has none."""
+        return mix_partner(spec) if spec and not any(c in spec for c in "/\\") else None
+
+    def mix_of(self, s: RunSettings) -> Optional[Tuple[str, float]]:
+        """(partner, weight) for ``s`` (None for a weight of 0); a weight for a model without a partner is
+        refused in one line."""
+        if not s.mix:
+            return None
+        p = self.partner(self.policy.check(s.spec))
+        if p is None:
+            raise WebError(f"{label_of(s.spec)} has no model to mix with (only the bundled pair, bundled-x4 and "
+                           f"bundled-real-x4, mix); leave the mix weight at 0")
+        return p.partner, s.mix
+
+    def label(self, s: RunSettings) -> str:
+        """The model as the result line names it: "bundled-x4 + 30% bundled-real-x4" for a mix."""
+        mix = self.mix_of(s)
+        return label_of(s.spec) + (f" + {mix[1]:.0%} {mix[0]}" if mix else "")
+
     def restorer(self, s: RunSettings) -> Restorer:
-        model = self.models.get(self.policy.check(s.spec))
+        spec = self.policy.check(s.spec)
+        model = self.models.get(spec, self.mix_of(s))  # a mix is blended once, then kept like any model
         try:
             return Restorer(model, tile=s.tile, tile_overlap=int(s.tile_overlap), precision=s.precision,
-                            device=self.device, self_ensemble=bool(s.self_ensemble), memory_share=UNTILED_MEMORY_SHARE)
+                            device=self.device, self_ensemble=bool(s.self_ensemble), memory_share=UNTILED_MEMORY_SHARE,
+                            seamless=s.seamless, alpha=s.alpha)
         except ValueError as e:
             raise WebError(one_line(e)) from None
+
+    def output_size(self, restorer: Restorer, h: int, w: int, s: RunSettings, name: str
+                    ) -> Optional[Tuple[int, int]]:
+        """(height, width) to resize the model's output of an h x w image to, as the CLI does
+        (:func:`~swinir_app.resize.final_size`): the output scale (super-resolution only) or the target
+        width/height (any task); None to keep the model's own size."""
+        if s.sized:
+            try:
+                size = final_size(h, w, restorer.scale, None, s.width, s.height, name=name)
+            except SettingError as e:
+                raise WebError(f"{e.setting} {e.value}: {e.detail}") from None
+        elif restorer.task == "sr" and s.outscale and abs(s.outscale - restorer.scale) > 1e-6:
+            size = final_size(h, w, restorer.scale, s.outscale)
+        else:
+            return None
+        return None if size == (h * restorer.scale, w * restorer.scale) and not s.sized else size
 
     # ---- one image -------------------------------------------------------------------------
 
@@ -315,13 +365,15 @@ class WebApp:
         task = restorer.task
         h, w = a.shape[:2]
         scale = restorer.scale
-        final = s.outscale if task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 else None
-        pixels = h * w * max(scale, final or 0) ** 2
+        size = self.output_size(restorer, h, w, s, name)
+        oh, ow = size or (h * scale, w * scale)
+        pixels = max(h * w * scale ** 2, oh * ow)  # the model's output, and the final one
         if pixels > self.config.max_output_pixels:
-            f = final or scale
-            raise WebError(f"{name}: the output would be {round(w * f):,}x{round(h * f):,} = {pixels:,.0f} pixels, "
-                           f"over the limit of {self.config.max_output_pixels:,}; choose a smaller output scale or "
-                           f"image")
+            raise WebError(f"{name}: the output would be {ow:,}x{oh:,} = {pixels:,.0f} pixels, over the limit of "
+                           f"{self.config.max_output_pixels:,}; choose a smaller "
+                           f"{'size' if s.sized else 'output scale'} or image")
+        if s.alpha == "model" and _has_alpha_to_restore(a):  # the alpha channel is a second pass
+            progress.passes = (8 if s.self_ensemble else 1) * 2
         plan = restorer.plan(h, w, name)
         note, passes = _memory_note(plan), plan.count
         if passes > MAX_PASSES:
@@ -346,11 +398,12 @@ class WebApp:
                 raise WebError(f"{name}: out of memory; choose a smaller tile size under Advanced") from None
             log.exception("restoring %s failed", name)
             raise WebError(f"{name}: {readable(e)}") from None
-        if final:
-            out = resize_lanczos(out, (max(1, round(h * final)), max(1, round(w * final))))
-            scale = final
+        if size is not None:
+            out = resize_lanczos(out, size)
+            scale = s.outscale if not s.sized else scale
         seconds = time.perf_counter() - start
-        return Result(name, loaded, a, out, seconds, label_of(s.spec), _fmt_scale(scale), task, note)
+        return Result(name, loaded, a, out, seconds, self.label(s), _fmt_scale(scale), task, note, s.sized,
+                      s.keep_metadata)
 
     def restore_file(self, path: Optional[str], s: RunSettings, cancel: threading.Event,
                      report: Optional[Callable[[int, int], None]] = None) -> Result:
@@ -364,11 +417,22 @@ class WebApp:
             restorer = self.restorer(s)
             return self.process(restorer, loaded, name, s, progress)
 
+    def result_png(self, result: Result) -> bytes:
+        """The full-resolution PNG (16-bit kept) with the ICC profile, and unless ``keep_metadata`` was off
+        the source's EXIF (orientation 1, the new size), XMP and IPTC, as the CLI writes them."""
+        metadata = result.loaded.metadata if result.keep_metadata else None
+        return encode_image(result.output, ".png", icc_profile=result.loaded.icc_profile, metadata=metadata)
+
+    def result_name(self, result: Result) -> str:
+        """The result file's name: the input's stem and what was done (_x4, _denoised, _1920x1080)."""
+        size = (result.output.shape[1], result.output.shape[0]) if result.sized else None
+        return f"{Path(result.name).stem}{_result_suffix(result.task, result.scale_text, size)}.png"
+
     def result_file(self, result: Result) -> Path:
-        """The full-resolution PNG (16-bit kept) in a fresh folder, named after the input."""
-        data = encode_image(result.output, ".png", icc_profile=result.loaded.icc_profile)
+        """The full-resolution PNG (:meth:`result_png`) in a fresh folder, named after the input."""
+        data = self.result_png(result)
         folder = self.storage.new_result_folder(len(data))
-        path = folder / f"{Path(result.name).stem}{_result_suffix(result.task, result.scale_text)}.png"
+        path = folder / self.result_name(result)
         path.write_bytes(data)
         return path
 
@@ -378,7 +442,7 @@ class WebApp:
         h, w = r.model_input.shape[:2]
         oh, ow = r.output.shape[:2]
         depth = " · 16-bit" if r.output.dtype == np.uint16 else ""
-        scale = f" (x{r.scale_text})" if r.task == "sr" else ""
+        scale = f" (x{r.scale_text})" if r.task == "sr" and not r.sized else ""
         return f"{r.seconds:.2f} s · {w}×{h} → {ow}×{oh} · {r.label}{scale}{depth}" + (f" · {r.note}" if r.note else "")
 
     # ---- videos ----------------------------------------------------------------------------
@@ -414,10 +478,11 @@ class WebApp:
             progress.check()
             restorer = self.restorer(s)
         scale = restorer.scale
-        final = s.outscale if restorer.task == "sr" and s.outscale and abs(s.outscale - scale) > 1e-6 \
-            else None
-        if w * h * (final or scale) ** 2 > self.config.max_output_pixels:
-            raise WebError(f"{name}: its frames would have {w * h * (final or scale) ** 2:,.0f} pixels, over the "
+        size = self.output_size(restorer, h, w, s, name)
+        out_pixels = max(w * h * scale ** 2, size[0] * size[1] if size else 0)
+        final = (size[0] / h) if size else None  # for the budgets and the folder's room
+        if out_pixels > self.config.max_output_pixels:
+            raise WebError(f"{name}: its frames would have {out_pixels:,.0f} pixels, over the "
                            f"limit of {self.config.max_output_pixels:,}; choose a smaller output scale")
         note = _memory_note(restorer.plan(h, w, name))
         task = restorer.task
@@ -445,14 +510,16 @@ class WebApp:
                 report(done, total)
         # The result's size is known only roughly before: room for the input's size again, x scale².
         folder = self.storage.new_result_folder(int(src.stat().st_size * (final or scale) ** 2))
-        dst = folder / f"{src.stem}{_result_suffix(task, _fmt_scale(final or scale))}{src.suffix.lower()}"
+        suffix = _result_suffix(task, _fmt_scale(s.outscale if final and not s.sized else scale),
+                                (size[1], size[0]) if s.sized else None)
+        dst = folder / f"{src.stem}{suffix}{src.suffix.lower()}"
         start = time.perf_counter()
         try:
             result = video.restore_video(src, dst, restore, max_seconds=limit, on_frame=frame_done)
         except video.VideoError as e:
             raise WebError(f"{name}: {e.reason}") from None
         return VideoRun(dst, result.frames, (result.width, result.height), time.perf_counter() - start,
-                        label_of(s.spec), note)
+                        self.label(s), note)
 
     # ---- many images -----------------------------------------------------------------------
 
