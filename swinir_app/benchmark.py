@@ -1,7 +1,10 @@
 """Speed and memory against the official implementation, measured in the same run.
 
 ``python -m swinir_app.benchmark [--config classical-x4] [--size 128] [--precision fp32 bf16]
-[--backend pytorch onnxruntime] [--train-step] [--scaling 512 1024 2048] [--json OUT]``
+[--backend pytorch onnxruntime] [--train-step] [--scaling 512 1024 2048] [--threads N] [--busy] [--json OUT]``
+
+``--busy`` times 1 thread against all the allowed cores, quiet and with a CPU-bound process started beside it on
+the same cores (the busy-machine policy); ``--gpu-check [OUT.md]`` runs the GPU table (scripts/gpu_check.sh).
 
 Runs are alternated (A B A B ...): times are the medians over rounds, and speedups the medians of each
 round's ratio, because this kind of machine drifts by up to 2x within minutes: only the ratios mean
@@ -11,10 +14,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Callable, List, Optional, Sequence
 
 import torch
@@ -23,6 +28,7 @@ from .network.hardware import autocast
 from .precision import DTYPES
 from .network import ARCH_NAMES, PRESETS, SwinIRConfig, build_network, hardware
 from .network.family import capabilities_of
+from .threads import allowed_cores, apply_threads, load_average
 
 @dataclass
 class Row:
@@ -42,6 +48,19 @@ class Row:
 
 
 @dataclass
+class BusyRow:
+    """One precision at one thread count, timed quiet and beside a CPU-bound process (``--busy``)."""
+    case: str
+    precision: str
+    threads: int
+    quiet_ms: float
+    busy_ms: float
+    slowdown: float  # busy / quiet at this thread count (median of the rounds' ratios)
+    vs_quiet_default: float  # busy at this count / quiet at the default count: what a user sees
+    load_average: List[float] = field(default_factory=list)  # 1-minute load, before and after the busy rounds
+
+
+@dataclass
 class Report:
     device: str
     threads: int
@@ -49,6 +68,10 @@ class Report:
     auto_precision: str = "fp32"  # what precision="auto" picks for --config on this device
     matmul_gflops: dict = field(default_factory=dict)
     rows: List[Row] = field(default_factory=list)
+    cores: int = 0  # the cores this process may use
+    load_average: List[Optional[float]] = field(default_factory=list)  # 1-minute load at the start and the end
+    busy: List[BusyRow] = field(default_factory=list)
+    busy_competitor: str = ""  # what ran beside the --busy rows
 
 
 def _sync(device: torch.device) -> None:
@@ -249,6 +272,7 @@ def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, rep
     with tempfile.TemporaryDirectory() as tmp:
         export_onnx(ours, Path(tmp) / "model.onnx")
         graph = OnnxModel(Path(tmp) / "model.onnx")
+        graph.set_threads(torch.get_num_threads())  # as many as our PyTorch path
         with torch.inference_mode():
             diff = (graph(x) - ref(x).clamp(0, 1)).abs().max().item()
             per_round = rounds([lambda: graph(x), lambda: ours(x), lambda: ref(x)], device, repeats, warmup)
@@ -314,6 +338,102 @@ def bench_scaling(config: SwinIRConfig, sizes: List[int], precision: str, device
     return rows
 
 
+# The competitor of --busy: fp32 matmuls in numpy (its own BLAS threads) for as long as it runs, paused and resumed
+# by the benchmark with SIGSTOP and SIGCONT; it says "ready" once its first matmul has run.
+_SPIN = """import sys, numpy as np
+a = np.random.rand(512, 512).astype(np.float32)
+a @ a
+print("ready", flush=True)
+while True:
+    a @ a
+"""
+
+
+def busy_process(threads: int):
+    """Start the ``--busy`` competitor on ``threads`` BLAS threads, paused; returns the Popen."""
+    import signal
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    # Its own defaults (spinning waits), as another job would have, whatever ours are.
+    env.update(OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    child = subprocess.Popen([sys.executable, "-c", _SPIN], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        if child.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"the --busy competitor exited (code {child.wait()}) before it started")
+        child.send_signal(signal.SIGSTOP)
+    except BaseException:
+        child.kill()
+        child.wait()
+        raise
+    return child
+
+
+def bench_busy(config: SwinIRConfig, size: int, precisions: Sequence[str], thread_counts: Sequence[int],
+               device: torch.device, repeats: int, warmup: int, competitor_threads: int) -> List[BusyRow]:
+    """The busy-machine policy: our forward at each precision and thread count, each round timed quiet and
+    then beside a CPU-bound process (:func:`busy_process`, on the same cores, started, resumed, paused and
+    stopped here), all interleaved. The last of ``thread_counts`` is the one ``vs_quiet_default`` compares
+    against (the default count)."""
+    import signal
+
+    torch.manual_seed(0)
+    model = build_network(config).to(device).eval()
+    x = torch.rand(1, config.in_chans, size, size, device=device)
+    cases = [(pr, n) for pr in precisions for n in thread_counts]
+
+    def run(pr: str, n: int):
+        def fn():
+            torch.set_num_threads(n)
+            with autocast(device, pr):
+                return model(x)
+        return fn
+
+    fns = [run(pr, n) for pr, n in cases]
+    quiet: List[List[float]] = [[] for _ in fns]
+    busy: List[List[float]] = [[] for _ in fns]
+    child = busy_process(competitor_threads)
+    try:
+        with torch.inference_mode():
+            for _ in range(warmup):
+                for fn in fns:
+                    fn()
+            loads = [load_average()]
+            for _ in range(repeats):
+                for state, times in ((False, quiet), (True, busy)):
+                    if state:
+                        child.send_signal(signal.SIGCONT)
+                        time.sleep(0.1)  # let it take the cores
+                    for fn, t in zip(fns, times):
+                        t.append(timed(fn, device))
+                    if state:
+                        child.send_signal(signal.SIGSTOP)
+            loads.append(load_average())
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+    rows = []
+    for i, (pr, n) in enumerate(cases):
+        default = cases.index((pr, thread_counts[-1]))
+        rows.append(BusyRow(f"{pr} {size}x{size} x{config.upscale}", pr, n, statistics.median(quiet[i]) * 1e3,
+                            statistics.median(busy[i]) * 1e3, ratio(busy[i], quiet[i]),
+                            ratio(busy[i], quiet[default]), [v for v in loads if v is not None]))
+    return rows
+
+
+def format_busy(report: Report) -> str:
+    head = ["case", "threads", "quiet ms", "busy ms", "busy/quiet", "busy/quiet default"]
+    rows = [[r.case, str(r.threads), f"{r.quiet_ms:.0f}", f"{r.busy_ms:.0f}", f"{r.slowdown:.2f}x",
+             f"{r.vs_quiet_default:.2f}x"] for r in report.busy]
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [head, *rows]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    load = report.busy[0].load_average if report.busy else []
+    return (f"busy machine: {report.busy_competitor}; load average {' -> '.join(f'{v:.2f}' for v in load)} "
+            f"during the busy rounds\n" + "\n".join(lines))
+
+
 def format_table(report: Report) -> str:
     head = ["case", "ours ms", "official ms", "speedup", "spandrel ms", "vs spandrel", "ours MiB", "official MiB",
             "GFLOP", "GFLOP/s", "% ceiling", "max diff", "note"]
@@ -328,14 +448,18 @@ def format_table(report: Report) -> str:
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [head, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
-    ceilings = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report.matmul_gflops.items())
+    ceilings = ", ".join(f"{k} {v:.0f} GFLOP/s" for k, v in report.matmul_gflops.items()) or "not measured"
     machine = report.device
     if report.cpu:
         c = report.cpu
         bf16 = "AMX bf16" if c["amx"] else "native bf16" if c["native_bf16"] else "no native bf16"
         machine += f": {c['name']} ({c['isa']}, {bf16})"
-    return (f"device {machine}, {report.threads} threads; auto precision for this model: {report.auto_precision}; "
-            f"2048^2 matmul: {ceilings}\n" + "\n".join(lines))
+    load = " -> ".join("?" if v is None else f"{v:.2f}" for v in report.load_average)
+    parts = [f"device {machine}, {report.threads} threads of {report.cores} cores, load average {load or '?'}; "
+             f"auto precision for this model: {report.auto_precision}; 2048^2 matmul: {ceilings}"]
+    parts += ["\n".join(lines)] if report.rows else []
+    parts += [format_busy(report)] if report.busy else []
+    return "\n".join(parts)
 
 
 def runnable(precision: str, device: torch.device) -> Optional[str]:
@@ -350,8 +474,49 @@ def runnable(precision: str, device: torch.device) -> Optional[str]:
     return None
 
 
+GPU_CHECK_CONFIG, GPU_CHECK_SIZE, GPU_CHECK_SCALING, GPU_CHECK_TILE = "classical-x4", 128, 2048, 256
+
+
+def gpu_check(out: Path, repeats: int = 10, warmup: int = 3, device: str = "cuda", config: str = GPU_CHECK_CONFIG,
+              size: int = GPU_CHECK_SIZE, scaling: int = GPU_CHECK_SCALING, tile: int = GPU_CHECK_TILE,
+              matmul_n: int = 2048) -> Report:
+    """The GPU table of ``scripts/gpu_check.sh``: SwinIR-M x4 (classical-x4) at 128x128 LR in fp32, bf16 and
+    fp16 against the official network (fp32) and spandrel's SwinIR, and a tiled 2048x2048 x4 upscale with its
+    peak allocated memory (``torch.cuda.max_memory_allocated``); written to ``out`` as Markdown. (The test runs it
+    small on the CPU: ``device``, ``config``, ``size``, ``scaling``, ``tile``, ``matmul_n``.)"""
+    import platform
+
+    from .files import atomic_write
+    from .precision import auto_precision
+    dev = torch.device(device)
+    net = SwinIRConfig.preset(config)
+    name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{dev} ({hardware.cpu().name})"
+    report = Report(device=name, threads=torch.get_num_threads(), cores=allowed_cores(),
+                    auto_precision=auto_precision(dev, capabilities_of(net)), load_average=[load_average()])
+    started = time.perf_counter()
+    for pr in ("fp32", "bf16", "fp16"):
+        why = runnable(pr, dev)
+        report.matmul_gflops[pr] = None if why else matmul_gflops(dev, DTYPES[pr], matmul_n)
+        case = f"{pr} {size}x{size} x{net.upscale}"
+        report.rows.append(skipped(case, why) if why else bench_inference(
+            net, size, pr, dev, repeats, warmup, report.matmul_gflops[pr]))
+        print(f"  {case}: done", file=sys.stderr)
+    report.matmul_gflops = {k: v for k, v in report.matmul_gflops.items() if v is not None}
+    report.rows.extend(bench_scaling(net, [scaling], report.auto_precision, dev, tile))
+    report.load_average.append(load_average())
+    seconds = time.perf_counter() - started
+    memory = "torch.cuda.max_memory_allocated" if dev.type == "cuda" else "the peak RSS"
+    text = (f"# GPU check, {time.strftime('%Y-%m-%d %H:%M')}\n\n"
+            f"{report.device}; torch {torch.__version__}, CUDA {torch.version.cuda}, "
+            f"Python {platform.python_version()}; {seconds:.0f} s. {net.name} ({config}) at {size}x{size} LR against "
+            f"the official network (fp32), medians of {repeats}; the tiled row's MiB is {memory} (tile {tile}, "
+            f"{report.auto_precision}).\n\n```text\n{format_table(report)}\n```\n")
+    atomic_write(Path(out), text.encode())
+    return report
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    from .cli import Parser
+    from .cli import Parser, add_threads
     from .precision import auto_precision
 
     p = Parser(prog="python -m swinir_app.benchmark", description=__doc__,
@@ -380,11 +545,45 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--scaling-config", choices=list(PRESETS),
                    help="default lightweight-x4; swin2sr-lightweight-x2, hat-s-x4 or dat-light-x4 with --arch")
     p.add_argument("--tile", type=int, default=256, help="the tile size of the --scaling rows (default 256)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=None, help="rounds (default 5; 10 with --gpu-check)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--device", default="cpu")
+    add_threads(p)
+    p.add_argument("--busy", action="store_true",
+                   help="the busy-machine policy instead of the usual rows: --config at --size and --precision "
+                        "(default fp32) with 1 thread and with --threads (default: the allowed cores), each round "
+                        "timed quiet and beside a CPU-bound process on the same cores, interleaved")
+    p.add_argument("--busy-threads", type=int, default=None, metavar="N",
+                   help="the BLAS threads of --busy's competing process, numpy matmuls (default: the allowed "
+                        "cores, like another multi-threaded job)")
+    p.add_argument("--gpu-check", nargs="?", const="gpu_check.md", default=None, metavar="OUT.md",
+                   help="on a CUDA machine: the GPU table (classical-x4 128^2 fp32/bf16/fp16 against the official "
+                        "network, a tiled 2048^2 upscale with peak memory) written to OUT.md (default gpu_check.md); "
+                        "refused without CUDA. scripts/gpu_check.sh runs it with the tests marked gpu")
     p.add_argument("--json", metavar="OUT", help="write the report as JSON")
     args = p.parse_args(argv)
+    if args.gpu_check is not None:
+        if not torch.cuda.is_available():
+            print("error: --gpu-check: CUDA is not available on this machine; run it where a GPU is lent "
+                  "(docs/performance.md#gpu-check)", file=sys.stderr)
+            return 2
+        report = gpu_check(Path(args.gpu_check), repeats=args.repeats or 10)
+        print(format_table(report))
+        if args.json:
+            from .files import atomic_write
+            atomic_write(Path(args.json), json.dumps(asdict(report), indent=2).encode())
+        print(f"written to {args.gpu_check}", file=sys.stderr)
+        return 0
+    args.repeats = args.repeats or 5
+    if args.busy:
+        import signal
+        if args.busy_threads is not None and not 1 <= args.busy_threads <= 4 * allowed_cores():
+            p.error(f"--busy-threads must be 1 to {4 * allowed_cores()}, got {args.busy_threads}")
+        if not hasattr(signal, "SIGSTOP"):
+            p.error("--busy pauses its competing process with SIGSTOP: Linux or macOS only")
+        if args.device != "cpu":
+            p.error("--busy measures CPU threads: use --device cpu (the default)")
+    threads = apply_threads(args.threads)
     device = torch.device(args.device)
     args.arch = args.arch or (SwinIRConfig.preset(args.config).arch if args.config else "swinir")
     defaults = {"swinir": ("classical-x4", "lightweight-x4"), "hat": ("hat-x4", "hat-s-x4"),
@@ -397,14 +596,24 @@ def main(argv: Optional[List[str]] = None) -> int:
     if config.arch != args.arch:
         p.error(f"--config {args.config} is a {config.name} network, and --arch is {args.arch}")
     auto = auto_precision(device, capabilities_of(config))
-    precisions = args.precision or list(dict.fromkeys(["fp32", auto]))
+    precisions = args.precision or (["fp32"] if args.busy else list(dict.fromkeys(["fp32", auto])))
 
     report = Report(device=str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-                    threads=torch.get_num_threads(), auto_precision=auto)
+                    threads=threads, auto_precision=auto, cores=allowed_cores(), load_average=[load_average()])
     if device.type == "cpu":
         c = hardware.cpu()
         report.cpu = {"name": c.name, "isa": c.isa, "native_bf16": c.bf16, "amx": c.amx}
     why_not = {pr: runnable(pr, device) for pr in precisions}
+    if args.busy:
+        competitor = args.busy_threads or allowed_cores()
+        wait = os.environ.get("OMP_WAIT_POLICY", "default")
+        report.busy_competitor = (f"a process running numpy fp32 512^2 matmuls on {competitor} threads; "
+                                  f"our OMP_WAIT_POLICY {wait}")
+        counts = sorted({1, threads})
+        for size in args.size:
+            report.busy.extend(bench_busy(config, size, [pr for pr in precisions if not why_not[pr]], counts,
+                                          device, args.repeats, args.warmup, competitor))
+        return _finish(report, args.json)
     report.matmul_gflops["fp32"] = matmul_gflops(device, torch.float32)
     for pr in ("bf16", "fp16"):
         if pr in precisions and why_not[pr] is None:
@@ -438,12 +647,15 @@ def main(argv: Optional[List[str]] = None) -> int:
             report.rows.append(skipped(f"tiled {precision}", why_not[precision]))
         else:
             report.rows.extend(bench_scaling(sconf, args.scaling, precision, device, args.tile))
-    print(format_table(report))
-    if args.json:
-        from pathlib import Path
+    return _finish(report, args.json)
 
+
+def _finish(report: Report, json_out: Optional[str]) -> int:
+    report.load_average.append(load_average())
+    print(format_table(report))
+    if json_out:
         from .files import atomic_write
-        atomic_write(Path(args.json), json.dumps(asdict(report), indent=2).encode())
+        atomic_write(Path(json_out), json.dumps(asdict(report), indent=2).encode())
     return 0
 
 

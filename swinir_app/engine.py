@@ -214,6 +214,9 @@ class Restorer:
         seamless: wrap-around context at the borders, whole or tiled: a tileable input gives a tileable output.
         alpha: how :meth:`restore` upscales alpha: "model" (through it as a gray image), or "bicubic".
         mix: (spec or model, w): weights (1 - w) x the model + w x that one, once (:func:`~swinir_app.zoo.mix_models`).
+        threads: CPU threads, set here for the whole process (``torch.set_num_threads``) and for an ONNX graph's
+            sessions; 1 to 4x the cores. None (default): the cores this process may use, or PyTorch's current
+            count if lower (:func:`~swinir_app.threads.default_threads`). On a busy machine 1 is faster.
 
     Raises:
         SettingError: a device, precision, tile, alpha or mix weight setting that cannot run here (checked
@@ -225,7 +228,8 @@ class Restorer:
                  tile_overlap: int = 32, precision: str = "auto", device: Union[str, torch.device] = "auto",
                  self_ensemble: bool = False, progress: bool = False, weights_dir: Optional[str] = None,
                  memory_share: Optional[float] = None, seamless: bool = False, alpha: str = ALPHA_MODES[0],
-                 mix: Optional[Tuple[Union[nn.Module, str, os.PathLike], float]] = None):
+                 mix: Optional[Tuple[Union[nn.Module, str, os.PathLike], float]] = None,
+                 threads: Optional[int] = None):
         if tile not in (None, "auto") and (isinstance(tile, bool) or not isinstance(tile, int) or tile <= 0):
             raise SettingError("tile", tile, "must be a positive number of pixels or 'auto'")
         if isinstance(tile_overlap, bool) or not isinstance(tile_overlap, int) or tile_overlap < 0:
@@ -237,6 +241,8 @@ class Restorer:
         from .zoo import check_mix, load_model, mix_models
         if mix is not None:
             mix = check_mix(mix)
+        from .threads import apply_threads, resolve_threads
+        threads = resolve_threads(threads)  # refused (SettingError) before anything is loaded
         self.device = resolve_device(device)
         resolve_precision(precision, self.device)  # refuse before loading anything
         self.tile, self.tile_overlap, self.memory_share = tile, tile_overlap, memory_share
@@ -249,6 +255,9 @@ class Restorer:
             raise TypeError(f"{type(model).__name__} declares no capabilities; load models with "
                             f"swinir_app.load_model (or give the module a `capabilities` property)")
         self.model = model.to(self.device).eval()
+        self.threads: int = apply_threads(threads)
+        if hasattr(model, "set_threads"):  # an ONNX graph: its sessions take the same count
+            model.set_threads(self.threads)
         self.capabilities: Capabilities = model.capabilities
         self.config: Optional[SwinIRConfig] = getattr(model, "config", None)
         caps = self.capabilities

@@ -21,7 +21,7 @@ from typing import Any, List, Optional, Sequence, Union
 
 from torch import nn
 
-from .cli import Parser, add_debug, add_device, add_model, add_tiles, fail
+from .cli import Parser, add_debug, add_device, add_model, add_threads, add_tiles, fail
 from .engine import SettingError
 from .errors import UserError
 from .options import Options, OptionsError
@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tiles(p, help="restore in N x N input tiles, 'auto' from free memory (saves memory; changes results "
                       "slightly), or 'none' (the whole image, as the paper; the default)")
     add_device(p, precision="fp32", precision_help="fp32 (default: the published numbers), auto, bf16 or fp16")
+    add_threads(p)
     p.add_argument("--save-images", type=Path, metavar="DIR", help="write the outputs as PNG")
     p.add_argument("--out", type=Path, metavar="JSON", help="summary, protocol and per-image numbers")
     p.add_argument("--csv", type=Path, metavar="CSV", help="per-image numbers")
@@ -148,7 +149,7 @@ def _suffixed(path: Optional[Path], name: str, many: bool) -> Optional[Path]:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     common = dict(self_ensemble=args.self_ensemble, tile=args.tile, tile_overlap=args.tile_overlap,
-                  precision=args.precision, device=args.device, weights_dir=args.weights_dir)
+                  precision=args.precision, device=args.device, weights_dir=args.weights_dir, threads=args.threads)
     try:
         if args.opt:
             if args.gt or args.lq:

@@ -31,10 +31,14 @@ INPUT, OUTPUT = "lq", "output"
 POLL = 0.1  # seconds between checks for Ctrl-C and Cancel while ONNX Runtime runs a graph
 
 
-def inference_session(path: Union[str, Path], device: str = "cpu", options=None):
+def inference_session(path: Union[str, Path], device: str = "cpu", options=None, threads: Optional[int] = None):
     """An ONNX Runtime session for ``path``: CUDA's provider first when ``device`` is "cuda" and ONNX Runtime has
-    it, the CPU's otherwise (and as the fallback)."""
+    it, the CPU's otherwise (and as the fallback); ``threads`` sets its intra-op threads (None: ONNX Runtime's
+    default, the physical cores)."""
     import onnxruntime as ort
+    if threads is not None:
+        options = options or ort.SessionOptions()
+        options.intra_op_num_threads = threads
     providers = ["CPUExecutionProvider"]
     if device == "cuda" and "CUDAExecutionProvider" in ort.get_available_providers():
         providers.insert(0, "CUDAExecutionProvider")
@@ -59,6 +63,7 @@ class OnnxModel(nn.Module):
         super().__init__()
         self.path = Path(path)
         self._sessions: Dict[str, object] = {}
+        self.threads: Optional[int] = None  # intra-op threads of the sessions (None: ONNX Runtime's default)
         session = self._session("cpu")
         meta = session.get_modelmeta().custom_metadata_map
         label = self.path.name
@@ -116,10 +121,17 @@ class OnnxModel(nn.Module):
                             fixed_size=self.fixed_size, precisions=(self.precision,), own_precision=self.precision,
                             polls_cancel=True)
 
+    def set_threads(self, threads: Optional[int]) -> None:
+        """Run with ``threads`` intra-op threads (None: ONNX Runtime's default) from the next call on; the
+        engine passes its ``threads`` here."""
+        if threads != self.threads:
+            self.threads = threads
+            self._sessions.clear()  # made again, with the new count, when next needed
+
     def _session(self, device: str):
         if device not in self._sessions:
             try:
-                self._sessions[device] = inference_session(self.path, device)
+                self._sessions[device] = inference_session(self.path, device, threads=self.threads)
             except Exception as e:  # noqa: BLE001 - ORT raises its own types; one line names the file
                 text = str(e).splitlines()[0] if str(e) else type(e).__name__
                 raise ModelLoadError(f"{self.path.name}: ONNX Runtime cannot load it: {text}") from None

@@ -63,3 +63,13 @@ CPU = hardware.cpu()
 # Explicit bf16 runs only where it is native; elsewhere it is refused, which tests force everywhere.
 native_bf16 = pytest.mark.skipif(not CPU.bf16, reason=f"this CPU has no native bf16 ({CPU.describe()}); "
                                                       f"the refusal is tested by forcing the capability off")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` (the CUDA paths: scripts/gpu_check.sh runs them) are skipped without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (a GPU): scripts/gpu_check.sh runs these where one is lent")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

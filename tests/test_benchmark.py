@@ -1,6 +1,8 @@
 """A seconds-long smoke of the benchmark on any CPU: it runs, compares against its peers, writes JSON."""
 import json
 
+import torch
+
 
 from conftest import CPU
 from swinir_app.benchmark import main
@@ -9,9 +11,15 @@ from swinir_app.network import hardware
 
 def test_benchmark_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "bf16", "--repeats", "1",
-                 "--warmup", "0", "--json", str(out)]) == 0
+    threads = torch.get_num_threads()
+    try:
+        assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "bf16", "--repeats", "1",
+                     "--warmup", "0", "--threads", "1", "--json", str(out)]) == 0
+        assert torch.get_num_threads() == 1  # --threads 1 was the run's
+    finally:
+        torch.set_num_threads(threads)
     report = json.loads(out.read_text())
+    assert report["threads"] == 1 and len(report["load_average"]) == 2  # what it ran under, start and end
     assert report["cpu"] == {"name": CPU.name, "isa": CPU.isa, "native_bf16": CPU.bf16, "amx": CPU.amx}
     fp32, bf16 = report["rows"]
     assert fp32["case"].startswith("fp32") and fp32["max_abs_diff"] <= 1e-4
@@ -25,6 +33,7 @@ def test_benchmark_smoke(tmp_path, capsys):
         assert "bf16" not in report["matmul_gflops"]
     printed = capsys.readouterr().out
     assert "speedup" in printed and CPU.isa in printed.splitlines()[0]
+    assert "1 threads of" in printed.splitlines()[0] and "load average" in printed.splitlines()[0]
 
 
 def test_a_precision_without_native_support_is_listed_not_timed(tmp_path):

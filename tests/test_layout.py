@@ -22,6 +22,7 @@ LAYERS = {
     "swinir_app._basicsr": 1,
     "swinir_app.options": 1,
     "swinir_app.precision": 1,  # precision names, dtypes, auto and refusals: engine, training, benchmark, export
+    "swinir_app.threads": 1,  # CPU threads: the allowed cores, --threads checked and applied, the busy-machine hint
     "swinir_app.resize": 1,  # the final size after the model and the Lanczos resize to it
     "swinir_app.onnx_runtime": 1,  # ONNX Runtime as a backend: the zoo loads .onnx files through it
     "swinir_app.spandrel_loader": 1,  # spandrel as a loader and network: the zoo's fallback for other architectures

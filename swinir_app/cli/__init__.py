@@ -18,7 +18,8 @@ from ..errors import SettingError
 from ..precision import PRECISIONS
 from ..zoo import DEFAULT_HOME, HOME_ENV
 
-__all__ = ["Parser", "add_debug", "add_device", "add_model", "add_tiles", "add_weights_dir", "fail", "one_line_errors"]
+__all__ = ["Parser", "add_debug", "add_device", "add_model", "add_threads", "add_tiles", "add_weights_dir", "fail",
+           "one_line_errors"]
 
 
 # The command as typed, set by ``swinir-app COMMAND`` (:mod:`.main`): usage lines then read
@@ -76,6 +77,23 @@ def add_tiles(p: argparse.ArgumentParser, *, default: Optional[str] = None, help
                                 "the default)")
     p.add_argument("--tile-overlap", type=int, default=32, metavar="N",
                    help="tile overlap in input pixels (default: 32)")
+
+
+def _threads(text: str) -> int:
+    from ..threads import check_threads
+    try:
+        return check_threads(int(text))
+    except ValueError as e:  # int() and SettingError (a ValueError) alike
+        detail = e.detail if isinstance(e, SettingError) else "not a whole number"
+        raise argparse.ArgumentTypeError(f"{detail}, got {text!r}") from None
+
+
+def add_threads(p: argparse.ArgumentParser) -> None:
+    """--threads N: CPU threads for PyTorch and ONNX Runtime, checked at parse time (exit 2, one line)."""
+    from ..threads import allowed_cores
+    p.add_argument("--threads", type=_threads, default=None, metavar="N",
+                   help=f"CPU threads (default: the cores this process may use, {allowed_cores()} here, or fewer "
+                        f"if OMP_NUM_THREADS says so); on a machine busy with other work --threads 1 is faster")
 
 
 def add_debug(p: argparse.ArgumentParser, help: str = "show tracebacks instead of one-line errors") -> None:

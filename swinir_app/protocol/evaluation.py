@@ -151,7 +151,7 @@ class _Runner:
 
 def _runner(model: ModelSpec, *, scale: Optional[int], task: Optional[str], label: Optional[str],
             device: str, tile: Union[int, str, None], tile_overlap: int, precision: str, self_ensemble: bool,
-            weights_dir: Optional[Path]) -> _Runner:
+            weights_dir: Optional[Path], threads: Optional[int] = None) -> _Runner:
     if isinstance(model, (str, Path)) and str(model).lower() == BICUBIC:
         if scale is None:
             raise EvalError("the bicubic baseline needs a scale")
@@ -180,7 +180,7 @@ def _runner(model: ModelSpec, *, scale: Optional[int], task: Optional[str], labe
         raise EvalError(f"task {task} does not fit {label}, a {caps.task} model")
     try:
         restorer = Restorer(module, tile=tile, tile_overlap=tile_overlap, precision=precision, device=device,
-                            self_ensemble=self_ensemble)
+                            self_ensemble=self_ensemble, threads=threads)
     except ValueError as e:  # tile sizes, precision names
         raise EvalError(str(e)) from None
     # The SwinIR family's official test scripts mirror-pad to a window multiple; other architectures' scripts
@@ -203,7 +203,8 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
              tile_overlap: int = 32, precision: str = "fp32", device: str = "auto",
              save_images: Union[str, Path, None] = None, name: Optional[str] = None,
              model_label: Optional[str] = None, weights_dir: Union[str, Path, None] = None,
-             progress: bool = True, degradation: Optional[str] = None, gray_noise: bool = False) -> EvalResult:
+             progress: bool = True, degradation: Optional[str] = None, gray_noise: bool = False,
+             threads: Optional[int] = None) -> EvalResult:
     """Score ``model`` (a ``load_model`` spec, ``"bicubic"`` or a SwinIR module) on the images in ``gt``.
 
     ``degradation`` (SR, LQ made from the GT): ``"blur:1.5,noise:10,jpeg:50"`` makes a real-world-like LQ
@@ -218,6 +219,7 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
     else to the official script's 15 and 40.
     ``gray_noise`` (denoising with a color model): one noise plane for R, G and B, as a gray photo carries
     it when given to a color model, instead of the official script's noise per channel.
+    ``threads``: CPU threads, as :class:`~swinir_app.engine.Restorer` takes them (None: the allowed cores).
     ``metrics`` defaults to psnr+ssim, plus psnrb for JPEG. Images that cannot be read are reported
     one line each and skipped (``result.failures``); usage errors raise :class:`EvalError`.
     """
@@ -250,7 +252,7 @@ def evaluate(model: ModelSpec, gt: Union[str, Path, None], *, lq: Union[str, Pat
 
     run = _runner(model, scale=scale, task=task, label=model_label, device=device, tile=tile,
                   tile_overlap=tile_overlap, precision=precision, self_ensemble=self_ensemble,
-                  weights_dir=Path(weights_dir) if weights_dir else None)
+                  weights_dir=Path(weights_dir) if weights_dir else None, threads=threads)
     task, scale = run.task, run.scale
     if gray_noise and (task != "denoise" or run.in_chans != 3 or lq is not None):
         raise EvalError("--gray-noise is for color denoising models, with the noise made from the GT (no --lq)")

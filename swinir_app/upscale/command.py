@@ -15,7 +15,7 @@ from typing import List, Optional, Tuple
 
 from .. import distributed
 from .. import video
-from ..cli import Parser, add_debug, add_device, add_model, add_tiles, fail
+from ..cli import Parser, add_debug, add_device, add_model, add_threads, add_tiles, fail
 from ..engine import ALPHA_MODES
 from ..errors import SettingError
 from ..images import OUTPUT_FORMATS, configure_pillow, jxl_problem
@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_model(p)
     add_tiles(p)
     add_device(p)
+    add_threads(p)
     p.add_argument("-s", "--outscale", type=float, default=None,
                    help="final scale relative to the input, resized after the model with Lanczos")
     p.add_argument("--width", type=int, default=None, metavar="W",
@@ -145,10 +146,18 @@ def run(args) -> int:
     if problem:
         return fail(problem, args.debug)
 
+    from .. import threads
+    load_before = threads.load_average()  # the others' load: ours is not in it yet
     start = time.perf_counter()
     Batch(restorer, args, plan.summary, d.rank, d.world_size).run(d, plan.todo)
     single = d.world_size == 1 and len(plan.todo) == 1 and plan.todo[0].segment is None
-    code = plan.summary.report(d, time.perf_counter() - start, plan.todo[0].dst if single else args.output)
+    seconds = time.perf_counter() - start
+    code = plan.summary.report(d, seconds, plan.todo[0].dst if single else args.output)
+    if (restorer is not None and restorer.device.type == "cpu" and args.threads is None and d.rank == 0
+            and seconds >= threads.SLOW_RUN):  # a slow run on a busy machine: one thread is several times faster
+        hint = threads.busy_hint(restorer.threads, load_before)
+        if hint:
+            print(hint, file=sys.stderr)
     distributed.cleanup(d, wait=True)
     return code
 
@@ -167,7 +176,7 @@ def load_model(args, todo: List[Job]) -> Tuple[Optional[object], Optional[int]]:
         return Restorer(spec, tile=args.tile, tile_overlap=args.tile_overlap, precision=args.precision,
                         device=distributed.rank_device(args.device), self_ensemble=args.self_ensemble,
                         progress=True, weights_dir=args.weights_dir, seamless=args.seamless, alpha=args.alpha,
-                        mix=args.mix), None
+                        mix=args.mix, threads=args.threads), None
     except SettingError as err:  # checked before the model is loaded: the setting is the cause
         return None, fail(err.flag(), args.debug)
     except Exception as err:  # noqa: BLE001 - one line for any model problem
