@@ -196,3 +196,22 @@ def test_the_api_takes_the_new_options_last_with_defaults():
                              "self_ensemble"]
         assert names[8:14] == ["mix", "seamless", "alpha", "width", "height", "keep_metadata"]
         assert [p.default for p in params[8:14]] == [0, False, "bicubic", 0, 0, True]
+
+
+def test_the_operators_threads_setting_reaches_every_run(tmp_path, monkeypatch, small):
+    """python app.py --threads 1: each run's Restorer takes it (process-wide), and the flag is checked at start."""
+    import torch
+    from swinir_app.webui.cli import build_parser
+    from swinir_app.webui.service import AppConfig, WebApp
+    monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "weights"))
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        app = WebApp(AppConfig(device="cpu", threads=1))
+        assert app.restorer(settings()).threads == 1 and torch.get_num_threads() == 1
+        assert build_parser().parse_args(["--threads", "1"]).threads == 1
+        with pytest.raises(SystemExit) as e:
+            build_parser().parse_args(["--threads", "0"])
+        assert e.value.code == 2
+    finally:
+        torch.set_num_threads(before)

@@ -10,7 +10,7 @@ import socket
 import sys
 from typing import List, Optional
 
-from ..cli import Parser, add_model, fail
+from ..cli import Parser, add_model, add_threads, fail
 from ..engine import DEFAULT_MODEL, DEVICES, SettingError
 from ..errors import UserError
 from ..images import configure_pillow
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     f"(default: bundled-real-x4, for photos, else {DEFAULT_MODEL}, else the first "
                                     f"model available)")
     p.add_argument("--device", default="auto", help=f"{DEVICES} (default: auto, the GPU if there is one)")
+    add_threads(p)
     p.add_argument("--cache-models", type=int, default=2, metavar="N", help="models kept loaded (default 2)")
     p.add_argument("--models-dir", default=None, metavar="DIR",
                    help="checkpoint files and training folders users may pick, besides the bundled and zoo models "
@@ -106,7 +107,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                args.cache_models, args.models_dir, args.allow_any_model_path, args.allow_downloads,
                                args.max_output_pixels, sizes["max_batch_size"], sizes["max_temp_size"],
                                args.max_video_seconds, args.max_video_frames, args.max_request_pixels,
-                               args.max_request_seconds))
+                               args.max_request_seconds, args.threads))
         if args.model:
             app.describe(app.default_spec)  # a bad --model fails now, not on the first click
     except SettingError as e:

@@ -331,7 +331,7 @@ class WebApp:
         try:
             return Restorer(model, tile=s.tile, tile_overlap=int(s.tile_overlap), precision=s.precision,
                             device=self.device, self_ensemble=bool(s.self_ensemble), memory_share=UNTILED_MEMORY_SHARE,
-                            seamless=s.seamless, alpha=s.alpha)
+                            seamless=s.seamless, alpha=s.alpha, threads=self.config.threads)
         except ValueError as e:
             raise WebError(one_line(e)) from None
 

@@ -97,6 +97,7 @@ class AppConfig:
     max_video_frames: int = DEFAULT_MAX_VIDEO_FRAMES
     max_request_pixels: int = DEFAULT_MAX_REQUEST_PIXELS
     max_request_seconds: float = DEFAULT_MAX_REQUEST_SECONDS
+    threads: Optional[int] = None  # CPU threads for every run (process-wide); None: the allowed cores
 
 
 def _pixels(name: str, value) -> Optional[int]:
