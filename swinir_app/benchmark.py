@@ -25,7 +25,7 @@ from typing import Callable, List, Optional, Sequence
 import torch
 
 from .network.hardware import autocast
-from .precision import DTYPES
+from .precision import DTYPES, PRECISIONS
 from .network import ARCH_NAMES, PRESETS, SwinIRConfig, build_network, hardware
 from .network.family import capabilities_of
 from .threads import allowed_cores, apply_threads, load_average
@@ -45,6 +45,9 @@ class Row:
     note: str = ""
     spandrel_ms: Optional[float] = None  # spandrel's SwinIR (what chaiNNer and friends run), same weights
     vs_spandrel: Optional[float] = None
+    fp32_ms: Optional[float] = None  # int8 rows: our fp32 forward, timed in the same rounds
+    vs_fp32: Optional[float] = None  # int8 rows: our fp32 time / our int8 time (median of the rounds' ratios)
+    max_abs_diff_fp32: Optional[float] = None  # int8 rows: max abs difference to our fp32 output
 
 
 @dataclass
@@ -64,7 +67,7 @@ class BusyRow:
 class Report:
     device: str
     threads: int
-    cpu: dict = field(default_factory=dict)  # name, isa, native_bf16, amx
+    cpu: dict = field(default_factory=dict)  # name, isa, native_bf16, amx, int8_vnni
     auto_precision: str = "fp32"  # what precision="auto" picks for --config on this device
     matmul_gflops: dict = field(default_factory=dict)
     rows: List[Row] = field(default_factory=list)
@@ -214,6 +217,10 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
     Swin2SR the official network is spandrel's port, so there is no separate spandrel column."""
     torch.manual_seed(0)
     ours = build_network(config).to(device).eval()
+    fp32 = ours
+    if precision == "int8":  # the transformer linears in int8; our fp32 forward is timed beside it
+        from .network.int8 import quantize_linears
+        ours = quantize_linears(fp32)
     ref = reference(config, ours.state_dict())  # the same random weights
     if ref is None:
         return skipped(f"{precision} {size}x{size} x{config.upscale}",
@@ -232,12 +239,16 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
         runs = [run_ours, lambda: ref(x)]  # the peers always in fp32: the baseline users have today
         if spandrel is not None:
             runs.append(lambda: spandrel(x))
+        if fp32 is not ours:
+            runs.append(lambda: fp32(x))
         out_ours, out_ref = run_ours().float(), ref(x)
         diff = (out_ours - out_ref).abs().max().item()
+        diff_fp32 = (out_ours - fp32(x)).abs().max().item() if fp32 is not ours else None
         per_round = rounds(runs, device, repeats, warmup)
         peak_ours, peak_ref = peak_mib(run_ours, device), peak_mib(runs[1], device)
-    t_ours, t_ref, *t_sp = (statistics.median(t) for t in per_round)
-    t_sp = t_sp[0] if t_sp else None
+    t_ours, t_ref, *rest = (statistics.median(t) for t in per_round)
+    t_sp = rest[0] if spandrel is not None else None
+    t_fp32, vs_fp32 = (rest[-1], ratio(per_round[-1], per_round[0])) if fp32 is not ours else (None, None)
     gflop = forward_flops(ref, x) / 1e9  # counted on the reference: our fused oneDNN calls are opaque to the counter
     achieved = gflop / t_ours
     notes = (["peers in fp32"] if precision != "fp32" else []) + ([] if spandrel is not None or not peers
@@ -245,10 +256,13 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
                                                                  else ["spandrel not installed"])
     if config.arch != "swinir":
         notes.append(f"official = spandrel's {config.name}")
+    if diff_fp32 is not None:
+        notes.append(f"max diff to our fp32 {diff_fp32:.1e}; % of the fp32 matmul")
     return Row(f"{precision} {size}x{size} x{config.upscale}", t_ours * 1e3, t_ref * 1e3,
                ratio(per_round[1], per_round[0]), peak_ours, peak_ref, gflop, achieved, 100 * achieved / ceiling,
                diff, note="; ".join(notes), spandrel_ms=None if t_sp is None else t_sp * 1e3,
-               vs_spandrel=None if t_sp is None else ratio(per_round[2], per_round[0]))
+               vs_spandrel=None if t_sp is None else ratio(per_round[2], per_round[0]),
+               fp32_ms=None if t_fp32 is None else t_fp32 * 1e3, vs_fp32=vs_fp32, max_abs_diff_fp32=diff_fp32)
 
 
 def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, repeats: int, warmup: int) -> Row:
@@ -379,6 +393,10 @@ def bench_busy(config: SwinIRConfig, size: int, precisions: Sequence[str], threa
 
     torch.manual_seed(0)
     model = build_network(config).to(device).eval()
+    models = {pr: model for pr in precisions}
+    if "int8" in models:
+        from .network.int8 import quantize_linears
+        models["int8"] = quantize_linears(model)
     x = torch.rand(1, config.in_chans, size, size, device=device)
     cases = [(pr, n) for pr in precisions for n in thread_counts]
 
@@ -386,7 +404,7 @@ def bench_busy(config: SwinIRConfig, size: int, precisions: Sequence[str], threa
         def fn():
             torch.set_num_threads(n)
             with autocast(device, pr):
-                return model(x)
+                return models[pr](x)
         return fn
 
     fns = [run(pr, n) for pr, n in cases]
@@ -445,6 +463,10 @@ def format_table(report: Report) -> str:
              cell(r.spandrel_ms, ".0f"), cell(r.vs_spandrel, ".2f", "x"), cell(r.ours_peak_mib, ".0f"),
              cell(r.ref_peak_mib, ".0f"), cell(r.gflop, ".1f"), cell(r.ours_gflops, ".0f"), cell(r.ceiling_pct, ".0f"),
              cell(r.max_abs_diff, ".1e"), r.note] for r in report.rows]
+    if any(r.fp32_ms is not None for r in report.rows):  # int8 rows: our fp32 in the same rounds
+        head[3:3] = ["ours fp32 ms", "vs ours fp32"]
+        for r, row in zip(report.rows, rows):
+            row[3:3] = [cell(r.fp32_ms, ".0f"), cell(r.vs_fp32, ".2f", "x")]
     widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
     lines = ["  ".join(str(v).ljust(w) for v, w in zip(line, widths)).rstrip() for line in [head, *rows]]
     lines.insert(1, "  ".join("-" * w for w in widths))
@@ -453,7 +475,8 @@ def format_table(report: Report) -> str:
     if report.cpu:
         c = report.cpu
         bf16 = "AMX bf16" if c["amx"] else "native bf16" if c["native_bf16"] else "no native bf16"
-        machine += f": {c['name']} ({c['isa']}, {bf16})"
+        vnni = {True: ", int8 VNNI", False: ", int8 without VNNI"}.get(c.get("int8_vnni"), "")
+        machine += f": {c['name']} ({c['isa']}, {bf16}{vnni})"
     load = " -> ".join("?" if v is None else f"{v:.2f}" for v in report.load_average)
     parts = [f"device {machine}, {report.threads} threads of {report.cores} cores, load average {load or '?'}; "
              f"auto precision for this model: {report.auto_precision}; 2048^2 matmul: {ceilings}"]
@@ -527,9 +550,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument("--config", choices=list(PRESETS),
                    help="the network (default classical-x4; swin2sr-classical-x4, hat-x4 or dat-s-x4 with --arch)")
     p.add_argument("--size", type=int, nargs="+", default=[128], help="LR sizes for inference (default 128)")
-    p.add_argument("--precision", nargs="+", choices=list(DTYPES),
+    p.add_argument("--precision", nargs="+", choices=[pr for pr in PRECISIONS if pr != "auto"],
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
-                        "natively is listed, not timed")
+                        "natively is listed, not timed; an int8 row also times our fp32 in the same rounds")
     p.add_argument("--backend", nargs="+", choices=["pytorch", "onnxruntime"], default=["pytorch"],
                    help="pytorch (default): our network; onnxruntime: the same weights exported to ONNX (fp32, "
                         "verified) and run by ONNX Runtime, timed against both")
@@ -602,7 +625,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     threads=threads, auto_precision=auto, cores=allowed_cores(), load_average=[load_average()])
     if device.type == "cpu":
         c = hardware.cpu()
-        report.cpu = {"name": c.name, "isa": c.isa, "native_bf16": c.bf16, "amx": c.amx}
+        report.cpu = {"name": c.name, "isa": c.isa, "native_bf16": c.bf16, "amx": c.amx, "int8_vnni": c.vnni}
     why_not = {pr: runnable(pr, device) for pr in precisions}
     if args.busy:
         competitor = args.busy_threads or allowed_cores()
@@ -629,14 +652,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                 report.rows.append(skipped(case, why_not[precision]))
                 continue
             row = bench_inference(config, size, precision, device, args.repeats, args.warmup,
-                                  report.matmul_gflops[precision], peers=not args.no_peers)
+                                  report.matmul_gflops.get(precision, report.matmul_gflops["fp32"]),
+                                  peers=not args.no_peers)
             report.rows.append(row)
             print(f"  {row.case}: {row.speedup:.2f}x the official network", file=sys.stderr)
     if args.train_step:
         tconf = SwinIRConfig.preset(args.train_config)
         for precision in precisions:
-            if why_not[precision]:
-                report.rows.append(skipped(f"train {precision} b{args.batch} p{args.patch}", why_not[precision]))
+            if why_not[precision] or precision == "int8":
+                report.rows.append(skipped(f"train {precision} b{args.batch} p{args.patch}",
+                                           why_not[precision] or "int8 is for inference: training runs fp32 or amp"))
                 continue
             report.rows.append(bench_train_step(tconf, args.batch, args.patch, precision, device, args.repeats,
                                                 args.warmup))

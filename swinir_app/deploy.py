@@ -53,7 +53,7 @@ from .onnx_runtime import INPUT, META_CAPABILITIES, META_CONFIG, OUTPUT, OnnxMod
 from .precision import EXPORT_PRECISIONS
 
 OPSET = 17
-TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}  # max abs difference on the [0, 1] output, against PyTorch fp32
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": 5e-2}  # max abs difference on the [0, 1] output, against PyTorch fp32
 FP16_MAX = 65504.0
 
 
@@ -100,12 +100,26 @@ class Graph(nn.Module):
         self.net, self.precision = net, precision
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.precision == "fp32":
+        if self.precision in ("fp32", "int8"):  # int8: traced in fp32, then quantised by ONNX Runtime
             y = self.net(x)
         else:
             with hardware.autocast("cpu", self.precision):
                 y = self.net(x)
         return y.float().clamp(0, 1)
+
+
+def quantize_graph(path: Path, tmp: Path) -> None:
+    """ONNX Runtime's dynamic int8 quantisation of the graph at ``path``, in place: every MatMul with a constant
+    weight (the transformer linears; not attention's, not the convolutions) gets int8 weights per output channel,
+    kept to 7 bits (``reduce_range``: exact on CPUs without VNNI, where u8 x s8 pairs saturate in 16 bits), and
+    uint8 activations quantised per call, as ``--precision int8`` does in PyTorch."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    quantized = tmp / "quantized.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        quantize_dynamic(str(path), str(quantized), op_types_to_quantize=["MatMul"], per_channel=True,
+                         reduce_range=True, weight_type=QuantType.QInt8)
+    os.replace(quantized, path)
 
 
 def check_sizes(config: SwinIRConfig) -> List[Tuple[int, int]]:
@@ -165,12 +179,14 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
         model: a SwinIR / Swin2SR / HAT / DAT network, or a zoo name, checkpoint file or training folder.
         out: the .onnx file; written atomically, only after the graph passed its checks.
         opset: ONNX opset (17 by default; 14 is the lowest that holds every operator used).
-        precision: "fp32" (default) or "fp16" (the body's matmuls in fp16; I/O stays float32). "bf16" is
-            refused: ONNX Runtime has no bf16 kernels for these operators, so such a graph cannot be verified.
+        precision: "fp32" (default), "fp16" (the body's matmuls in fp16; I/O stays float32) or "int8" (the
+            fp32 graph with its linears quantised by ONNX Runtime: :func:`quantize_graph`; SwinIR-family
+            networks). "bf16" is refused: ONNX Runtime has no bf16 kernels for these operators, so such a graph
+            cannot be verified.
         batch: a fixed batch size, or None for a dynamic batch (verified at batch 2).
         fixed_size: (H, W) for a fixed-shape graph (what TensorRT builds best); None: any H, W >= 1.
         name, source: stored in the metadata (default: the spec's stem and file name).
-        tolerance: max abs difference allowed against PyTorch fp32 (default 1e-4 fp32, 2e-2 fp16).
+        tolerance: max abs difference allowed against PyTorch fp32 (default 1e-4 fp32, 2e-2 fp16, 5e-2 int8).
         example_size: the traced example's (H, W); any size gives the same graph, which the checks prove.
         progress: called with a short text before each step.
 
@@ -209,6 +225,9 @@ def export_onnx(model: Union[SwinIR, str, os.PathLike], out: Union[str, os.PathL
         source = source or Path(ckpt_source).name
     from .spandrel_loader import SpandrelModel
     if isinstance(net, SpandrelModel):
+        if precision == "int8":
+            raise ExportError(f"--precision int8: {spec_name} is a {net.capabilities.arch} network; int8 export "
+                              f"quantises the SwinIR family's linears only; use fp32 or fp16")
         export = _export_spandrel
     elif isinstance(getattr(net, "config", None), SwinIRConfig):
         export = _export
@@ -286,6 +305,9 @@ def _export(net: SwinIR, out: Path, tmp: Path, spec_name: str, source: str, opse
     except Exception as e:  # noqa: BLE001 - ORT raises its own types (Fail, InvalidGraph, ...); one line
         reason = " ".join(str(e).split())[:300]
         raise ExportError(f"ONNX Runtime cannot load the traced graph ({reason}); nothing was written") from None
+    if precision == "int8":
+        say("quantising the linears to int8 (ONNX Runtime, dynamic)")
+        quantize_graph(final, tmp)
 
     proto = _finish(final, {
         META_CONFIG: json.dumps(config.to_dict() | {"arch": config.arch}),

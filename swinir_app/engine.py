@@ -205,7 +205,8 @@ class Restorer:
         tile: None (whole image), a tile size in input pixels, or "auto" (from free memory).
         tile_overlap: overlap between tiles, in input pixels.
         precision: "auto" (the fastest accurate one here, see :func:`~swinir_app.precision.auto_precision`),
-            "fp32", "bf16" (CPUs with native bf16, CUDA sm80+) or "fp16" (GPUs).
+            "fp32", "bf16" (CPUs with native bf16, CUDA sm80+), "fp16" (GPUs) or "int8" (CPUs: the native
+            networks' transformer linears in int8, converted once; never picked by "auto").
         device: "auto", "cpu", "cuda", "cuda:N" or "mps".
         self_ensemble: average the 8 flips/rotations (x8 slower, a little better).
         progress: show a tqdm bar over the tiles of each image.
@@ -263,6 +264,9 @@ class Restorer:
         caps = self.capabilities
         self.precision = resolve_precision(precision, self.device, caps,
                                            label=getattr(getattr(model, "path", None), "name", "the model"))
+        if self.precision == "int8" and not caps.own_precision:  # converted once (network/int8.py)
+            from .network.int8 import quantize_linears
+            self.model = quantize_linears(self.model, inplace=self.model is not model_or_spec)
         self.scale: int = caps.scale
         self.window: int = caps.size_multiple
         if caps.fixed_size is not None:  # tiles no larger than the model's largest input
@@ -461,7 +465,7 @@ class Restorer:
         caps = self.capabilities
         if caps.polls_cancel:
             y = self.model(xd, cancel=stages.cancel)
-        elif self.precision == "fp32" or caps.own_precision:
+        elif self.precision in ("fp32", "int8") or caps.own_precision:
             y = self.model(xd)
         else:
             with autocast(self.device, self.precision):

@@ -130,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--self-ensemble", action="store_true", help="average the 8 flips/rotations")
     add_tiles(p, help="restore in N x N input tiles, 'auto' from free memory (saves memory; changes results "
                       "slightly), or 'none' (the whole image, as the paper; the default)")
-    add_device(p, precision="fp32", precision_help="fp32 (default: the published numbers), auto, bf16 or fp16")
+    add_device(p, precision="fp32", precision_help="fp32 (default: the published numbers), auto, bf16, fp16 "
+                                                      "or int8 (CPUs: the transformer linears in int8)")
     add_threads(p)
     p.add_argument("--save-images", type=Path, metavar="DIR", help="write the outputs as PNG")
     p.add_argument("--out", type=Path, metavar="JSON", help="summary, protocol and per-image numbers")

@@ -1,6 +1,6 @@
 """Export a model to ONNX, verified against PyTorch before the file is written.
 
-    python -m swinir_app.export MODEL OUT.onnx [--opset 17] [--precision fp32|fp16]
+    python -m swinir_app.export MODEL OUT.onnx [--opset 17] [--precision fp32|fp16|int8]
                                 [--fixed-size H W] [--batch N] [--overwrite]
 
 MODEL is anything ``load_model`` takes (zoo name, checkpoint file, training folder, transformers Swin2SR
@@ -30,7 +30,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("output", type=Path, help="the .onnx file to write")
     parser.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset, 14 to 21 (default: {OPSET})")
     parser.add_argument("--precision", choices=EXPORT_PRECISIONS, default="fp32",
-                        help="fp32 (default) or fp16 (the body's matmuls; input and output stay float32). "
+                        help="fp32 (default), fp16 (the body's matmuls; input and output stay float32) or int8 "
+                             "(SwinIR-family networks: the linears quantised by ONNX Runtime, dynamic, for CPUs). "
                              "bf16 is refused: ONNX Runtime cannot run it to verify it")
     parser.add_argument("--fixed-size", type=int, nargs=2, metavar=("H", "W"),
                         help="a fixed input size, for fixed-shape engines such as TensorRT (default: any size)")

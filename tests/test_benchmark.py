@@ -13,15 +13,16 @@ def test_benchmark_smoke(tmp_path, capsys):
     out = tmp_path / "bench.json"
     threads = torch.get_num_threads()
     try:
-        assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "bf16", "--repeats", "1",
-                     "--warmup", "0", "--threads", "1", "--json", str(out)]) == 0
+        assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "fp32", "bf16", "int8", "--repeats",
+                     "1", "--warmup", "0", "--threads", "1", "--json", str(out)]) == 0
         assert torch.get_num_threads() == 1  # --threads 1 was the run's
     finally:
         torch.set_num_threads(threads)
     report = json.loads(out.read_text())
     assert report["threads"] == 1 and len(report["load_average"]) == 2  # what it ran under, start and end
-    assert report["cpu"] == {"name": CPU.name, "isa": CPU.isa, "native_bf16": CPU.bf16, "amx": CPU.amx}
-    fp32, bf16 = report["rows"]
+    assert report["cpu"] == {"name": CPU.name, "isa": CPU.isa, "native_bf16": CPU.bf16, "amx": CPU.amx,
+                             "int8_vnni": CPU.vnni}
+    fp32, bf16, int8 = report["rows"]
     assert fp32["case"].startswith("fp32") and fp32["max_abs_diff"] <= 1e-4
     assert fp32["ours_ms"] > 0 and fp32["ref_ms"] > 0 and fp32["speedup"] > 0 and fp32["gflop"] > 0
     assert fp32["spandrel_ms"] > 0 and fp32["vs_spandrel"] > 0  # spandrel's SwinIR, the same weights
@@ -31,7 +32,12 @@ def test_benchmark_smoke(tmp_path, capsys):
     else:  # listed, never timed
         assert bf16["ours_ms"] is None and bf16["note"].startswith("not timed: ")
         assert "bf16" not in report["matmul_gflops"]
+    if CPU.int8:  # our fp32 timed in the same rounds beside the int8 row, and its difference to it
+        assert int8["case"].startswith("int8") and int8["fp32_ms"] > 0 and int8["vs_fp32"] > 0
+        assert 0 < int8["max_abs_diff_fp32"] <= 0.05 and int8["spandrel_ms"] > 0 and int8["speedup"] > 0
+        assert fp32["fp32_ms"] is None and fp32["vs_fp32"] is None
     printed = capsys.readouterr().out
+    assert ("vs ours fp32" in printed) == CPU.int8
     assert "speedup" in printed and CPU.isa in printed.splitlines()[0]
     assert "1 threads of" in printed.splitlines()[0] and "load average" in printed.splitlines()[0]
 

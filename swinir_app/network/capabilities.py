@@ -17,7 +17,7 @@ from .config import SwinIRConfig
 __all__ = ["ALL_PRECISIONS", "AMX_BF16_MIN_EMBED", "Capabilities", "FamilyNetwork", "TILING", "activation_bytes",
            "of_network"]
 
-ALL_PRECISIONS = ("fp32", "bf16", "fp16")
+ALL_PRECISIONS = ("fp32", "bf16", "fp16", "int8")  # int8: the int8 linears of network/int8.py, CPU only
 TILING = ("supported", "discouraged", "internal")  # spandrel's ModelTiling, in words
 
 # bf16 pays on an AMX CPU only when the transformer is wide: measured fp32/bf16 speedups at 128x128 on a
@@ -38,7 +38,8 @@ class Capabilities:
         size_multiple: the model pads its input to a multiple of this inside ``forward`` (the window
             size); tiles are cut in whole multiples of it.
         fixed_size: (height, width) of the largest input the model takes (a fixed-shape graph), or None.
-        precisions: the precisions it runs correctly, a subset of ``fp32``, ``bf16``, ``fp16``.
+        precisions: the precisions it runs correctly, a subset of ``fp32``, ``bf16``, ``fp16`` and ``int8``
+            (the native networks' transformer linears in int8 on a CPU, :mod:`.int8`).
         own_precision: the precision baked into the model (an exported graph): the engine runs no
             autocast around it and refuses another one; None for networks that autocast can run.
         polls_cancel: ``forward(x, cancel=fn)`` calls ``fn`` while it runs (an ONNX graph, every 0.1 s).

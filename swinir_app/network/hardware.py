@@ -25,9 +25,10 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16} 
 
 
 def autocast(device: Union[str, torch.device], precision: str):
-    """The autocast context of a precision name on ``device``: off for fp32, else that dtype."""
+    """The autocast context of a precision name on ``device``: off for fp32 and int8 (its int8 linears are
+    modules of their own, :mod:`.int8`), else that dtype."""
     device_type = torch.device(device).type
-    if precision == "fp32":
+    if precision in ("fp32", "int8"):
         return torch.autocast(device_type, enabled=False)
     return torch.autocast(device_type, dtype=DTYPES[precision])
 
@@ -43,6 +44,12 @@ class CPU:
             them bf16 is emulated, about 100x slower than fp32, and the fused bf16 linear has no kernel.
         amx: AMX-BF16 tiles, where bf16 matmuls run several times faster than fp32.
         fused_linear: this torch build has oneDNN's fused linear + pointwise op (``_linear_pointwise``).
+        int8: oneDNN's int8 linear (``onednn::qlinear_pointwise``) runs here with vector kernels (x86-64 with
+            AVX2 or better): ``precision="int8"`` (:mod:`.int8`) is offered.
+        vnni: its u8 x s8 products are summed exactly (AVX512-VNNI, AVX-VNNI, AMX). Without VNNI, oneDNN
+            sums pairs of products in 16 bits, which saturate for 8-bit activations and weights, so the int8
+            linears keep their weights to 7 bits there. Probed by running the kernel, so it honours
+            ``ONEDNN_MAX_CPU_ISA``.
     """
 
     name: str
@@ -50,6 +57,8 @@ class CPU:
     bf16: bool
     amx: bool
     fused_linear: bool
+    int8: bool = False
+    vnni: bool = False
 
     def describe(self) -> str:
         """One line, e.g. 'AMD EPYC 7B13 (AVX2, no native bf16)'."""
@@ -83,7 +92,24 @@ def _probe_cpu() -> CPU:
         except AttributeError:  # older torch: no AMX query
             amx = False
     fused = mkldnn and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-    return CPU(_cpu_name(), torch.backends.cpu.get_cpu_capability(), bf16, amx, fused)
+    isa = torch.backends.cpu.get_cpu_capability()
+    int8 = bool(mkldnn and isa.startswith(("AVX2", "AVX512")) and hasattr(torch.ops.onednn, "qlinear_pointwise"))
+    vnni = _exact_u8s8() if int8 else None
+    return CPU(_cpu_name(), isa, bf16, amx, fused, vnni is not None, bool(vnni))
+
+
+def _exact_u8s8() -> Optional[bool]:
+    """Whether oneDNN's int8 linear sums 255 * 127 products exactly (VNNI) rather than saturating pairs of
+    them at 32767 (AVX2's vpmaddubsw), found by running it once; None if it does not run at all."""
+    try:
+        with torch.inference_mode(False), torch.no_grad():
+            x = torch.full((64, 64), 255, dtype=torch.uint8)
+            w = torch.ops.onednn.qlinear_prepack(torch.full((64, 64), 127, dtype=torch.int8), None)
+            y = torch.ops.onednn.qlinear_pointwise(x, 1.0, 0, w, torch.ones(64), torch.zeros(64, dtype=torch.long),
+                                                   None, 1.0, 0, torch.float32, "none", [], "")
+    except RuntimeError:
+        return None
+    return bool(y[0, 0] == 64 * 255 * 127)
 
 
 def _cpu_name() -> str:

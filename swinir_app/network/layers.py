@@ -229,6 +229,19 @@ def _weights(layer: nn.Linear, dtype: torch.dtype, sizes: Optional[Tuple[int, ..
 _PACKED = WeightCache()
 
 
+class KernelLinear(nn.Linear):
+    """An ``nn.Linear`` with its own CPU inference kernel (the int8 linears of :mod:`.int8`): :func:`linear`
+    and :func:`linear_parts` hand it the whole call, GELU, residual add and split included, in CPU
+    inference; elsewhere (training, tracing, GPUs) it is a plain ``nn.Linear``."""
+
+    def run(self, x: Tensor, gelu: bool = False, residual: Optional[Tensor] = None,
+            bias: Optional[Tensor] = None) -> Tensor:
+        raise NotImplementedError
+
+    def run_parts(self, x: Tensor, sizes: Tuple[int, ...], bias: Optional[Tensor] = None) -> Tuple[Tensor, ...]:
+        raise NotImplementedError
+
+
 def linear(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], gelu: bool = False,
            residual: Optional[Tensor] = None, bias: Optional[Tensor] = None) -> Tensor:
     """``layer(x)``, then GELU or ``+ residual``; one oneDNN call with the residual add fused in when
@@ -236,8 +249,11 @@ def linear(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], gelu: bool
 
     GELU runs after the call, in place: oneDNN's fused GELU is slower than the matmul plus ATen's
     (20 vs 17 ms for 16384 x 180 -> 360 on AVX2, equal on AVX-512). ``bias`` replaces the layer's
-    own (Swin2SR's qkv, whose bias is assembled from q_bias and v_bias).
+    own (Swin2SR's qkv, whose bias is assembled from q_bias and v_bias). A :class:`KernelLinear` runs
+    its own kernel in CPU inference.
     """
+    if isinstance(layer, KernelLinear) and cpu_inference(x):
+        return layer.run(x, gelu=gelu, residual=residual, bias=bias)
     if fused is None:
         y = layer(x) if bias is None else F.linear(x, layer.weight, bias)
         y = F.gelu(y) if gelu else y
@@ -254,6 +270,8 @@ def linear_parts(x: Tensor, layer: nn.Linear, fused: Optional[torch.dtype], size
     A 16384 x 180 -> 540 matmul runs at 2/3 the speed of three 180 -> 180 ones, on AVX2 and AVX-512
     alike (25 vs 33 ms, 12 vs 21 ms); the parts are also contiguous, which SDPA prefers.
     """
+    if isinstance(layer, KernelLinear) and cpu_inference(x):
+        return layer.run_parts(x, tuple(sizes), bias=bias)
     if fused is None:
         return linear(x, layer, None, bias=bias).split(sizes, -1)
     bs = bias.detach().to(fused).split(sizes) if bias is not None else None

@@ -406,7 +406,9 @@ class Page:
                         overlap = gr.Slider(0, 128, step=8, value=32, label="Tile overlap (pixels)")
                         precision = gr.Radio(app.precisions(), value="auto", label="Precision",
                                              info="auto: the fastest accurate one for the model on this device "
-                                                  "(see the README); only precisions native here are offered")
+                                                  "(see the README); only precisions native here are offered; "
+                                                  "int8 (CPUs): the transformer linears in int8, faster for wide "
+                                                  "models, never picked by auto")
                         ensemble = gr.Checkbox(False, label="Self-ensemble (8 flips/rotations: 8× slower, a bit "
                                                             "better)")
                         seamless = gr.Checkbox(False, label="Seamless (tileable texture)", elem_id="seamless",
