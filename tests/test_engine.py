@@ -212,7 +212,7 @@ def test_bad_arguments(trained_x2):
     with pytest.raises(ValueError):
         Restorer(trained_x2, tile=-3)
     with pytest.raises(ValueError):
-        Restorer(trained_x2, precision="int8")
+        Restorer(trained_x2, precision="int4")
     with pytest.raises(ValueError, match="shape"):
         Restorer(trained_x2, device="cpu").restore(np.zeros((4, 4, 5), np.uint8))
     with pytest.raises(TypeError):

@@ -28,6 +28,7 @@ LAYERS = {
     "swinir_app.spandrel_loader": 1,  # spandrel as a loader and network: the zoo's fallback for other architectures
     "swinir_app.mixing": 1,  # two models' weights mixed, (1 - w) x A + w x B: the zoo mixes what it loads
     "swinir_app.seamless": 1,  # wrap-around margins for tileable textures: the engine pads with them
+    "swinir_app.tiling": 1,  # the tile parser, tile starts and blending, TilePlan/PlanNote: the engine plans with them
     "swinir_app.zoo": 2,
     "swinir_app.openmodeldb": 2,  # the OpenModelDB index and openmodeldb:ID files: the zoo passes its download in
     "swinir_app.deploy": 3,  # the ONNX export: loads what it exports through the zoo
