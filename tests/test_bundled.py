@@ -36,13 +36,26 @@ def test_bundled_x4_is_listed_small_and_loads():
 
 
 def test_bundled_x4_beats_bicubic_on_a_held_back_photo():
-    # chelsea and coffee are held back from training (options/bundled_x4.yml).
+    # scikit-image's coffee: not among the training photos (../shared/trainsets; options/retrain_bundled_x4.yml).
     gt = photo("coffee")[:384, :576]
     lr = np.clip(np.round(imresize(gt.astype(np.float64) / 255, 1 / 4) * 255), 0, 255).astype(np.uint8)
     bicubic = np.clip(np.round(imresize(lr.astype(np.float64) / 255, 4) * 255), 0, 255).astype(np.uint8)
     ours = compute_metrics(_restore(load_model("bundled-x4"), lr), gt, crop_border=4)["psnr_y"]
     base = compute_metrics(bicubic, gt, crop_border=4)["psnr_y"]
-    assert ours >= base + 1.0, (ours, base)
+    assert ours >= base + 1.7, (ours, base)  # measured: 29.13 against 27.23 (the model of 15 photos: +1.48)
+
+
+TESTSETS = REPO.parent / "shared" / "testsets"
+
+
+@pytest.mark.skipif(not (TESTSETS / "Set5" / "HR").is_dir(), reason="needs ../shared/testsets (Set5, Set14)")
+def test_bundled_x4_reaches_vdsr_on_set5_and_set14():
+    """Issue 32's targets, paper protocol (swinir-app evaluate): Set5 x4 >= 31.35 (VDSR), Set14 >= 28.0."""
+    from swinir_app.evaluate import evaluate
+
+    for folder, target in (("Set5/HR", 31.35), ("Set14/HR_x4", 28.0)):
+        result = evaluate("bundled-x4", gt=TESTSETS / folder, progress=False)
+        assert result.summary["psnr_y"] >= target, (folder, result.summary)
 
 
 @pytest.mark.slow
