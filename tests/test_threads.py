@@ -207,3 +207,18 @@ def test_the_gpu_marker_collects_the_cuda_tests_and_they_skip_without_cuda():
     assert f"{want} skipped" in p.stdout and "passed" not in p.stdout
     assert p.stdout.count("needs CUDA (a GPU): scripts/gpu_check.sh runs these") >= 1
     assert "deselected" in p.stdout  # test_threads.py's own tests are not marked gpu
+
+
+def test_importing_the_package_makes_openmp_threads_sleep_unless_told_otherwise():
+    """OMP_WAIT_POLICY=PASSIVE before torch loads (2 spinning threads on a busy machine ran 2.8-16x slower than 1);
+    a user's own setting wins."""
+    import os
+    import subprocess
+    import sys
+    code = "import swinir_app, os, torch; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "PASSIVE"
+    out = subprocess.run([sys.executable, "-c", code], env=dict(env, OMP_WAIT_POLICY="ACTIVE"), capture_output=True,
+                         text=True, check=True)
+    assert out.stdout.strip() == "ACTIVE"
