@@ -64,6 +64,9 @@ def resolve_precision(precision: str, device: Union[str, torch.device], model: O
             raise SettingError("precision", precision, f"{label} is a {model.own_precision} graph",
                                f"export it again with --precision {precision}, or use auto"
                                if precision in ("fp32", "fp16") else "use auto")
+        if model.own_precision == "int8" and device.type != "cpu":  # ONNX Runtime's int8 kernels are CPU ones
+            raise SettingError("device", device.type, f"{label} is an int8 graph, which runs on CPUs only",
+                               "use --device cpu, or export an fp32 or fp16 graph for the GPU")
         return model.own_precision
     if precision == "auto":
         return auto_precision(device, model)

@@ -102,6 +102,10 @@ def test_bundled_x4_in_int8_through_the_restorer():
         assert restorer.precision == "int8" and any(isinstance(m, Int8Linear) for m in restorer.model.modules())
         assert not any(isinstance(m, Int8Linear) for m in model.modules())  # the caller's model is left as it was
         int8 = restorer.restore(image)
+        # A model already converted runs as it is: not copied, its packed weights kept (the web app's cache).
+        again = Restorer(restorer.model, precision="int8", device="cpu", threads=1)
+        assert again.model is restorer.model and quantize_linears(restorer.model) is restorer.model
+        np.testing.assert_array_equal(again.restore(image), int8)
     finally:
         torch.set_num_threads(threads)
     assert int8.shape == fp32.shape == (128, 160, 3)
@@ -130,6 +134,14 @@ def test_int8_is_refused_in_one_line_where_it_cannot_run_and_never_picked_by_aut
             with hardware.override(amx=amx, bf16=amx):
                 assert auto_precision("cpu", caps) != "int8"
                 assert resolve_precision("auto", "cpu", caps) != "int8"
+    # An exported int8 graph runs in ONNX Runtime's CPU kernels: a GPU is refused in one line, auto or not.
+    graph = Capabilities(arch="onnx", task="sr", scale=2, in_chans=3, out_chans=3, bytes_per_pixel=1,
+                         precisions=("int8",), own_precision="int8")
+    assert resolve_precision("auto", "cpu", graph) == "int8"
+    for precision in ("auto", "int8"):
+        with pytest.raises(SettingError, match="int8 graph, which runs on CPUs only") as e:
+            resolve_precision(precision, "cuda", graph)
+        assert "\n" not in str(e.value) and "--device cpu" in e.value.flag()
     with pytest.raises(ValueError, match="fp32 model on the CPU"):
         quantize_linears(random_net(CONFIGS["swinir"]).to(torch.bfloat16))
 

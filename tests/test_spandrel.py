@@ -248,6 +248,10 @@ def test_an_unsupported_precision_is_one_line(files):
     assert "fp16" not in model.capabilities.precisions
     with pytest.raises(SettingError):
         Restorer(model, precision="fp16", device="cpu")
+    # int8 is for the native transformer family; another architecture is refused in one line, before any run.
+    with pytest.raises(SettingError, match=r"does not run in int8; use fp32 .*or auto$") as e:
+        Restorer(model, precision="int8", device="cpu")
+    assert "\n" not in str(e.value) and not any(type(m).__name__ == "Int8Linear" for m in model.modules())
 
 
 def test_progress_and_cancel_reach_inside_the_network(files):

@@ -215,3 +215,20 @@ def test_the_operators_threads_setting_reaches_every_run(tmp_path, monkeypatch, 
         assert e.value.code == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_int8_is_converted_once_and_kept_like_any_model(app, small):
+    from swinir_app.network import hardware
+    from swinir_app.network.int8 import Int8Linear
+    if not hardware.cpu().int8:
+        pytest.skip(f"no oneDNN int8 kernels on this CPU ({hardware.cpu().describe()})")
+    a = read_image(small).array
+    first = restore(app, small, precision="int8")
+    np.testing.assert_array_equal(first.output, Restorer(A, precision="int8").restore(a))
+    model, loads = app.models.get(A, int8=True), app.models.loads
+    assert any(isinstance(m, Int8Linear) for m in model.modules())
+    assert not any(isinstance(m, Int8Linear) for m in app.models.get(A).modules())  # the fp32 entry is its own
+    for _ in range(2):  # not converted (deep-copied, packed) again per image
+        np.testing.assert_array_equal(restore(app, small, precision="int8").output, first.output)
+        assert app.models.get(A, int8=True) is model
+    assert app.models.loads == loads + 1  # + the fp32 entry fetched above

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from . import hardware
 from .layers import KernelLinear, WeightCache, cpu_inference
 
-__all__ = ["INT8_LINEARS", "Int8Linear", "quantize_activation", "quantize_linears", "quantize_weight"]
+__all__ = ["INT8_LINEARS", "Int8Linear", "is_int8", "quantize_activation", "quantize_linears", "quantize_weight"]
 
 INT8_LINEARS = ("qkv", "proj", "fc1", "fc2")  # attribute names of the linears that become int8
 
@@ -122,12 +122,20 @@ class Int8Linear(KernelLinear):
         return self.run(x) if cpu_inference(x) and x.dtype == torch.float32 else super().forward(x)
 
 
+def is_int8(model: nn.Module) -> bool:
+    """Whether ``model`` has int8 linears (made by :func:`quantize_linears`)."""
+    return any(isinstance(m, Int8Linear) for m in model.modules())
+
+
 def quantize_linears(model: nn.Module, inplace: bool = False) -> nn.Module:
     """The network with every ``nn.Linear`` named in :data:`INT8_LINEARS` made an :class:`Int8Linear`.
 
     ``model``: a network of the family on the CPU, in fp32. Returns a converted deep copy (``inplace=False``)
     or ``model`` itself, in eval mode. The position-bias MLPs (Swin2SR's ``cpb_mlp``, DAT's ``pos*``: run once
     per input size) and everything that is not an ``nn.Linear`` stay fp32.
+
+    A network already converted (every one of those linears an :class:`Int8Linear`) is returned as it is,
+    not copied: its packed weights are kept (the web app converts a model once and reuses it).
 
     Raises RuntimeError where this machine has no int8 oneDNN linear (``hardware.cpu().int8`` is False: not
     x86-64 with AVX2, or a torch built without oneDNN) and ValueError for a model with parameters off the CPU
@@ -140,6 +148,10 @@ def quantize_linears(model: nn.Module, inplace: bool = False) -> nn.Module:
     for p in model.parameters():
         if p.device.type != "cpu" or p.dtype != torch.float32:
             raise ValueError(f"int8 conversion needs an fp32 model on the CPU, not {p.dtype} on {p.device}")
+    named = [getattr(m, name) for m in model.modules() for name in INT8_LINEARS
+             if isinstance(getattr(m, name, None), nn.Linear)]
+    if named and all(type(layer) is Int8Linear for layer in named):
+        return model.eval()
     if not inplace:
         model = copy.deepcopy(model)
     count = 0

@@ -29,6 +29,7 @@ from ..precision import PRECISIONS, resolve_precision
 from ..images import ImageReadError, LoadedImage, encode_image, read_image
 from ..protocol.degrade import jpeg_input, noisy_input, quantize
 from ..network.family import capabilities_of
+from ..network.int8 import quantize_linears
 from ..zoo import MixPartner, find_entry, is_cached, load_model, mix_partner, param_count, weights_home
 from .catalogue import CUSTOM, Catalogue, ModelInfo, ModelPolicy, label_of
 from .jobs import Cancelled, FairSlot, Job, Registry, WebError, check, one_line, readable
@@ -63,10 +64,13 @@ class ModelCache:
         self._lock = threading.Lock()
         self.loads = 0
 
-    def get(self, spec: str, mix: Optional[Tuple[str, float]] = None):
+    def get(self, spec: str, mix: Optional[Tuple[str, float]] = None, int8: bool = False):
         """The model ``spec`` names, loaded once; with ``mix`` = (partner, w), its weights blended with the
-        partner's, once per (model, partner, w): a cache entry of its own."""
+        partner's, once per (model, partner, w): a cache entry of its own. ``int8``: its transformer linears
+        made int8 once (:func:`~swinir_app.network.int8.quantize_linears`, weights packed on the first run),
+        another entry; a model that cannot be converted is kept as it is, for the engine to refuse."""
         key = _spec_key(spec, self.device) + (("mix", *_spec_key(mix[0], self.device), mix[1]) if mix else ())
+        key += ("int8",) if int8 else ()
         with self._lock:
             if key in self._models:
                 self._models.move_to_end(key)
@@ -83,6 +87,12 @@ class ModelCache:
             except Exception as e:  # noqa: BLE001 - device or memory trouble: one line
                 raise WebError(f"cannot load model {spec}: {type(e).__name__}: {one_line(e)}") from None
             self.loads += 1
+            caps = getattr(model, "capabilities", None)
+            if int8 and caps is not None and "int8" in caps.precisions and not caps.own_precision:
+                try:
+                    model = quantize_linears(model, inplace=True)
+                except (RuntimeError, ValueError):  # this CPU cannot: the engine says why in one line
+                    pass
             self._models[key] = model
             return model
 
@@ -309,12 +319,12 @@ class WebApp:
         """The model's mixing partner (the bundled pair), oriented from it; None if it has none."""
         return mix_partner(spec) if spec and not any(c in spec for c in "/\\") else None
 
-    def mix_of(self, s: RunSettings) -> Optional[Tuple[str, float]]:
+    def mix_of(self, s: RunSettings, spec: Optional[str] = None) -> Optional[Tuple[str, float]]:
         """(partner, weight) for ``s`` (None for a weight of 0); a weight for a model without a partner is
-        refused in one line."""
+        refused in one line. ``spec``: ``s.spec`` already checked against the policy."""
         if not s.mix:
             return None
-        p = self.partner(self.policy.check(s.spec))
+        p = self.partner(spec or self.policy.check(s.spec))
         if p is None:
             raise WebError(f"{label_of(s.spec)} has no model to mix with (only the bundled pair, bundled-x4 and "
                            f"bundled-real-x4, mix); leave the mix weight at 0")
@@ -327,7 +337,8 @@ class WebApp:
 
     def restorer(self, s: RunSettings) -> Restorer:
         spec = self.policy.check(s.spec)
-        model = self.models.get(spec, self.mix_of(s))  # a mix is blended once, then kept like any model
+        # a mix is blended once and an int8 model converted once, then kept like any model
+        model = self.models.get(spec, self.mix_of(s, spec), int8=s.precision == "int8" and self.device.type == "cpu")
         try:
             return Restorer(model, tile=s.tile, tile_overlap=int(s.tile_overlap), precision=s.precision,
                             device=self.device, self_ensemble=bool(s.self_ensemble), memory_share=UNTILED_MEMORY_SHARE,
