@@ -85,7 +85,8 @@ DN_WEIGHTS = REPO / "swinir_app" / "weights" / "bundled-dn.safetensors"
 @pytest.mark.skipif(not DN_WEIGHTS.exists(), reason="bundled-dn weights not trained yet")
 @pytest.mark.parametrize("sigma", [15, 25, 50])
 def test_bundled_dn_is_blind_and_beats_gaussian_filtering_on_a_held_back_photo(sigma):
-    # chelsea is held back from training (options/bundled_dn.yml); one model for every level.
+    # chelsea is not a training photo (options/retrain_bundled_dn.yml trains on ../shared/trainsets); one model
+    # for every level.
     import cv2
 
     assert DN_WEIGHTS.stat().st_size < 5 * 2 ** 20
@@ -103,7 +104,7 @@ def test_bundled_dn_is_blind_and_beats_gaussian_filtering_on_a_held_back_photo(s
 @pytest.mark.skipif(not DN_WEIGHTS.exists(), reason="bundled-dn weights not trained yet")
 def test_bundled_dn_denoises_gray_photos():
     """A gray photo reaches the color model as three equal channels carrying one noise plane: the model was
-    trained on such patches too (options/bundled_dn_gray.yml). chelsea is held back from training."""
+    trained on such patches too (gray_noise_prob in options/retrain_bundled_dn.yml). chelsea is not trained on."""
     import cv2
 
     gray = cv2.cvtColor(photo("chelsea"), cv2.COLOR_RGB2GRAY)
@@ -113,6 +114,17 @@ def test_bundled_dn_denoises_gray_photos():
     before = compute_metrics(np.round(np.clip(noisy, 0, 1) * 255).astype(np.uint8), gt, crop_border=0)["psnr"]
     after = compute_metrics(out, gt, crop_border=0)["psnr"]
     assert after >= before + 6.0, (after, before)
+
+
+@pytest.mark.skipif(not (TESTSETS / "McMaster").is_dir(), reason="needs ../shared/testsets (McMaster)")
+@pytest.mark.skipif(not DN_WEIGHTS.exists(), reason="bundled-dn weights not trained yet")
+def test_bundled_dn_reaches_cdncnn_on_mcmaster():
+    """Issue 32's target, paper protocol (swinir-app evaluate --noise 25): McMaster sigma 25 >= 31.5 RGB PSNR
+    (CDnCNN 31.52, one model per level; bundled-dn is blind). Measured 31.53."""
+    from swinir_app.evaluate import evaluate
+
+    result = evaluate("bundled-dn", gt=TESTSETS / "McMaster", noise=25, progress=False)
+    assert result.summary["psnr"] >= 31.5, result.summary
 
 
 REAL_WEIGHTS = REPO / "swinir_app" / "weights" / "bundled-real-x4.safetensors"
@@ -128,5 +140,19 @@ def test_bundled_real_x4_restores_a_degraded_photo_better_than_bundled_x4():
     gt, lq = realistic_downscale(photo("coffee")[:384, :576], 4, "blur:1.5,noise:10,jpeg:50", 0)
     real = compute_metrics(_restore(load_model("bundled-real-x4"), lq), gt, crop_border=4)
     clean = compute_metrics(_restore(load_model("bundled-x4"), lq), gt, crop_border=4)
-    # measured: +0.48 dB Y-PSNR, SSIM 0.706 against 0.660
+    # measured (retrained on ../shared/trainsets): +0.48 dB Y-PSNR, SSIM 0.711 against 0.659
     assert real["psnr_y"] >= clean["psnr_y"] + 0.3 and real["ssim_y"] >= clean["ssim_y"] + 0.03, (real, clean)
+
+
+@pytest.mark.skipif(not (TESTSETS / "Set5" / "HR").is_dir(), reason="needs ../shared/testsets (Set5, Set14)")
+@pytest.mark.skipif(not REAL_WEIGHTS.exists(), reason="bundled-real-x4 weights not trained yet")
+def test_bundled_real_x4_beats_bundled_x4_on_the_degraded_set5_and_set14():
+    """Issue 32's stand-in (swinir-app evaluate --degradation blur:1.5,noise:10,jpeg:50), paper protocol. The
+    target was +1.0 dB; measured +0.72 (Set5) and +0.26 (Set14), SSIM +0.069 and +0.039: the floors pin those."""
+    from swinir_app.evaluate import evaluate
+
+    for folder, margin in (("Set5/HR", 0.6), ("Set14/HR_x4", 0.2)):
+        real, clean = (evaluate(m, gt=TESTSETS / folder, degradation="blur:1.5,noise:10,jpeg:50", progress=False
+                                ).summary for m in ("bundled-real-x4", "bundled-x4"))
+        assert real["psnr_y"] >= clean["psnr_y"] + margin and real["ssim_y"] >= clean["ssim_y"] + 0.03, (
+            folder, real, clean)
