@@ -30,7 +30,7 @@ from torch import Tensor, nn
 from . import hardware
 from .layers import KernelLinear, WeightCache, cpu_inference
 
-__all__ = ["INT8_LINEARS", "Int8Linear", "is_int8", "quantize_activation", "quantize_linears", "quantize_weight"]
+__all__ = ["INT8_LINEARS", "Int8Linear", "quantize_activation", "quantize_linears", "quantize_weight"]
 
 INT8_LINEARS = ("qkv", "proj", "fc1", "fc2")  # attribute names of the linears that become int8
 
@@ -120,11 +120,6 @@ class Int8Linear(KernelLinear):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.run(x) if cpu_inference(x) and x.dtype == torch.float32 else super().forward(x)
-
-
-def is_int8(model: nn.Module) -> bool:
-    """Whether ``model`` has int8 linears (made by :func:`quantize_linears`)."""
-    return any(isinstance(m, Int8Linear) for m in model.modules())
 
 
 def quantize_linears(model: nn.Module, inplace: bool = False) -> nn.Module:
