@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import math
 import os
 import sys
@@ -115,11 +116,20 @@ def quantize_graph(path: Path, tmp: Path) -> None:
     uint8 activations quantised per call, as ``--precision int8`` does in PyTorch."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     quantized = tmp / "quantized.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        quantize_dynamic(str(path), str(quantized), op_types_to_quantize=["MatMul"], per_channel=True,
-                         reduce_range=True, weight_type=QuantType.QInt8)
+    root = logging.getLogger()  # the quantiser logs its advice ("consider pre-processing") on the root logger
+    root.addFilter(_not_onnxruntime)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            quantize_dynamic(str(path), str(quantized), op_types_to_quantize=["MatMul"], per_channel=True,
+                             reduce_range=True, weight_type=QuantType.QInt8)
+    finally:
+        root.removeFilter(_not_onnxruntime)
     os.replace(quantized, path)
+
+
+def _not_onnxruntime(record: logging.LogRecord) -> bool:
+    return "onnxruntime" not in record.pathname
 
 
 def check_sizes(config: SwinIRConfig) -> List[Tuple[int, int]]:

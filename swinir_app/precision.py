@@ -61,7 +61,8 @@ def resolve_precision(precision: str, device: Union[str, torch.device], model: O
     device = torch.device(device)
     if model is not None and model.own_precision:  # the graph's runtime runs it, not torch's kernels
         if precision not in ("auto", model.own_precision):
-            raise SettingError("precision", precision, f"{label} is a {model.own_precision} graph",
+            article = "a" if model.own_precision == "bf16" else "an"  # an fp32, fp16 or int8 graph
+            raise SettingError("precision", precision, f"{label} is {article} {model.own_precision} graph",
                                f"export it again with --precision {precision}, or use auto"
                                if precision in ("fp32", "fp16") else "use auto")
         if model.own_precision == "int8" and device.type != "cpu":  # ONNX Runtime's int8 kernels are CPU ones

@@ -1,6 +1,8 @@
 """A seconds-long smoke of the benchmark on any CPU: it runs, compares against its peers, writes JSON."""
 import json
+import os
 
+import pytest
 import torch
 
 
@@ -39,7 +41,7 @@ def test_benchmark_smoke(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert ("vs ours fp32" in printed) == CPU.int8
     assert "speedup" in printed and CPU.isa in printed.splitlines()[0]
-    assert "1 threads of" in printed.splitlines()[0] and "load average" in printed.splitlines()[0]
+    assert "1 thread of" in printed.splitlines()[0] and "load average" in printed.splitlines()[0]
 
 
 def test_a_precision_without_native_support_is_listed_not_timed(tmp_path):
@@ -111,6 +113,22 @@ def test_benchmark_onnxruntime_backend_beside_pytorch_and_the_official_network(t
     assert ort_row["case"].startswith("onnxruntime fp32") and ort_row["max_abs_diff"] <= 1e-4
     assert ort_row["ours_ms"] > 0 and ort_row["ref_ms"] > 0 and "our PyTorch path" in ort_row["note"]
     assert fp32["case"].startswith("fp32")
+
+
+@pytest.mark.skipif(not CPU.int8, reason="no int8 kernels on this CPU")
+def test_benchmark_onnxruntime_int8_beside_our_int8_and_fp32(tmp_path, monkeypatch):
+    # ONNX Runtime's int8 graph, timed in the same rounds as our PyTorch int8 and fp32; bf16 has no ORT row.
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", os.environ.get("ONEDNN_MAX_CPU_ISA") or "AVX2")
+    out = tmp_path / "bench.json"
+    assert main(["--config", "lightweight-x4", "--size", "16", "--precision", "int8", "bf16", "--backend",
+                 "onnxruntime", "--repeats", "1", "--warmup", "0", "--no-peers", "--json", str(out)]) == 0
+    row, bf16 = json.loads(out.read_text())["rows"]
+    assert row["case"] == "onnxruntime int8 16x16 x4" and row["ours_ms"] > 0 and row["fp32_ms"] > 0
+    assert row["vs_fp32"] > 0 and row["speedup"] > 0
+    assert 1e-6 < row["max_abs_diff_fp32"] <= 5e-2  # quantised, within the export's int8 tolerance
+    assert "our PyTorch int8" in row["note"] and "ignores ONEDNN_MAX_CPU_ISA" in row["note"]
+    assert bf16["case"] == "onnxruntime bf16 16x16 x4" and bf16["ours_ms"] is None
+    assert bf16["note"].startswith("not timed")
 
 
 def test_speedup_is_the_median_of_each_rounds_ratio():

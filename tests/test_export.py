@@ -149,7 +149,7 @@ def test_fp16_graph_is_verified_and_keeps_float32_io(tmp_path):
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in onnx.load(str(tmp_path / "h.onnx")).graph.initializer)
     r = Restorer(str(tmp_path / "h.onnx"), device="cpu")
     assert r.precision == "fp16"
-    with pytest.raises(SettingError, match="h.onnx is a fp16 graph; export it again with --precision fp32"):
+    with pytest.raises(SettingError, match="h.onnx is an fp16 graph; export it again with --precision fp32"):
         Restorer(str(tmp_path / "h.onnx"), device="cpu", precision="fp32")
 
 

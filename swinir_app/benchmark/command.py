@@ -32,6 +32,8 @@ from .gpu import gpu_check
 from .report import Report, format_table, runnable, skipped
 from .timing import bench_inference, bench_onnxruntime, bench_scaling, bench_train_step
 
+ORT_PRECISIONS = ("fp32", "int8")  # the graphs --backend onnxruntime times (what CPUs run in ONNX Runtime)
+
 def main(argv: Optional[List[str]] = None) -> int:
     from ..cli import Parser, add_threads
     from ..precision import auto_precision
@@ -48,8 +50,9 @@ def main(argv: Optional[List[str]] = None) -> int:
                    help="default: fp32, and auto's choice if it differs; a precision this machine cannot run "
                         "natively is listed, not timed; an int8 row also times our fp32 in the same rounds")
     p.add_argument("--backend", nargs="+", choices=["pytorch", "onnxruntime"], default=["pytorch"],
-                   help="pytorch (default): our network; onnxruntime: the same weights exported to ONNX (fp32, "
-                        "verified) and run by ONNX Runtime, timed against both")
+                   help="pytorch (default): our network; onnxruntime: the same weights exported to ONNX "
+                        "(verified) and run by ONNX Runtime, timed against both, for --precision fp32 and int8 "
+                        "(ONNX Runtime's dynamic int8, timed beside our int8 and fp32)")
     p.add_argument("--no-peers", action="store_true", help="time the official network only, not spandrel's SwinIR")
     p.add_argument("--train-step", action="store_true", help="also time forward+backward+Adam (lightweight-x4 "
                                                              "by default, batch 16, LR patch 48)")
@@ -136,8 +139,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         if pr in precisions and why_not[pr] is None:
             report.matmul_gflops[pr] = matmul_gflops(device, DTYPES[pr])
     for size in args.size:
-        if "onnxruntime" in args.backend:
-            row = bench_onnxruntime(config, size, device, args.repeats, args.warmup)
+        for precision in precisions if "onnxruntime" in args.backend else []:
+            if precision not in ORT_PRECISIONS or why_not[precision]:
+                report.rows.append(skipped(f"onnxruntime {precision} {size}x{size} x{config.upscale}",
+                                           why_not[precision] or "ONNX Runtime rows are fp32 and int8"))
+                continue
+            row = bench_onnxruntime(config, size, device, args.repeats, args.warmup, precision)
             report.rows.append(row)
             print(f"  {row.case}: {row.note}", file=sys.stderr)
         for precision in precisions if "pytorch" in args.backend else []:

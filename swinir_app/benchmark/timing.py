@@ -1,6 +1,7 @@
 """The rows of the usual table: inference against the peers, ONNX Runtime, a training step and tiled scaling."""
 from __future__ import annotations
 
+import os
 import statistics
 from typing import List
 
@@ -66,9 +67,16 @@ def bench_inference(config: SwinIRConfig, size: int, precision: str, device: tor
                fp32_ms=None if t_fp32 is None else t_fp32 * 1e3, vs_fp32=vs_fp32, max_abs_diff_fp32=diff_fp32)
 
 
-def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, repeats: int, warmup: int) -> Row:
-    """The same weights exported (fp32, verified) and run by ONNX Runtime, interleaved with our PyTorch path and the
-    official network; "ours" is ONNX Runtime in this row, and the note gives it against our PyTorch path."""
+def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, repeats: int, warmup: int,
+                      precision: str = "fp32") -> Row:
+    """The same weights exported (verified) and run by ONNX Runtime, interleaved with our PyTorch path and the
+    official network; "ours" is ONNX Runtime in this row, and the note gives it against our PyTorch path.
+
+    ``precision`` "int8": the exported graph with its linears quantised by ONNX Runtime (dynamic, what
+    ``swinir-app export --precision int8`` writes), timed in the same rounds as our PyTorch int8 and fp32
+    forwards; ``fp32_ms`` / ``vs_fp32`` are then our PyTorch fp32 against the graph, and ``max_abs_diff_fp32``
+    the graph's distance to it.
+    """
     import tempfile
     from pathlib import Path
 
@@ -79,25 +87,41 @@ def bench_onnxruntime(config: SwinIRConfig, size: int, device: torch.device, rep
     torch.manual_seed(0)
     ours = build_network(config).to(device).eval()
     ref = reference(config, ours.state_dict())
-    case = f"onnxruntime fp32 {size}x{size} x{config.upscale}"
+    case = f"onnxruntime {precision} {size}x{size} x{config.upscale}"
     if ref is None:
         return skipped(case, f"spandrel (the official {config.name}) not installed")
     ref = ref.to(device).eval()
     x = torch.rand(1, config.in_chans, size, size, device=device)
+    int8 = precision == "int8"
     with tempfile.TemporaryDirectory() as tmp:
-        export_onnx(ours, Path(tmp) / "model.onnx")
+        export_onnx(ours, Path(tmp) / "model.onnx", precision=precision)
         graph = OnnxModel(Path(tmp) / "model.onnx")
         graph.set_threads(torch.get_num_threads())  # as many as our PyTorch path
+        runs = [lambda: graph(x), lambda: ours(x), lambda: ref(x)]
+        if int8:
+            from ..network.int8 import quantize_linears
+            ours8 = quantize_linears(ours)
+            runs.append(lambda: ours8(x))
         with torch.inference_mode():
-            diff = (graph(x) - ref(x).clamp(0, 1)).abs().max().item()
-            per_round = rounds([lambda: graph(x), lambda: ours(x), lambda: ref(x)], device, repeats, warmup)
-            t_ort, t_ours, t_ref = (statistics.median(t) for t in per_round)
+            out_graph = graph(x)
+            diff = (out_graph - ref(x).clamp(0, 1)).abs().max().item()
+            diff_fp32 = (out_graph - ours(x).clamp(0, 1)).abs().max().item() if int8 else None
+            per_round = rounds(runs, device, repeats, warmup)
             peak_ort = peak_mib(lambda: graph(x), device)
+    t_ort, t_ours, t_ref, *rest = (statistics.median(t) for t in per_round)
     provider = graph._session(device.type).get_providers()[0].replace("ExecutionProvider", "")
-    note = (f"ours = ONNX Runtime {ort.__version__} ({provider}); our PyTorch path {t_ours * 1e3:.0f} ms, "
-            f"{ratio(per_round[0], per_round[1]):.2f}x its time")
+    note = (f"ours = ONNX Runtime {ort.__version__} ({provider}); our PyTorch {'fp32 ' if int8 else ''}path "
+            f"{t_ours * 1e3:.0f} ms, {ratio(per_round[0], per_round[1]):.2f}x its time")
+    capped = sorted(k for k in ("ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS")
+                    if os.environ.get(k))
+    if capped and device.type == "cpu":  # MLAS has no such switch: the graph runs the CPU's best ISA
+        note += f"; ONNX Runtime ignores {'/'.join(capped)}: it ran at this CPU's own ISA"
+    if int8:
+        note += (f"; our PyTorch int8 {rest[0] * 1e3:.0f} ms, {ratio(per_round[0], per_round[3]):.2f}x its time; "
+                 f"max diff to our fp32 {diff_fp32:.1e}; peers in fp32")
     return Row(case, t_ort * 1e3, t_ref * 1e3, ratio(per_round[2], per_round[0]), peak_ort, None, None, None, None,
-               diff, note=note)
+               diff, note=note, fp32_ms=t_ours * 1e3 if int8 else None,
+               vs_fp32=ratio(per_round[1], per_round[0]) if int8 else None, max_abs_diff_fp32=diff_fp32)
 
 
 def bench_train_step(config: SwinIRConfig, batch: int, patch: int, precision: str, device: torch.device,
