@@ -164,7 +164,7 @@ _INDEXES: Dict[tuple, Dict[str, Model]] = {}
 
 def load_index(home: Path, download: Optional[Callable] = None, *, refresh: bool = False) -> Dict[str, Model]:
     """The index, from ``<home>/openmodeldb/index.json``; fetched with ``download`` (the zoo's
-    :func:`~swinir_app.zoo.download`) when there is none or ``refresh`` is asked. Without ``download``,
+    :func:`~swinir_app.downloads.download`) when there is none or ``refresh`` is asked. Without ``download``,
     a missing index is an empty one (offline callers: the listing). Raises :class:`ModelLoadError`."""
     path = folder(home) / INDEX_FILE
     if refresh or not path.is_file():

@@ -27,6 +27,7 @@ LAYERS = {
     "swinir_app.onnx_runtime": 1,  # ONNX Runtime as a backend: the zoo loads .onnx files through it
     "swinir_app.spandrel_loader": 1,  # spandrel as a loader and network: the zoo's fallback for other architectures
     "swinir_app.mixing": 1,  # two models' weights mixed, (1 - w) x A + w x B: the zoo mixes what it loads
+    "swinir_app.downloads": 1,  # one URL to one verified file, with retries: the zoo and OpenModelDB's index
     "swinir_app.seamless": 1,  # wrap-around margins for tileable textures: the engine pads with them
     "swinir_app.tiling": 1,  # the tile parser, tile starts and blending, TilePlan/PlanNote: the engine plans with them
     "swinir_app.zoo": 2,

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from webserver import file_server
-from swinir_app import SwinIRConfig, build_network, load_model, openmodeldb, zoo
+from swinir_app import SwinIRConfig, build_network, downloads, load_model, openmodeldb, zoo
 from swinir_app.checkpoint import ModelLoadError
 from swinir_app.cli.main import main as swinir_app
 
@@ -43,7 +43,7 @@ def db(tmp_path, server, monkeypatch):
     monkeypatch.setenv("SWINIR_APP_HOME", str(home))
     monkeypatch.setenv(openmodeldb.URL_ENV, server.url)
     monkeypatch.setattr(zoo, "BUNDLED_DIR", tmp_path / "weights")
-    monkeypatch.setattr(zoo, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(downloads, "RETRY_DELAY", 0.0)
     torch.manual_seed(0)
     net = build_network(TINY).eval()
     torch.save({"params": net.state_dict()}, tmp_path / "tiny.pth")

@@ -11,7 +11,7 @@ import torch
 
 from oracle import PaddedOracle, random_state, small
 from webserver import file_server
-from swinir_app import PRESETS, SwinIRConfig, build_network, load_model, zoo
+from swinir_app import PRESETS, SwinIRConfig, build_network, downloads, load_model, zoo
 from swinir_app.checkpoint import ModelLoadError, save_safetensors
 from swinir_app.models import main as models_main
 
@@ -26,7 +26,7 @@ def isolated(tmp_path, monkeypatch):
     """No test touches ~/.cache or the real bundled folder, or waits between retries."""
     monkeypatch.setenv("SWINIR_APP_HOME", str(tmp_path / "home"))
     monkeypatch.setattr(zoo, "BUNDLED_DIR", tmp_path / "weights")
-    monkeypatch.setattr(zoo, "RETRY_DELAY", 0.0)
+    monkeypatch.setattr(downloads, "RETRY_DELAY", 0.0)
 
 
 def test_every_official_release_has_a_name_a_url_and_its_config():
@@ -156,7 +156,7 @@ def test_404_is_not_retried(entry, server):
 def test_truncated_body_is_retried_then_refused(entry, server):
     server.routes["/net.pth"] = (entry.body[: len(entry.body) // 2], len(entry.body))
     assert_fails_clean(entry, f"truncated: got {len(entry.body) // 2} of {len(entry.body)} bytes, after 3 attempts")
-    assert len(server.hits) == zoo.RETRIES
+    assert len(server.hits) == downloads.RETRIES
 
 
 def test_a_checkpoint_of_another_model_is_refused(entry, server, tmp_path):

@@ -97,7 +97,8 @@ def format_table(report: Report) -> str:
         vnni = {True: ", int8 VNNI", False: ", int8 without VNNI"}.get(c.get("int8_vnni"), "")
         machine += f": {c['name']} ({c['isa']}, {bf16}{vnni})"
     load = " -> ".join("?" if v is None else f"{v:.2f}" for v in report.load_average)
-    parts = [f"device {machine}, {report.threads} thread{'s' if report.threads != 1 else ''} of {report.cores} cores, load average {load or '?'}; "
+    threads = f"{report.threads} thread{'s' if report.threads != 1 else ''}"
+    parts = [f"device {machine}, {threads} of {report.cores} cores, load average {load or '?'}; "
              f"auto precision for this model: {report.auto_precision}; 2048^2 matmul: {ceilings}"]
     parts += ["\n".join(lines)] if report.rows else []
     parts += [format_busy(report)] if report.busy else []
