@@ -150,13 +150,14 @@ def _options_reference():
 
 
 def _schema_models():
-    """Every pydantic model that swinir_app/options/schema.py declares (the sections of an options file)."""
+    """Every pydantic model that swinir_app/options declares (the sections of an options file: schema.py, and
+    dataset.py for ``datasets.<key>``)."""
     from pydantic import BaseModel
 
-    from swinir_app.options import schema
+    from swinir_app.options import dataset, schema, values
 
-    return [m for m in vars(schema).values()
-            if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == schema.__name__]
+    return [m for module in (schema, dataset, values) for m in vars(module).values()
+            if isinstance(m, type) and issubclass(m, BaseModel) and m.__module__ == module.__name__]
 
 
 def test_every_option_of_the_schema_has_a_description():
